@@ -1,0 +1,40 @@
+// Request-body helpers shared by the JSON routes and the media route.
+import { createHash, type Hash } from 'node:crypto'
+import { Transform, type TransformCallback } from 'node:stream'
+import { gunzipSync } from 'node:zlib'
+import { HttpError } from './errors.ts'
+
+export const tooLarge = (limit: number) => new HttpError(413, 'too_large', `body is larger than ${limit} bytes`)
+
+/** Counts and hashes bytes as they pass, and fails the stream as soon as the limit is crossed. */
+export class HashingLimiter extends Transform {
+  readonly hash: Hash = createHash('sha256')
+  size = 0
+  constructor(readonly limit: number) {
+    super()
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+    this.size += chunk.length
+    if (this.size > this.limit) return cb(tooLarge(this.limit))
+    this.hash.update(chunk)
+    cb(null, chunk)
+  }
+}
+
+/**
+ * Undoes a Content-Encoding. gzip is inflated with a hard output cap (a small bomb must not
+ * become gigabytes); any other coding is refused clearly rather than stored as garbage.
+ */
+export function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Buffer {
+  const coding = (encoding ?? 'identity').trim().toLowerCase()
+  if (coding === 'identity' || coding === '') return body
+  if (coding === 'gzip' || coding === 'x-gzip') {
+    try {
+      return gunzipSync(body, { maxOutputLength: limit })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit)
+      throw new HttpError(400, 'bad_encoding', 'body is not valid gzip')
+    }
+  }
+  throw new HttpError(415, 'unsupported_encoding', `Content-Encoding ${coding} is not supported; send identity or gzip`)
+}

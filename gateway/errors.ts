@@ -1,0 +1,46 @@
+// Maps failures to the statuses of DESIGN.md §4. Bad input gets a clear 4xx; a dependency that
+// is down gets 503 with Retry-After, so devices back off and retry; only our own bugs are 500.
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { isRedisUnavailable } from '../shared/redis.ts'
+
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfter?: number,
+  ) {
+    super(message)
+  }
+}
+
+export const unavailable = (what: string) => new HttpError(503, 'unavailable', `${what} is unavailable, retry later`, 5)
+
+/** Dependency failures other than Redis: S3 unreachable or refusing. */
+export function isStorageUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; statusCode?: number }
+  return ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(e?.code ?? '') || (e?.statusCode !== undefined && e.statusCode >= 500)
+}
+
+export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  let status: number
+  let code: string
+  let message: string
+  let retryAfter: number | undefined
+  if (err instanceof HttpError) {
+    ;({ statusCode: status, code, message, retryAfter } = err)
+  } else if (isRedisUnavailable(err)) {
+    ;[status, code, message, retryAfter] = [503, 'unavailable', 'queue is unavailable, retry later', 5]
+  } else if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    ;[status, code, message] = [413, 'too_large', 'body is too large']
+  } else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    // Fastify's own client errors (bad content length, unsupported media type, ...).
+    ;[status, code, message] = [err.statusCode, err.code ?? 'bad_request', err.message]
+  } else {
+    ;[status, code, message] = [500, 'internal', 'internal error']
+  }
+  if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
+  else request.log.info({ status, code, reason: message }, 'request refused')
+  if (retryAfter) reply.header('retry-after', String(retryAfter))
+  reply.code(status).send({ error: code, message })
+}

@@ -1,0 +1,100 @@
+// Idempotency keys (DESIGN.md §3). A key is written "pending" before the enqueue and is read as
+// accepted once the job exists (BullMQ keeps the job hash while it is queued, active or failed)
+// or once a worker has committed the record and marked the key "accepted". Checking the job hash
+// inside the same script is what keeps the accepted path at two Redis round trips (this script,
+// then the BullMQ add) and still closes the crash window: a pending key whose job never appeared
+// is free again after `pendingTimeoutMs`, so a GUID never answers 409 when its data was never queued.
+import type { Redis } from 'ioredis'
+
+// Value formats: "<sha256>|p|<ms>" (pending) and "<sha256>|a" (accepted by a worker).
+const CLAIM = `
+local v = redis.call('GET', KEYS[1])
+if v then
+  local sha, state, ts = string.match(v, '^([^|]*)|(%a)|?(%d*)$')
+  if state == 'a' then return {'dup', sha} end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'dup', sha} end
+  if ts and ts ~= '' and tonumber(ARGV[2]) - tonumber(ts) < tonumber(ARGV[3]) then return {'inflight', sha} end
+elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'dup', ''}
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|p|' .. ARGV[2], 'PX', ARGV[4])
+return {'claimed', ARGV[2]}
+`
+
+// Only the request that wrote a pending value may release or refresh it.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+const TOUCH = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`
+
+export type ClaimResult =
+  | { state: 'claimed'; token: string }
+  | { state: 'dup'; sha256: string }
+  | { state: 'busy' }
+
+export interface IdempotencyOptions {
+  pendingTimeoutMs: number
+  ttlMs: number
+  /** Upper bound on waiting for a concurrent identical request to resolve. */
+  maxWaitMs?: number
+}
+
+type ScriptRedis = Redis & {
+  rdtClaim(idem: string, job: string, sha: string, now: number, timeout: number, ttl: number): Promise<[string, string]>
+  rdtRelease(idem: string, value: string): Promise<number>
+  rdtTouch(idem: string, value: string, next: string, ttl: number): Promise<number>
+}
+
+export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
+  const r = redis as ScriptRedis
+  if (typeof (redis as unknown as Partial<ScriptRedis>).rdtClaim !== 'function') {
+    redis.defineCommand('rdtClaim', { numberOfKeys: 2, lua: CLAIM })
+    redis.defineCommand('rdtRelease', { numberOfKeys: 1, lua: RELEASE })
+    redis.defineCommand('rdtTouch', { numberOfKeys: 1, lua: TOUCH })
+  }
+  const maxWaitMs = opts.maxWaitMs ?? opts.pendingTimeoutMs + 1000
+
+  async function claimOnce(idemKey: string, jobKey: string, sha256: string): Promise<ClaimResult | { state: 'inflight' }> {
+    const [state, value] = await r.rdtClaim(idemKey, jobKey, sha256, Date.now(), opts.pendingTimeoutMs, opts.ttlMs)
+    if (state === 'claimed') return { state, token: `${sha256}|p|${value}` }
+    if (state === 'dup') return { state, sha256: value }
+    return { state: 'inflight' }
+  }
+
+  return {
+    /**
+     * Claims the key for this request. A concurrent request for the same key is in flight:
+     * wait for it (polling with backoff) rather than answer 409 for data that might still fail
+     * to enqueue. If it has not resolved by `maxWaitMs`, answer "busy" (the caller sends 503).
+     */
+    async claim(idemKey: string, jobKey: string, sha256: string): Promise<ClaimResult> {
+      const deadline = Date.now() + maxWaitMs
+      let delay = 10
+      for (;;) {
+        const res = await claimOnce(idemKey, jobKey, sha256)
+        if (res.state !== 'inflight') return res
+        if (Date.now() + delay > deadline) return { state: 'busy' }
+        await new Promise((resolve) => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 250)
+      }
+    },
+    /** Gives the key back after a failed enqueue, so the device's retry is accepted. */
+    async release(idemKey: string, token: string): Promise<void> {
+      await r.rdtRelease(idemKey, token)
+    },
+    /** Keeps a long media upload's claim fresh; returns the new token (or null if lost). */
+    async touch(idemKey: string, token: string): Promise<string | null> {
+      const next = token.replace(/\|p\|\d+$/, `|p|${Date.now()}`)
+      return (await r.rdtTouch(idemKey, token, next, opts.ttlMs)) === 1 ? next : null
+    },
+  }
+}
+
+export type IdempotencyStore = ReturnType<typeof createIdempotencyStore>

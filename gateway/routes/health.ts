@@ -1,0 +1,15 @@
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoutes(app: FastifyInstance) {
+  // Liveness: the process answers. Never depends on Redis, so an outage does not get us restarted.
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  // Readiness: Redis answers, so accepted work can be queued.
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      await app.redis.ping()
+      return { status: 'ready' }
+    } catch {
+      return reply.code(503).header('retry-after', '5').send({ status: 'unavailable', redis: 'down' })
+    }
+  })
+}

@@ -1,0 +1,69 @@
+// DSN -> token entry, without MongoDB on the request path: an in-process cache in front of the
+// Redis mirror (shared/token-registry.ts). Changes are pushed on a pub/sub channel and evict the
+// cached entry at once, so a revocation reaches every gateway well within a second. While the
+// subscription is down nothing is cached, because a missed message could keep a revoked token alive.
+import type { Redis } from 'ioredis'
+import { keys } from '../shared/keys.ts'
+import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
+
+export type Lookup = TokenEntry | null | 'not-synced'
+
+export interface TokenCacheOptions {
+  prefix: string
+  ttlMs: number
+  /** Bounds memory when someone guesses DSNs: unknown tokens are cached briefly, and only so many. */
+  maxEntries?: number
+  negativeTtlMs?: number
+}
+
+export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCacheOptions) {
+  const k = keys(opts.prefix)
+  const maxEntries = opts.maxEntries ?? 50_000
+  const negativeTtlMs = opts.negativeTtlMs ?? Math.min(opts.ttlMs, 5000)
+  const cache = new Map<string, { value: TokenEntry | null; until: number }>()
+  let live = false
+
+  subscriber.on('message', (channel: string, hash: string) => {
+    if (channel !== k.tokensChannel) return
+    if (hash === '*') cache.clear()
+    else cache.delete(hash)
+  })
+  // Anything may have changed while we were not listening.
+  subscriber.on('close', () => {
+    live = false
+    cache.clear()
+  })
+  subscriber.on('ready', () => {
+    // ioredis re-subscribes on reconnect before 'ready'; the cache stays empty until then.
+    cache.clear()
+    live = true
+  })
+  // Not awaited: a gateway started while Redis is down must still come up and answer 503.
+  subscriber.subscribe(k.tokensChannel).then(
+    () => (live = true),
+    () => {},
+  )
+
+  return {
+    async lookup(token: string): Promise<Lookup> {
+      const hash = hashToken(token)
+      const hit = cache.get(hash)
+      if (hit && hit.until > Date.now()) return hit.value
+      // One round trip: the entry, and whether the mirror is loaded at all (a wiped Redis must not turn every device away with 403).
+      const res = await redis.multi().hget(k.tokens, hash).exists(k.tokensSynced).exec()
+      if (!res) throw new Error('token lookup: transaction aborted')
+      const [[e1, raw], [e2, synced]] = res as [[Error | null, string | null], [Error | null, number]]
+      if (e1 || e2) throw e1 ?? e2
+      const value: TokenEntry | null = raw ? (JSON.parse(raw) as TokenEntry) : null
+      if (!value && !synced) return 'not-synced'
+      if (live) {
+        if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string)
+        cache.set(hash, { value, until: Date.now() + (value ? opts.ttlMs : negativeTtlMs) })
+      }
+      return value
+    },
+    size: () => cache.size,
+  }
+}
+
+export type TokenCache = ReturnType<typeof createTokenCache>

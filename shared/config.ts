@@ -1,0 +1,124 @@
+// Configuration is read and validated once, at process start. An invalid value stops the
+// process with a message that names the variable, so operators never chase a vague crash later.
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export interface Config {
+  host: string
+  port: number
+  adminPort: number
+  publicUrl: string
+  redisUrl: string
+  mongodbUrl: string
+  s3: { endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string }
+  /** BullMQ prefix and the prefix of every other Redis key we own. A hash tag keeps one slot on a Redis Cluster. */
+  redisPrefix: string
+  maxJsonBytes: number
+  maxMediaBytes: number
+  logLevel: string
+  /** How long a DSN lookup is cached in process; revocations are pushed, so this only bounds staleness if a push is lost. */
+  tokenCacheMs: number
+  /** A "pending" idempotency key older than this counts as free (its request died before enqueueing). */
+  pendingTimeoutMs: number
+  /** How long the fast 409 answer is remembered in Redis; MongoDB's unique indexes stay the final authority. */
+  idempotencyTtlMs: number
+  workerConcurrency: number
+  /** Which queues this worker process serves, so operators can scale each queue on its own. */
+  workerQueues: string[]
+  sweepIntervalMs: number
+  stagingGraceMs: number
+  mongoWriteConcern: string | number
+}
+
+/** The repository root, found from this file rather than the cwd (works from dist/ too). */
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+/** Reads `.stack/env` written by the local stack launcher; missing file means "no local stack". */
+export function readStackEnv(file = join(repoRoot, '.stack', 'env')): Record<string, string> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return {}
+  }
+  const out: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim())
+    if (m) out[m[1]!] = m[2]!
+  }
+  return out
+}
+
+export class ConfigError extends Error {}
+
+function fail(name: string, why: string): never {
+  throw new ConfigError(`invalid configuration: ${name} ${why}`)
+}
+
+function int(env: Record<string, string | undefined>, name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return def
+  if (!/^\d+$/.test(raw)) fail(name, `must be a whole number, got "${raw}"`)
+  const n = Number(raw)
+  if (n < min || n > max) fail(name, `must be between ${min} and ${max}, got ${n}`)
+  return n
+}
+
+function url(env: Record<string, string | undefined>, name: string, protocols: string[], def?: string): string {
+  const raw = env[name] || def
+  if (!raw) fail(name, 'is required (run `npm run stack`, or set it)')
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    fail(name, 'is not a valid URL')
+  }
+  if (!protocols.includes(u.protocol)) fail(name, `must use ${protocols.join(' or ')}`)
+  return raw
+}
+
+/**
+ * Builds the config from the environment. A variable that is unset falls back to `.stack/env`,
+ * so `npm run gateway` just works next to `npm run stack`.
+ */
+export function loadConfig(processEnv: Record<string, string | undefined> = process.env, stackEnv = readStackEnv()): Config {
+  const env: Record<string, string | undefined> = { ...stackEnv }
+  for (const [k, v] of Object.entries(processEnv)) if (v !== undefined && v !== '') env[k] = v
+
+  const port = int(env, 'PORT', 8080, 0, 65535)
+  const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:'], `http://127.0.0.1:${port}`).replace(/\/+$/, '')
+  const prefix = env.REDIS_PREFIX || '{rdt}'
+  if (!/^[A-Za-z0-9{}_-]{1,64}$/.test(prefix) || prefix.includes(':')) fail('REDIS_PREFIX', 'must be 1-64 of [A-Za-z0-9{}_-]')
+  const queues = (env.WORKER_QUEUES || 'sessions,logs,media').split(',').map((s) => s.trim()).filter(Boolean)
+  const wc = env.MONGODB_WRITE_CONCERN || 'majority'
+  if (!/^(majority|\d+)$/.test(wc)) fail('MONGODB_WRITE_CONCERN', 'must be "majority" or a number')
+
+  return {
+    host: env.HOST || '127.0.0.1',
+    port,
+    adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535),
+    publicUrl,
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    mongodbUrl: url(env, 'MONGODB_URL', ['mongodb:', 'mongodb+srv:']),
+    s3: {
+      endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
+      accessKey: env.S3_ACCESS_KEY || fail('S3_ACCESS_KEY', 'is required'),
+      secretKey: env.S3_SECRET_KEY || fail('S3_SECRET_KEY', 'is required'),
+      bucket: env.S3_BUCKET || 'rdt-media',
+      region: env.S3_REGION || 'us-east-1',
+    },
+    redisPrefix: prefix,
+    maxJsonBytes: int(env, 'MAX_JSON_BYTES', 5 * 1024 * 1024, 1024),
+    maxMediaBytes: int(env, 'MAX_MEDIA_BYTES', 50 * 1024 * 1024, 1024),
+    logLevel: env.LOG_LEVEL || 'info',
+    tokenCacheMs: int(env, 'TOKEN_CACHE_MS', 30_000, 0),
+    pendingTimeoutMs: int(env, 'PENDING_TIMEOUT_MS', 10_000, 100),
+    idempotencyTtlMs: int(env, 'IDEMPOTENCY_TTL_MS', 7 * 24 * 3600_000, 60_000),
+    workerConcurrency: int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000),
+    workerQueues: queues,
+    sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
+    stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
+    mongoWriteConcern: wc === 'majority' ? wc : Number(wc),
+  }
+}

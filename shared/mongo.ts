@@ -1,0 +1,82 @@
+// MongoDB collection names and document shapes. The collections are the analysts' interface
+// (documented in README.md): change a field only on purpose, and document the change.
+import { MongoClient, type Db, type WriteConcernSettings } from 'mongodb'
+import type { Permission } from './token-registry.ts'
+
+export interface WorkspaceDoc {
+  _id: string
+  slug: string
+  name: string
+  active: boolean
+  created_at: Date
+  updated_at: Date
+}
+
+export interface TokenDoc {
+  _id: string
+  workspace_id: string
+  /** sha256 of the token; the token itself is never stored. */
+  token_hash: string
+  label: string | null
+  permissions: Permission[]
+  created_at: Date
+  expires_at: Date | null
+  revoked_at: Date | null
+}
+
+export interface AuditDoc {
+  at: Date
+  actor: string
+  action: string
+  target: Record<string, unknown>
+}
+
+export const COLLECTIONS = {
+  workspaces: 'workspaces',
+  tokens: 'tokens',
+  audit: 'audit_log',
+  sessions: 'test_sessions',
+  conflicts: 'test_session_conflicts',
+  logs: 'test_session_logs',
+  logBatches: 'test_session_log_batches',
+  media: 'test_session_media',
+} as const
+
+export function collections(db: Db) {
+  return {
+    workspaces: db.collection<WorkspaceDoc>(COLLECTIONS.workspaces),
+    tokens: db.collection<TokenDoc>(COLLECTIONS.tokens),
+    audit: db.collection<AuditDoc>(COLLECTIONS.audit),
+    sessions: db.collection(COLLECTIONS.sessions),
+    conflicts: db.collection(COLLECTIONS.conflicts),
+    logs: db.collection(COLLECTIONS.logs),
+    logBatches: db.collection(COLLECTIONS.logBatches),
+    media: db.collection(COLLECTIONS.media),
+  }
+}
+
+/** Connects with the configured write concern; the database name comes from the URL (default `rdt`). */
+export async function connectMongo(url: string, writeConcern: string | number = 'majority'): Promise<{ client: MongoClient; db: Db }> {
+  const w: WriteConcernSettings = { w: writeConcern as WriteConcernSettings['w'] }
+  const client = new MongoClient(url, { writeConcern: w, serverSelectionTimeoutMS: 5000, appName: 'rdt-ingest' })
+  await client.connect()
+  const db = client.db(new URL(url).pathname.replace(/^\//, '') || 'rdt')
+  return { client, db }
+}
+
+/** The unique indexes back the 409s and make every worker write idempotent; creating them is idempotent too. */
+export async function ensureIndexes(db: Db): Promise<void> {
+  const c = collections(db)
+  await Promise.all([
+    c.workspaces.createIndex({ slug: 1 }, { unique: true }),
+    c.tokens.createIndex({ token_hash: 1 }, { unique: true }),
+    c.tokens.createIndex({ workspace_id: 1 }),
+    c.audit.createIndex({ at: -1 }),
+    c.sessions.createIndex({ workspace_id: 1, session_id: 1 }, { unique: true }),
+    c.sessions.createIndex({ workspace_id: 1, received_at: -1 }),
+    c.conflicts.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
+    c.logs.createIndex({ workspace_id: 1, session_id: 1, timestamp: 1 }),
+    c.logBatches.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
+    c.media.createIndex({ workspace_id: 1, session_id: 1, media_id: 1 }, { unique: true }),
+  ])
+}

@@ -1,0 +1,49 @@
+// Redis connections. Producers and consumers want opposite behaviour when Redis is away:
+// the gateway must fail fast (so a device gets 503 and retries), while a worker should
+// wait patiently and resume by itself.
+import { Redis, type RedisOptions } from 'ioredis'
+
+/** Gateway connection: no offline queue, short timeouts; every error maps to 503. */
+export function createProducerRedis(url: string, extra: RedisOptions = {}): Redis {
+  return new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2000,
+    connectTimeout: 2000,
+    // Keep reconnecting for ever, but never more slowly than once a second.
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+    ...extra,
+  })
+}
+
+/** Worker connection: BullMQ requires maxRetriesPerRequest null for blocking commands. */
+export function createWorkerRedis(url: string, extra: RedisOptions = {}): Redis {
+  return new Redis(url, {
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+    ...extra,
+  })
+}
+
+/**
+ * Refuses to run against a Redis that may evict keys: an evicted job or idempotency key is an
+ * accepted record silently lost. Production sets `noeviction` (compose.yaml).
+ */
+export async function assertNoEviction(redis: Redis): Promise<void> {
+  const res = (await redis.config('GET', 'maxmemory-policy')) as string[]
+  const policy = res[1]
+  if (policy !== undefined && policy !== 'noeviction') {
+    throw new Error(`Redis maxmemory-policy is "${policy}"; it must be "noeviction" or accepted jobs can be evicted`)
+  }
+}
+
+/** True for errors that mean "Redis is not reachable right now" rather than a bug. */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const msg = err.message
+  return (
+    /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(msg) ||
+    err.name === 'MaxRetriesPerRequestError'
+  )
+}

@@ -1,0 +1,88 @@
+// A streaming S3 PUT. The minio client reads a whole object into memory before a single-part
+// upload (it must know the payload to sign it), which would put every 1-6 MB photo in gateway
+// memory. Here the request is signed with SigV4 and UNSIGNED-PAYLOAD, so the body is piped
+// straight from the device's socket to object storage; integrity comes from our own sha256.
+import { createHash, createHmac } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import type { Readable } from 'node:stream'
+import type { Config } from './config.ts'
+
+const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex')
+const hmac = (key: Buffer | string, s: string) => createHmac('sha256', key).update(s).digest()
+
+/** RFC 3986 encoding as SigV4 wants it, keeping '/' in the path. */
+function encodePath(path: string): string {
+  return path
+    .split('/')
+    .map((seg) => encodeURIComponent(seg).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase()))
+    .join('/')
+}
+
+export class S3PutError extends Error {
+  constructor(message: string, readonly statusCode?: number) {
+    super(message)
+  }
+}
+
+export interface StreamPutOptions {
+  contentLength: number
+  contentType?: string
+  /** Becomes x-amz-meta-<name>; values must be ASCII (callers URI-encode free text). */
+  metadata?: Record<string, string>
+}
+
+export function streamPut(s3: Config['s3'], bucket: string, key: string, body: Readable, opts: StreamPutOptions): Promise<void> {
+  const endpoint = new URL(s3.endpoint)
+  const path = `/${bucket}/${encodePath(key)}`
+  const now = new Date()
+  const amzDate = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')
+  const day = amzDate.slice(0, 8)
+
+  const headers: Record<string, string> = {
+    host: endpoint.host,
+    'content-length': String(opts.contentLength),
+    'content-type': opts.contentType ?? 'application/octet-stream',
+    'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+    'x-amz-date': amzDate,
+  }
+  for (const [k, v] of Object.entries(opts.metadata ?? {})) headers[`x-amz-meta-${k.toLowerCase()}`] = v
+  const names = Object.keys(headers).sort()
+  const canonical = ['PUT', path, '', ...names.map((n) => `${n}:${headers[n]!.trim()}`), '', names.join(';'), 'UNSIGNED-PAYLOAD'].join('\n')
+  const scope = `${day}/${s3.region}/s3/aws4_request`
+  const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonical)].join('\n')
+  const signingKey = hmac(hmac(hmac(hmac('AWS4' + s3.secretKey, day), s3.region), 's3'), 'aws4_request')
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${s3.accessKey}/${scope}, SignedHeaders=${names.join(';')}, Signature=${hmac(signingKey, toSign).toString('hex')}`
+
+  const request = endpoint.protocol === 'https:' ? httpsRequest : httpRequest
+  return new Promise((resolve, reject) => {
+    let settled = false
+    const finish = (err?: Error) => {
+      if (settled) return
+      settled = true
+      if (err) reject(err)
+      else resolve()
+    }
+    const req = request(
+      { method: 'PUT', hostname: endpoint.hostname, port: endpoint.port || undefined, path, headers, timeout: 60_000 },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c))
+        res.on('end', () => {
+          if (res.statusCode === 200) finish()
+          else finish(new S3PutError(`S3 PUT ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`, res.statusCode))
+        })
+        res.on('error', finish)
+      },
+    )
+    req.on('timeout', () => req.destroy(new S3PutError('S3 PUT timed out')))
+    req.on('error', (err) => finish(err))
+    // A body that fails mid-way (device disconnected, size limit) aborts the PUT, so S3 never
+    // stores a partial object under this key.
+    body.on('error', (err) => {
+      req.destroy(err)
+      finish(err)
+    })
+    body.pipe(req)
+  })
+}
