@@ -4,9 +4,13 @@ import type { LoggerOptions } from 'pino'
 
 const DSN_IN_PATH = /\/ingest\/[^/?#]*/g
 
-/** Replaces the token segment of any ingest URL with a fixed marker. */
+/**
+ * Replaces the token segment of any ingest URL with a fixed marker, and drops the query string:
+ * our API has no query parameters, so anything there is noise or a pasted secret.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(DSN_IN_PATH, '/ingest/[dsn]')
+  const q = url.indexOf('?')
+  return (q >= 0 ? url.slice(0, q) : url).replace(DSN_IN_PATH, '/ingest/[dsn]')
 }
 
 export function loggerOptions(level: string, name: string): LoggerOptions {
