@@ -1,0 +1,166 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { Redis } from 'ioredis';
+import { Client as MinioClient } from 'minio';
+import { MongoClient } from 'mongodb';
+import { freePort } from './ports.ts';
+import { ChildService, ServiceError, type ServiceHandle } from './service.ts';
+
+export type { ServiceHandle } from './service.ts';
+
+export interface ServiceOptions {
+  /** Data directory; created if missing. */
+  dataDir: string;
+  logFile: string;
+  /** Port to try first (e.g. last run's); a free one is chosen otherwise. */
+  port?: number;
+  readyTimeoutMs?: number;
+  onSpawn?: (pid: number) => void;
+}
+
+/** Durable settings the pipeline relies on (AOF, no eviction: BullMQ needs every key). */
+export const REDIS_BASE_ARGS = [
+  '--appendonly', 'yes',
+  '--appendfsync', 'everysec',
+  '--maxmemory-policy', 'noeviction',
+  '--save', '',
+  '--daemonize', 'no',
+  '--protected-mode', 'yes',
+];
+
+export async function startRedis(bin: string, opts: ServiceOptions & { extraArgs?: string[] }): Promise<ServiceHandle> {
+  return startOnFreePort(opts, (port) => ({
+    name: 'redis',
+    url: `redis://127.0.0.1:${port}`,
+    command: bin,
+    // Later flags win in redis, so extraArgs can override the defaults.
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dataDir, ...REDIS_BASE_ARGS, ...(opts.extraArgs ?? [])],
+    probe: () => pingRedis(port),
+  }));
+}
+
+export async function startFerretDB(bin: string, opts: ServiceOptions): Promise<ServiceHandle> {
+  return startOnFreePort(opts, (port) => ({
+    name: 'ferretdb',
+    url: `mongodb://127.0.0.1:${port}`,
+    command: bin,
+    args: ['-listen', `127.0.0.1:${port}`, '-dir', opts.dataDir, '-log-level', 'error'],
+    probe: () => pingMongo(port),
+  }));
+}
+
+export interface S3Options extends ServiceOptions {
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+export async function startVersityGW(bin: string, opts: S3Options): Promise<ServiceHandle> {
+  // versitygw reads many settings from the environment (VGW_*, ROOT_*,
+  // even LOGFILE and WEBHOOK), so drop inherited ones that could change it.
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!/^(VGW_|ROOT_)|^(LOGFILE|WEBHOOK)$/.test(k)) env[k] = v;
+  }
+  // Credentials via the environment, not argv, so they don't show in `ps`.
+  env.ROOT_ACCESS_KEY = opts.accessKey;
+  env.ROOT_SECRET_KEY = opts.secretKey;
+  return startOnFreePort(opts, (port) => ({
+    name: 's3',
+    url: `http://127.0.0.1:${port}`,
+    command: bin,
+    // --quiet: no log line per request. --keep-alive: without it every S3
+    // call opens a new TCP connection, which under load piles up TIME_WAITs.
+    args: ['--port', `127.0.0.1:${port}`, '--region', opts.region, '--quiet', '--keep-alive', 'posix', opts.dataDir],
+    env,
+    probe: () => pingS3(port, opts),
+  }));
+}
+
+type Def = Pick<ConstructorParameters<typeof ChildService>[0], 'name' | 'url' | 'command' | 'args' | 'env' | 'probe'>;
+
+/**
+ * Starts a service, retrying on a fresh port when it dies with "address in
+ * use": the port we picked can be taken between our probe and its bind.
+ */
+async function startOnFreePort(opts: ServiceOptions, def: (port: number) => Def): Promise<ServiceHandle> {
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  let preferred = opts.port;
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(preferred);
+    preferred = undefined;
+    const svc = new ChildService({ ...def(port), port, logFile: opts.logFile, readyTimeoutMs: opts.readyTimeoutMs, onSpawn: opts.onSpawn });
+    try {
+      await svc.start();
+      return svc;
+    } catch (err) {
+      const diedByItself = svc.pid === undefined;
+      await svc.kill();
+      if (attempt < 3 && err instanceof ServiceError && diedByItself && (await addrInUse(opts.logFile))) continue;
+      throw err;
+    }
+  }
+}
+
+async function addrInUse(logFile: string): Promise<boolean> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  const lastRun = text.slice(text.lastIndexOf('\n--- '));
+  return /address already in use|EADDRINUSE/i.test(lastRun);
+}
+
+const PROBE_TIMEOUT_MS = 2_000;
+
+async function pingRedis(port: number): Promise<void> {
+  const r = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    connectTimeout: PROBE_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+    // The default ready check waits out AOF loading, which is what we want.
+  });
+  r.on('error', () => {}); // failures surface through connect()/ping()
+  try {
+    await r.connect();
+    await r.ping();
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function pingMongo(port: number): Promise<void> {
+  const client = new MongoClient(`mongodb://127.0.0.1:${port}/`, {
+    directConnection: true,
+    serverSelectionTimeoutMS: PROBE_TIMEOUT_MS,
+    connectTimeoutMS: PROBE_TIMEOUT_MS,
+  });
+  try {
+    await client.db('admin').command({ ping: 1 });
+  } finally {
+    await client.close();
+  }
+}
+
+async function pingS3(port: number, opts: S3Options): Promise<void> {
+  const client = new MinioClient({
+    endPoint: '127.0.0.1',
+    port,
+    useSSL: false,
+    accessKey: opts.accessKey,
+    secretKey: opts.secretKey,
+    region: opts.region,
+    pathStyle: true,
+  });
+  // The minio client has no per-call timeout; a gateway that accepts but
+  // never answers must not stall the readiness loop.
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('listBuckets timed out')), PROBE_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([client.listBuckets(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
