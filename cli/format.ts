@@ -1,0 +1,60 @@
+// Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
+import type { CreatedToken, TokenInfo, WorkspaceListItem } from '../shared/token-admin.ts'
+
+/** UTC, to the minute: short enough for a table, unambiguous across operators' time zones. */
+export function shortDate(d: Date | string | null | undefined): string {
+  if (d == null) return '-'
+  const iso = (typeof d === 'string' ? new Date(d) : d).toISOString()
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)}Z`
+}
+
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd()
+  return [line(headers), ...rows.map(line)].join('\n') + '\n'
+}
+
+export function workspaceTable(list: readonly WorkspaceListItem[]): string {
+  if (list.length === 0) return 'No workspaces.\n'
+  return table(
+    ['ID', 'SLUG', 'NAME', 'STATUS', 'TOKENS', 'CREATED'],
+    list.map((w) => [w.id, w.slug, w.name, w.active ? 'active' : 'inactive', `${w.active_tokens}/${w.tokens}`, shortDate(w.created_at)]),
+  )
+}
+
+export function tokenTable(list: readonly TokenInfo[]): string {
+  if (list.length === 0) return 'No tokens.\n'
+  return table(
+    ['ID', 'WORKSPACE', 'LABEL', 'PERMISSIONS', 'CREATED', 'EXPIRES', 'STATUS'],
+    list.map((t) => [
+      t.id,
+      (t.workspace ?? t.workspace_id) + (t.workspace_active ? '' : ' (inactive)'),
+      t.label ?? '-',
+      t.permissions.join(','),
+      shortDate(t.created_at),
+      t.expires_at ? shortDate(t.expires_at) : 'never',
+      t.status,
+    ]),
+  )
+}
+
+export function createdTokenBlock(t: CreatedToken): string {
+  return [
+    `Token ${t.id} created for workspace "${t.workspace}".`,
+    `  permissions: ${t.permissions.join(', ')}`,
+    `  label:       ${t.label ?? '-'}`,
+    `  expires:     ${t.expires_at ? t.expires_at : 'never'}`,
+    '',
+    'DSN (configure the device app with this URL):',
+    '',
+    `  ${t.dsn}`,
+    '',
+    'The DSN contains the secret token. It is shown ONLY ONCE and cannot be recovered:',
+    'store it now. If it is lost, revoke this token and create a new one.',
+    '',
+  ].join('\n')
+}

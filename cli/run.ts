@@ -1,0 +1,188 @@
+// The CLI as a function: parse, connect, run one command, close everything, return the exit code.
+// Exit codes: 0 done, 1 refused or failed (message on stderr), 2 usage (usage on stderr).
+import { userInfo } from 'node:os'
+import type { Redis } from 'ioredis'
+import type { Db, MongoClient } from 'mongodb'
+import { ConfigError, loadConfig, readStackEnv, type Config } from '../shared/config.ts'
+import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
+import { createProducerRedis } from '../shared/redis.ts'
+import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
+import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
+import { createdTokenBlock, shortDate, tokenTable, workspaceTable } from './format.ts'
+
+export interface CliIO {
+  out: (text: string) => void
+  err: (text: string) => void
+  env: Record<string, string | undefined>
+}
+
+const defaultIO: CliIO = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+  env: process.env,
+}
+
+/** The audit actor: `cli:<os username>`. userInfo() throws for a uid without a passwd entry (containers). */
+export function cliActor(env: Record<string, string | undefined> = process.env): string {
+  let name: string | undefined
+  try {
+    name = userInfo().username
+  } catch {
+    name = env.USER || env.LOGNAME
+  }
+  return `cli:${name || `uid-${process.getuid?.() ?? 'unknown'}`}`
+}
+
+/** Never echo a password from a connection URL. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '<invalid url>'
+  }
+}
+
+// The CLI needs MongoDB, Redis and PUBLIC_URL only. loadConfig() also insists on the S3 settings,
+// which the CLI never uses, so placeholders stand in for them when they are not set anywhere.
+const S3_PLACEHOLDERS = { S3_ENDPOINT: 'http://s3.unused.invalid', S3_ACCESS_KEY: 'unused', S3_SECRET_KEY: 'unused' }
+
+export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Promise<number> {
+  let cmd: ParsedCommand | null
+  try {
+    cmd = parseCommand(argv)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    io.err(`error: ${err.message}\n\n${USAGE}`)
+    return 2
+  }
+  if (cmd === null) {
+    io.err(USAGE)
+    return 2
+  }
+
+  let config: Config
+  try {
+    config = loadConfig(io.env, { ...S3_PLACEHOLDERS, ...readStackEnv() })
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    io.err(`error: ${err.message}\n`)
+    return 1
+  }
+
+  let mongo: MongoClient | undefined
+  let redis: Redis | undefined
+  try {
+    let db: Db
+    try {
+      ;({ client: mongo, db } = await connectMongo(config.mongodbUrl, config.mongoWriteConcern))
+      await ensureIndexes(db)
+    } catch (err) {
+      throw new Error(`MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`)
+    }
+    // Read-only commands never touch the mirror, so they work with Redis down.
+    if (cmd.writes) redis = await connectRedis(config.redisUrl)
+    let warned = false
+    const admin = createTokenAdmin({
+      db,
+      redis: redis ?? null,
+      prefix: config.redisPrefix,
+      publicUrl: config.publicUrl,
+      onMirrorError: (err) => {
+        if (warned) return
+        warned = true
+        io.err(
+          `warning: the Redis token mirror at ${redact(config.redisUrl)} was not updated (${(err as Error).message}).\n` +
+            'The change is saved in MongoDB; gateways will pick it up at the next mirror sync by a worker (about every 30 s).\n',
+        )
+      },
+    })
+    await execute(cmd, admin, io, cliActor(io.env))
+    return 0
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    redis?.disconnect()
+    await mongo?.close().catch(() => {})
+  }
+}
+
+/**
+ * One attempt, with a short timeout, and no reconnecting: if Redis is down the MongoDB write still
+ * happens, and every mirror command then fails at once (reported through onMirrorError).
+ */
+async function connectRedis(url: string): Promise<Redis> {
+  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: 2000, commandTimeout: 2000 })
+  redis.on('error', () => {}) // surfaced through the failing commands instead
+  await redis.connect().catch(() => {})
+  return redis
+}
+
+function print(io: CliIO, asJson: boolean, value: unknown, human: string): void {
+  io.out(asJson ? JSON.stringify(value, null, 2) + '\n' : human)
+}
+
+async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string): Promise<void> {
+  const asJson = cmd.values.json === true
+  const str = (k: string): string | undefined => {
+    const v = cmd.values[k]
+    return typeof v === 'string' ? v : undefined
+  }
+  switch (cmd.name) {
+    case 'workspace create': {
+      const ws = await admin.createWorkspace(cmd.args.slug!, { name: str('name'), actor })
+      print(io, asJson, ws, `Workspace "${ws.slug}" created (id ${ws.id}).\n`)
+      return
+    }
+    case 'workspace list': {
+      const list = await admin.listWorkspaces()
+      print(io, asJson, list, workspaceTable(list))
+      return
+    }
+    case 'workspace activate':
+    case 'workspace deactivate': {
+      const active = cmd.name === 'workspace activate'
+      const res = await admin.setWorkspaceActive(cmd.args.slug!, active, actor)
+      const state = active ? 'active' : 'inactive'
+      const human = res.changed
+        ? `Workspace "${res.slug}" is now ${state}` +
+          (res.tokens_republished === null ? '.\n' : `; ${res.tokens_republished} token(s) updated in the gateway mirror.\n`)
+        : `Workspace "${res.slug}" was already ${state}.\n`
+      print(io, asJson, res, human)
+      return
+    }
+    case 'workspace rename': {
+      const ws = await admin.renameWorkspace(cmd.args.slug!, { name: str('name'), slug: str('slug') }, actor)
+      print(io, asJson, ws, `Workspace ${ws.id}: slug "${ws.slug}", name "${ws.name}".\n`)
+      return
+    }
+    case 'token create': {
+      const permissions = str('permissions')
+      const created = await admin.createToken({
+        workspace: str('workspace')!,
+        permissions: permissions === undefined ? undefined : permissions.split(','),
+        label: str('label'),
+        expiresAt: str('expires'),
+        actor,
+      })
+      const { mirrored: _mirrored, ...out } = created
+      print(io, asJson, out, createdTokenBlock(created))
+      return
+    }
+    case 'token list': {
+      const list = await admin.listTokens({ workspace: str('workspace') })
+      print(io, asJson, list, tokenTable(list))
+      return
+    }
+    case 'token revoke': {
+      const res = await admin.revokeToken(cmd.args.id!, actor)
+      const human = res.already_revoked
+        ? `Token ${res.id} was already revoked (at ${shortDate(res.revoked_at)}).\n`
+        : `Token ${res.id} revoked.\n`
+      print(io, asJson, res, human)
+      return
+    }
+  }
+}
