@@ -79,7 +79,8 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           'token-id': tokenId,
           'received-at': received_at,
           filename: metaText(filename),
-          'content-type': metaText(contentType),
+          // Not 'content-type': S3 clients fold that into the object's own Content-Type header.
+          'declared-content-type': metaText(contentType),
         }
         const hasher = new HashingLimiter(deps.maxMediaBytes)
         const bucket = deps.s3.bucket
