@@ -8,6 +8,7 @@ COPY shared shared
 COPY gateway gateway
 COPY worker worker
 COPY cli cli
+COPY admin admin
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

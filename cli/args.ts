@@ -40,6 +40,7 @@ export const COMMANDS = {
   },
   'token list': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'token revoke': { positionals: ['id'], options: json, writes: true },
+  'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
 } as const satisfies Record<string, CommandSpec>
 
 export type CommandName = keyof typeof COMMANDS
@@ -66,10 +67,14 @@ tokens:
   token list [--workspace <slug>] [--json]
   token revoke <id> [--json]
 
+admin panel users:
+  admin create <email> [--password-stdin] [--json]
+
   help
 
 Slugs: 1-63 of a-z, 0-9 and '-'. Permissions default to all three. --expires takes
 a date (2030-01-31) or a date-time (2030-01-31T12:00:00Z; no offset means UTC).
+admin create asks for the password twice (no echo), or reads it from stdin with --password-stdin.
 With --json, a command prints exactly one JSON document on stdout.
 Configuration comes from the environment (MONGODB_URL, REDIS_URL, REDIS_PREFIX,
 PUBLIC_URL), falling back to .stack/env.

@@ -7,6 +7,8 @@ import { ConfigError, loadConfig, readStackEnv, type Config } from '../shared/co
 import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { createProducerRedis } from '../shared/redis.ts'
 import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
+import { readAdminPassword } from '../admin/cli-password.ts'
+import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { createdTokenBlock, shortDate, tokenTable, workspaceTable } from './format.ts'
 
@@ -14,6 +16,8 @@ export interface CliIO {
   out: (text: string) => void
   err: (text: string) => void
   env: Record<string, string | undefined>
+  /** Reads a new admin's password (tests pass their own); default: a no-echo prompt, or stdin with --password-stdin. */
+  readPassword?: (fromStdin: boolean) => Promise<string>
 }
 
 const defaultIO: CliIO = {
@@ -98,7 +102,7 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
         )
       },
     })
-    await execute(cmd, admin, io, cliActor(io.env))
+    await execute(cmd, admin, io, cliActor(io.env), db)
     return 0
   } catch (err) {
     io.err(`error: ${(err as Error).message}\n`)
@@ -124,7 +128,7 @@ function print(io: CliIO, asJson: boolean, value: unknown, human: string): void 
   io.out(asJson ? JSON.stringify(value, null, 2) + '\n' : human)
 }
 
-async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string): Promise<void> {
+async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db): Promise<void> {
   const asJson = cmd.values.json === true
   const str = (k: string): string | undefined => {
     const v = cmd.values[k]
@@ -182,6 +186,12 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
         ? `Token ${res.id} was already revoked (at ${shortDate(res.revoked_at)}).\n`
         : `Token ${res.id} revoked.\n`
       print(io, asJson, res, human)
+      return
+    }
+    case 'admin create': {
+      const password = await (io.readPassword ?? readAdminPassword)(cmd.values['password-stdin'] === true)
+      const user = await createAdminUser(db, cmd.args.email!, password, actor)
+      print(io, asJson, user, `Admin "${user.email}" created; they can log in to the admin panel now.\n`)
       return
     }
   }

@@ -1,0 +1,153 @@
+// buildAdmin(deps) returns the admin panel's Fastify app; server.ts only starts it. A separate
+// process from the gateway (which stays write-only): server-rendered pages behind a log-in,
+// reading MongoDB and the private bucket, and changing tokens through shared/token-admin.ts.
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import cookie from '@fastify/cookie'
+import formbody from '@fastify/formbody'
+import type { Client as S3Client } from 'minio'
+import type { Config } from '../shared/config.ts'
+import { loggerOptions } from '../shared/logger.ts'
+import { createS3 } from '../shared/s3.ts'
+import { createTokenAdmin, TokenAdminError, type TokenAdmin } from '../shared/token-admin.ts'
+import { loadAdminConfig, type AdminConfig } from './config.ts'
+import mongoPlugin from './plugins/mongo.ts'
+import redisPlugin from './plugins/redis.ts'
+import auditRoutes from './routes/audit.ts'
+import authRoutes from './routes/auth.ts'
+import reportRoutes from './routes/reports.ts'
+import sessionRoutes from './routes/sessions.ts'
+import staticRoutes from './routes/static.ts'
+import tokenRoutes from './routes/tokens.ts'
+import workspaceRoutes from './routes/workspaces.ts'
+import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
+import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
+import { NotFound } from './routes/common.ts'
+import { errorPage } from './views/pages.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    adminConfig: AdminConfig
+    s3: S3Client
+    tokenAdmin: TokenAdmin
+    sessions: SessionStore
+    loginLimiter: LoginLimiter
+    /** Every route registered, for the "nothing without a log-in" test. */
+    adminRoutes: { method: string; url: string; public: boolean }[]
+    now: () => Date
+  }
+}
+
+export interface AdminDeps {
+  config: Config
+  /** Defaults to loadAdminConfig(config) from the environment. */
+  adminConfig?: AdminConfig
+  logger?: FastifyBaseLogger | false
+  now?: () => Date
+}
+
+/** Sent on every response. Pages have no inline script or style; images come from 'self' or data: (QR codes). */
+export const CSP =
+  "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
+  const { config } = deps
+  const adminConfig = deps.adminConfig ?? loadAdminConfig(config)
+  const app = Fastify({
+    loggerInstance: deps.logger || undefined,
+    logger: deps.logger === undefined ? loggerOptions(config.logLevel, 'admin') : undefined,
+    // Behind a TLS-terminating proxy in production: the client IP (for the log-in limiter) comes from X-Forwarded-For.
+    trustProxy: adminConfig.trustProxy,
+    routerOptions: { ignoreTrailingSlash: true },
+    bodyLimit: 64 * 1024,
+  })
+  const now = deps.now ?? (() => new Date())
+  const routes: FastifyInstance['adminRoutes'] = []
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true })
+  })
+  app.decorate('adminRoutes', routes)
+  app.decorate('config', config)
+  app.decorate('adminConfig', adminConfig)
+  app.decorate('now', now)
+
+  await app.register(mongoPlugin, { url: config.mongodbUrl, writeConcern: config.mongoWriteConcern })
+  await app.register(redisPlugin, { url: config.redisUrl })
+  app.decorate('s3', createS3(config.s3))
+  app.decorate(
+    'tokenAdmin',
+    createTokenAdmin({
+      db: app.db,
+      redis: app.redis,
+      prefix: config.redisPrefix,
+      publicUrl: config.publicUrl,
+      now,
+      onMirrorError: (err, action) => app.log.warn({ action, err: (err as Error).message }, 'token mirror not updated; the next worker sync will repair it'),
+    }),
+  )
+  app.decorate('sessions', createSessionStore(app.db, { ttlMs: adminConfig.sessionTtlMs, now }))
+  app.decorate(
+    'loginLimiter',
+    createLoginLimiter(app.redis, {
+      prefix: config.redisPrefix,
+      maxPerEmail: adminConfig.loginMaxPerEmail,
+      maxPerIp: adminConfig.loginMaxPerIp,
+      windowMs: adminConfig.loginWindowMs,
+    }),
+  )
+
+  await app.register(cookie)
+  await app.register(formbody)
+
+  const names = cookieNames(adminConfig.cookieSecure)
+  app.decorateRequest('admin', null)
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('content-security-policy', CSP)
+    reply.header('x-content-type-options', 'nosniff')
+    reply.header('x-frame-options', 'DENY')
+    reply.header('referrer-policy', 'no-referrer')
+    reply.header('cross-origin-opener-policy', 'same-origin')
+    reply.header('cross-origin-resource-policy', 'same-origin')
+    if (adminConfig.cookieSecure) reply.header('strict-transport-security', 'max-age=31536000')
+    const doc = await app.sessions.lookup(request.cookies[names.session])
+    if (doc) request.admin = { userId: doc.user_id, email: doc.email, csrf: doc.csrf, sessionHash: doc._id }
+    if (request.routeOptions.config?.public === true) return
+    reply.header('cache-control', 'no-store')
+    if (!request.admin) return refuseAnonymous(request, reply)
+  })
+  // Every state change is a POST carrying the session's synchronizer token. Fetch metadata
+  // refuses cross-site POSTs outright in browsers that send it.
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'POST' || request.routeOptions.config?.public === true) return
+    const body = (request.body ?? {}) as Record<string, unknown>
+    if (request.headers['sec-fetch-site'] === 'cross-site' || !request.admin || !safeEqual(body._csrf, request.admin.csrf)) {
+      return reply.code(403).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Forbidden', 'The form has expired or did not come from this panel. Go back, reload the page and try again.'))
+    }
+  })
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof NotFound) return reply.code(404).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Not found', err.message))
+    if (err instanceof TokenAdminError) {
+      const status = err.code === 'unknown_workspace' || err.code === 'unknown_token' ? 404 : 400
+      return reply.code(status).type('text/html; charset=utf-8').send(errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message))
+    }
+    if (err.statusCode && err.statusCode < 500) {
+      return reply.code(err.statusCode).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Bad request', err.message))
+    }
+    request.log.error({ err }, 'request failed')
+    return reply.code(500).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Error', 'Something went wrong; the details are in the admin service log.'))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    if (!request.admin) return refuseAnonymous(request, reply)
+    return reply.code(404).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Not found', 'No such page.'))
+  })
+
+  await app.register(staticRoutes)
+  await app.register(authRoutes, { cookieNames: names })
+  await app.register(workspaceRoutes)
+  await app.register(tokenRoutes)
+  await app.register(sessionRoutes)
+  await app.register(reportRoutes)
+  await app.register(auditRoutes)
+  return app
+}

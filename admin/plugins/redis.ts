@@ -1,0 +1,32 @@
+// The admin's Redis client: the token mirror (publishEntries) and the log-in rate limiter.
+// Fail fast like the gateway's: an admin action whose mirror write fails still stands in MongoDB
+// (a worker's periodic sync repairs the mirror), and a log-in with Redis down is refused (503).
+import fp from 'fastify-plugin'
+import type { Redis } from 'ioredis'
+import { createProducerRedis } from '../../shared/redis.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: Redis
+  }
+}
+
+export default fp<{ url: string; connectWaitMs?: number }>(
+  async (app, opts) => {
+    const redis = createProducerRedis(opts.url)
+    redis.on('error', (err: Error) => app.log.warn({ err: err.message }, 'redis connection error'))
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, opts.connectWaitMs ?? 3000)
+      redis.once('ready', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+    app.decorate('redis', redis)
+    app.addHook('onClose', async () => {
+      await redis.quit().catch(() => {})
+      redis.disconnect()
+    })
+  },
+  { name: 'redis' },
+)

@@ -1,0 +1,46 @@
+// Helpers shared by the route files.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isValidId } from '../../shared/ids.ts'
+import { collections } from '../../shared/mongo.ts'
+import { WORKSPACE_ID_PATTERN } from '../../shared/token-admin.ts'
+import type { AdminIdentity } from '../security/auth.ts'
+import type { WorkspaceRef } from '../views/layout.ts'
+
+export class NotFound extends Error {
+  override name = 'NotFound'
+}
+
+/** The logged-in admin; the onRequest hook guarantees one on every non-public route. */
+export function who(request: FastifyRequest): AdminIdentity {
+  if (!request.admin) throw new Error('no admin on a protected route')
+  return request.admin
+}
+
+/** The audit-log actor for an admin action. */
+export const actorOf = (request: FastifyRequest): string => `admin:${who(request).email}`
+
+/** Workspaces are addressed by id in URLs (stable across renames). */
+export async function loadWorkspace(app: FastifyInstance, id: unknown): Promise<WorkspaceRef> {
+  if (typeof id !== 'string' || !WORKSPACE_ID_PATTERN.test(id)) throw new NotFound('No such workspace.')
+  const ws = await collections(app.db).workspaces.findOne({ _id: id })
+  if (!ws) throw new NotFound('No such workspace.')
+  return { id: ws._id, slug: ws.slug, name: ws.name, active: ws.active }
+}
+
+export function checkId(value: unknown, what: string): string {
+  if (!isValidId(value)) throw new NotFound(`No such ${what}.`)
+  return value
+}
+
+export type Query = Record<string, string | undefined>
+
+/** Fixed notices after a redirect: the query names one, so no text is ever reflected. */
+export const NOTICES: Record<string, string> = {
+  created: 'Workspace created.',
+  renamed: 'Workspace saved.',
+  activated: 'Workspace reactivated: its tokens work again.',
+  deactivated: 'Workspace deactivated: its tokens are refused from now on.',
+  revoked: 'Token revoked: gateways refuse it from now on.',
+}
+
+export const notice = (q: Query): string | null => (q.done && Object.hasOwn(NOTICES, q.done) ? NOTICES[q.done]! : null)

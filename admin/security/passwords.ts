@@ -1,0 +1,54 @@
+// Admin passwords: scrypt (memory-hard, built into Node), parameters stored with each hash so
+// they can be raised later without invalidating existing hashes.
+import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+
+export interface PasswordHash {
+  alg: 'scrypt'
+  N: number
+  r: number
+  p: number
+  /** base64 */
+  salt: string
+  /** base64, KEY_LEN bytes */
+  hash: string
+}
+
+/** N=2^15, r=8: 128 * N * r = 32 MiB of memory per hash, about 0.1 s on one core. */
+export const SCRYPT_PARAMS = { N: 2 ** 15, r: 8, p: 1 } as const
+const KEY_LEN = 32
+export const MIN_PASSWORD_LENGTH = 12
+export const MAX_PASSWORD_LENGTH = 1024
+
+function scrypt(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  // maxmem must exceed 128*N*r, or Node refuses; twice that leaves room for the rest.
+  const opts: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 2 * 128 * params.N * params.r + 1024 * 1024 }
+  return new Promise((resolve, reject) => scryptCb(password.normalize('NFKC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))))
+}
+
+export function checkPasswordPolicy(password: string): string | null {
+  if (password.length < MIN_PASSWORD_LENGTH) return `the password must have at least ${MIN_PASSWORD_LENGTH} characters`
+  if (password.length > MAX_PASSWORD_LENGTH) return `the password must have at most ${MAX_PASSWORD_LENGTH} characters`
+  return null
+}
+
+export async function hashPassword(password: string): Promise<PasswordHash> {
+  const salt = randomBytes(16)
+  const key = await scrypt(password, salt, SCRYPT_PARAMS)
+  return { alg: 'scrypt', ...SCRYPT_PARAMS, salt: salt.toString('base64'), hash: key.toString('base64') }
+}
+
+/** Constant-time comparison; a malformed stored hash simply fails. */
+export async function verifyPassword(password: string, stored: PasswordHash): Promise<boolean> {
+  if (stored?.alg !== 'scrypt' || password.length > MAX_PASSWORD_LENGTH) return false
+  const expected = Buffer.from(stored.hash, 'base64')
+  if (expected.length !== KEY_LEN) return false
+  const key = await scrypt(password, Buffer.from(stored.salt, 'base64'), stored)
+  return timingSafeEqual(key, expected)
+}
+
+let dummy: Promise<PasswordHash> | undefined
+/** Spends the same time as a real check, so an unknown email cannot be told apart by timing. */
+export async function burnPasswordCheck(password: string): Promise<void> {
+  dummy ??= hashPassword(randomBytes(16).toString('hex'))
+  await verifyPassword(password, await dummy)
+}

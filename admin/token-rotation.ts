@@ -1,0 +1,60 @@
+// Token rotation: issue a new token with the old one's workspace, permissions and label, and
+// let the old one keep working for a grace period by moving its expiry to now + grace (never
+// later than an expiry it already had). The old token's mirror entry is re-published, so every
+// gateway applies the new expiry at once. Built on shared/token-admin.ts's createToken.
+import type { Redis } from 'ioredis'
+import type { Db } from 'mongodb'
+import { collections } from '../shared/mongo.ts'
+import { TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin } from '../shared/token-admin.ts'
+import { publishEntries, toEntry } from '../shared/token-registry.ts'
+
+export const MAX_GRACE_MS = 90 * 86400_000
+
+export interface RotatedToken {
+  created: CreatedToken
+  old_id: string
+  old_expires_at: Date
+  old_mirrored: boolean
+}
+
+export interface RotateDeps {
+  db: Db
+  redis: Redis | null
+  prefix: string
+  admin: TokenAdmin
+  onMirrorError?: (err: unknown, action: string) => void
+  now?: () => Date
+}
+
+export async function rotateToken(deps: RotateDeps, id: string, graceMs: number, actor: string): Promise<RotatedToken> {
+  if (typeof id !== 'string' || !TOKEN_ID_PATTERN.test(id)) throw new TokenAdminError('bad_token_id', `invalid token id ${JSON.stringify(id)}`)
+  if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_GRACE_MS) throw new TokenAdminError('bad_expiry', 'the grace period must be between 0 and 90 days')
+  const c = collections(deps.db)
+  const now = (deps.now ?? (() => new Date()))()
+  const old = await c.tokens.findOne({ _id: id })
+  if (!old) throw new TokenAdminError('unknown_token', `unknown token "${id}"`)
+  if (tokenStatus(old, now) !== 'active') throw new TokenAdminError('unknown_token', `token ${id} is ${tokenStatus(old, now)}; only an active token can be rotated`)
+
+  // The new token first: if anything below fails, the old one still works and nothing is lost.
+  const created = await deps.admin.createToken({ workspace: old.workspace_id, permissions: old.permissions, label: old.label, actor })
+  let expires = new Date(now.getTime() + graceMs)
+  if (old.expires_at && old.expires_at < expires) expires = old.expires_at
+  await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { expires_at: expires } })
+  const doc = (await c.tokens.findOne({ _id: id }))!
+  const ws = await c.workspaces.findOne({ _id: doc.workspace_id })
+  let mirrored = false
+  try {
+    if (!deps.redis) throw new Error('no Redis connection')
+    await publishEntries(deps.redis, deps.prefix, new Map([[doc.token_hash, toEntry(doc, ws)]]))
+    mirrored = true
+  } catch (err) {
+    deps.onMirrorError?.(err, 'token.rotate')
+  }
+  await c.audit.insertOne({
+    at: now,
+    actor,
+    action: 'token.rotate',
+    target: { token_id: id, new_token_id: created.id, workspace_id: doc.workspace_id, grace_ms: graceMs, old_expires_at: expires },
+  })
+  return { created, old_id: id, old_expires_at: expires, old_mirrored: mirrored }
+}

@@ -1,0 +1,70 @@
+// Admin users (`admin_users`) and their log-in sessions (`admin_sessions`). Only hashes are
+// stored: the scrypt hash of a password, the sha256 of a session id.
+import { createHash, randomBytes } from 'node:crypto'
+import { MongoServerError, type Db } from 'mongodb'
+import { checkPasswordPolicy, hashPassword, type PasswordHash } from './security/passwords.ts'
+
+export interface AdminUserDoc {
+  _id: string
+  email: string
+  password: PasswordHash
+  created_at: Date
+  disabled: boolean
+}
+
+export interface AdminSessionDoc {
+  /** sha256 of the session id in the cookie. */
+  _id: string
+  user_id: string
+  email: string
+  /** Synchronizer token that every form of this session must carry. */
+  csrf: string
+  created_at: Date
+  expires_at: Date
+}
+
+export const ADMIN_COLLECTIONS = { users: 'admin_users', sessions: 'admin_sessions' } as const
+
+export function adminCollections(db: Db) {
+  return {
+    users: db.collection<AdminUserDoc>(ADMIN_COLLECTIONS.users),
+    sessions: db.collection<AdminSessionDoc>(ADMIN_COLLECTIONS.sessions),
+  }
+}
+
+export class AdminUserError extends Error {
+  override name = 'AdminUserError'
+}
+
+const EMAIL = /^[^\s@<>"'\\]{1,64}@[^\s@<>"'\\]{1,255}$/
+
+export function normaliseEmail(email: unknown): string | null {
+  if (typeof email !== 'string') return null
+  const e = email.trim().toLowerCase()
+  return EMAIL.test(e) ? e : null
+}
+
+export async function createAdminUser(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string }> {
+  const email = normaliseEmail(emailInput)
+  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
+  const problem = checkPasswordPolicy(password)
+  if (problem) throw new AdminUserError(problem)
+  const c = adminCollections(db)
+  await ensureAdminUserIndexes(db) // the unique email index is what refuses a second "admin create"
+  const doc: AdminUserDoc = { _id: 'u' + randomBytes(8).toString('hex'), email, password: await hashPassword(password), created_at: new Date(), disabled: false }
+  try {
+    await c.users.insertOne(doc)
+  } catch (err) {
+    if (err instanceof MongoServerError && err.code === 11000) throw new AdminUserError(`admin "${email}" already exists`)
+    throw err
+  }
+  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.create', target: { user_id: doc._id, email } })
+  return { id: doc._id, email }
+}
+
+export const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex')
+
+export async function ensureAdminUserIndexes(db: Db): Promise<void> {
+  const c = adminCollections(db)
+  await Promise.all([c.users.createIndex({ email: 1 }, { unique: true }), c.sessions.createIndex({ expires_at: 1 })])
+}
