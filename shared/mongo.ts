@@ -74,7 +74,7 @@ export async function ensureIndexes(db: Db): Promise<void> {
     c.audit.createIndex({ at: -1 }),
     c.sessions.createIndex({ workspace_id: 1, session_id: 1 }, { unique: true }),
     c.sessions.createIndex({ workspace_id: 1, received_at: -1 }),
-    c.conflicts.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
+    c.conflicts.createIndex({ workspace_id: 1, session_id: 1, media_id: 1, sha256: 1 }, { unique: true }),
     c.logs.createIndex({ workspace_id: 1, session_id: 1, timestamp: 1 }),
     c.logBatches.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
     c.media.createIndex({ workspace_id: 1, session_id: 1, media_id: 1 }, { unique: true }),

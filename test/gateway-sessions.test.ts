@@ -65,6 +65,15 @@ t.test('schema-breaking JSON objects are accepted; other bodies are 400', async 
   t.equal(noType.statusCode, 201, 'a missing content type is tolerated')
 })
 
+t.test('a body that carries the DSN keeps everything but the token', async (t) => {
+  const body = JSON.stringify({ configuration: { cloudworks_dns: `https://rdt.example.org/ingest/${seeded.token}` } })
+  t.equal((await put(`${base}/test_session/dsn-1`, body)).statusCode, 201)
+  const job = await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'dsn-1'))
+  t.notOk(job?.data.body.includes(seeded.token), 'the token is not stored')
+  t.match(job?.data.body, 'https://rdt.example.org/ingest/[redacted-dsn-token]')
+  t.equal((await put(`${base}/test_session/dsn-1`, body)).statusCode, 409, 'replays are still recognised')
+})
+
 t.test('gzip bodies are inflated; other encodings are refused clearly', async (t) => {
   const { gzipSync } = await import('node:zlib')
   const res = await put(`${base}/test_session/gz-1`, gzipSync(sessionBody), { 'content-encoding': 'gzip' })

@@ -24,9 +24,20 @@ interface Deps {
 
 type Params = { dsn: string; session: string }
 
-function parseJson(raw: Buffer): unknown {
+export const REDACTED_TOKEN = '[redacted-dsn-token]'
+
+/**
+ * A session can carry the device's own DSN (its configuration names the Cloudworks endpoint).
+ * Tokens are stored only as hashes, so the token is cut out of the kept body; that is the one
+ * difference between `raw_body` and the bytes the device sent.
+ */
+function redactToken(text: string, token: string): string {
+  return text.includes(token) ? text.replaceAll(token, REDACTED_TOKEN) : text
+}
+
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(raw.toString('utf8'))
+    return JSON.parse(text)
   } catch {
     throw new HttpError(400, 'invalid_json', 'body is not valid JSON')
   }
@@ -40,10 +51,11 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.maxJsonBytes }, (_req, body, done) => done(null, body))
 
-  function prepare(request: FastifyRequest) {
+  function prepare(request: FastifyRequest<{ Params: Params }>) {
     const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
+    // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
     const sha256 = createHash('sha256').update(raw).digest('hex')
-    return { raw, sha256, received_at: new Date().toISOString() }
+    return { raw, sha256, text: redactToken(raw.toString('utf8'), request.params.dsn), received_at: new Date().toISOString() }
   }
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session', {
@@ -52,14 +64,14 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'test_session')
     },
     handler: async (request, reply) => {
-      const { raw, sha256, received_at } = prepare(request)
-      const body = parseJson(raw)
+      const { sha256, text, received_at } = prepare(request)
+      const body = parseJson(text)
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new HttpError(400, 'not_an_object', 'a test session must be a JSON object')
       }
       const { workspaceId: ws, tokenId } = request.ingest
       const session = request.params.session
-      const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: raw.toString('utf8') }
+      const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text }
       const idemKey = k.idempotency('s', ws, session)
       const jobId = jobIds.session(ws, session)
       const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256)
@@ -87,8 +99,8 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'logs')
     },
     handler: async (request, reply) => {
-      const { raw, sha256, received_at } = prepare(request)
-      const body = parseJson(raw)
+      const { sha256, text, received_at } = prepare(request)
+      const body = parseJson(text)
       if (typeof body !== 'object' || body === null) throw new HttpError(400, 'not_an_object', 'logs must be a JSON object or array')
       const { workspaceId: ws, tokenId } = request.ingest
       const session = request.params.session
@@ -98,7 +110,7 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of these logs')
       // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
       if (claim.state === 'claimed') {
-        const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: raw.toString('utf8') }
+        const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text }
         try {
           await app.queues.logs.add('logs', job, { jobId })
         } catch (err) {

@@ -1,0 +1,145 @@
+// Turns a session body into its `test_sessions` document: known fields normalised (dates as
+// BSON dates), client JSON made storable (shared/json-storage.ts), unknown fields kept in
+// `extra`, and what is wrong with the body listed in `validation`. Nothing here refuses a body.
+import type { Document } from 'mongodb'
+import { toStorable, type StorageRewrite } from '../shared/json-storage.ts'
+import type { SessionJob } from '../shared/queues.ts'
+import {
+  KNOWN_CONFIGURATION_FIELDS,
+  KNOWN_RESULT_FIELDS,
+  KNOWN_SESSION_FIELDS,
+  parseTimestamp,
+  validateSessionBody,
+  type ValidationIssue,
+} from '../shared/session-schema.ts'
+import { isPlainObject, own } from './context.ts'
+
+export const MAX_STORAGE_NOTES = 20
+
+/** Collects issues and storage notes while fields are normalised. */
+export class Notes {
+  readonly issues: ValidationIssue[]
+  readonly storage: { path: string; rule: StorageRewrite }[] = []
+  private readonly issuePaths: Set<string>
+
+  constructor(initial: ValidationIssue[] = []) {
+    this.issues = [...initial]
+    this.issuePaths = new Set(initial.map((i) => i.path))
+  }
+
+  /** Adds an issue unless the schema already reported this path. */
+  issue(path: string, message: string): void {
+    if (this.issuePaths.has(path)) return
+    this.issuePaths.add(path)
+    this.issues.push({ path, message })
+  }
+
+  readonly onRewrite = (path: string, rule: StorageRewrite): void => {
+    if (this.storage.length < MAX_STORAGE_NOTES) this.storage.push({ path, rule })
+  }
+
+  /** Client JSON at `path`, made storable; undefined (absent) becomes null. */
+  value(v: unknown, path: string): unknown {
+    return v === undefined ? null : toStorable(v, { path, onRewrite: this.onRewrite })
+  }
+
+  /** A timestamp field: a Date, or null with an issue when present but not a date-time. */
+  date(v: unknown, path: string): Date | null {
+    if (v === undefined || v === null) return null
+    const parsed = parseTimestamp(v)
+    if (parsed.issue) this.issue(path, parsed.issue)
+    return parsed.date
+  }
+
+  /** Fields of `obj` not in `known`, made storable; null when there are none. */
+  extra(obj: Record<string, unknown>, known: Set<string>, path: string): Record<string, unknown> | null {
+    const rest = Object.create(null) as Record<string, unknown>
+    let any = false
+    for (const key of Object.keys(obj)) {
+      if (known.has(key)) continue
+      Object.defineProperty(rest, key, { value: obj[key], enumerable: true, writable: true, configurable: true })
+      any = true
+    }
+    return any ? (toStorable(rest, { path, onRewrite: this.onRewrite }) as Record<string, unknown>) : null
+  }
+
+  validation() {
+    return { ok: this.issues.length === 0, errors: this.issues }
+  }
+}
+
+export function buildSessionDocument(job: SessionJob, body: Record<string, unknown>, receivedAt: Date): Document {
+  const notes = new Notes(validateSessionBody(body))
+  const get = (key: string) => own(body, key)
+
+  const id = get('id')
+  if (id !== undefined && id !== job.session_id) notes.issue('/id', 'differs from the session id in the URL; the URL id is the one used')
+
+  const cfg = get('configuration')
+  const configuration = isPlainObject(cfg)
+    ? {
+        session_type: notes.value(own(cfg, 'session_type'), '/configuration/session_type'),
+        provision_mode: notes.value(own(cfg, 'provision_mode'), '/configuration/provision_mode'),
+        provision_mode_data: notes.value(own(cfg, 'provision_mode_data'), '/configuration/provision_mode_data'),
+        classifier_mode: notes.value(own(cfg, 'classifier_mode'), '/configuration/classifier_mode'),
+        cloudworks_context: notes.value(own(cfg, 'cloudworks_context'), '/configuration/cloudworks_context'),
+        flavor_text: notes.value(own(cfg, 'flavor_text'), '/configuration/flavor_text'),
+        flavor_text_two: notes.value(own(cfg, 'flavor_text_two'), '/configuration/flavor_text_two'),
+        output_session_translator_id: notes.value(own(cfg, 'output_session_translator_id'), '/configuration/output_session_translator_id'),
+        output_result_translator_id: notes.value(own(cfg, 'output_result_translator_id'), '/configuration/output_result_translator_id'),
+        flags: notes.value(own(cfg, 'flags'), '/configuration/flags'),
+        extra: notes.extra(cfg, KNOWN_CONFIGURATION_FIELDS, '/configuration'),
+      }
+    : null
+
+  const res = get('result')
+  const result = isPlainObject(res)
+    ? {
+        time_read: notes.date(own(res, 'time_read'), '/result/time_read'),
+        main_image_path: notes.value(own(res, 'main_image_path'), '/result/main_image_path'),
+        raw_image_file_path: notes.value(own(res, 'raw_image_file_path'), '/result/raw_image_file_path'),
+        images: notes.value(own(res, 'images'), '/result/images'),
+        results: notes.value(own(res, 'results'), '/result/results'),
+        results_classifier: notes.value(own(res, 'results_classifier'), '/result/results_classifier'),
+        extra: notes.extra(res, KNOWN_RESULT_FIELDS, '/result'),
+      }
+    : null
+
+  const doc: Document = {
+    workspace_id: job.workspace_id,
+    session_id: job.session_id,
+    token_id: job.token_id,
+    received_at: receivedAt,
+    raw_body: job.body,
+    raw_sha256: job.sha256,
+    body_id: notes.value(id, '/id'),
+    state: notes.value(get('state'), '/state'),
+    test_profile_id: notes.value(get('test_profile_id'), '/test_profile_id'),
+    time_started: notes.date(get('time_started'), '/time_started'),
+    time_resolved: notes.date(get('time_resolved'), '/time_resolved'),
+    time_expired: notes.date(get('time_expired'), '/time_expired'),
+    configuration,
+    result,
+    metrics: notes.value(get('metrics'), '/metrics'),
+    extra: notes.extra(body, KNOWN_SESSION_FIELDS, ''),
+    validation: notes.validation(),
+  }
+  if (notes.storage.length > 0) doc.storage_notes = notes.storage
+  return doc
+}
+
+/** The record kept when the normalised document cannot be stored: ids, raw body, and why. */
+export function sessionFallbackDocument(job: SessionJob, receivedAt: Date, reason: string, issues: ValidationIssue[] = []): Document {
+  return {
+    workspace_id: job.workspace_id,
+    session_id: job.session_id,
+    token_id: job.token_id,
+    received_at: receivedAt,
+    raw_body: job.body,
+    raw_sha256: job.sha256,
+    validation: {
+      ok: false,
+      errors: [...issues, { path: 'storage_fallback', message: `normalised document could not be stored (${reason}); reprocess from raw_body` }],
+    },
+  }
+}
