@@ -1,6 +1,6 @@
 // Admin-only settings, read once at start on top of the shared config (shared/config.ts).
 // An invalid value stops the process with a message naming the variable, like everywhere else.
-import { ConfigError, type Config } from '../shared/config.ts'
+import { ConfigError, fail, int, type Config } from '../shared/config.ts'
 
 export interface AdminConfig {
   /** The URL people open the panel at; decides the cookie's Secure default. */
@@ -20,19 +20,6 @@ export interface AdminConfig {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1'])
-
-function fail(name: string, why: string): never {
-  throw new ConfigError(`invalid configuration: ${name} ${why}`)
-}
-
-function int(env: Record<string, string | undefined>, name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return def
-  if (!/^\d+$/.test(raw)) fail(name, `must be a whole number, got "${raw}"`)
-  const n = Number(raw)
-  if (n < min || n > max) fail(name, `must be between ${min} and ${max}, got ${n}`)
-  return n
-}
 
 /** True when a browser reaches the panel over plain http on this machine, where a Secure cookie would not be sent. */
 export function isLocalHttp(url: string): boolean {

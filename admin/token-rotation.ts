@@ -39,7 +39,7 @@ export async function rotateToken(deps: RotateDeps, id: string, graceMs: number,
   const created = await deps.admin.createToken({ workspace: old.workspace_id, permissions: old.permissions, label: old.label, actor })
   let expires = new Date(now.getTime() + graceMs)
   if (old.expires_at && old.expires_at < expires) expires = old.expires_at
-  await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { expires_at: expires } })
+  await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { expires_at: expires, updated_at: now } })
   const doc = (await c.tokens.findOne({ _id: id }))!
   const ws = await c.workspaces.findOne({ _id: doc.workspace_id })
   let mirrored = false

@@ -22,20 +22,26 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
   const negativeTtlMs = opts.negativeTtlMs ?? Math.min(opts.ttlMs, 5000)
   const cache = new Map<string, { value: TokenEntry | null; until: number }>()
   let live = false
+  // Bumped on every invalidation: a lookup that was already reading Redis when a change was
+  // announced may have read the old entry, so its result is not cached.
+  let generation = 0
 
   subscriber.on('message', (channel: string, hash: string) => {
     if (channel !== k.tokensChannel) return
+    generation++
     if (hash === '*') cache.clear()
     else cache.delete(hash)
   })
   // Anything may have changed while we were not listening.
   subscriber.on('close', () => {
     live = false
+    generation++
     cache.clear()
   })
   subscriber.on('ready', () => {
     // ioredis re-subscribes on reconnect before 'ready'; the cache stays empty until then.
     cache.clear()
+    generation++
     live = true
   })
   // Not awaited: a gateway started while Redis is down must still come up and answer 503.
@@ -49,6 +55,7 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
       const hash = hashToken(token)
       const hit = cache.get(hash)
       if (hit && hit.until > Date.now()) return hit.value
+      const gen = generation
       // One round trip: the entry, and whether the mirror is loaded at all (a wiped Redis must not turn every device away with 403).
       const res = await redis.multi().hget(k.tokens, hash).exists(k.tokensSynced).exec()
       if (!res) throw new Error('token lookup: transaction aborted')
@@ -56,7 +63,7 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
       if (e1 || e2) throw e1 ?? e2
       const value: TokenEntry | null = raw ? (JSON.parse(raw) as TokenEntry) : null
       if (!value && !synced) return 'not-synced'
-      if (live) {
+      if (live && gen === generation) {
         if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string)
         cache.set(hash, { value, until: Date.now() + (value ? opts.ttlMs : negativeTtlMs) })
       }

@@ -52,11 +52,12 @@ export function readStackEnv(file = join(repoRoot, '.stack', 'env')): Record<str
 
 export class ConfigError extends Error {}
 
-function fail(name: string, why: string): never {
+export function fail(name: string, why: string): never {
   throw new ConfigError(`invalid configuration: ${name} ${why}`)
 }
 
-function int(env: Record<string, string | undefined>, name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+/** A whole-number variable with bounds; used by every config loader. */
+export function int(env: Record<string, string | undefined>, name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name]
   if (raw === undefined || raw === '') return def
   if (!/^\d+$/.test(raw)) fail(name, `must be a whole number, got "${raw}"`)

@@ -20,6 +20,8 @@ export interface TokenDoc {
   label: string | null
   permissions: Permission[]
   created_at: Date
+  /** Set on every change; orders writes to the Redis mirror (see token-registry.ts). */
+  updated_at?: Date
   expires_at: Date | null
   revoked_at: Date | null
 }

@@ -27,6 +27,21 @@ export function createWorkerRedis(url: string, extra: RedisOptions = {}): Redis 
 }
 
 /**
+ * Gives a fail-fast client a moment to connect, so a process's first requests are not refused;
+ * if Redis is down it returns anyway (the process answers 503 until Redis is back).
+ */
+export function waitForReady(redis: Redis, ms = 3000): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve()
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    redis.once('ready', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
+/**
  * Refuses to run against a Redis that may evict keys: an evicted job or idempotency key is an
  * accepted record silently lost. Production sets `noeviction` (compose.yaml).
  */

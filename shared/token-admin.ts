@@ -385,6 +385,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
         label,
         permissions,
         created_at: created,
+        updated_at: created,
         expires_at: expires,
         revoked_at: null,
       }
@@ -458,7 +459,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     }
     const at = now()
     // The filter makes concurrent revocations agree on the first timestamp.
-    const res = await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { revoked_at: at } })
+    const res = await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { revoked_at: at, updated_at: at } })
     const doc = await c.tokens.findOne({ _id: id })
     if (!doc) throw new TokenAdminError('unknown_token', `unknown token "${id}"`)
     const already = res.modifiedCount === 0

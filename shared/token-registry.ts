@@ -20,6 +20,8 @@ export interface TokenEntry {
   expires_at: string | null
   revoked: boolean
   workspace_active: boolean
+  /** Version (ms): the newest change to the token or its workspace. An older version never overwrites a newer one. */
+  v: number
 }
 
 /** Tokens are 256 random bits, so a plain SHA-256 is a safe, fast hash (no KDF needed). */
@@ -32,7 +34,7 @@ export function generateToken(): string {
   return 'rdt_' + randomBytes(32).toString('base64url')
 }
 
-export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active'> | null): TokenEntry {
+export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active' | 'updated_at'> | null): TokenEntry {
   return {
     id: token._id,
     workspace_id: token.workspace_id,
@@ -40,17 +42,53 @@ export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active'>
     expires_at: token.expires_at ? token.expires_at.toISOString() : null,
     revoked: token.revoked_at != null,
     workspace_active: workspace?.active === true,
+    v: Math.max((token.updated_at ?? token.created_at).getTime(), workspace?.updated_at?.getTime() ?? 0),
   }
 }
 
-/** Writes entries (keyed by token hash) to the mirror and tells every gateway to forget them. */
-export async function publishEntries(redis: Redis, prefix: string, entries: Map<string, TokenEntry>): Promise<void> {
-  if (entries.size === 0) return
+// Writes an entry only if it is not older than the one in the mirror, and announces it. Without
+// this, a periodic full sync that read MongoDB just before a revocation could write the old
+// "active" entry back over the revoked one.
+// KEYS[1] = mirror hash; ARGV[1] = channel; ARGV[2] = '1' to announce unchanged entries too;
+// then (field, json, version) triples.
+const WRITE_NEWER = `
+local changed = 0
+for i = 3, #ARGV, 3 do
+  local field, json, v = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local cur = redis.call('HGET', KEYS[1], field)
+  local curv = -1
+  if cur then
+    local ok, d = pcall(cjson.decode, cur)
+    if ok and type(d) == 'table' and tonumber(d.v) then curv = tonumber(d.v) end
+  end
+  if cur ~= json and v >= curv then
+    redis.call('HSET', KEYS[1], field, json)
+    redis.call('PUBLISH', ARGV[1], field)
+    changed = changed + 1
+  elseif ARGV[2] == '1' then
+    redis.call('PUBLISH', ARGV[1], field)
+  end
+end
+return changed
+`
+
+async function writeNewer(redis: Redis, prefix: string, entries: [hash: string, entry: TokenEntry][], alwaysPublish: boolean): Promise<number> {
   const k = keys(prefix)
-  const pipe = redis.multi()
-  for (const [hash, entry] of entries) pipe.hset(k.tokens, hash, JSON.stringify(entry))
-  for (const hash of entries.keys()) pipe.publish(k.tokensChannel, hash)
-  await pipe.exec()
+  let changed = 0
+  // Chunks keep each script run short: Redis runs nothing else meanwhile.
+  for (let i = 0; i < entries.length; i += 500) {
+    const args = entries.slice(i, i + 500).flatMap(([hash, e]) => [hash, JSON.stringify(e), String(e.v)])
+    changed += Number(await redis.eval(WRITE_NEWER, 1, k.tokens, k.tokensChannel, alwaysPublish ? '1' : '0', ...args))
+  }
+  return changed
+}
+
+/**
+ * Writes entries (keyed by token hash) to the mirror after an admin action, and tells every
+ * gateway to forget them, even when unchanged (a repeated revoke is a nudge worth sending).
+ */
+export async function publishEntries(redis: Redis, prefix: string, entries: Map<string, TokenEntry>): Promise<void> {
+  if (entries.size > 0) await writeNewer(redis, prefix, [...entries], true)
 }
 
 /** Re-mirrors the tokens of one workspace (after the workspace itself changes, e.g. deactivation). */
@@ -63,29 +101,24 @@ export async function republishWorkspace(db: Db, redis: Redis, prefix: string, w
 }
 
 /**
- * Rebuilds the whole mirror from MongoDB. Entries are written before stale ones are removed and
- * the "synced" marker is set last, so a gateway never sees a half-loaded mirror as authoritative.
+ * Rebuilds the whole mirror from MongoDB (workers run it at start and every 30 s). It repairs a
+ * lost write or a wiped Redis, and never overwrites an entry newer than what it read.
  */
 export async function syncTokenMirror(db: Db, redis: Redis, prefix: string): Promise<{ tokens: number; removed: number }> {
   const c = collections(db)
   const k = keys(prefix)
   const workspaces = new Map<string, WorkspaceDoc>()
   for await (const w of c.workspaces.find()) workspaces.set(w._id, w)
-  const wanted = new Map<string, string>()
-  for await (const t of c.tokens.find()) wanted.set(t.token_hash, JSON.stringify(toEntry(t, workspaces.get(t.workspace_id) ?? null)))
+  const wanted = new Map<string, TokenEntry>()
+  for await (const t of c.tokens.find()) wanted.set(t.token_hash, toEntry(t, workspaces.get(t.workspace_id) ?? null))
 
-  const current = await redis.hgetall(k.tokens)
-  const changed: string[] = []
+  await writeNewer(redis, prefix, [...wanted], false)
+  // Tokens are never deleted by this service; a field with no token behind it is removed.
+  const removed = (await redis.hkeys(k.tokens)).filter((h) => !wanted.has(h))
   const pipe = redis.multi()
-  for (const [hash, json] of wanted) {
-    if (current[hash] !== json) {
-      pipe.hset(k.tokens, hash, json)
-      changed.push(hash)
-    }
-  }
-  const removed = Object.keys(current).filter((h) => !wanted.has(h))
   if (removed.length) pipe.hdel(k.tokens, ...removed)
-  for (const h of [...changed, ...removed]) pipe.publish(k.tokensChannel, h)
+  for (const h of removed) pipe.publish(k.tokensChannel, h)
+  // Set last, so a gateway never takes a half-loaded mirror as authoritative.
   pipe.set(k.tokensSynced, new Date().toISOString())
   await pipe.exec()
   return { tokens: wanted.size, removed: removed.length }

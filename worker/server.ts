@@ -1,18 +1,11 @@
 // The worker process: read config, build the worker, close it on SIGTERM/SIGINT.
 import { pino } from 'pino'
-import { ConfigError, loadConfig, type Config } from '../shared/config.ts'
+import { loadConfig } from '../shared/config.ts'
 import { loggerOptions } from '../shared/logger.ts'
+import { closeOnSignals, configOrExit } from '../shared/process.ts'
 import { buildWorker, WorkerConfigError } from './app.ts'
 
-let config: Config
-try {
-  config = loadConfig()
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err
-  console.error(err.message)
-  process.exit(1)
-}
-
+const config = configOrExit(() => loadConfig())
 const logger = pino(loggerOptions(config.logLevel, 'worker'))
 let app: Awaited<ReturnType<typeof buildWorker>>
 try {
@@ -25,19 +18,5 @@ try {
   logger.fatal({ err: (err as Error).message }, 'worker failed to start')
   process.exit(1)
 }
-
-let stopping = false
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) return
-    stopping = true
-    logger.info({ signal }, 'shutting down')
-    app.close().then(
-      () => process.exit(0),
-      (err: Error) => {
-        logger.error({ err: err.message }, 'error during shutdown')
-        process.exit(1)
-      },
-    )
-  })
-}
+// buildWorker's close() is itself bounded (workers first, then clients); this is the backstop.
+closeOnSignals(() => app.close(), logger, 30_000)

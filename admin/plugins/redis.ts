@@ -3,7 +3,7 @@
 // (a worker's periodic sync repairs the mirror), and a log-in with Redis down is refused (503).
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
-import { createProducerRedis } from '../../shared/redis.ts'
+import { createProducerRedis, waitForReady } from '../../shared/redis.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,13 +15,7 @@ export default fp<{ url: string; connectWaitMs?: number }>(
   async (app, opts) => {
     const redis = createProducerRedis(opts.url)
     redis.on('error', (err: Error) => app.log.warn({ err: err.message }, 'redis connection error'))
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, opts.connectWaitMs ?? 3000)
-      redis.once('ready', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    await waitForReady(redis, opts.connectWaitMs)
     app.decorate('redis', redis)
     app.addHook('onClose', async () => {
       await redis.quit().catch(() => {})

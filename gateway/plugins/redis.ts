@@ -2,7 +2,7 @@
 // the token-change subscription. Both close when the app closes, after the queues.
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
-import { createProducerRedis } from '../../shared/redis.ts'
+import { createProducerRedis, waitForReady } from '../../shared/redis.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,13 +21,7 @@ export default fp<{ url: string; connectWaitMs?: number }>(
     }
     // Give Redis a moment to connect so the first requests are not refused; if it is down,
     // start anyway and answer 503 until it is back (devices retry).
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, opts.connectWaitMs ?? 3000)
-      redis.once('ready', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    await waitForReady(redis, opts.connectWaitMs)
     app.decorate('redis', redis)
     app.decorate('subscriber', subscriber)
     app.addHook('onClose', async () => {

@@ -36,8 +36,9 @@ function entriesOf(body: unknown): { entries: unknown[]; issues: ValidationIssue
   return { entries: [], issues: [{ path: '', message: 'must be an object with "entries"' }] }
 }
 
-function entryDocument(data: LogsJob, receivedAt: Date, entry: unknown, index: number, id: string): Document {
-  const base = {
+/** The fields every entry document has, normalised or not: where it came from. */
+function entryBase(data: LogsJob, receivedAt: Date, index: number, id: string) {
+  return {
     _id: id,
     workspace_id: data.workspace_id,
     session_id: data.session_id,
@@ -46,6 +47,10 @@ function entryDocument(data: LogsJob, receivedAt: Date, entry: unknown, index: n
     batch_sha256: data.sha256,
     batch_index: index,
   }
+}
+
+function entryDocument(data: LogsJob, receivedAt: Date, entry: unknown, index: number, id: string): Document {
+  const base = entryBase(data, receivedAt, index, id)
   const notes = new Notes()
   if (!isPlainObject(entry)) {
     notes.issue('', 'log entry is not an object; kept in value')
@@ -138,13 +143,7 @@ export function createLogsProcessor(deps: ProcessorDeps) {
 /** An entry that cannot be stored as normalised: its place is kept; its content is in the batch's raw_body. */
 function entryFallback(data: LogsJob, receivedAt: Date, index: number, id: string, reason: string): Document {
   return {
-    _id: id,
-    workspace_id: data.workspace_id,
-    session_id: data.session_id,
-    token_id: data.token_id,
-    received_at: receivedAt,
-    batch_sha256: data.sha256,
-    batch_index: index,
+    ...entryBase(data, receivedAt, index, id),
     timestamp: null,
     tag: null,
     message: null,
