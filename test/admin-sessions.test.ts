@@ -9,7 +9,7 @@ import { CSV_COLUMNS, csvField } from '../admin/data/export.ts'
 import { contentDisposition } from '../admin/data/media.ts'
 import { outcomeOf, validityOf } from '../admin/data/readings.ts'
 import { listSessions, parseFilters } from '../admin/data/sessions.ts'
-import { addAdmin, login, seedMedia, seedSession, sessionBody, startAdmin } from '../admin/test-support.ts'
+import { addAdmin, login, seedMedia, seedSession, sessionBody, startAdmin } from './helpers/admin-support.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { testConfig } from './helpers/env.ts'
 

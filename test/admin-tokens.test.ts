@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import { keys } from '../shared/keys.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
 import { periodStarts } from '../admin/data/activity.ts'
-import { addAdmin, login, seedSession, sessionBody, startAdmin } from '../admin/test-support.ts'
+import { addAdmin, login, seedSession, sessionBody, startAdmin } from './helpers/admin-support.ts'
 import { testConfig } from './helpers/env.ts'
 
 const config = testConfig({ PUBLIC_URL: 'https://rdt.example.org' })
