@@ -115,7 +115,9 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
     logLevel: env.LOG_LEVEL || 'info',
     tokenCacheMs: int(env, 'TOKEN_CACHE_MS', 30_000, 0),
     pendingTimeoutMs: int(env, 'PENDING_TIMEOUT_MS', 10_000, 100),
-    idempotencyTtlMs: int(env, 'IDEMPOTENCY_TTL_MS', 7 * 24 * 3600_000, 60_000),
+    // A day covers a device's retry backoff (capped at 5 h) several times over; after that a late
+    // replay is accepted again and deduplicated by MongoDB, and Redis memory stays bounded.
+    idempotencyTtlMs: int(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 60_000),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000),
     workerQueues: queues,
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
