@@ -3,6 +3,7 @@ import pino from 'pino'
 import { loadConfig } from '../shared/config.ts'
 import { loggerOptions } from '../shared/logger.ts'
 import { closeOnSignals, configOrExit } from '../shared/process.ts'
+import { watchEvictionPolicy } from '../shared/redis.ts'
 import { buildAdmin } from './app.ts'
 import { loadAdminConfig } from './config.ts'
 
@@ -12,6 +13,11 @@ const { config, adminConfig } = configOrExit(() => {
 })
 const logger = pino(loggerOptions(config.logLevel, 'admin'))
 const app = await buildAdmin({ config, adminConfig, logger })
+// Like the gateway and the workers: never run against an evicting Redis (the token mirror lives there).
+await watchEvictionPolicy(app.redis, (message) => {
+  logger.fatal(message)
+  process.exit(1)
+})
 await app.listen({ port: config.adminPort, host: config.host })
 logger.info({ url: adminConfig.adminUrl, secureCookie: adminConfig.cookieSecure }, 'admin panel listening')
 closeOnSignals(() => app.close(), logger)

@@ -1,6 +1,7 @@
 // Command-line parsing: `<group> <command> [positionals] [--options]`. Parsing happens before any
 // connection is made, so a typo is answered at once (exit 2) even when no service is running.
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { QUEUE_NAMES } from '../shared/queues.ts'
 
 export class UsageError extends Error {
   override name = 'UsageError'
@@ -19,6 +20,12 @@ interface CommandSpec {
   oneOf?: readonly string[]
   /** Whether the command changes state (and so needs the Redis mirror). */
   writes: boolean
+  /** Positionals that may be left out (after the required ones). */
+  optionalPositionals?: readonly string[]
+  /** Whether the command works on the BullMQ queues (and so needs Redis, read-only or not). */
+  queues?: boolean
+  /** Checks combinations parseArgs cannot express; returns the usage problem, or null. */
+  check?: (args: Record<string, string>, values: Record<string, string | boolean | undefined>) => string | null
 }
 
 export const COMMANDS = {
@@ -32,6 +39,7 @@ export const COMMANDS = {
     oneOf: ['name', 'slug'],
     writes: true,
   },
+  'workspace set-rate-limit': { positionals: ['slug', 'limit'], options: json, writes: true },
   'token create': {
     positionals: [],
     options: { workspace: { type: 'string' }, permissions: { type: 'string' }, label: { type: 'string' }, expires: { type: 'string' }, ...json },
@@ -41,7 +49,28 @@ export const COMMANDS = {
   'token list': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'token revoke': { positionals: ['id'], options: json, writes: true },
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
+  'jobs failed': {
+    positionals: [],
+    options: { queue: { type: 'string' }, limit: { type: 'string' }, ...json },
+    writes: false,
+    queues: true,
+    check: (_a, v) => queueProblem(v.queue) ?? (v.limit !== undefined && !/^[1-9][0-9]{0,5}$/.test(String(v.limit)) ? '--limit must be a number from 1 to 999999' : null),
+  },
+  'jobs retry': {
+    positionals: [],
+    optionalPositionals: ['id'],
+    options: { queue: { type: 'string' }, all: { type: 'boolean' }, ...json },
+    writes: false,
+    queues: true,
+    check: (a, v) =>
+      queueProblem(v.queue) ?? (a.id !== undefined && v.all ? 'give a job id or --all, not both' : a.id === undefined && !v.all ? '"jobs retry" needs <id> or --all' : null),
+  },
 } as const satisfies Record<string, CommandSpec>
+
+function queueProblem(queue: string | boolean | undefined): string | null {
+  if (queue === undefined || (QUEUE_NAMES as readonly unknown[]).includes(queue)) return null
+  return `--queue must be one of ${QUEUE_NAMES.join(', ')}`
+}
 
 export type CommandName = keyof typeof COMMANDS
 
@@ -50,6 +79,7 @@ export interface ParsedCommand {
   args: Record<string, string>
   values: Record<string, string | boolean | undefined>
   writes: boolean
+  queues: boolean
 }
 
 export const USAGE = `usage: npm run cli -- <command> [options]
@@ -60,6 +90,7 @@ workspaces:
   workspace deactivate <slug> [--json]
   workspace activate <slug> [--json]
   workspace rename <slug> [--name N] [--slug NEW_SLUG] [--json]
+  workspace set-rate-limit <slug> <per-minute|default> [--json]
 
 tokens:
   token create --workspace <slug> [--permissions test_session,logs,media]
@@ -70,11 +101,19 @@ tokens:
 admin panel users:
   admin create <email> [--password-stdin] [--json]
 
+failed jobs (BullMQ's retained failed set; job bodies are never shown):
+  jobs failed [--queue sessions|logs|media] [--limit N] [--json]
+  jobs retry <id> [--queue Q] [--json]
+  jobs retry --all [--queue Q] [--json]
+
   help
 
 Slugs: 1-63 of a-z, 0-9 and '-'. Permissions default to all three. --expires takes
 a date (2030-01-31) or a date-time (2030-01-31T12:00:00Z; no offset means UTC).
+set-rate-limit: requests per minute per token of the workspace (0 = no limit), or
+"default" for the gateways' RATE_LIMIT_PER_MINUTE.
 admin create asks for the password twice (no echo), or reads it from stdin with --password-stdin.
+jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
 With --json, a command prints exactly one JSON document on stdout.
 Configuration comes from the environment (MONGODB_URL, REDIS_URL, REDIS_PREFIX,
 PUBLIC_URL), falling back to .stack/env.
@@ -98,8 +137,9 @@ export function parseCommand(argv: readonly string[]): ParsedCommand | null {
   if (parsed.positionals.length < spec.positionals.length) {
     throw new UsageError(`"${name}" needs <${spec.positionals[parsed.positionals.length]}>`)
   }
-  if (parsed.positionals.length > spec.positionals.length) {
-    throw new UsageError(`unexpected argument "${parsed.positionals[spec.positionals.length]}"`)
+  const maxPositionals = spec.positionals.length + (spec.optionalPositionals?.length ?? 0)
+  if (parsed.positionals.length > maxPositionals) {
+    throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`)
   }
   const values: Record<string, string | boolean | undefined> = {}
   for (const [k, v] of Object.entries(parsed.values)) {
@@ -113,6 +153,10 @@ export function parseCommand(argv: readonly string[]): ParsedCommand | null {
     throw new UsageError(`"${name}" needs ${spec.oneOf.map((o) => `--${o}`).join(' or ')}`)
   }
   const args: Record<string, string> = {}
-  spec.positionals.forEach((p, i) => (args[p] = parsed.positionals[i]!))
-  return { name: name as CommandName, args, values, writes: spec.writes }
+  ;[...spec.positionals, ...(spec.optionalPositionals ?? [])].forEach((p, i) => {
+    if (i < parsed.positionals.length) args[p] = parsed.positionals[i]!
+  })
+  const problem = spec.check?.(args, values)
+  if (problem) throw new UsageError(problem)
+  return { name: name as CommandName, args, values, writes: spec.writes, queues: spec.queues ?? false }
 }

@@ -1,5 +1,6 @@
 // Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
 import type { CreatedToken, TokenInfo, WorkspaceListItem } from '../shared/token-admin.ts'
+import type { FailedJobInfo, RetryOutcome } from './jobs.ts'
 
 /** UTC, to the minute: short enough for a table, unambiguous across operators' time zones. */
 export function shortDate(d: Date | string | null | undefined): string {
@@ -57,4 +58,32 @@ export function createdTokenBlock(t: CreatedToken): string {
     'store it now. If it is lost, revoke this token and create a new one.',
     '',
   ].join('\n')
+}
+
+/** Reasons can be long (stack-free, but still): one line each, cut to keep the table readable. */
+const oneLine = (s: string, max = 100) => {
+  const flat = s.replace(/\s+/g, ' ').trim()
+  return flat.length > max ? flat.slice(0, max - 1) + '…' : flat
+}
+
+export function failedJobsTable(res: { total: Partial<Record<string, number>>; jobs: readonly FailedJobInfo[] }): string {
+  const totals = Object.entries(res.total)
+    .map(([q, n]) => `${q} ${n}`)
+    .join(', ')
+  const all = Object.values(res.total).reduce<number>((a, n) => a + (n ?? 0), 0)
+  if (res.jobs.length === 0) return `No failed jobs (${totals}).\n`
+  const shown = res.jobs.length < all ? `; showing the newest ${res.jobs.length}` : ''
+  return (
+    table(
+      ['QUEUE', 'JOB ID', 'ATTEMPTS', 'FAILED', 'REASON'],
+      res.jobs.map((j) => [j.queue, j.id, String(j.attempts_made), shortDate(j.failed_at), oneLine(j.failed_reason)]),
+    ) + `Failed jobs: ${totals}${shown}. Retry with: jobs retry <id> | jobs retry --all [--queue Q]\n`
+  )
+}
+
+export function retryBlock(res: RetryOutcome): string {
+  const lines = res.retried.map((j) => `Retried ${j.queue} job ${j.id} (failed after ${j.attempts_made} attempt(s): ${oneLine(j.failed_reason, 80)}).`)
+  for (const s of res.skipped) lines.push(`Skipped ${s.queue} job ${s.id}: ${s.reason}`)
+  if (lines.length === 0) lines.push('No failed jobs to retry.')
+  return lines.join('\n') + '\n'
 }

@@ -5,12 +5,14 @@ import type { Redis } from 'ioredis'
 import type { Db, MongoClient } from 'mongodb'
 import { ConfigError, loadConfig, readStackEnv, type Config } from '../shared/config.ts'
 import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { createProducerRedis } from '../shared/redis.ts'
+import { assertNoEviction, createProducerRedis } from '../shared/redis.ts'
 import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
 import { readAdminPassword } from '../admin/cli-password.ts'
 import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
-import { createdTokenBlock, shortDate, tokenTable, workspaceTable } from './format.ts'
+import { createdTokenBlock, failedJobsTable, retryBlock, shortDate, tokenTable, workspaceTable } from './format.ts'
+import { createJobsAdmin } from './jobs.ts'
+import type { QueueName } from '../shared/queues.ts'
 
 export interface CliIO {
   out: (text: string) => void
@@ -86,7 +88,16 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
       throw new Error(`MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`)
     }
     // Read-only commands never touch the mirror, so they work with Redis down.
-    if (cmd.writes) redis = await connectRedis(config.redisUrl)
+    if (cmd.writes || cmd.queues) redis = await connectRedis(config.redisUrl)
+    // Like every process: refuse an evicting Redis before changing anything (an evicted mirror
+    // entry or job is lost data). An unreachable Redis is the warning below, not a refusal.
+    if (redis?.status === 'ready') await assertNoEviction(redis)
+    if (cmd.queues) {
+      // The jobs live only in Redis: without it there is nothing to show, so say so plainly.
+      if (redis!.status !== 'ready') throw new Error(`Redis at ${redact(config.redisUrl)} is unreachable`)
+      await executeJobs(cmd, createJobsAdmin({ redis: redis!, prefix: config.redisPrefix, db }), io, cliActor(io.env))
+      return 0
+    }
     let warned = false
     const admin = createTokenAdmin({
       db,
@@ -122,6 +133,25 @@ async function connectRedis(url: string): Promise<Redis> {
   redis.on('error', () => {}) // surfaced through the failing commands instead
   await redis.connect().catch(() => {})
   return redis
+}
+
+async function executeJobs(cmd: ParsedCommand, jobs: ReturnType<typeof createJobsAdmin>, io: CliIO, actor: string): Promise<void> {
+  const asJson = cmd.values.json === true
+  const queue = cmd.values.queue as QueueName | undefined // checked against QUEUE_NAMES by the parser
+  try {
+    if (cmd.name === 'jobs failed') {
+      const res = await jobs.listFailed({ queue, limit: Number(cmd.values.limit ?? 100) })
+      print(io, asJson, res, failedJobsTable(res))
+    } else if (cmd.args.id !== undefined) {
+      const job = await jobs.retry(cmd.args.id, { queue, actor })
+      print(io, asJson, { retried: [job], skipped: [] }, retryBlock({ retried: [job], skipped: [] }))
+    } else {
+      const res = await jobs.retryAll({ queue, actor })
+      print(io, asJson, res, retryBlock(res))
+    }
+  } finally {
+    await jobs.close()
+  }
 }
 
 function print(io: CliIO, asJson: boolean, value: unknown, human: string): void {
@@ -160,6 +190,19 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
     case 'workspace rename': {
       const ws = await admin.renameWorkspace(cmd.args.slug!, { name: str('name'), slug: str('slug') }, actor)
       print(io, asJson, ws, `Workspace ${ws.id}: slug "${ws.slug}", name "${ws.name}".\n`)
+      return
+    }
+    case 'workspace set-rate-limit': {
+      const raw = cmd.args.limit!
+      // Parsed here, not in token-admin: "default" and the digits-only rule are CLI spelling.
+      if (raw !== 'default' && !/^\d{1,9}$/.test(raw)) throw new Error(`invalid rate limit "${raw}": use a whole number of requests per minute (0 = no limit) or "default"`)
+      const res = await admin.setWorkspaceRateLimit(cmd.args.slug!, raw === 'default' ? null : Number(raw), actor)
+      const show = (n: number | null) => (n === null ? 'the gateway default (RATE_LIMIT_PER_MINUTE)' : n === 0 ? 'no limit' : `${n} requests per minute per token`)
+      const human =
+        `Workspace "${res.slug}": ${show(res.rate_limit_per_minute)}` +
+        (res.previous_rate_limit_per_minute === res.rate_limit_per_minute ? ' (unchanged)' : ` (was ${show(res.previous_rate_limit_per_minute)})`) +
+        (res.tokens_republished === null ? '.\n' : `; ${res.tokens_republished} token(s) updated in the gateway mirror.\n`)
+      print(io, asJson, res, human)
       return
     }
     case 'token create': {

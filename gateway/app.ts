@@ -1,17 +1,28 @@
 // buildGateway(deps) returns the Fastify app; server.ts only starts it. The gateway is
 // deliberately thin: authenticate the DSN, claim the idempotency key, enqueue, answer.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Config } from '../shared/config.ts'
 import { loggerOptions, redactUrl } from '../shared/logger.ts'
 import { createAuthenticator } from './auth.ts'
+import { createBacklogMonitor, type BacklogMonitor } from './backlog.ts'
 import { errorHandler } from './errors.ts'
 import { createIdempotencyStore } from './idempotency.ts'
 import redisPlugin from './plugins/redis.ts'
 import queuesPlugin from './plugins/queues.ts'
+import metricsPlugin from './plugins/metrics.ts'
 import healthRoutes from './routes/health.ts'
 import jsonIngestRoutes from './routes/json-ingest.ts'
 import mediaRoutes from './routes/media.ts'
 import { createTokenCache } from './token-cache.ts'
+import { createUnknownTokenLimiter } from './unknown-token-limit.ts'
+import { keys } from '../shared/keys.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The backpressure poller (backlog.ts); `snapshot()` has the figures for metrics. */
+    backlog: BacklogMonitor
+  }
+}
 
 export interface GatewayDeps {
   config: Config
@@ -29,6 +40,16 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's JSON parser would refuse keys like __proto__ with 400; we parse ourselves.
     bodyLimit: config.maxJsonBytes,
+    // Fastify's own answers to a malformed URL (400 bad percent-encoding, 414 a path parameter
+    // over maxParamLength) quote the whole path, DSN token included, in the body; ours do not.
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      void reply.code(tooLong ? 414 : 400).send({ error: 'bad_url', message: tooLong ? 'a path segment is too long' : 'the URL is not valid' })
+    },
+    // request.ip is what the per-address unknown-token limit counts: behind a proxy, trust exactly
+    // its hops, never all of X-Forwarded-For (a client could then pick its own address).
+    // (What a hop count means in proxy-addr, spelled as a function: Fastify's types take no number.)
+    trustProxy: config.trustProxyHops > 0 ? (_address: string, hop: number) => hop < config.trustProxyHops : false,
   })
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
@@ -41,15 +62,35 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
 
   await app.register(redisPlugin, { url: config.redisUrl })
   await app.register(queuesPlugin, { redisPrefix: config.redisPrefix })
+  // Before the routes, so its onResponse hook sees every one; served by server.ts on METRICS_PORT.
+  // The backlog poller is created below; its figures are read lazily, at scrape time.
+  await app.register(metricsPlugin, { redisPrefix: config.redisPrefix, backlog: () => (app.hasDecorator('backlog') ? app.backlog.snapshot() : null) })
 
   const tokens = createTokenCache(app.redis, app.subscriber, { prefix: config.redisPrefix, ttlMs: config.tokenCacheMs })
-  const authenticate = createAuthenticator(tokens)
+  const unknownTokens =
+    config.unknownTokenMaxPerIp > 0
+      ? createUnknownTokenLimiter(app.redis, { keyFor: keys(config.redisPrefix).unknownTokenIp, max: config.unknownTokenMaxPerIp, windowMs: config.unknownTokenWindowMs })
+      : undefined
+  const authenticate = createAuthenticator(tokens, { defaultRateLimitPerMinute: config.rateLimitPerMinute, unknownTokens })
+  // One poller per gateway; requests only read its verdict (no Redis round trip of their own).
+  const backlog = createBacklogMonitor(app.redis, {
+    prefix: config.redisPrefix,
+    backlogHighWater: config.backlogHighWater,
+    stagedMediaHighWaterBytes: config.stagedMediaHighWaterBytes,
+    memoryHighWater: config.redisMemoryHighWater,
+    intervalMs: config.backpressurePollMs,
+    logger: app.log,
+  })
+  app.decorate('backlog', backlog)
+  // Registered after the queues and Redis plugins, so it runs before they close.
+  app.addHook('onClose', () => backlog.stop())
+  backlog.start()
   const idempotency = createIdempotencyStore(app.redis, { pendingTimeoutMs: config.pendingTimeoutMs, ttlMs: config.idempotencyTtlMs })
   // Not `prefix`: that option name is Fastify's route prefix.
-  const common = { redisPrefix: config.redisPrefix, idempotency, authenticate }
+  const common = { redisPrefix: config.redisPrefix, idempotency, authenticate, backlog, backpressureRetryAfterS: config.backpressureRetryAfterS }
 
   await app.register(healthRoutes)
-  await app.register(jsonIngestRoutes, { ...common, maxJsonBytes: config.maxJsonBytes })
+  await app.register(jsonIngestRoutes, { ...common, maxJsonBytes: config.maxJsonBytes, faultPauseAfterClaimMs: config.faultPauseAfterClaimMs })
   await app.register(mediaRoutes, { ...common, s3: config.s3, maxMediaBytes: config.maxMediaBytes, pendingTimeoutMs: config.pendingTimeoutMs })
   return app
 }

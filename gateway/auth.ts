@@ -1,18 +1,34 @@
 // DSN authentication: the token is the first path segment. The lookup never touches MongoDB
-// (see token-cache.ts). Every refusal is a 403, with the reason logged (never the token).
+// (see token-cache.ts). Every refusal is a 403, with the reason logged (never the token), except
+// from a client address that sent too many unknown tokens: that gets 429 (unknown-token-limit.ts).
 import type { FastifyRequest } from 'fastify'
 import type { Permission } from '../shared/token-registry.ts'
 import { isValidId } from '../shared/ids.ts'
-import { HttpError, unavailable } from './errors.ts'
+import { HttpError, rateLimited, unavailable } from './errors.ts'
 import type { TokenCache } from './token-cache.ts'
+import { addressKey, type UnknownTokenLimiter } from './unknown-token-limit.ts'
 
 export interface IngestContext {
   workspaceId: string
   tokenId: string
+  /** This token's rate limit (requests per minute, 0 = none): its workspace's setting, or the gateway default. */
+  rateLimitPerMinute: number
 }
 
-export function createAuthenticator(tokens: TokenCache) {
+export interface AuthOptions {
+  /** RATE_LIMIT_PER_MINUTE, for tokens whose workspace sets no limit of its own. */
+  defaultRateLimitPerMinute?: number
+  unknownTokens?: UnknownTokenLimiter
+}
+
+export function createAuthenticator(tokens: TokenCache, opts: AuthOptions = {}) {
   return async function authenticate(request: FastifyRequest, dsn: string, permission: Permission): Promise<IngestContext> {
+    // Before the lookup, so that the answer to a blocked address says nothing about its token.
+    const blockedMs = opts.unknownTokens?.blockedFor(request.ip) ?? 0
+    if (blockedMs > 0) {
+      request.log.info({ reason: 'rate_limited', limit: 'unknown_token_ip', ip: addressKey(request.ip) }, 'rate limited')
+      throw rateLimited('ip_rate_limited', blockedMs)
+    }
     // A malformed token cannot exist, so it is refused without a lookup.
     const entry = isValidId(dsn) ? await tokens.lookup(dsn) : null
     if (entry === 'not-synced') throw unavailable('token registry')
@@ -23,10 +39,20 @@ export function createAuthenticator(tokens: TokenCache) {
     else if (!entry.workspace_active) reason = 'inactive_workspace'
     else if (!entry.permissions.includes(permission)) reason = 'missing_permission'
     if (reason || !entry) {
+      if (reason === 'unknown_token' && opts.unknownTokens) {
+        // If Redis cannot count it, the answer stays a plain 403: a refusal is not turned into a 503.
+        const waitMs = await opts.unknownTokens.record(request.ip).catch(() => 0)
+        if (waitMs > 0) {
+          request.log.info({ reason: 'rate_limited', limit: 'unknown_token_ip', ip: addressKey(request.ip) }, 'rate limited')
+          throw rateLimited('ip_rate_limited', waitMs)
+        }
+      }
       request.log.info({ reason, token_id: entry?.id }, 'forbidden')
       throw new HttpError(403, 'forbidden', 'this DSN may not do that')
     }
-    return { workspaceId: entry.workspace_id, tokenId: entry.id }
+    const own = entry.rate_limit_per_minute
+    const rateLimitPerMinute = typeof own === 'number' && own >= 0 ? own : (opts.defaultRateLimitPerMinute ?? 0)
+    return { workspaceId: entry.workspace_id, tokenId: entry.id, rateLimitPerMinute }
   }
 }
 

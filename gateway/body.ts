@@ -1,4 +1,5 @@
 // Request-body helpers shared by the JSON routes and the media route.
+import type { FastifyRequest } from 'fastify'
 import { createHash, type Hash } from 'node:crypto'
 import { Transform, type TransformCallback } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
@@ -37,4 +38,18 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
     }
   }
   throw new HttpError(415, 'unsupported_encoding', `Content-Encoding ${coding} is not supported; send identity or gzip`)
+}
+
+/**
+ * Takes the Content-Type header off an ingest request (call it in onRequest, before the body is
+ * parsed) and returns it. Fastify answers 415 to a header it cannot parse ("garbage", ";;;")
+ * before any content-type parser runs, and a device retries every answer but 200/201/409 for
+ * ever. The ingest routes read the body as bytes whatever its declared type, so without the
+ * header Fastify hands the body to the routes' catch-all parser; the media route keeps the
+ * declared value as metadata.
+ */
+export function takeContentType(request: FastifyRequest): string | undefined {
+  const declared = request.headers['content-type']
+  delete request.raw.headers['content-type'] // request.headers reads these
+  return declared
 }

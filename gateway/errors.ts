@@ -3,6 +3,13 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { isRedisUnavailable } from '../shared/redis.ts'
 
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The `code` of the error answer, set by errorHandler; the metrics plugin counts refusals by it. */
+    errorCode?: string
+  }
+}
+
 export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
@@ -15,6 +22,17 @@ export class HttpError extends Error {
 }
 
 export const unavailable = (what: string) => new HttpError(503, 'unavailable', `${what} is unavailable, retry later`, 5)
+
+/** Retry-After is whole seconds; never 0, or a device would come straight back. */
+const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
+
+/** 429 (DESIGN.md §2: the one 4xx that means "later", with Retry-After). `code` tells the two limits apart in logs and metrics. */
+export const rateLimited = (code: 'rate_limited' | 'ip_rate_limited', retryAfterMs: number) =>
+  new HttpError(429, code, 'too many requests, retry later', seconds(retryAfterMs))
+
+/** 503 because the pipeline is saturated (gateway/backlog.ts), not because something is down. */
+export const overloaded = (reason: 'backlog' | 'staged_media' | 'redis_memory', retryAfterS: number) =>
+  new HttpError(503, `overloaded_${reason}`, 'the service is busy, retry later', retryAfterS)
 
 /** Dependency failures other than Redis: S3 unreachable or refusing. */
 export function isStorageUnavailable(err: unknown): boolean {
@@ -42,5 +60,6 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
   if (status >= 500 && status !== 503) request.log.error({ err }, 'request failed')
   else request.log.info({ status, code, reason: message }, 'request refused')
   if (retryAfter) reply.header('retry-after', String(retryAfter))
+  reply.errorCode = code
   reply.code(status).send({ error: code, message })
 }

@@ -4,10 +4,31 @@
 // inside the same script is what keeps the accepted path at two Redis round trips (this script,
 // then the BullMQ add) and still closes the crash window: a pending key whose job never appeared
 // is free again after `pendingTimeoutMs`, so a GUID never answers 409 when its data was never queued.
+//
+// The per-token rate limit is checked in the same script, for the same reason: it costs no round
+// trip of its own. It is GCRA (a token bucket kept as one timestamp): a token may send a burst of
+// `limit` requests, then one every 60000/limit ms. Redis's own clock is used, so gateways with
+// skewed clocks still share one limit. A refused request claims nothing and uses up nothing.
 import type { Redis } from 'ioredis'
 
 // Value formats: "<sha256>|p|<ms>" (pending) and "<sha256>|a" (accepted by a worker).
+// KEYS: idempotency key, job hash, rate-limit key. ARGV: sha256, now, pending timeout, ttl,
+// requests per minute (0: do not check, e.g. a retry of a claim that already passed).
 const CLAIM = `
+local limit = tonumber(ARGV[5])
+if limit > 0 then
+  -- TIME makes the script non-deterministic; Redis 7 always replicates effects, older ones need this.
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local tat = tonumber(redis.call('GET', KEYS[3]) or now) or now
+  if tat < now then tat = now end
+  local nexttat = tat + 60000 / limit
+  -- Whole milliseconds only: 60000/limit is rarely exact, and float dust must not refuse the limit-th request.
+  local wait = nexttat - 60000 - now
+  if wait >= 1 then return {'limited', tostring(math.ceil(wait))} end
+  redis.call('SET', KEYS[3], string.format('%.3f', nexttat), 'PX', math.ceil(nexttat - now) + 1)
+end
 local v = redis.call('GET', KEYS[1])
 if v then
   local sha, state, ts = string.match(v, '^([^|]*)|(%a)|?(%d*)$')
@@ -38,6 +59,14 @@ export type ClaimResult =
   | { state: 'claimed'; token: string }
   | { state: 'dup'; sha256: string }
   | { state: 'busy' }
+  /** The token's rate limit refused the request; nothing was claimed. */
+  | { state: 'limited'; retryAfterMs: number }
+
+/** The rate limit to check with a claim: the token's key (keys.tokenRate) and its requests per minute (0 = none). */
+export interface RateLimit {
+  key: string
+  perMinute: number
+}
 
 export interface IdempotencyOptions {
   pendingTimeoutMs: number
@@ -47,7 +76,7 @@ export interface IdempotencyOptions {
 }
 
 type ScriptRedis = Redis & {
-  rdtClaim(idem: string, job: string, sha: string, now: number, timeout: number, ttl: number): Promise<[string, string]>
+  rdtClaim(idem: string, job: string, rate: string, sha: string, now: number, timeout: number, ttl: number, perMinute: number): Promise<[string, string]>
   rdtRelease(idem: string, value: string): Promise<number>
   rdtTouch(idem: string, value: string, next: string, ttl: number): Promise<number>
 }
@@ -55,16 +84,18 @@ type ScriptRedis = Redis & {
 export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
   const r = redis as ScriptRedis
   if (typeof (redis as unknown as Partial<ScriptRedis>).rdtClaim !== 'function') {
-    redis.defineCommand('rdtClaim', { numberOfKeys: 2, lua: CLAIM })
+    redis.defineCommand('rdtClaim', { numberOfKeys: 3, lua: CLAIM })
     redis.defineCommand('rdtRelease', { numberOfKeys: 1, lua: RELEASE })
     redis.defineCommand('rdtTouch', { numberOfKeys: 1, lua: TOUCH })
   }
   const maxWaitMs = opts.maxWaitMs ?? opts.pendingTimeoutMs + 1000
 
-  async function claimOnce(idemKey: string, jobKey: string, sha256: string): Promise<ClaimResult | { state: 'inflight' }> {
-    const [state, value] = await r.rdtClaim(idemKey, jobKey, sha256, Date.now(), opts.pendingTimeoutMs, opts.ttlMs)
+  async function claimOnce(idemKey: string, jobKey: string, sha256: string, rate: RateLimit | undefined): Promise<ClaimResult | { state: 'inflight' }> {
+    // Without a limit the third key is only a placeholder in the same hash slot (never touched).
+    const [state, value] = await r.rdtClaim(idemKey, jobKey, rate?.key ?? idemKey, sha256, Date.now(), opts.pendingTimeoutMs, opts.ttlMs, rate?.perMinute ?? 0)
     if (state === 'claimed') return { state, token: `${sha256}|p|${value}` }
     if (state === 'dup') return { state, sha256: value }
+    if (state === 'limited') return { state, retryAfterMs: Number(value) }
     return { state: 'inflight' }
   }
 
@@ -73,12 +104,13 @@ export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
      * Claims the key for this request. A concurrent request for the same key is in flight:
      * wait for it (polling with backoff) rather than answer 409 for data that might still fail
      * to enqueue. If it has not resolved by `maxWaitMs`, answer "busy" (the caller sends 503).
+     * `rate` is checked on the first attempt only: waiting for a concurrent upload is one request.
      */
-    async claim(idemKey: string, jobKey: string, sha256: string): Promise<ClaimResult> {
+    async claim(idemKey: string, jobKey: string, sha256: string, rate?: RateLimit): Promise<ClaimResult> {
       const deadline = Date.now() + maxWaitMs
       let delay = 10
-      for (;;) {
-        const res = await claimOnce(idemKey, jobKey, sha256)
+      for (let attempt = 0; ; attempt++) {
+        const res = await claimOnce(idemKey, jobKey, sha256, attempt === 0 ? rate : undefined)
         if (res.state !== 'inflight') return res
         if (Date.now() + delay > deadline) return { state: 'busy' }
         await new Promise((resolve) => setTimeout(resolve, delay))

@@ -4,7 +4,9 @@
 // subscription is down nothing is cached, because a missed message could keep a revoked token alive.
 import type { Redis } from 'ioredis'
 import { keys } from '../shared/keys.ts'
-import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
+// token-hash.ts, not token-registry.ts: the latter loads the MongoDB driver, which the gateway never uses.
+import { hashToken } from '../shared/token-hash.ts'
+import type { TokenEntry } from '../shared/token-registry.ts'
 
 export type Lookup = TokenEntry | null | 'not-synced'
 

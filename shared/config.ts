@@ -26,9 +26,41 @@ export interface Config {
   workerConcurrency: number
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: string[]
+  /**
+   * BullMQ job lock: a worker renews it every half of this while a job runs. The jobs of a worker
+   * that died are run again by another worker once their lock has expired and a stalled check
+   * (every `workerStalledIntervalMs`) has seen it: roughly within lock + 2 x interval.
+   */
+  workerLockMs: number
+  workerStalledIntervalMs: number
+  /**
+   * TEST HOOK (RDT_FAULT_PAUSE_AFTER_CLAIM_MS, default 0 = off): the session route sleeps this
+   * long between claiming the idempotency key and enqueueing, so the fault suite can kill a
+   * gateway inside that window for real. Never set it in a deployment.
+   */
+  faultPauseAfterClaimMs: number
   sweepIntervalMs: number
   stagingGraceMs: number
   mongoWriteConcern: string | number
+  /** Port of the process's own Prometheus listener (/metrics, /healthz); null = the process default (gateway 9464, worker 9465), 0 = off. */
+  metricsPort: number | null
+  /** Requests per minute per token (burst of the same size), unless its workspace sets its own; 0 = no limit. */
+  rateLimitPerMinute: number
+  /** Requests with an unknown token allowed per client address per window, before that address gets 429 (0 = no limit). */
+  unknownTokenMaxPerIp: number
+  unknownTokenWindowMs: number
+  /** Proxy hops in front of the gateway whose X-Forwarded-For is trusted (0 = use the socket address). */
+  trustProxyHops: number
+  /** Backpressure: a queue whose waiting + delayed jobs reach this refuses new work with 503 (0 = off). */
+  backlogHighWater: number
+  /** Backpressure: staged photo bytes not yet processed at which media gets 503 (0 = off). */
+  stagedMediaHighWaterBytes: number
+  /** Backpressure: fraction of Redis maxmemory at which every ingest gets 503 (0 = off; ignored without maxmemory). */
+  redisMemoryHighWater: number
+  /** How often each gateway polls the figures above (one pipelined round trip). */
+  backpressurePollMs: number
+  /** Retry-After (seconds) sent with a backpressure 503. */
+  backpressureRetryAfterS: number
 }
 
 /** The repository root, found from this file rather than the cwd (works from dist/ too). */
@@ -64,6 +96,14 @@ export function int(env: Record<string, string | undefined>, name: string, def: 
   const n = Number(raw)
   if (n < min || n > max) fail(name, `must be between ${min} and ${max}, got ${n}`)
   return n
+}
+
+/** A fraction in [0, 1], e.g. 0.9. */
+function fraction(env: Record<string, string | undefined>, name: string, def: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return def
+  if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(raw)) fail(name, `must be a number from 0 to 1 (e.g. 0.9), got "${raw}"`)
+  return Number(raw)
 }
 
 function url(env: Record<string, string | undefined>, name: string, protocols: string[], def?: string): string {
@@ -110,7 +150,8 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
       region: env.S3_REGION || 'us-east-1',
     },
     redisPrefix: prefix,
-    maxJsonBytes: int(env, 'MAX_JSON_BYTES', 5 * 1024 * 1024, 1024),
+    // Capped so that a body kept verbatim (plus its fallback record) always fits MongoDB's 16 MB documents.
+    maxJsonBytes: int(env, 'MAX_JSON_BYTES', 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
     maxMediaBytes: int(env, 'MAX_MEDIA_BYTES', 50 * 1024 * 1024, 1024),
     logLevel: env.LOG_LEVEL || 'info',
     tokenCacheMs: int(env, 'TOKEN_CACHE_MS', 30_000, 0),
@@ -120,8 +161,21 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
     idempotencyTtlMs: int(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 60_000),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000),
     workerQueues: queues,
+    workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
+    workerStalledIntervalMs: int(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1000),
+    faultPauseAfterClaimMs: int(env, 'RDT_FAULT_PAUSE_AFTER_CLAIM_MS', 0, 0, 600_000),
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
     stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
     mongoWriteConcern: wc === 'majority' ? wc : Number(wc),
+    metricsPort: env.METRICS_PORT ? int(env, 'METRICS_PORT', 0, 0, 65535) : null,
+    rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
+    unknownTokenMaxPerIp: int(env, 'UNKNOWN_TOKEN_MAX_PER_IP', 60, 0, 1_000_000),
+    unknownTokenWindowMs: int(env, 'UNKNOWN_TOKEN_WINDOW_MS', 60_000, 1000, 24 * 3600_000),
+    trustProxyHops: int(env, 'TRUST_PROXY_HOPS', 0, 0, 10),
+    backlogHighWater: int(env, 'BACKLOG_HIGH_WATER', 100_000, 0),
+    stagedMediaHighWaterBytes: int(env, 'STAGED_MEDIA_HIGH_WATER_BYTES', 10 * 1024 ** 3, 0),
+    redisMemoryHighWater: fraction(env, 'REDIS_MEMORY_HIGH_WATER', 0.9),
+    backpressurePollMs: int(env, 'BACKPRESSURE_POLL_MS', 500, 50, 60_000),
+    backpressureRetryAfterS: int(env, 'BACKPRESSURE_RETRY_AFTER_S', 30, 1, 3600),
   }
 }

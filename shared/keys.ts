@@ -20,6 +20,24 @@ export function keys(prefix: string) {
     tokensSynced: `${prefix}:tokens:synced`,
     /** Pub/sub channel on which token changes are announced to every gateway. */
     tokensChannel: `${prefix}:tokens:changed`,
+    /** A BullMQ queue's own key of one type (`wait`, `paused`, `prioritized`, `delayed`); read by the backlog monitor. */
+    queue(queue: QueueName, type: 'wait' | 'paused' | 'prioritized' | 'delayed'): string {
+      return `${prefix}:${queue}:${type}`
+    },
+    /** Per-token rate limit state (a GCRA "theoretical arrival time"), shared by every gateway. */
+    tokenRate(tokenId: string): string {
+      return `${prefix}:rl:t:${tokenId}`
+    },
+    /** Per-client-address count of requests with an unknown token (DSN guessing). */
+    unknownTokenIp(ip: string): string {
+      return `${prefix}:rl:ip:${ip}`
+    },
+    // Staged media accounting. Not under `${prefix}:media:…`: that is BullMQ's namespace for the
+    // media queue, and obliterating the queue would take the counter with it.
+    /** Hash: staging object key -> bytes, for every staged photo whose job has not removed it yet. */
+    stagedMedia: `${prefix}:staged-media:objects`,
+    /** Sum of the values of `stagedMedia`, kept next to it so the backlog monitor reads one integer. */
+    stagedMediaBytes: `${prefix}:staged-media:bytes`,
   }
 }
 

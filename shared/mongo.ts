@@ -10,6 +10,8 @@ export interface WorkspaceDoc {
   active: boolean
   created_at: Date
   updated_at: Date
+  /** Requests per minute per token of this workspace; absent or null = the gateway's RATE_LIMIT_PER_MINUTE, 0 = no limit. */
+  rate_limit_per_minute?: number | null
 }
 
 export interface TokenDoc {

@@ -4,10 +4,10 @@
 // strands the jobs already queued under the old name: change them only with a migration.
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
-import type { JobsOptions } from 'bullmq'
 
-export const QUEUE_NAMES = ['sessions', 'logs', 'media'] as const
-export type QueueName = (typeof QUEUE_NAMES)[number]
+// Names and job options are defined in queue-settings.ts (no TypeBox, for the gateway); every
+// existing importer of this module keeps getting them from here.
+export { QUEUE_NAMES, type QueueName, defaultJobOptions, backoffDelay } from './queue-settings.ts'
 
 const Id = Type.String({ pattern: '^[0-9A-Za-z_-]{1,128}$' })
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })
@@ -21,12 +21,19 @@ const Origin = {
   received_at: IsoDate,
 }
 
+/**
+ * Set (true) when the request bytes were not valid UTF-8: `body` then has U+FFFD where they were
+ * (gateway/routes/json-ingest.ts), and the stored record is flagged. Absent otherwise.
+ */
+const BodyInvalidUtf8 = Type.Optional(Type.Literal(true))
+
 /** A session body accepted by the gateway. `body` is the exact request text, kept verbatim. */
 export const SessionJob = Type.Object({
   kind: Type.Literal('session'),
   ...Origin,
   sha256: Sha256,
   body: Type.String(),
+  body_invalid_utf8: BodyInvalidUtf8,
 })
 
 /**
@@ -38,6 +45,7 @@ export const ConflictJob = Type.Object({
   ...Origin,
   sha256: Sha256,
   body: Type.String(),
+  body_invalid_utf8: BodyInvalidUtf8,
 })
 
 export const SessionsQueueJob = Type.Union([SessionJob, ConflictJob])
@@ -47,6 +55,7 @@ export const LogsJob = Type.Object({
   ...Origin,
   sha256: Sha256,
   body: Type.String(),
+  body_invalid_utf8: BodyInvalidUtf8,
 })
 
 /** Media is never carried in Redis: the job is a claim check on the staged object. */
@@ -80,21 +89,3 @@ export const jobValidators = {
   logs: Compile(LogsJob),
   media: Compile(MediaJob),
 } as const
-
-/**
- * Defaults for every job. Transient failures (a server down) retry with capped exponential
- * backoff and jitter for about a day; after that, and for permanent failures, the job stays in
- * the failed set for inspection and retry: it is never dropped.
- */
-export const defaultJobOptions: JobsOptions = {
-  attempts: 300,
-  backoff: { type: 'capped-jitter', delay: 1000 },
-  removeOnComplete: { age: 3600, count: 10_000 },
-  removeOnFail: false,
-}
-
-/** Capped exponential backoff with full jitter; BullMQ's built-in exponential has no cap. */
-export function backoffDelay(attemptsMade: number, baseMs = 1000, capMs = 5 * 60_000): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attemptsMade, 20))
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2))
-}

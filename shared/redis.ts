@@ -53,12 +53,48 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
   }
 }
 
+/**
+ * For long-running processes whose Redis may be down at start: checks the eviction policy now
+ * (if connected) and on every (re)connect, and calls `refuse` with the reason if it is wrong.
+ * Other errors (Redis gone again) are left to the connection's own handling.
+ */
+export async function watchEvictionPolicy(redis: Redis, refuse: (message: string) => void): Promise<void> {
+  const check = () =>
+    assertNoEviction(redis).catch((err: Error) => {
+      if (/maxmemory-policy/.test(err.message)) refuse(err.message)
+    })
+  redis.on('ready', check)
+  if (redis.status === 'ready') await check()
+}
+
+/**
+ * Closes a client at shutdown without ever hanging on it: QUIT (pending replies still arrive)
+ * when connected, bounded by `ms`; otherwise, or past the bound, drop the connection. A QUIT
+ * issued while Redis is away waits in the offline queue until Redis is back, which kept a
+ * worker sent SIGTERM during an outage alive until its backstop exited 1 (found by
+ * faults/shutdown.faults.ts).
+ */
+export async function quitOrDisconnect(redis: Redis, ms = 2000): Promise<void> {
+  if (redis.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([redis.quit().catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+    clearTimeout(timer)
+  }
+  redis.disconnect()
+}
+
 /** True for errors that mean "Redis is not reachable right now" rather than a bug. */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const msg = err.message
   return (
     /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(msg) ||
-    err.name === 'MaxRetriesPerRequestError'
+    err.name === 'MaxRetriesPerRequestError' ||
+    // A MULTI fails as a whole with EXECABORT when Redis refused one of its queued commands; the
+    // reasons are in previousErrors. At maxmemory Redis refuses *every* command queued in a MULTI,
+    // reads included, so the token lookup (HGET + EXISTS) and the media enqueue answered 500
+    // instead of 503 (found by faults/maxmemory.faults.ts). A refusal for another reason (a bug
+    // of ours) stays a 500.
+    (/EXECABORT/.test(msg) && (err as { previousErrors?: unknown[] }).previousErrors?.some(isRedisUnavailable) === true)
   )
 }

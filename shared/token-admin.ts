@@ -24,6 +24,7 @@ export type TokenAdminErrorCode =
   | 'bad_expiry'
   | 'bad_token_id'
   | 'bad_actor'
+  | 'bad_rate_limit'
 
 /** A refused admin action. `message` is meant for the operator; `code` for programs (e.g. HTTP status mapping). */
 export class TokenAdminError extends Error {
@@ -68,6 +69,8 @@ export interface WorkspaceInfo {
   active: boolean
   created_at: Date
   updated_at: Date
+  /** Per-token requests per minute for this workspace; null = the gateway default (RATE_LIMIT_PER_MINUTE), 0 = no limit. */
+  rate_limit_per_minute: number | null
 }
 
 export interface WorkspaceListItem extends WorkspaceInfo {
@@ -135,6 +138,16 @@ export interface RevokedToken {
   already_revoked: boolean
   mirrored: boolean
 }
+
+export interface WorkspaceRateLimit extends WorkspaceInfo {
+  /** The setting before this call. */
+  previous_rate_limit_per_minute: number | null
+  /** How many token entries were re-mirrored; null when the mirror write failed. */
+  tokens_republished: number | null
+}
+
+/** Upper bound for a per-workspace limit: far above any real clinic, low enough to stay a number operators meant. */
+export const MAX_RATE_LIMIT_PER_MINUTE = 1_000_000
 
 export interface RenameInput {
   name?: string
@@ -236,6 +249,7 @@ const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
   active: w.active,
   created_at: w.created_at,
   updated_at: w.updated_at,
+  rate_limit_per_minute: w.rate_limit_per_minute ?? null,
 })
 
 export type TokenAdmin = ReturnType<typeof createTokenAdmin>
@@ -332,6 +346,31 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     if (ok) republished = await c.tokens.countDocuments({ workspace_id: ws._id })
     await audit(actor, active ? 'workspace.activate' : 'workspace.deactivate', { workspace_id: ws._id, slug: ws.slug, changed })
     return { ...wsInfo({ ...ws, active, updated_at: changed ? at : ws.updated_at }), changed, tokens_republished: republished }
+  }
+
+  /**
+   * Sets the per-token rate limit of a workspace's tokens (requests per minute; 0 = no limit;
+   * null = back to the gateway default). It travels in every token's mirror entry, so the
+   * workspace's updated_at moves (the entries' version) and its tokens are re-published: every
+   * gateway applies it within a second.
+   */
+  async function setWorkspaceRateLimit(slugOrId: string, perMinute: number | null, actor: string): Promise<WorkspaceRateLimit> {
+    checkActor(actor)
+    if (perMinute !== null && (!Number.isSafeInteger(perMinute) || perMinute < 0 || perMinute > MAX_RATE_LIMIT_PER_MINUTE)) {
+      throw new TokenAdminError('bad_rate_limit', `invalid rate limit ${JSON.stringify(perMinute)}: use a whole number of requests per minute from 0 (no limit) to ${MAX_RATE_LIMIT_PER_MINUTE}, or "default"`)
+    }
+    const ws = await findWorkspace(slugOrId)
+    const previous = ws.rate_limit_per_minute ?? null
+    const at = now()
+    const changed = previous !== perMinute
+    if (changed) await c.workspaces.updateOne({ _id: ws._id }, { $set: { rate_limit_per_minute: perMinute, updated_at: at } })
+    const updated: WorkspaceDoc = { ...ws, rate_limit_per_minute: perMinute, updated_at: changed ? at : ws.updated_at }
+    let republished: number | null = null
+    if (await mirror('workspace.set_rate_limit', (r) => republishWorkspace(db, r, prefix, ws._id))) {
+      republished = await c.tokens.countDocuments({ workspace_id: ws._id })
+    }
+    await audit(actor, 'workspace.set_rate_limit', { workspace_id: ws._id, slug: ws.slug, rate_limit_per_minute: perMinute, previous, changed })
+    return { ...wsInfo(updated), previous_rate_limit_per_minute: previous, tokens_republished: republished }
   }
 
   /** Changes a workspace's display name and/or slug. Neither is in the token mirror, so nothing is re-published. */
@@ -475,6 +514,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     listWorkspaces,
     getWorkspace,
     setWorkspaceActive,
+    setWorkspaceRateLimit,
     renameWorkspace,
     createToken,
     listTokens,

@@ -3,7 +3,7 @@
 // Every change is written to MongoDB first, then to the mirror, then announced on a pub/sub
 // channel so that every gateway drops its cached copy at once (revocation within 1 s).
 // Workers re-sync the whole mirror periodically, which repairs it after a lost write or a wiped Redis.
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
 import { keys } from './keys.ts'
@@ -20,21 +20,21 @@ export interface TokenEntry {
   expires_at: string | null
   revoked: boolean
   workspace_active: boolean
+  /** The workspace's per-token rate limit (requests per minute, 0 = none); null or absent = the gateway's default. */
+  rate_limit_per_minute?: number | null
   /** Version (ms): the newest change to the token or its workspace. An older version never overwrites a newer one. */
   v: number
 }
 
-/** Tokens are 256 random bits, so a plain SHA-256 is a safe, fast hash (no KDF needed). */
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex')
-}
+// Defined in token-hash.ts, which the gateway imports directly (it must not load the MongoDB driver).
+export { hashToken } from './token-hash.ts'
 
 /** The token is a DSN path segment, so its alphabet is the id alphabet (base64url). */
 export function generateToken(): string {
   return 'rdt_' + randomBytes(32).toString('base64url')
 }
 
-export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active' | 'updated_at'> | null): TokenEntry {
+export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active' | 'updated_at' | 'rate_limit_per_minute'> | null): TokenEntry {
   return {
     id: token._id,
     workspace_id: token.workspace_id,
@@ -42,6 +42,9 @@ export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active' 
     expires_at: token.expires_at ? token.expires_at.toISOString() : null,
     revoked: token.revoked_at != null,
     workspace_active: workspace?.active === true,
+    // A workspace setting, carried by each token's entry so the gateway needs no second lookup.
+    // Changing it bumps the workspace's updated_at, hence `v` below, like (de)activation does.
+    rate_limit_per_minute: workspace?.rate_limit_per_minute ?? null,
     v: Math.max((token.updated_at ?? token.created_at).getTime(), workspace?.updated_at?.getTime() ?? 0),
   }
 }

@@ -8,10 +8,11 @@ import type { Logger } from 'pino'
 import type { Config } from '../shared/config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { backoffDelay, QUEUE_NAMES, type QueueName } from '../shared/queues.ts'
-import { assertNoEviction, createWorkerRedis } from '../shared/redis.ts'
+import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
 import { createBatchWriter, type BatchWriter } from './batch-writer.ts'
+import type { WorkerMetrics } from './metrics.ts'
 import type { ProcessorDeps, Writers } from './context.ts'
 import { describeError } from './mongo-errors.ts'
 import { createLogsProcessor } from './processors/logs.ts'
@@ -40,6 +41,8 @@ export interface WorkerDeps {
   /** Overrides for tests, e.g. a shorter close deadline. */
   closeDeadlineMs?: number
   tokenSyncIntervalMs?: number
+  /** Prometheus hooks (worker/metrics.ts): job durations, failures, batch sizes. */
+  metrics?: WorkerMetrics
 }
 
 export interface WorkerApp {
@@ -102,7 +105,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
           logger.warn({ err: err.message }, 'redis connection error')
         }
       })
-      closers.push({ name: 'redis', fn: () => redis.quit().catch(() => redis.disconnect()) })
+      closers.push({ name: 'redis', fn: () => quitOrDisconnect(redis) })
     }
     await assertNoEviction(redis)
 
@@ -114,13 +117,13 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     await ensureBucket(s3, config.s3.bucket, config.s3.region)
 
     const c = collections(db)
-    const batch = { maxItems: 100, maxWaitMs: 5 }
+    const batch = (collection: string) => ({ maxItems: 100, maxWaitMs: 5, onBatch: deps.metrics?.batchObserver(collection) })
     const writers: Writers = {
-      sessions: createBatchWriter(c.sessions, batch),
-      conflicts: createBatchWriter(c.conflicts, batch),
-      logs: createBatchWriter(c.logs, batch),
-      logBatches: createBatchWriter(c.logBatches, batch),
-      media: createBatchWriter(c.media, batch),
+      sessions: createBatchWriter(c.sessions, batch('test_sessions')),
+      conflicts: createBatchWriter(c.conflicts, batch('test_session_conflicts')),
+      logs: createBatchWriter(c.logs, batch('test_session_logs')),
+      logBatches: createBatchWriter(c.logBatches, batch('test_session_log_batches')),
+      media: createBatchWriter(c.media, batch('test_session_media')),
     }
     const processorDeps: ProcessorDeps = { config, logger, redis, db, s3, writers }
 
@@ -155,10 +158,16 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     for (const queue of queues) {
       const processor = PROCESSORS[queue](processorDeps)
       processors.set(queue, processor)
-      const worker = new Worker(queue, processor, {
+      const worker = new Worker(queue, deps.metrics ? deps.metrics.wrap(queue, processor) : processor, {
         connection: redis,
         prefix: config.redisPrefix,
         concurrency: config.workerConcurrency,
+        // A dead worker's jobs run again after the lock expires (see Config.workerLockMs).
+        lockDuration: config.workerLockMs,
+        stalledInterval: config.workerStalledIntervalMs,
+        // BullMQ's default (1) fails a job for good the second time its worker dies under it; two
+        // crashes in a row (an OOM loop, a bad node) must not park accepted data in the failed set.
+        maxStalledCount: 10,
         settings: { backoffStrategy: (attemptsMade: number) => backoffDelay(attemptsMade) },
         // Started below, so that close() can wait for the main loop itself: Worker.close()
         // returns before the loop has stopped using the shared Redis connection.
@@ -168,6 +177,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
         if (!job) return
         const final = err instanceof UnrecoverableError || err?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1)
         const reason = describeError(err)
+        deps.metrics?.failed(queue, final ? 'permanent' : 'transient')
         if (final) {
           permanentFailures[queue] = (permanentFailures[queue] ?? 0) + 1
           logger.error({ queue, jobId: job.id, attempts: job.attemptsMade, reason }, 'job failed permanently')

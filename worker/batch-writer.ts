@@ -16,6 +16,8 @@ export interface BatchWriterOptions {
   maxDocumentBytes?: number
   /** Flush early once the waiting documents add up to this many bytes. */
   maxBatchBytes?: number
+  /** Called after each insertMany with its size and duration (metrics: worker/metrics.ts). */
+  onBatch?: (documents: number, seconds: number) => void
 }
 
 export interface BatchWriter {
@@ -68,14 +70,17 @@ export function createBatchWriter(collection: Collection, opts: BatchWriterOptio
   async function write(batch: Pending[]): Promise<void> {
     stats.batches++
     stats.documents += batch.length
+    const started = performance.now()
     try {
       await collection.insertMany(
         batch.map((p) => p.doc),
         { ordered: false },
       )
+      opts.onBatch?.(batch.length, (performance.now() - started) / 1000)
       for (const p of batch) p.resolve('inserted')
       return
     } catch (err) {
+      opts.onBatch?.(batch.length, (performance.now() - started) / 1000)
       if (err instanceof MongoBulkWriteError && settlePerDocument(batch, err)) return
       if (batch.length > 1 && !isServerUnreachable(err)) {
         // The batch failed as a whole (a client-side serialisation error, a dropped connection).

@@ -16,6 +16,12 @@ import { isPlainObject, own } from './context.ts'
 
 export const MAX_STORAGE_NOTES = 20
 
+/** The validation issue of a body that was not valid UTF-8 (the job's `body_invalid_utf8`). */
+export const INVALID_UTF8_ISSUE: ValidationIssue = {
+  path: 'raw_body',
+  message: 'the body was not valid UTF-8: raw_body has U+FFFD where the invalid bytes were (raw_sha256 is of the bytes received)',
+}
+
 /** Collects issues and storage notes while fields are normalised. */
 export class Notes {
   readonly issues: ValidationIssue[]
@@ -70,6 +76,7 @@ export class Notes {
 
 export function buildSessionDocument(job: SessionJob, body: Record<string, unknown>, receivedAt: Date): Document {
   const notes = new Notes(validateSessionBody(body))
+  if (job.body_invalid_utf8) notes.issue(INVALID_UTF8_ISSUE.path, INVALID_UTF8_ISSUE.message)
   const get = (key: string) => own(body, key)
 
   const id = get('id')

@@ -110,11 +110,26 @@ export function createSweeper(deps: SweeperDeps) {
 
   async function sweepObject(name: string): Promise<'enqueued' | 'skipped'> {
     let meta: Record<string, unknown>
+    let actualSize: number
     try {
-      meta = (await deps.s3.statObject(deps.bucket, name)).metaData as Record<string, unknown>
+      const stat = await deps.s3.statObject(deps.bucket, name)
+      meta = stat.metaData as Record<string, unknown>
+      actualSize = stat.size
     } catch (err) {
       if (isMissingObject(err)) return 'skipped' // finished by its job since the listing
       throw err
+    }
+    // A PUT cut mid-body (the phone lost its network, the gateway stopped or died): some S3
+    // servers, the local stack's Versity gateway among them, keep the bytes that did arrive. The
+    // gateway records the length the object must have; an object of another length is such a
+    // partial upload, never acknowledged (the device retries it), so it is discarded. Finishing
+    // it stored a truncated photo and answered the device's own retry 409: the photo was lost
+    // (found by faults/shutdown.faults.ts).
+    const expected = String(meta.size ?? '')
+    if (/^\d+$/.test(expected) && Number(expected) !== actualSize) {
+      log.warn({ key: name, size: actualSize, expected: Number(expected) }, 'staged object is a partial upload; discarded')
+      await deps.s3.removeObject(deps.bucket, name)
+      return 'skipped'
     }
     let computed: { size: number; sha256: string } | null = null
     if (!SHA256.test(String(meta.sha256 ?? '')) || !/^\d+$/.test(String(meta.size ?? ''))) {

@@ -1,7 +1,8 @@
 // BullMQ producers, sharing the gateway's fail-fast Redis connection. Closed before Redis.
 import fp from 'fastify-plugin'
 import { Queue } from 'bullmq'
-import { QUEUE_NAMES, defaultJobOptions, type QueueName } from '../../shared/queues.ts'
+// queue-settings.ts, not queues.ts: the gateway needs no payload schemas (and so no TypeBox).
+import { QUEUE_NAMES, defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,12 +1,15 @@
 // The two JSON endpoints: the session and its logs. Both take the exact request bytes, check
 // they are JSON, claim an idempotency key and enqueue one small job: two Redis round trips.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isUtf8 } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import { jobIds, keys } from '../../shared/keys.ts'
 import type { IdempotencyStore } from '../idempotency.ts'
 import type { Authenticate, IngestContext } from '../auth.ts'
-import { decodeBody } from '../body.ts'
+import { decodeBody, takeContentType } from '../body.ts'
+import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { HttpError, unavailable } from '../errors.ts'
+import { tokenRateLimit, tokenRateLimited } from '../token-rate-limit.ts'
 import { validIds } from './params.ts'
 
 declare module 'fastify' {
@@ -20,11 +23,24 @@ interface Deps {
   maxJsonBytes: number
   idempotency: IdempotencyStore
   authenticate: Authenticate
+  backlog: BacklogMonitor
+  backpressureRetryAfterS: number
+  /** TEST HOOK only (Config.faultPauseAfterClaimMs); 0 in every real deployment. */
+  faultPauseAfterClaimMs?: number
 }
 
 type Params = { dsn: string; session: string }
 
 export const REDACTED_TOKEN = '[redacted-dsn-token]'
+
+/**
+ * WHATWG UTF-8 decoding: a leading byte-order mark is dropped (RFC 8259 §8.1 lets parsers ignore
+ * one, and JSON.parse would refuse it) and invalid bytes become U+FFFD. Bodies that were not
+ * valid UTF-8 are flagged on the job (`body_invalid_utf8`), so the stored record says that its
+ * raw_body is not byte-exact; raw_sha256 is always of the exact bytes. The bytes themselves are
+ * not kept: no JSON reader can use them, and a 5 MiB body of them is already 15 MiB of text.
+ */
+const utf8 = new TextDecoder('utf-8')
 
 /**
  * A session can carry the device's own DSN (its configuration names the Cloudworks endpoint).
@@ -55,26 +71,38 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
     // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
     const sha256 = createHash('sha256').update(raw).digest('hex')
-    return { raw, sha256, text: redactToken(raw.toString('utf8'), request.params.dsn), received_at: new Date().toISOString() }
+    const valid = isUtf8(raw)
+    const text = redactToken(utf8.decode(raw), request.params.dsn)
+    // Each invalid byte becomes U+FFFD, 3 bytes as text: a body of them at the limit would be a
+    // 15 MiB record that MongoDB refuses even as the fallback document, so its job would fail
+    // after a 201. The limit therefore also holds for the text (only invalid bodies can grow).
+    if (!valid && Buffer.byteLength(text, 'utf8') > deps.maxJsonBytes) {
+      throw new HttpError(413, 'too_large', `body is larger than ${deps.maxJsonBytes} bytes once its invalid UTF-8 is replaced`)
+    }
+    const flag = valid ? {} : { body_invalid_utf8: true as const }
+    return { raw, sha256, text, flag, received_at: new Date().toISOString() }
   }
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session', {
     onRequest: async (request) => {
+      takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)
+      assertCapacity(deps.backlog, 'sessions', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'test_session')
     },
     handler: async (request, reply) => {
-      const { sha256, text, received_at } = prepare(request)
+      const { sha256, text, flag, received_at } = prepare(request)
       const body = parseJson(text)
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new HttpError(400, 'not_an_object', 'a test session must be a JSON object')
       }
       const { workspaceId: ws, tokenId } = request.ingest
       const session = request.params.session
-      const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text }
+      const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
       const idemKey = k.idempotency('s', ws, session)
       const jobId = jobIds.session(ws, session)
-      const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256)
+      const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256, tokenRateLimit(deps.redisPrefix, request.ingest))
+      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of this session')
       if (claim.state === 'dup') {
         if (claim.sha256 !== sha256) {
@@ -83,6 +111,9 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
         }
         return reply.code(409).send({ error: 'conflict', message: 'this test session already exists' })
       }
+      // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
+      // SIGKILL the gateway inside the crash window between the two. Never set in production.
+      if (deps.faultPauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.faultPauseAfterClaimMs))
       try {
         await app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId })
       } catch (err) {
@@ -95,22 +126,25 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/logs', {
     onRequest: async (request) => {
+      takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)
+      assertCapacity(deps.backlog, 'logs', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'logs')
     },
     handler: async (request, reply) => {
-      const { sha256, text, received_at } = prepare(request)
+      const { sha256, text, flag, received_at } = prepare(request)
       const body = parseJson(text)
       if (typeof body !== 'object' || body === null) throw new HttpError(400, 'not_an_object', 'logs must be a JSON object or array')
       const { workspaceId: ws, tokenId } = request.ingest
       const session = request.params.session
       const idemKey = k.idempotency('l', ws, session, sha256)
       const jobId = jobIds.logs(ws, session, sha256)
-      const claim = await deps.idempotency.claim(idemKey, k.job('logs', jobId), sha256)
+      const claim = await deps.idempotency.claim(idemKey, k.job('logs', jobId), sha256, tokenRateLimit(deps.redisPrefix, request.ingest))
+      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of these logs')
       // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
       if (claim.state === 'claimed') {
-        const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text }
+        const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
         try {
           await app.queues.logs.add('logs', job, { jobId })
         } catch (err) {

@@ -11,12 +11,15 @@ import { pipeline as pipelineAsync } from 'node:stream/promises'
 import type { Config } from '../../shared/config.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import type { MediaJob } from '../../shared/queues.ts'
-import { streamPut } from '../../shared/s3-stream-put.ts'
+import { S3PutError, streamPut } from '../../shared/s3-stream-put.ts'
 import type { Authenticate } from '../auth.ts'
 import { parseContentDisposition } from '../content-disposition.ts'
-import { HashingLimiter, tooLarge } from '../body.ts'
+import { HashingLimiter, takeContentType, tooLarge } from '../body.ts'
+import { addMediaJobWithStaging } from '../../shared/staged-media.ts'
+import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { HttpError, isStorageUnavailable, unavailable } from '../errors.ts'
 import type { IdempotencyStore } from '../idempotency.ts'
+import { tokenRateLimit, tokenRateLimited } from '../token-rate-limit.ts'
 import { validIds } from './params.ts'
 
 interface Deps {
@@ -26,22 +29,54 @@ interface Deps {
   pendingTimeoutMs: number
   idempotency: IdempotencyStore
   authenticate: Authenticate
+  backlog: BacklogMonitor
+  backpressureRetryAfterS: number
 }
 
 type Params = { dsn: string; session: string; media: string }
 
-/** Free text in S3 metadata must be ASCII: URI-encode it, bounded. */
-const metaText = (s: string | null) => (s === null ? '' : encodeURIComponent(s).slice(0, 1024))
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The Content-Type the device declared (taken off the headers so that any value is accepted). */
+    declaredContentType: string | null
+  }
+}
+
+/**
+ * Free text in S3 metadata must be ASCII: URI-encode it, cut at a character boundary so that it
+ * still decodes (the sweeper reads it back). S3, MinIO and the Versity gateway refuse more than
+ * 2 KB of user metadata in all (400 MetadataTooLarge, which reached the device as a 500): the ids
+ * and the date take at most ~450 bytes with their names, so the two free-text values get 700
+ * and 300. The job itself carries the full filename and Content-Type.
+ */
+export function metaText(s: string | null, max: number): string {
+  if (s === null) return ''
+  const whole = encodeURIComponent(s)
+  if (whole.length <= max) return whole
+  const chars = [...s] // whole code points, so no escape sequence is ever cut in two
+  let lo = 0
+  let hi = chars.length
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1
+    if (encodeURIComponent(chars.slice(0, mid).join('')).length <= max) lo = mid
+    else hi = mid - 1
+  }
+  return encodeURIComponent(chars.slice(0, lo).join(''))
+}
 
 export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
   const k = keys(deps.redisPrefix)
   // Leave the body untouched: the handler streams request.raw itself.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, _payload, done) => done(null))
+  app.decorateRequest('declaredContentType', null)
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/media/:media', {
     onRequest: async (request) => {
+      request.declaredContentType = takeContentType(request) ?? null
       validIds(request.params)
+      // Covers the media queue's backlog, the staged bytes and Redis memory (backlog.ts).
+      assertCapacity(deps.backlog, 'media', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'media')
     },
     handler: async (request, reply) => {
@@ -56,7 +91,8 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
 
       const idemKey = k.idempotency('m', ws, session, media)
       const jobId = jobIds.media(ws, session, media)
-      const claim = await deps.idempotency.claim(idemKey, k.job('media', jobId), '')
+      const claim = await deps.idempotency.claim(idemKey, k.job('media', jobId), '', tokenRateLimit(deps.redisPrefix, request.ingest))
+      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of this media')
       if (claim.state === 'dup') return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })
 
@@ -68,7 +104,7 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       let spoolDir: string | null = null
       try {
         const filename = parseContentDisposition(request.headers['content-disposition'])
-        const contentType = (request.headers['content-type'] ?? '').slice(0, 256) || null
+        const contentType = (request.declaredContentType ?? '').slice(0, 256) || null
         const received_at = new Date().toISOString()
         const stagingKey = objectKeys.staging(ws, session, media, randomUUID())
         // What the sweeper needs to finish this object if its job is ever lost.
@@ -78,9 +114,9 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           'media-id': media,
           'token-id': tokenId,
           'received-at': received_at,
-          filename: metaText(filename),
+          filename: metaText(filename, 700),
           // Not 'content-type': S3 clients fold that into the object's own Content-Type header.
-          'declared-content-type': metaText(contentType),
+          'declared-content-type': metaText(contentType, 300),
         }
         const hasher = new HashingLimiter(deps.maxMediaBytes)
         const bucket = deps.s3.bucket
@@ -88,18 +124,35 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           if (length !== null) {
             // pipeline (not pipe) so that a device that disconnects mid-upload fails the PUT at once.
             const body = pipeline(request.raw, hasher, () => {})
-            await streamPut(deps.s3, bucket, stagingKey, body, { contentLength: length, metadata })
+            // `size`: the length the object must have. Some S3 servers (the Versity gateway of
+            // the local stack) keep the bytes of a PUT cut mid-body; the sweeper compares the
+            // object with this and discards such a partial upload instead of storing it.
+            await streamPut(deps.s3, bucket, stagingKey, body, { contentLength: length, metadata: { ...metadata, size: String(length) } })
           } else {
             // No Content-Length (chunked): S3 needs one, so spool to disk first, never to memory.
             spoolDir = await mkdtemp(join(tmpdir(), 'rdt-spool-'))
             const file = join(spoolDir, 'body')
             await pipelineAsync(request.raw, hasher, createWriteStream(file))
-            await streamPut(deps.s3, bucket, stagingKey, createReadStream(file), { contentLength: hasher.size, metadata })
+            await streamPut(deps.s3, bucket, stagingKey, createReadStream(file), { contentLength: hasher.size, metadata: { ...metadata, size: String(hasher.size) } })
           }
         } catch (err) {
+          // The body was not read to its end (S3 refused it mid-way, or it was too large): close
+          // the connection after answering. Otherwise the device's next request on this keep-alive
+          // connection was never served and hung until the keep-alive timeout (72 s), then reset
+          // (found by faults/storage.faults.ts with S3 stopped).
+          if (!request.raw.readableEnded) reply.header('connection', 'close')
           if (err instanceof HttpError) throw err
-          if (request.raw.destroyed || request.raw.readableAborted) throw new HttpError(400, 'aborted', 'upload did not complete')
+          // Only a body that ended early is the device's fault. Not `destroyed`: a fully received
+          // request is auto-destroyed after its end, so a small photo refused by an unreachable S3
+          // was answered 400 instead of 503 (found by faults/storage.faults.ts).
+          if (request.raw.readableAborted) throw new HttpError(400, 'aborted', 'upload did not complete')
           if (isStorageUnavailable(err)) throw unavailable('object storage')
+          // Object storage refused a request we built: our problem, not the device's. Answer 503
+          // (the device retries) and log it as an error so an operator sees it.
+          if (err instanceof S3PutError) {
+            request.log.error({ status: err.statusCode, reason: err.message.slice(0, 200) }, 'object storage refused the staging upload')
+            throw unavailable('object storage')
+          }
           throw err
         }
         const job: MediaJob = {
@@ -116,7 +169,8 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           filename,
           content_type: contentType,
         }
-        await app.queues.media.add('media', job, { jobId })
+        // The job and its staged bytes (for backpressure) in one MULTI: the round trip the add made anyway.
+        await addMediaJobWithStaging(app.queues.media, app.redis, deps.redisPrefix, job, jobId)
         return reply.code(201).send({ status: 'accepted' })
       } catch (err) {
         await deps.idempotency.release(idemKey, token).catch(() => {})

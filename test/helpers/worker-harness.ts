@@ -15,7 +15,7 @@ import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import { defaultJobOptions, type LogsJob, type MediaJob, type QueueName, type SessionsQueueJob } from '../../shared/queues.ts'
 import { createS3 } from '../../shared/s3.ts'
 import { streamPut } from '../../shared/s3-stream-put.ts'
-import { buildWorker, type WorkerApp } from '../../worker/app.ts'
+import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
 
 /** The real request bodies (DESIGN.md §2), byte for byte, from test/fixtures/. */
 const fixture = (name: string) => readFileSync(new URL(name, fixturesDir), 'utf8')
@@ -93,10 +93,10 @@ export function jobIdFor(data: SessionsQueueJob | LogsJob | MediaJob): string {
 }
 
 /** Starts a worker on private state and registers its teardown. */
-export async function startTestWorker(t: Teardown, env: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestWorker(t: Teardown, env: Record<string, string> = {}, deps: Pick<WorkerDeps, 'metrics'> = {}): Promise<TestStack> {
   const config = testConfig(env)
   const { logger, lines } = captureLogger()
-  const app = await buildWorker({ config, logger, closeDeadlineMs: 2000 })
+  const app = await buildWorker({ config, logger, closeDeadlineMs: 2000, ...deps })
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
   const mongo = new MongoClient(config.mongodbUrl)
   const db = mongo.db(new URL(config.mongodbUrl).pathname.slice(1))

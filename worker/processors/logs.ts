@@ -8,7 +8,7 @@ import { canonicalJson } from '../../shared/json-storage.ts'
 import type { LogsJob } from '../../shared/queues.ts'
 import type { ValidationIssue } from '../../shared/session-schema.ts'
 import { checkNotCancelled, insertWithFallback, isPlainObject, markAccepted, own, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
-import { Notes } from '../session-document.ts'
+import { INVALID_UTF8_ISSUE, Notes } from '../session-document.ts'
 
 const KNOWN_ENTRY_FIELDS = new Set(['timestamp', 'tag', 'message', 'json', 'media_key'])
 /** Entries are written this many at a time, bounding a huge batch's memory and open promises. */
@@ -91,6 +91,7 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       throw new UnrecoverableError('logs body is not JSON')
     }
     const { entries, issues } = entriesOf(body)
+    if (data.body_invalid_utf8) issues.push(INVALID_UTF8_ISSUE)
     const jobLog = log.child({ jobId: job.id })
 
     // The batch first: it carries the exact body, so the record exists even if entries fail.

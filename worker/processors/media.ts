@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { objectKeys } from '../../shared/keys.ts'
 import { collections } from '../../shared/mongo.ts'
+import { releaseStagedMedia } from '../../shared/staged-media.ts'
 import type { MediaJob } from '../../shared/queues.ts'
 import { SNIFF_BYTES, sniffType } from '../../shared/sniff.ts'
 import { checkNotCancelled, markAccepted, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
@@ -105,6 +106,7 @@ export function createMediaProcessor(deps: ProcessorDeps) {
       'conflict',
     )
     await deps.s3.removeObject(data.bucket, data.staging_key)
+    await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
     await markAccepted(deps, 'm', data.workspace_id, data.session_id, originalSha, data.media_id)
   }
 
@@ -122,6 +124,8 @@ export function createMediaProcessor(deps: ProcessorDeps) {
       // A re-run after success (the staged copy is removed last): nothing left to do.
       const existing = await stored()
       if (existing && typeof existing.sha256 === 'string') {
+        // The run that removed the object may have died before releasing its bytes; releasing is idempotent.
+        await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
         await markAccepted(deps, 'm', data.workspace_id, data.session_id, existing.sha256, data.media_id)
         return { outcome: 'already_stored' }
       }
@@ -174,6 +178,8 @@ export function createMediaProcessor(deps: ProcessorDeps) {
       }
     }
     await deps.s3.removeObject(data.bucket, data.staging_key)
+    // Only after the object is gone: the staged-bytes figure (gateway backpressure) drops once per object.
+    await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
     await markAccepted(deps, 'm', data.workspace_id, data.session_id, data.sha256, data.media_id)
     return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
   }

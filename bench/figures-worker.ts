@@ -1,0 +1,335 @@
+// T2 (worker drain rate from a pre-filled queue), T4a (Redis memory after many completed jobs),
+// the 1-vs-2 worker scaling row, and T2a (gateway and worker together at 50% of T1 for minutes,
+// with the time from PUT to visible in MongoDB).
+import { Queue } from 'bullmq'
+import { randomUUID } from 'node:crypto'
+import { Agent, request } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { keys } from '../shared/keys.ts'
+import { COLLECTIONS } from '../shared/mongo.ts'
+import { scrape, sumOf } from '../test/helpers/prometheus.ts'
+import { sessionTemplates } from './bodies.ts'
+import type { Bench } from './context.ts'
+import { PREFIX } from './context.ts'
+import { prefillSessions } from './jobs.ts'
+import { runLoad } from './load.ts'
+import { percentile, type OpenLoopResult } from './open-loop.ts'
+import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
+import { memoryUsage, redisCpu, usedMemory } from './redis-info.ts'
+import { mb, median, slope } from './stats.ts'
+
+export interface DrainRound {
+  workers: number
+  sessions: number
+  docs_per_s: number
+  seconds: number
+  stored: number
+  failed: number
+  /** From the workers' own /metrics: documents per insertMany. */
+  avg_batch_documents: number | null
+  /** CPU microseconds per document in the workers (together), Redis and FerretDB. */
+  cpu_us_per_doc: { workers: number; redis: number; ferretdb: number }
+  redis_used_mb_before: number
+  redis_used_mb_prefilled: number
+  redis_used_mb_after: number
+}
+
+export interface DrainFigures {
+  worker_drain_docs_per_s: number
+  rounds: DrainRound[]
+  /** T4a: used_memory after each round's drain (rounds run back to back without emptying Redis). */
+  redis_mb_after_rounds: number[]
+  redis_growth_mb_per_100k: number
+  breakdown: { idempotency_keys: number; idempotency_key_bytes: number; completed_jobs_kept: number; job_hash_bytes: number; events_stream_entries: number }
+}
+
+const WAITING_STATES = ['wait', 'paused', 'active', 'delayed', 'prioritized'] as const
+const PROBE_GRACE_S = 30
+
+async function backlog(queue: Queue): Promise<number> {
+  const c = await queue.getJobCounts(...WAITING_STATES)
+  return WAITING_STATES.reduce((a, s) => a + (c[s] ?? 0), 0)
+}
+
+async function startWorkers(b: Bench, n: number, tag: string, nodeArgs: string[] = []): Promise<AppProcess[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => startWorker(`worker-${tag}-${i + 1}`, b.appEnv, b.dir, nodeArgs)))
+}
+
+/** One drain: pre-fill a paused queue, start the workers, resume, time until nothing is left. */
+export async function drainRound(b: Bench, workers: number, sessions: number, nodeArgs: string[] = []): Promise<DrainRound> {
+  await b.resetIngestCollections()
+  const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
+  try {
+    const before = await usedMemory(b.redis)
+    await queue.pause()
+    await prefillSessions(b.redis, PREFIX, b.workspaceId, sessions)
+    const prefilled = await usedMemory(b.redis)
+    const procs = await startWorkers(b, workers, `drain${workers}`, nodeArgs)
+    let seconds: number
+    let avgBatch: number | null = null
+    let cpu = { workers: NaN, redis: NaN, ferretdb: NaN }
+    try {
+      const ferretPid = b.stack.mongo.pid
+      const before = { workers: procs.reduce((a, p) => a + p.cpu(), 0), redis: await redisCpu(b.redis), ferretdb: ferretPid ? cpuOf(ferretPid) : NaN }
+      const started = performance.now()
+      await queue.resume()
+      while ((await backlog(queue)) > 0) await sleep(100)
+      seconds = (performance.now() - started) / 1000
+      const perDoc = (s: number) => (s / sessions) * 1e6
+      cpu = {
+        workers: perDoc(procs.reduce((a, p) => a + p.cpu(), 0) - before.workers),
+        redis: perDoc((await redisCpu(b.redis)) - before.redis),
+        ferretdb: ferretPid ? perDoc(cpuOf(ferretPid) - before.ferretdb) : NaN,
+      }
+      const batches = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
+      const sum = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_sum', { collection: 'test_sessions' }) : 0), 0)
+      const count = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_count', { collection: 'test_sessions' }) : 0), 0)
+      avgBatch = count > 0 ? sum / count : null
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()))
+    }
+    const failed = (await queue.getJobCounts('failed')).failed ?? 0
+    const stored = await b.db.collection(COLLECTIONS.sessions).estimatedDocumentCount()
+    return {
+      workers,
+      sessions,
+      docs_per_s: sessions / seconds,
+      seconds,
+      stored,
+      failed,
+      avg_batch_documents: avgBatch,
+      cpu_us_per_doc: cpu,
+      redis_used_mb_before: mb(before),
+      redis_used_mb_prefilled: mb(prefilled),
+      redis_used_mb_after: mb(await usedMemory(b.redis)),
+    }
+  } finally {
+    await queue.close()
+  }
+}
+
+/**
+ * T2 with `workers` processes, `rounds` times back to back without emptying Redis (so T4a sees the
+ * accumulation). `env` overrides the workers' environment (e.g. WORKER_CONCURRENCY), for context rows.
+ */
+export async function measureDrain(b: Bench, workers: number, o: { rounds?: number; env?: Record<string, string> } = {}): Promise<DrainFigures> {
+  const { opts } = b
+  await b.resetRedis()
+  const rounds: DrainRound[] = []
+  const saved = { ...b.appEnv }
+  Object.assign(b.appEnv, o.env ?? {})
+  try {
+    for (let r = 0; r < (o.rounds ?? opts.rounds); r++) {
+      const round = await drainRound(b, workers, opts.drainSessions)
+      rounds.push(round)
+      b.log(
+        `  T2 ${workers} worker(s) round ${r + 1}: ${Math.round(round.docs_per_s)} docs/s (${round.sessions} in ${round.seconds.toFixed(1)} s; ` +
+          `stored ${round.stored}, failed ${round.failed}, avg batch ${round.avg_batch_documents?.toFixed(1) ?? '?'}; ` +
+          `CPU us/doc: workers ${round.cpu_us_per_doc.workers.toFixed(0)}, redis ${round.cpu_us_per_doc.redis.toFixed(0)}, ferretdb ${round.cpu_us_per_doc.ferretdb.toFixed(0)}); ` +
+          `Redis ${round.redis_used_mb_before.toFixed(1)} -> ${round.redis_used_mb_prefilled.toFixed(1)} (full) -> ${round.redis_used_mb_after.toFixed(1)} MB (drained)`,
+      )
+    }
+  } finally {
+    for (const k of Object.keys(b.appEnv)) delete b.appEnv[k]
+    Object.assign(b.appEnv, saved)
+  }
+  const after = rounds.map((r) => r.redis_used_mb_after)
+  const growth = slope(after.map((y, i) => ({ x: ((i + 1) * opts.drainSessions) / 100_000, y })))
+  return {
+    worker_drain_docs_per_s: median(rounds.map((r) => r.docs_per_s)),
+    rounds,
+    redis_mb_after_rounds: after,
+    redis_growth_mb_per_100k: rounds.length > 1 ? growth : NaN,
+    breakdown: await memoryBreakdown(b),
+  }
+}
+
+/** What the memory left after the drains is made of: idempotency keys (TTL'd), kept completed jobs (capped), event streams (capped). */
+async function memoryBreakdown(b: Bench): Promise<DrainFigures['breakdown']> {
+  let idem = 0
+  const idemSample: string[] = []
+  let cursor = '0'
+  do {
+    const [next, found] = await b.redis.scan(cursor, 'MATCH', `${PREFIX}:idem:*`, 'COUNT', 5000)
+    cursor = next
+    idem += found.length
+    if (idemSample.length < 200) idemSample.push(...found.slice(0, 200 - idemSample.length))
+  } while (cursor !== '0')
+  const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
+  try {
+    const completed = (await queue.getJobCounts('completed')).completed ?? 0
+    const jobs = await queue.getJobs(['completed'], 0, 49)
+    const jobBytes = jobs.length ? await Promise.all(jobs.map((j) => memoryUsage(b.redis, `${PREFIX}:sessions:${j.id}`))) : []
+    const idemBytes = await Promise.all(idemSample.map((k) => memoryUsage(b.redis, k)))
+    const events = Number(await b.redis.xlen(`${PREFIX}:sessions:events`))
+    return {
+      idempotency_keys: idem,
+      idempotency_key_bytes: median(idemBytes),
+      completed_jobs_kept: completed,
+      job_hash_bytes: median(jobBytes),
+      events_stream_entries: events,
+    }
+  } finally {
+    await queue.close()
+  }
+}
+
+export interface E2eRound {
+  rate: number
+  load: OpenLoopResult
+  probes: number
+  probes_lost: number
+  /** Probes seen accepted that a final MongoDB query found (should equal probes - lost). Lost probes (not visible PROBE_GRACE_S after the load) enter the percentiles at the time waited. */
+  probes_in_mongodb: number
+  visible_p50_ms: number
+  visible_p99_ms: number
+  visible_max_ms: number
+  depth_start: number
+  depth_end: number
+  depth_max: number
+  /** Least-squares slope of the sessions backlog over the run, jobs per second (flat ~ 0). */
+  depth_slope_per_s: number
+}
+
+/** T2a: gateway + workers at `rate` for the configured time; probes measure PUT -> visible in MongoDB. */
+export async function measureE2e(b: Bench, rate: number, workers: number, roundCount = b.opts.e2eRounds): Promise<E2eRound[]> {
+  const rounds: E2eRound[] = []
+  for (let r = 0; r < roundCount; r++) {
+    await b.resetRedis()
+    await b.resetIngestCollections()
+    const gateway = await startGateway(`gateway-e2e-${r}`, b.appEnv, b.dir)
+    const procs = await startWorkers(b, workers, `e2e-${r}`)
+    try {
+      rounds.push(await e2eRound(b, gateway, rate))
+      const x = rounds.at(-1)!
+      b.log(
+        `  T2a round ${r + 1}: PUT->visible p50 ${x.visible_p50_ms.toFixed(0)} p99 ${x.visible_p99_ms.toFixed(0)} max ${x.visible_max_ms.toFixed(0)} ms over ${x.probes} probes (${x.probes_in_mongodb} found in MongoDB, ${x.probes_lost} lost); ` +
+          `backlog start ${x.depth_start} end ${x.depth_end} max ${x.depth_max} (slope ${x.depth_slope_per_s.toFixed(1)}/s); ` +
+          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms, statuses ${JSON.stringify(x.load.statuses)}`,
+      )
+    } finally {
+      await gateway.stop()
+      await Promise.all(procs.map((p) => p.stop()))
+    }
+  }
+  return rounds
+}
+
+async function e2eRound(b: Bench, gateway: AppProcess, rate: number): Promise<E2eRound> {
+  const seconds = b.opts.e2eSeconds
+  const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
+  const sessions = b.db.collection(COLLECTIONS.sessions)
+  const templates = sessionTemplates(20, 99)
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 })
+  const pending = new Map<string, number>()
+  const visible: number[] = []
+  const seen: string[] = []
+  let lost = 0
+  let probes = 0
+  let stopProbes = false
+  const depth: { x: number; y: number }[] = []
+  const t0 = performance.now()
+
+  // Probes: 10 a second, each a real PUT whose document we then wait to see.
+  const probeLoop = (async () => {
+    while (!stopProbes) {
+      const id = randomUUID()
+      const [before, after] = templates[probes % templates.length]!
+      const token = b.tokens[probes % b.tokens.length]!
+      probes++
+      const sent = performance.now()
+      void put(agent, gateway.port, `/ingest/${token}/test_session/${id}/`, Buffer.from(before + id + after)).then((status) => {
+        if (status === 201) pending.set(id, sent)
+      })
+      await sleep(100)
+    }
+  })()
+  // Visibility: a worker marks the session's idempotency key accepted ("<sha>|a") right after
+  // MongoDB acknowledged the insert, so the key turning accepted is a (sub-millisecond) upper bound
+  // on "visible in MongoDB". Polling Redis every 10 ms keeps the probe off FerretDB, whose queries
+  // would compete with the worker's inserts; MongoDB is checked for every probe at the end.
+  const idem = keys(PREFIX)
+  let polling = true
+  const pollLoop = (async () => {
+    while (polling || pending.size > 0) {
+      if (pending.size > 0) {
+        const ids = [...pending.keys()]
+        const values = await b.redis.mget(ids.map((id) => idem.idempotency('s', b.workspaceId, id)))
+        const now = performance.now()
+        ids.forEach((id, i) => {
+          if (values[i]?.endsWith('|a')) {
+            visible.push(now - pending.get(id)!)
+            pending.delete(id)
+            seen.push(id)
+          }
+        })
+      }
+      // After the load, probes get PROBE_GRACE_S to show up; a backlog that large is the finding.
+      if (!polling && performance.now() - t0 > (seconds + PROBE_GRACE_S) * 1000) {
+        // Still invisible: counted at the time waited so far (a lower bound), not dropped from the percentiles.
+        const now = performance.now()
+        for (const sent of pending.values()) visible.push(now - sent)
+        lost = pending.size
+        pending.clear()
+        break
+      }
+      await sleep(10)
+    }
+  })()
+  const depthLoop = (async () => {
+    while (!stopProbes) {
+      depth.push({ x: (performance.now() - t0) / 1000, y: await backlog(queue) })
+      await sleep(1000)
+    }
+  })()
+
+  const load = await runLoad<OpenLoopResult>(b.dir, {
+    mode: 'open',
+    target: { host: '127.0.0.1', port: gateway.port },
+    rate,
+    durationS: seconds,
+    connections: b.opts.connections,
+    tokensFile: b.tokensFile,
+  })
+  stopProbes = true
+  await Promise.all([probeLoop, depthLoop])
+  polling = false
+  await pollLoop
+  agent.destroy()
+  await queue.close()
+  let inMongo = 0
+  for (let i = 0; i < seen.length; i += 500) {
+    inMongo += await sessions.countDocuments({ workspace_id: b.workspaceId, session_id: { $in: seen.slice(i, i + 500) } })
+  }
+  visible.sort((a, c) => a - c)
+  // The first seconds include the generator's own start; the slope is taken over the loaded part.
+  const loaded = depth.filter((p) => p.x >= 2 && p.x <= seconds)
+  return {
+    rate,
+    load,
+    probes,
+    probes_lost: lost,
+    probes_in_mongodb: inMongo,
+    visible_p50_ms: percentile(visible, 50),
+    visible_p99_ms: percentile(visible, 99),
+    visible_max_ms: visible.at(-1) ?? NaN,
+    depth_start: loaded[0]?.y ?? 0,
+    depth_end: loaded.at(-1)?.y ?? 0,
+    depth_max: Math.max(0, ...depth.map((p) => p.y)),
+    depth_slope_per_s: slope(loaded),
+  }
+}
+
+function put(agent: Agent, port: number, path: string, body: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(
+      { agent, host: '127.0.0.1', port, method: 'PUT', path, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(body.length) } },
+      (res) => {
+        res.resume()
+        res.once('end', () => resolve(res.statusCode ?? 0))
+      },
+    )
+    req.once('error', () => resolve(0))
+    req.end(body)
+  })
+}

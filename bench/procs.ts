@@ -1,0 +1,185 @@
+// The processes under test, started the way production starts them: compiled with `npm run build`
+// and run as `node dist/gateway/server.js` / `node dist/worker/server.js`, LOG_LEVEL=info, their
+// log lines going to a file (as a container's stdout would go to its log driver).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, openSync, closeSync, readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '../stack/ports.ts'
+import { repoRoot } from '../stack/paths.ts'
+
+export interface AppProcess {
+  name: string
+  pid: number
+  /** The public port (gateway, hello) or the metrics port (worker). */
+  port: number
+  metricsPort: number | null
+  logFile: string
+  /** Resident set size now, in bytes (from /proc, so it is the kernel's figure). */
+  rss(): number
+  /** CPU seconds used so far (user + system), from /proc. */
+  cpu(): number
+  /** SIGTERM, then wait for the exit (the process drains, as in production). */
+  stop(): Promise<void>
+  exited: Promise<number | null>
+}
+
+/** Runs `npm run build`. Other engineers' unfinished type errors do not stop tsc emitting, so a non-zero exit with the entry points present is a warning. */
+export function build(log: (s: string) => void): void {
+  const res = spawnSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, encoding: 'utf8' })
+  const entries = ['dist/gateway/server.js', 'dist/worker/server.js'].map((f) => join(repoRoot, f))
+  if (res.status !== 0) {
+    if (!entries.every((f) => existsSync(f))) throw new Error(`npm run build failed:\n${res.stdout}${res.stderr}`)
+    const errors = (res.stdout + res.stderr).split('\n').filter((l) => /error TS/.test(l))
+    log(`warning: npm run build reported ${errors.length} type error(s) (JS was emitted; first: ${errors[0]?.trim() ?? '?'})`)
+  }
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+export function cpuOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+export function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) * 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+/** Every app process still running, so an interrupted run can stop them (run.ts). */
+const live = new Set<AppProcess>()
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop()))
+}
+
+interface SpawnOptions {
+  name: string
+  script: string
+  env: Record<string, string>
+  dir: string
+  port: number
+  metricsPort: number | null
+  /** Extra node flags, e.g. --cpu-prof. */
+  nodeArgs?: string[]
+  ready: () => Promise<boolean>
+}
+
+async function spawnApp(o: SpawnOptions): Promise<AppProcess> {
+  const logFile = join(o.dir, `${o.name}.log`)
+  const fd = openSync(logFile, 'a')
+  const child: ChildProcess = spawn(process.execPath, [...(o.nodeArgs ?? []), o.script], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env },
+    stdio: ['ignore', fd, fd],
+  })
+  closeSync(fd)
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  let gone = false
+  void exited.then(() => (gone = true))
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    if (gone) throw new Error(`${o.name} exited during start; see ${logFile}`)
+    if (await o.ready().catch(() => false)) break
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`${o.name} not ready after 60 s; see ${logFile}`)
+    }
+    await sleep(50)
+  }
+  const pid = child.pid!
+  const proc: AppProcess = {
+    name: o.name,
+    pid,
+    port: o.port,
+    metricsPort: o.metricsPort,
+    logFile,
+    rss: () => rssOf(pid),
+    cpu: () => cpuOf(pid),
+    exited,
+    async stop() {
+      if (gone) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 40_000)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+  live.add(proc)
+  void exited.then(() => live.delete(proc))
+  return proc
+}
+
+const ok = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok
+
+export async function startGateway(name: string, env: Record<string, string>, dir: string, nodeArgs: string[] = []): Promise<AppProcess> {
+  const port = await freePort()
+  const metricsPort = await freePort()
+  return spawnApp({
+    name,
+    script: join(repoRoot, 'dist/gateway/server.js'),
+    env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort), PUBLIC_URL: `http://127.0.0.1:${port}` },
+    dir,
+    port,
+    metricsPort,
+    nodeArgs,
+    ready: () => ok(`http://127.0.0.1:${port}/readyz`),
+  })
+}
+
+export async function startWorker(name: string, env: Record<string, string>, dir: string, nodeArgs: string[] = []): Promise<AppProcess> {
+  const metricsPort = await freePort()
+  return spawnApp({
+    name,
+    script: join(repoRoot, 'dist/worker/server.js'),
+    env: { ...env, METRICS_PORT: String(metricsPort) },
+    dir,
+    port: metricsPort,
+    metricsPort,
+    nodeArgs,
+    ready: () => ok(`http://127.0.0.1:${metricsPort}/healthz`),
+  })
+}
+
+/** B1/B5: a bare Fastify hello world, plain node like the gateway. */
+export async function startHello(dir: string): Promise<AppProcess> {
+  const port = await freePort()
+  return spawnApp({
+    name: 'hello',
+    script: join(repoRoot, 'bench/hello-server.mjs'),
+    env: { PORT: String(port) },
+    dir,
+    port,
+    metricsPort: null,
+    ready: () => ok(`http://127.0.0.1:${port}/`),
+  })
+}
+
+/** Lets a fresh process settle (JIT, lazy init, GC) before its idle RSS is read; the median of a few reads. */
+export async function idleRss(p: AppProcess, settleMs = 3000): Promise<number> {
+  await sleep(settleMs)
+  const reads: number[] = []
+  for (let i = 0; i < 5; i++) {
+    reads.push(p.rss())
+    await sleep(200)
+  }
+  return reads.sort((a, b) => a - b)[2]!
+}
+
+/** The newest .cpuprofile files written under `dir` (node --cpu-prof writes one at exit). */
+export function cpuProfiles(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f))
+}

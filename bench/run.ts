@@ -1,0 +1,132 @@
+// `npm run bench [-- --quick] [--rounds N] [--only phases] [--profile] [--keep]`
+//
+// Starts a private local stack, builds the app as production does, runs each figure of issue 5
+// against same-run baselines, prints a table and writes bench/last-run.json. It never fails on a
+// missed target (it is not a test); it exits non-zero only when the harness itself broke.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { repoRoot } from '../stack/paths.ts'
+import { measureBaselines, type Baselines } from './baselines.ts'
+import { createBench } from './context.ts'
+import { measureGatewayScaling, measureJson, type GatewayScaling, type JsonFigures } from './figures-json.ts'
+import { measureMedia, type MediaFigures } from './figures-media.ts'
+import { drainRound, measureDrain, measureE2e, type DrainFigures, type E2eRound } from './figures-worker.ts'
+import { runLoad } from './load.ts'
+import type { AutocannonSummary } from './load-child.ts'
+import { parseOptions } from './options.ts'
+import { build, cpuProfiles, startGateway, stopAll } from './procs.ts'
+import { formatSummary, summarise, type ProfileSummary } from './profile-summary.ts'
+import { buildReport, formatTable, machine } from './report.ts'
+
+const opts = parseOptions(process.argv.slice(2))
+const E2E_WORKERS = 2
+const WIDE_CONCURRENCY = 256
+const startedAt = new Date()
+const log = (msg: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${msg}`)
+const host = machine()
+log(`${opts.quick ? 'quick' : 'full'} run, ${opts.rounds} round(s) per figure, phases: ${[...opts.phases].join(', ')}`)
+log(`machine: ${host.nproc} CPUs (${host.cpu_model}), ${host.memory_total_gb} GB, load average ${host.loadavg_at_start.join(' ')}`)
+
+log('building (npm run build)')
+build(log)
+const b = await createBench(opts, log)
+log(`stack up in ${b.stack.dir}; ${b.tokens.length} tokens seeded`)
+// Ctrl-C: stop what we started (apps first, then the stack), rather than leave it running.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the apps and the stack`)
+    void stopAll()
+      .then(() => b.close())
+      .finally(() => process.exit(130))
+  })
+}
+
+let baselines: Baselines | undefined
+let json: JsonFigures | undefined
+let gatewayScaling: GatewayScaling | undefined
+let drain1: DrainFigures | undefined
+let drain2: DrainFigures | undefined
+let drainConcurrency: DrainFigures | undefined
+let e2e: E2eRound[] | undefined
+let e2eAtDrainRate: E2eRound[] | undefined
+let media: MediaFigures | undefined
+const profiles: ProfileSummary[] = []
+let failure: unknown = null
+
+try {
+  if (opts.phases.has('baselines')) baselines = await measureBaselines(b)
+  if (opts.phases.has('json')) json = await measureJson(b)
+  if (opts.phases.has('scaling') && json) {
+    log('Scaling: 2 gateway processes')
+    gatewayScaling = await measureGatewayScaling(b, json.session_put_rps)
+  }
+  if (opts.phases.has('worker')) {
+    log(`T2/T4a: drain ${opts.drainSessions} pre-filled sessions, 1 worker process`)
+    drain1 = await measureDrain(b, 1)
+    if (opts.phases.has('scaling')) {
+      log(`Scaling: drain with 2 worker processes`)
+      drain2 = await measureDrain(b, 2)
+      // Context for T2: a worker keeps WORKER_CONCURRENCY jobs in flight, each waiting on its
+      // batch's write, so its drain rate is about concurrency / write latency (Little's law).
+      log(`Context: drain with 1 worker process at WORKER_CONCURRENCY=${WIDE_CONCURRENCY} (default 64), one round`)
+      drainConcurrency = await measureDrain(b, 1, { rounds: 1, env: { WORKER_CONCURRENCY: String(WIDE_CONCURRENCY) } })
+    }
+  }
+  if (opts.phases.has('e2e')) {
+    if (!json) log('T2a skipped: it runs at 50% of T1, so it needs the json phase')
+    else {
+      const rate = Math.max(1, Math.round(0.5 * json.session_put_rps))
+      // Two workers: compose.yaml's default replica count.
+      log(`T2a: gateway + ${E2E_WORKERS} workers at 50% of T1 (${rate} req/s) for ${opts.e2eSeconds} s`)
+      e2e = await measureE2e(b, rate, E2E_WORKERS)
+      if (drain1) {
+        // Context for T2a: the same run at a rate the workers can sustain (half their drain rate).
+        const sustainable = Math.max(1, Math.round(0.5 * (drain2 ?? drain1).worker_drain_docs_per_s))
+        if (sustainable < rate) {
+          log(`T2a at 50% of the worker drain rate (${sustainable} req/s), for context`)
+          e2eAtDrainRate = await measureE2e(b, sustainable, E2E_WORKERS, 1)
+        }
+      }
+    }
+  }
+  if (opts.phases.has('media')) media = await measureMedia(b)
+  if (opts.profile) {
+    const dir = join(b.dir, 'profiles')
+    log('Profile: the gateway under --cpu-prof for one T1 round')
+    await b.resetRedis()
+    const g = await startGateway('gateway-prof', b.appEnv, b.dir, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'gateway')}`])
+    const res = await runLoad<AutocannonSummary>(b.dir, {
+      mode: 'autocannon',
+      target: { host: '127.0.0.1', port: g.port },
+      kind: 'sessions',
+      connections: opts.connections,
+      pipelining: opts.pipelining,
+      durationS: opts.closedSeconds,
+      warmupS: opts.warmupSeconds,
+      tokensFile: b.tokensFile,
+    })
+    await g.stop()
+    log(`  (profiled gateway: ${Math.round(res.rps)} accepted/s)`)
+    for (const f of cpuProfiles(join(dir, 'gateway'))) profiles.push(summarise(f))
+    log('Profile: a worker under --cpu-prof for one drain')
+    await b.resetRedis()
+    const round = await drainRound(b, 1, Math.min(opts.drainSessions, 20_000), ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'worker')}`])
+    log(`  (profiled worker: ${Math.round(round.docs_per_s)} docs/s)`)
+    for (const f of cpuProfiles(join(dir, 'worker'))) profiles.push(summarise(f))
+    for (const p of profiles) console.log(formatSummary(p))
+  }
+} catch (err) {
+  failure = err
+  log(`harness error: ${(err as Error).stack ?? String(err)}`)
+} finally {
+  await b.close().catch((err: Error) => log(`stack stop failed: ${err.message}`))
+}
+
+const report = buildReport({ machine: host, quick: opts.quick, rounds: opts.rounds, startedAt, baselines, json, gatewayScaling, drain1, drain2, drainConcurrency, e2e, e2eAtDrainRate, media, profiles })
+console.log('\n' + formatTable(report) + '\n')
+console.log('Targets are reported, never enforced: the benchmark is not a test. Absolute figures on a shared machine are noisy; the ratios are what count.')
+mkdirSync(join(repoRoot, 'bench'), { recursive: true })
+const out = join(repoRoot, 'bench', 'last-run.json')
+writeFileSync(out, JSON.stringify(report, null, 2) + '\n')
+log(`wrote ${out}`)
+process.exit(failure ? 1 : 0)

@@ -1,0 +1,37 @@
+// A workspace and many tokens for the load, written the way the CLI writes them (MongoDB first,
+// then the Redis mirror). Thousands of phones upload at once in the field, each at a modest rate,
+// so the load is spread over many tokens and the per-token rate limit stays at its default.
+import { randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { Db } from 'mongodb'
+import { collections, ensureIndexes } from '../shared/mongo.ts'
+import { generateToken, hashToken, syncTokenMirror } from '../shared/token-registry.ts'
+
+export interface Seeded {
+  workspaceId: string
+  tokens: string[]
+}
+
+export async function seedTokens(db: Db, redis: Redis, prefix: string, count: number): Promise<Seeded> {
+  await ensureIndexes(db)
+  const c = collections(db)
+  const workspaceId = 'w' + randomBytes(8).toString('hex')
+  const now = new Date()
+  await c.workspaces.insertOne({ _id: workspaceId, slug: `bench-${workspaceId}`, name: 'bench', active: true, created_at: now, updated_at: now })
+  const tokens = Array.from({ length: count }, () => generateToken())
+  await c.tokens.insertMany(
+    tokens.map((token) => ({
+      _id: 't' + randomBytes(8).toString('hex'),
+      workspace_id: workspaceId,
+      token_hash: hashToken(token),
+      label: 'bench',
+      permissions: ['test_session', 'logs', 'media'] as ('test_session' | 'logs' | 'media')[],
+      created_at: now,
+      updated_at: now,
+      expires_at: null,
+      revoked_at: null,
+    })),
+  )
+  await syncTokenMirror(db, redis, prefix)
+  return { workspaceId, tokens }
+}

@@ -1,0 +1,15 @@
+// What every scenario asserts once it has drained: nothing accepted lost, nothing stored twice,
+// no upload left without a final answer, no unexpected status, no job stuck or failed.
+import type { Test } from 'tap'
+import type { Figures } from './verify.ts'
+
+export function assertIntact(t: Test, f: Figures, { lostAllowed = 0 } = {}): void {
+  const why = f.details.join('\n')
+  if (lostAllowed === 0) t.equal(f.lost, 0, `nothing accepted is lost\n${why}`)
+  t.equal(f.duplicated, 0, `nothing is stored twice\n${why}`)
+  t.equal(f.gaveUp, 0, 'every upload got a final answer within the retry bound')
+  t.same(f.otherStatuses, {}, 'no status other than 201, 409 and 503')
+  t.equal(f.queues.failed, 0, 'no job failed')
+  t.equal(f.queues.pending + f.queues.active, 0, 'the queues drained')
+  t.equal(f.stagingLeft, 0, 'no staged photo left behind')
+}

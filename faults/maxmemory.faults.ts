@@ -1,0 +1,104 @@
+// Redis at maxmemory (noeviction). New work must get 503 with Retry-After, nothing already
+// queued may be evicted, and what was accepted must still drain. Two ways to get there: the
+// gateway's own high-water mark (REDIS_MEMORY_HIGH_WATER, default 0.9 of maxmemory, read by
+// gateway/backlog.ts), and with that mark off, Redis itself refusing writes ("OOM command not
+// allowed"), which must map to 503 as well.
+import t from 'tap'
+import { startCluster, type Cluster } from './lib/cluster.ts'
+import { startLoad } from './lib/load.ts'
+import { report, rowOf } from './lib/report.ts'
+import { assertIntact } from './lib/scenario.ts'
+import { check, drain } from './lib/verify.ts'
+import { waitFor } from '../test/helpers/env.ts'
+import { jobIds } from '../shared/keys.ts'
+import type { Upload } from './lib/load.ts'
+
+// Small enough to fill quickly, large enough that the 10 % headroom above the high-water mark
+// is more than the workers' own connections and bookkeeping need.
+const MAXMEMORY = 32 * 1024 * 1024
+
+async function memory(c: Cluster) {
+  const info = await c.redis.info('memory')
+  const field = (n: string) => Number(new RegExp(`^${n}:(\\d+)`, 'm').exec(info)?.[1] ?? 0)
+  return { used: field('used_memory'), max: field('maxmemory') }
+}
+
+/** Fills Redis with filler keys (not ours to evict either) until `target` bytes are used. */
+async function fill(c: Cluster, target: number): Promise<number> {
+  const chunk = 'x'.repeat(32 * 1024)
+  let n = 0
+  while ((await memory(c)).used < target) await c.redis.set(`filler:${n++}`, chunk)
+  return n
+}
+
+/** The BullMQ job hash of an accepted upload: it must still be in Redis (not evicted). */
+function jobKey(c: Cluster, u: Upload): string | null {
+  const ws = c.seeded.workspaceId
+  const p = c.config.redisPrefix
+  if (u.kind === 'session') return `${p}:sessions:${jobIds.session(ws, u.guid)}`
+  if (u.kind === 'logs') return `${p}:logs:${jobIds.logs(ws, u.guid, u.sha256)}`
+  return `${p}:media:${jobIds.media(ws, u.guid, u.mediaId!)}`
+}
+
+// Filler brings Redis to `limit` minus this much, so the load itself crosses the limit early on.
+const HEADROOM = 300 * 1024
+
+const variants: { name: string; env: Record<string, string>; limit: number; drainsAtLimit: boolean }[] = [
+  // With the mark, the gateway stops at 90 %, so the workers keep room to drain.
+  { name: 'high-water mark 0.9 (gateway/backlog.ts)', env: {}, limit: 0.9 * MAXMEMORY, drainsAtLimit: true },
+  // Without it, Redis refuses writes at 100 %: the gateway must still answer 503, not 500, and
+  // nothing may be evicted; the workers' own writes are refused too, so they drain once memory
+  // is freed (which is why the mark exists).
+  { name: "Redis's own OOM refusal (high-water mark off)", env: { REDIS_MEMORY_HIGH_WATER: '0' }, limit: MAXMEMORY, drainsAtLimit: false },
+]
+for (const variant of variants) {
+  t.test(`Redis at maxmemory: ${variant.name}`, async (t) => {
+    const c = await startCluster(t, 'redis-maxmemory', { redisArgs: ['--maxmemory', String(MAXMEMORY)], gatewayEnv: { ...variant.env, BACKPRESSURE_POLL_MS: '100' } })
+    await c.gateway()
+    // No worker yet: what the gateway accepts stays queued in Redis.
+    const fillers = await fill(c, variant.limit - HEADROOM)
+    const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, retry: { capMs: 1000 } })
+    const refused = () => load.uploads.reduce((n, u) => n + (u.answers['503'] ?? 0), 0)
+    await waitFor(() => refused() >= 30, { timeoutMs: 60_000, what: 'the gateway to refuse new work with 503' })
+    const accepted = load.uploads.filter((u) => u.final === 201)
+    t.ok(accepted.length > 0, `some uploads were accepted before the limit (${accepted.length})`)
+
+    // A fresh request at the limit: 503 with Retry-After.
+    const probe = await fetch(`${c.dsn}/test_session/probe-at-limit/`, { method: 'PUT', body: '{"id":"probe"}', headers: { 'content-type': 'application/json' } })
+    t.equal(probe.status, 503, 'a new upload gets 503 at the limit')
+    t.ok(Number(probe.headers.get('retry-after')) > 0, 'with Retry-After')
+    await probe.arrayBuffer()
+
+    // Nothing accepted was evicted: every accepted upload's job is still in Redis.
+    const stats = await c.redis.info('stats')
+    t.equal(Number(/^evicted_keys:(\d+)/m.exec(stats)?.[1]), 0, 'Redis evicted no key')
+    const missing = []
+    for (const u of accepted) if (!(await c.redis.exists(jobKey(c, u)!))) missing.push(u)
+    t.equal(missing.length, 0, 'every accepted upload is still queued')
+    const { used } = await memory(c)
+
+    // The workers drain what was accepted while new work is still refused.
+    const w = await c.worker()
+    let drainedAtLimit = true
+    try {
+      await waitFor(async () => (await check(c, accepted, { bytes: false })).lost === 0, { timeoutMs: variant.drainsAtLimit ? 60_000 : 10_000, what: 'accepted work to drain at the limit' })
+    } catch {
+      drainedAtLimit = false
+    }
+    // The operator frees memory (here: the filler); new work is accepted again, without a restart.
+    for (let i = 0; i < fillers; i += 500) await c.redis.del(...Array.from({ length: Math.min(500, fillers - i) }, (_, j) => `filler:${i + j}`))
+    await load.done
+    const f = await drain(c, load.uploads)
+    report(
+      t,
+      rowOf(`Redis at maxmemory: ${variant.name}`, f, [
+        `${accepted.length} accepted before the limit, ${refused()} answers 503 at ${Math.round((100 * used) / MAXMEMORY)}% of maxmemory`,
+        '0 evicted',
+        drainedAtLimit ? 'the worker drained the accepted work while the gateway still refused new work' : 'the worker could NOT drain at the limit (drained once memory was freed)',
+      ]),
+    )
+    if (variant.drainsAtLimit) t.ok(drainedAtLimit, 'accepted work drains while new work is refused at the mark')
+    assertIntact(t, f)
+    t.ok(w.alive(), 'the worker kept running')
+  })
+}

@@ -1,0 +1,48 @@
+// Storage faults: the MongoDB-compatible server, then the S3 server, stopped and restarted while
+// work flows. The gateway never talks to MongoDB, so a MongoDB outage only delays the workers;
+// an S3 outage refuses photo uploads with 503 and delays the media jobs. Both recover by themselves.
+import t from 'tap'
+import { startCluster } from './lib/cluster.ts'
+import { hold } from './lib/hold.ts'
+import { startLoad } from './lib/load.ts'
+import { report, rowOf } from './lib/report.ts'
+import { assertIntact } from './lib/scenario.ts'
+import { drain } from './lib/verify.ts'
+import { waitFor } from '../test/helpers/env.ts'
+
+t.test('the MongoDB server stopped and restarted during processing', async (t) => {
+  const c = await startCluster(t, 'mongo-restart')
+  const gw = await c.gateway()
+  const w = await c.worker()
+  const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, thinkMs: 50 })
+  await load.reached(40)
+  await c.stack.mongo.stop()
+  // The outage must reach the worker's writes before it ends.
+  await waitFor(() => w.count(/"msg":"job failed; will retry"/) > 0, { timeoutMs: 60_000, what: 'worker writes to fail' })
+  await hold(8000)
+  await c.stack.mongo.start()
+  await load.done
+  const f = await drain(c, load.uploads, { timeoutMs: 180_000 })
+  const retried = w.count(/"msg":"job failed; will retry"/)
+  report(t, rowOf('MongoDB server stopped 8 s and restarted during processing', f, [`${retried} job attempts failed and were retried`]))
+  assertIntact(t, f)
+  t.ok(gw.alive() && w.alive(), 'no process was restarted')
+})
+
+t.test('the S3 server stopped and restarted while photos are uploaded and processed', async (t) => {
+  const c = await startCluster(t, 's3-restart')
+  const gw = await c.gateway()
+  const w = await c.worker()
+  const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, thinkMs: 50, mediaPerSession: 3 })
+  await load.reached(40)
+  await c.stack.s3.stop()
+  const refused = () => load.uploads.filter((u) => u.kind === 'media' && (u.answers['503'] || u.answers.error)).length
+  await waitFor(() => refused() > 0, { timeoutMs: 30_000, what: 'photo uploads to be refused' })
+  await hold(5000)
+  await c.stack.s3.start()
+  await load.done
+  const f = await drain(c, load.uploads, { timeoutMs: 180_000 })
+  report(t, rowOf('S3 server stopped 5 s and restarted during photo uploads and processing', f, [`${refused()} photo uploads were refused and retried`, `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`]))
+  assertIntact(t, f)
+  t.ok(gw.alive() && w.alive(), 'no process was restarted')
+})

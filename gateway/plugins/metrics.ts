@@ -1,0 +1,155 @@
+// Request metrics for Prometheus. They are served by a separate listener (shared/metrics-server.ts),
+// never on the public port. Labels are the route *pattern* (`/ingest/:dsn/...`), never the URL:
+// the URL carries the DSN token, and a per-URL label would also grow without bound.
+import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { keys } from '../../shared/keys.ts'
+import { registerQueueDepth } from '../../shared/queue-metrics.ts'
+import type { BacklogSnapshot } from '../backlog.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's Prometheus registry; server.ts serves it on METRICS_PORT. */
+    metrics: Registry
+  }
+}
+
+export interface MetricsPluginOptions {
+  redisPrefix: string
+  /**
+   * The backpressure poller's latest figures (gateway/backlog.ts `snapshot()`), read at scrape
+   * time. Without it, staged bytes are read from Redis at scrape time instead.
+   */
+  backlog?: () => BacklogSnapshot | null | undefined
+}
+
+// Seconds. JSON requests take about a millisecond; media uploads from phones take seconds.
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/** The route pattern a request matched, or a fixed word: never anything taken from the URL. */
+function routeOf(request: FastifyRequest): string {
+  return request.routeOptions.url ?? 'unmatched'
+}
+
+/** The reason for an error answer: the HttpError code recorded by errors.ts, else a fixed word. */
+function reasonOf(reply: FastifyReply, status: number): string {
+  if (reply.errorCode) return reply.errorCode
+  if (status === 404) return 'not_found'
+  return `http_${status}`
+}
+
+export default fp<MetricsPluginOptions>(
+  async (app, opts) => {
+    const registry = new Registry()
+    const requests = new Counter({
+      name: 'rdt_gateway_requests_total',
+      help: 'Answered requests by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    })
+    const duration = new Histogram({
+      name: 'rdt_gateway_request_duration_seconds',
+      help: 'Time from request start to the answer being sent, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    })
+    // The real client retries every status but 200/201/409 for ever: each of these leaves data
+    // on a phone, so operators must see them, by reason (DESIGN.md §2).
+    const refusals = new Counter({
+      name: 'rdt_gateway_refusals_total',
+      help: 'Answers the device will retry (every status but 2xx and 409), by route pattern, status and reason',
+      labelNames: ['route', 'status', 'reason'],
+      registers: [registry],
+    })
+    const acceptedBytes = new Counter({
+      name: 'rdt_gateway_accepted_request_bytes_total',
+      help: 'Declared Content-Length of accepted (201) requests, by route pattern',
+      labelNames: ['route'],
+      registers: [registry],
+    })
+
+    // Label lookups hash the label set on every call; the set of (method, route, status) is
+    // small, so the children are kept and each request does two plain increments.
+    type Children = { requests: Counter.Internal; duration: Histogram.Internal<'method' | 'route' | 'status'> }
+    const children = new Map<string, Children>()
+    const childrenFor = (method: string, route: string, status: string): Children => {
+      const key = `${method} ${route} ${status}`
+      let c = children.get(key)
+      if (!c) {
+        c = { requests: requests.labels(method, route, status), duration: duration.labels(method, route, status) }
+        children.set(key, c)
+      }
+      return c
+    }
+
+    app.addHook('onResponse', (request, reply, done) => {
+      const route = routeOf(request)
+      const code = reply.statusCode
+      const status = String(code)
+      // Methods outside the usual few are folded, so a client cannot mint label values.
+      const method = METHODS.has(request.method) ? request.method : 'OTHER'
+      const c = childrenFor(method, route, status)
+      c.requests.inc()
+      c.duration.observe(reply.elapsedTime / 1000)
+      if (code >= 400 && code !== 409) refusals.inc({ route, status, reason: reasonOf(reply, code) })
+      else if (code === 201) {
+        const length = Number(request.headers['content-length'])
+        if (length > 0) acceptedBytes.inc({ route }, length)
+      }
+      done()
+    })
+
+    // Read at scrape time, so it does not matter whether the queues plugin is registered yet.
+    registerQueueDepth(registry, () => (app.hasDecorator('queues') ? Object.values(app.queues) : []))
+
+    const stagedKey = keys(opts.redisPrefix).stagedMediaBytes
+    new Gauge({
+      name: 'rdt_staged_media_bytes',
+      help: 'Bytes of photos staged in object storage whose job has not finished (backpressure figure)',
+      registers: [registry],
+      async collect() {
+        const snap = opts.backlog?.()
+        if (snap?.at) return this.set(snap.stagedMediaBytes)
+        try {
+          this.set(Number((await app.redis.get(stagedKey)) ?? 0) || 0)
+        } catch {
+          this.reset() // Redis away: no figure rather than a stale one
+        }
+      },
+    })
+    new Gauge({
+      name: 'rdt_redis_memory_bytes',
+      help: 'Redis used_memory and maxmemory as last polled by the backpressure poller (kind: used, max; max 0 = no limit)',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        const snap = opts.backlog?.()
+        if (!snap?.at) return
+        this.set({ kind: 'used' }, snap.redis.usedMemory)
+        this.set({ kind: 'max' }, snap.redis.maxMemory)
+      },
+    })
+    new Gauge({
+      name: 'rdt_gateway_backpressure',
+      help: '1 while new work for a queue is refused with 503 by backpressure, by queue and reason (backlog, staged_media, redis_memory)',
+      labelNames: ['queue', 'reason'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        const snap = opts.backlog?.()
+        if (!snap) return
+        for (const [queue, overload] of Object.entries(snap.overloaded)) {
+          for (const reason of ['backlog', 'staged_media', 'redis_memory']) this.set({ queue, reason }, overload?.reason === reason ? 1 : 0)
+        }
+      },
+    })
+
+    app.decorate('metrics', registry)
+  },
+  { name: 'metrics' },
+)
+
+const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'])

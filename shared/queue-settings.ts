@@ -1,0 +1,28 @@
+// Queue names and default job options: what a producer needs. Kept apart from the payload
+// schemas in queues.ts (which re-exports all of this) so that the gateway, which only enqueues,
+// does not load TypeBox and compile validators it never runs: measured, ~15 MB of idle RSS (bench T4).
+//
+// The queue names are persisted in Redis as part of every BullMQ key, so renaming one
+// strands the jobs already queued under the old name: change them only with a migration.
+import type { JobsOptions } from 'bullmq'
+
+export const QUEUE_NAMES = ['sessions', 'logs', 'media'] as const
+export type QueueName = (typeof QUEUE_NAMES)[number]
+
+/**
+ * Defaults for every job. Transient failures (a server down) retry with capped exponential
+ * backoff and jitter for about a day; after that, and for permanent failures, the job stays in
+ * the failed set for inspection and retry: it is never dropped.
+ */
+export const defaultJobOptions: JobsOptions = {
+  attempts: 300,
+  backoff: { type: 'capped-jitter', delay: 1000 },
+  removeOnComplete: { age: 3600, count: 10_000 },
+  removeOnFail: false,
+}
+
+/** Capped exponential backoff with full jitter; BullMQ's built-in exponential has no cap. */
+export function backoffDelay(attemptsMade: number, baseMs = 1000, capMs = 5 * 60_000): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attemptsMade, 20))
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2))
+}

@@ -1,0 +1,57 @@
+// isRedisUnavailable decides between 503 (the device retries later) and 500 (our bug). At
+// maxmemory (noeviction) Redis refuses every command queued inside a MULTI, reads included, and
+// the MULTI fails as a whole with EXECABORT: that used to be a 500 for the token lookup and the
+// media enqueue (found by faults/maxmemory.faults.ts). The errors here come from a real Redis
+// of this test's own, started with a tiny maxmemory (the shared test Redis must not be filled).
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { ensureBinaries } from '../stack/install.ts'
+import { startRedis } from '../stack/services.ts'
+import { isRedisUnavailable } from '../shared/redis.ts'
+
+const dir = await mkdtemp(join(tmpdir(), 'rdt-redis-oom-'))
+const { redisServer } = await ensureBinaries()
+const server = await startRedis(redisServer, { dataDir: dir, logFile: join(dir, 'redis.log'), extraArgs: ['--maxmemory', '2mb', '--appendonly', 'no'] })
+const redis = new Redis(server.url, { maxRetriesPerRequest: 0 })
+t.teardown(async () => {
+  redis.disconnect()
+  await server.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const failure = async (p: Promise<unknown>): Promise<Error> => {
+  try {
+    await p
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected the command to fail')
+}
+
+t.test('a MULTI refused for a wrong command is a bug (500), not an outage', async (t) => {
+  const err = await failure(redis.multi().hget('h', 'f').call('hget', 'only-one-argument').exec())
+  t.match(err.message, /EXECABORT/)
+  t.equal(isRedisUnavailable(err), false)
+})
+
+t.test('at maxmemory: a write, and a MULTI even of reads, count as Redis unavailable (503)', async (t) => {
+  const chunk = 'x'.repeat(16 * 1024)
+  let oom: Error | null = null
+  for (let i = 0; i < 1000 && !oom; i++) {
+    oom = await redis.set(`fill:${i}`, chunk).then(
+      () => null,
+      (err: Error) => err,
+    )
+  }
+  t.ok(oom, 'Redis reached maxmemory')
+  t.match(oom!.message, /OOM command not allowed/)
+  t.equal(isRedisUnavailable(oom), true, 'a refused write')
+
+  t.equal(await redis.hget('h', 'f'), null, 'a plain read still works at the limit')
+  const err = await failure(redis.multi().hget('h', 'f').exists('x').exec())
+  t.match(err.message, /EXECABORT/, 'but a MULTI of reads is refused as a whole')
+  t.equal(isRedisUnavailable(err), true, 'and counts as Redis unavailable')
+})
