@@ -129,7 +129,8 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
  * happens, and every mirror command then fails at once (reported through onMirrorError).
  */
 async function connectRedis(url: string): Promise<Redis> {
-  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: 2000, commandTimeout: 2000 })
+  // Not fail-fast like the gateway: a slow reply under load must not turn into a skipped mirror push.
+  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: 2000, commandTimeout: 10_000 })
   redis.on('error', () => {}) // surfaced through the failing commands instead
   await redis.connect().catch(() => {})
   return redis

@@ -265,15 +265,25 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
   }
 
   /** Mirror write after a MongoDB change. A failure is reported, not thrown: the change stands and the sync repairs it. */
+  /**
+   * Pushes a change to the gateways' mirror. A failed push only delays the change until the next
+   * worker sync (up to 30 s), which matters for a revocation, so a few quick retries come first.
+   */
   async function mirror(action: string, fn: (redis: Redis) => Promise<void>): Promise<boolean> {
-    try {
-      if (!redis) throw new Error('no Redis connection')
-      await fn(redis)
-      return true
-    } catch (err) {
-      deps.onMirrorError?.(err, action)
-      return false
+    let last: unknown = new Error('no Redis connection')
+    for (let attempt = 0; redis && attempt < 4; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 150 * 2 ** attempt))
+      try {
+        await fn(redis)
+        return true
+      } catch (err) {
+        last = err
+        // Nothing to retry against: the connection is gone, not slow.
+        if (redis.status === 'end') break
+      }
     }
+    deps.onMirrorError?.(last, action)
+    return false
   }
 
   async function findWorkspace(slugOrId: string): Promise<WorkspaceDoc> {

@@ -13,7 +13,8 @@ declare module 'fastify' {
 
 export default fp<{ url: string; connectWaitMs?: number }>(
   async (app, opts) => {
-    const redis = createProducerRedis(opts.url)
+    // A longer command timeout than the gateway's: a slow reply under load must not skip a mirror push.
+    const redis = createProducerRedis(opts.url, { commandTimeout: 10_000 })
     redis.on('error', (err: Error) => app.log.warn({ err: err.message }, 'redis connection error'))
     await waitForReady(redis, opts.connectWaitMs)
     app.decorate('redis', redis)

@@ -147,10 +147,11 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           // was answered 400 instead of 503 (found by faults/storage.faults.ts).
           if (request.raw.readableAborted) throw new HttpError(400, 'aborted', 'upload did not complete')
           if (isStorageUnavailable(err)) throw unavailable('object storage')
-          // Object storage refused a request we built: our problem, not the device's. Answer 503
-          // (the device retries) and log it as an error so an operator sees it.
+          // Object storage refused or dropped a request we built: not the device's fault, so never
+          // a 4xx (the device would retry a 4xx for ever anyway). 503 lets it retry after a pause;
+          // the warning (with S3's status and message) and the 503 count show it to operators.
           if (err instanceof S3PutError) {
-            request.log.error({ status: err.statusCode, reason: err.message.slice(0, 200) }, 'object storage refused the staging upload')
+            request.log.warn({ status: err.statusCode, reason: err.message.slice(0, 200) }, 'object storage refused the staging upload')
             throw unavailable('object storage')
           }
           throw err
