@@ -49,6 +49,13 @@ export class Notes {
     return v === undefined ? null : toStorable(v, { path, onRewrite: this.onRewrite })
   }
 
+  /** The named fields of a client object (our names, not the client's keys), each made storable; absent → null. */
+  fields(obj: Record<string, unknown>, names: readonly string[], path: string): Record<string, unknown> {
+    const out: Record<string, unknown> = {}
+    for (const name of names) out[name] = this.value(own(obj, name), `${path}/${name}`)
+    return out
+  }
+
   /** A timestamp field: a Date, or null with an issue when present but not a date-time. */
   date(v: unknown, path: string): Date | null {
     if (v === undefined || v === null) return null
@@ -74,6 +81,21 @@ export class Notes {
   }
 }
 
+// The normalised fields, in the order they are stored (README: test_sessions).
+const CONFIGURATION_FIELDS = [
+  'session_type',
+  'provision_mode',
+  'provision_mode_data',
+  'classifier_mode',
+  'cloudworks_context',
+  'flavor_text',
+  'flavor_text_two',
+  'output_session_translator_id',
+  'output_result_translator_id',
+  'flags',
+] as const
+const RESULT_FIELDS = ['main_image_path', 'raw_image_file_path', 'images', 'results', 'results_classifier'] as const
+
 export function buildSessionDocument(job: SessionJob, body: Record<string, unknown>, receivedAt: Date): Document {
   const notes = new Notes(validateSessionBody(body))
   if (job.body_invalid_utf8) notes.issue(INVALID_UTF8_ISSUE.path, INVALID_UTF8_ISSUE.message)
@@ -85,16 +107,7 @@ export function buildSessionDocument(job: SessionJob, body: Record<string, unkno
   const cfg = get('configuration')
   const configuration = isPlainObject(cfg)
     ? {
-        session_type: notes.value(own(cfg, 'session_type'), '/configuration/session_type'),
-        provision_mode: notes.value(own(cfg, 'provision_mode'), '/configuration/provision_mode'),
-        provision_mode_data: notes.value(own(cfg, 'provision_mode_data'), '/configuration/provision_mode_data'),
-        classifier_mode: notes.value(own(cfg, 'classifier_mode'), '/configuration/classifier_mode'),
-        cloudworks_context: notes.value(own(cfg, 'cloudworks_context'), '/configuration/cloudworks_context'),
-        flavor_text: notes.value(own(cfg, 'flavor_text'), '/configuration/flavor_text'),
-        flavor_text_two: notes.value(own(cfg, 'flavor_text_two'), '/configuration/flavor_text_two'),
-        output_session_translator_id: notes.value(own(cfg, 'output_session_translator_id'), '/configuration/output_session_translator_id'),
-        output_result_translator_id: notes.value(own(cfg, 'output_result_translator_id'), '/configuration/output_result_translator_id'),
-        flags: notes.value(own(cfg, 'flags'), '/configuration/flags'),
+        ...notes.fields(cfg, CONFIGURATION_FIELDS, '/configuration'),
         extra: notes.extra(cfg, KNOWN_CONFIGURATION_FIELDS, '/configuration'),
       }
     : null
@@ -103,11 +116,7 @@ export function buildSessionDocument(job: SessionJob, body: Record<string, unkno
   const result = isPlainObject(res)
     ? {
         time_read: notes.date(own(res, 'time_read'), '/result/time_read'),
-        main_image_path: notes.value(own(res, 'main_image_path'), '/result/main_image_path'),
-        raw_image_file_path: notes.value(own(res, 'raw_image_file_path'), '/result/raw_image_file_path'),
-        images: notes.value(own(res, 'images'), '/result/images'),
-        results: notes.value(own(res, 'results'), '/result/results'),
-        results_classifier: notes.value(own(res, 'results_classifier'), '/result/results_classifier'),
+        ...notes.fields(res, RESULT_FIELDS, '/result'),
         extra: notes.extra(res, KNOWN_RESULT_FIELDS, '/result'),
       }
     : null
