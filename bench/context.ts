@@ -46,6 +46,9 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
   const dir = join(stackDir, 'bench')
   mkdirSync(dir, { recursive: true })
   const redis = new Redis(stack.env.REDIS_URL!, { maxRetriesPerRequest: null })
+  // Redis's latency monitor records any event (command, fork, AOF write/fsync) of 5 ms or more;
+  // the open-loop figures read it to tell Redis stalls from gateway stalls.
+  await redis.config('SET', 'latency-monitor-threshold', '5')
   const { client: mongo, db } = await connectMongo(stack.env.MONGODB_URL!, 'majority')
   const s3Config = {
     endpoint: stack.env.S3_ENDPOINT!,

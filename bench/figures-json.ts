@@ -9,7 +9,7 @@ import { runLoad, runLoads } from './load.ts'
 import type { AutocannonSummary, LoadSpec } from './load-child.ts'
 import type { OpenLoopResult } from './open-loop.ts'
 import { idleRss, startGateway, type AppProcess } from './procs.ts'
-import { commandCalls, delta, redisCpu, SCRIPT_COMMANDS } from './redis-info.ts'
+import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, SCRIPT_COMMANDS } from './redis-info.ts'
 import { scrape, sumOf } from '../test/helpers/prometheus.ts'
 import { mb, median } from './stats.ts'
 
@@ -155,10 +155,12 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
 
     const openRounds = async (rate: number, label: string) => {
       b.log(`${label}: open loop at ${rate} req/s for ${opts.openSeconds} s`)
-      const out: (OpenLoopResult & { gateway: LoopHealth })[] = []
+      const out: (OpenLoopResult & { gateway: LoopHealth; redis: { latencyEventsMs: Record<string, number>; aofRewrites: number; latestForkMs: number } })[] = []
       for (let r = 0; r < opts.rounds; r++) {
         await b.resetRedis()
         const healthBefore = await loopHealth(g)
+        await latencyEvents(b.redis) // reset
+        const aofBefore = await persistenceStats(b.redis)
         const load = await runLoad<OpenLoopResult>(b.dir, {
           mode: 'open',
           target: { host: '127.0.0.1', port: g.port },
@@ -167,14 +169,20 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
           connections: opts.connections,
           tokensFile: b.tokensFile,
         })
-        const res = { ...load, gateway: healthDelta(healthBefore, await loopHealth(g)) }
+        const aofAfter = await persistenceStats(b.redis)
+        const res = {
+          ...load,
+          gateway: healthDelta(healthBefore, await loopHealth(g)),
+          redis: { latencyEventsMs: await latencyEvents(b.redis), aofRewrites: aofAfter.aofRewrites - aofBefore.aofRewrites, latestForkMs: aofAfter.latestForkMs },
+        }
         out.push(res)
         b.log(
           `  ${label} round ${r + 1}: p50 ${res.p50.toFixed(1)} p99 ${res.p99.toFixed(1)} p99.9 ${res.p999.toFixed(1)} ms at ${Math.round(res.achievedRate)} req/s ` +
             `(waited for a connection p99 ${res.sendLagP99.toFixed(1)} ms, generator's own lag p99 ${res.scheduleLagP99.toFixed(1)} ms, ` +
             `${res.generatorCpuUs.toFixed(0)} us CPU/request), statuses ${JSON.stringify(res.statuses)}; gateway: ` +
             `event-loop delay p99 ${res.gateway.eventLoopP99Ms.toFixed(0)} max ${res.gateway.eventLoopMaxMs.toFixed(0)} ms, ` +
-            `GC ${res.gateway.gcMsPerSecond.toFixed(0)} ms/s (${Object.entries(res.gateway.gcMsByKind).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms)`,
+            `GC ${res.gateway.gcMsPerSecond.toFixed(0)} ms/s (${Object.entries(res.gateway.gcMsByKind).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms); ` +
+            `Redis: worst stalls ${JSON.stringify(res.redis.latencyEventsMs)} ms, ${res.redis.aofRewrites} AOF rewrite(s), last fork ${res.redis.latestForkMs.toFixed(1)} ms`,
         )
       }
       return out

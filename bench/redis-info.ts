@@ -37,3 +37,18 @@ export async function redisCpu(redis: Redis): Promise<number> {
   const f = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0)
   return f('used_cpu_sys') + f('used_cpu_user')
 }
+
+/** Redis's own latency monitor (events at or above the threshold set in context.ts): event -> worst ms since the last reset. */
+export async function latencyEvents(redis: Redis): Promise<Record<string, number>> {
+  const rows = (await redis.call('LATENCY', 'LATEST')) as [string, number, number, number][]
+  await redis.call('LATENCY', 'RESET')
+  return Object.fromEntries(rows.map(([event, , , max]) => [event, Number(max)]))
+}
+
+/** AOF rewrites and the last fork's duration (a fork stalls Redis for a moment, longer the more memory it holds). */
+export async function persistenceStats(redis: Redis): Promise<{ aofRewrites: number; latestForkMs: number }> {
+  const persistence = await redis.info('persistence')
+  const stats = await redis.info('stats')
+  const f = (text: string, name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(text)?.[1] ?? 0)
+  return { aofRewrites: f(persistence, 'aof_rewrites'), latestForkMs: f(stats, 'latest_fork_usec') / 1000 }
+}

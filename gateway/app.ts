@@ -42,9 +42,12 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
     bodyLimit: config.maxJsonBytes,
     // Fastify's own answers to a malformed URL (400 bad percent-encoding, 414 a path parameter
     // over maxParamLength) quote the whole path, DSN token included, in the body; ours do not.
-    frameworkErrors: (err, _request, reply: FastifyReply) => {
+    frameworkErrors: (err, request, reply: FastifyReply) => {
       const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      reply.errorCode = 'bad_url' // the refusal reason in metrics (plugins/metrics.ts)
       void reply.code(tooLong ? 414 : 400).send({ error: 'bad_url', message: tooLong ? 'a path segment is too long' : 'the URL is not valid' })
+      // No onResponse hook runs for these answers, so they are counted here.
+      app.observeAnswer(request, reply)
     },
     // request.ip is what the per-address unknown-token limit counts: behind a proxy, trust exactly
     // its hops, never all of X-Forwarded-For (a client could then pick its own address).

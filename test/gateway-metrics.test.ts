@@ -107,6 +107,14 @@ t.test('backpressure figures: staged photo bytes, Redis memory, refusal state', 
   t.equal(samples.filter((s) => s.name === 'rdt_gateway_backpressure').length, 9, 'one series per queue and reason')
 })
 
+t.test('a malformed URL is counted as bad_url, without its token', async (t) => {
+  const before = sumOf((await scrape(metrics.port)).samples, 'rdt_gateway_refusals_total', { reason: 'bad_url' })
+  t.equal((await fetch(`${base}/test_session/%E0%A4%A/`, { method: 'PUT', body: '{}' })).status, 400)
+  const { text, samples } = await scrape(metrics.port)
+  t.equal(sumOf(samples, 'rdt_gateway_refusals_total', { reason: 'bad_url' }) - before, 1)
+  t.notOk(text.includes(seeded.token))
+})
+
 t.test('metrics are not served on the public port', async (t) => {
   t.equal((await fetch(`http://127.0.0.1:${port}/metrics`)).status, 404)
 })

@@ -12,6 +12,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The gateway's Prometheus registry; server.ts serves it on METRICS_PORT. */
     metrics: Registry
+    /** Counts an answer sent outside the request lifecycle, where no onResponse hook runs (Fastify's frameworkErrors). */
+    observeAnswer(request: FastifyRequest, reply: FastifyReply): void
   }
 }
 
@@ -84,7 +86,7 @@ export default fp<MetricsPluginOptions>(
       return c
     }
 
-    app.addHook('onResponse', (request, reply, done) => {
+    const observe = (request: FastifyRequest, reply: FastifyReply) => {
       const route = routeOf(request)
       const code = reply.statusCode
       const status = String(code)
@@ -98,8 +100,12 @@ export default fp<MetricsPluginOptions>(
         const length = Number(request.headers['content-length'])
         if (length > 0) acceptedBytes.inc({ route }, length)
       }
+    }
+    app.addHook('onResponse', (request, reply, done) => {
+      observe(request, reply)
       done()
     })
+    app.decorate('observeAnswer', observe)
 
     // Read at scrape time, so it does not matter whether the queues plugin is registered yet.
     registerQueueDepth(registry, () => (app.hasDecorator('queues') ? Object.values(app.queues) : []))
