@@ -160,7 +160,7 @@ export function buildReport(parts: {
           ? {
               workers_1_docs_per_s: round(D.worker_drain_docs_per_s, 0),
               workers_2_docs_per_s: round(parts.drain2.worker_drain_docs_per_s, 0),
-              workers_1_concurrency_256_docs_per_s: parts.drainConcurrency ? round(parts.drainConcurrency.worker_drain_docs_per_s, 0) : null,
+              workers_1_concurrency_64_docs_per_s: parts.drainConcurrency ? round(parts.drainConcurrency.worker_drain_docs_per_s, 0) : null,
             }
           : null,
       t1_without_pipelining: J ? { rps: round(J.details.t1_nopipelining_rps, 0), t1a_rate: J.details.t1a_nopipelining_rate, t1a_p99_ms: round(J.details.t1a_nopipelining_p99_ms, 1) } : null,
@@ -170,7 +170,7 @@ export function buildReport(parts: {
       json: J?.details,
       drain_1_worker: D,
       drain_2_workers: parts.drain2,
-      drain_1_worker_concurrency_256: parts.drainConcurrency,
+      drain_1_worker_concurrency_64: parts.drainConcurrency,
       e2e_rounds: parts.e2e,
       e2e_at_half_drain_rate: parts.e2eAtDrainRate,
       media: M?.details,
@@ -191,9 +191,9 @@ export function formatTable(r: Report): string {
   for (const t of r.targets) rows.push([t.id, t.figure, t.value, t.target, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])
   const g = r.scaling.gateways as GatewayScaling | null
   if (g) rows.push(['S-gw', 'accepted PUTs/s, 1 -> 2 gateways', `${Math.round(g.gateways_1_rps)} -> ${Math.round(g.gateways_2_rps)}`, '', ''])
-  const w = r.scaling.workers as { workers_1_docs_per_s: number; workers_2_docs_per_s: number; workers_1_concurrency_256_docs_per_s: number | null } | null
+  const w = r.scaling.workers as { workers_1_docs_per_s: number; workers_2_docs_per_s: number; workers_1_concurrency_64_docs_per_s: number | null } | null
   if (w) rows.push(['S-wk', 'drain docs/s, 1 -> 2 workers', `${w.workers_1_docs_per_s} -> ${w.workers_2_docs_per_s}`, '', ''])
-  if (w?.workers_1_concurrency_256_docs_per_s) rows.push(['C-T2', 'drain docs/s, 1 worker, concurrency 256', String(w.workers_1_concurrency_256_docs_per_s), '', ''])
+  if (w?.workers_1_concurrency_64_docs_per_s) rows.push(['C-T2', 'drain docs/s, 1 worker, sessions concurrency 64', String(w.workers_1_concurrency_64_docs_per_s), '', ''])
   const p1 = r.scaling.t1_without_pipelining as { rps: number; t1a_rate: number; t1a_p99_ms: number } | null
   if (p1) rows.push(['C-T1', 'T1 without pipelining; p99 at 70% of it', `${p1.rps} /s; ${p1.t1a_p99_ms} ms at ${p1.t1a_rate}/s`, '', ''])
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))

@@ -23,7 +23,13 @@ export interface Config {
   pendingTimeoutMs: number
   /** How long the fast 409 answer is remembered in Redis; MongoDB's unique indexes stay the final authority. */
   idempotencyTtlMs: number
-  workerConcurrency: number
+  /**
+   * Jobs in flight per queue in one worker process. Each session/logs job waits on its batch's
+   * insertMany, so a queue drains at about concurrency / write latency (Little's law): small
+   * session jobs want many in flight; logs bodies (up to MAX_JSON_BYTES) and photos (read and
+   * hashed while copied) hold more memory each, so their queues keep fewer.
+   */
+  workerConcurrency: Record<'sessions' | 'logs' | 'media', number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: string[]
   /**
@@ -98,6 +104,15 @@ export function int(env: Record<string, string | undefined>, name: string, def: 
   return n
 }
 
+/** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
+const CONCURRENCY_DEFAULTS = { sessions: 256, logs: 64, media: 64 } as const
+
+function workerConcurrency(env: Record<string, string | undefined>): Config['workerConcurrency'] {
+  const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
+  const one = (queue: keyof typeof CONCURRENCY_DEFAULTS) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
+  return { sessions: one('sessions'), logs: one('logs'), media: one('media') }
+}
+
 /** A fraction in [0, 1], e.g. 0.9. */
 function fraction(env: Record<string, string | undefined>, name: string, def: number): number {
   const raw = env[name]
@@ -159,7 +174,7 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
     // A day covers a device's retry backoff (capped at 5 h) several times over; after that a late
     // replay is accepted again and deduplicated by MongoDB, and Redis memory stays bounded.
     idempotencyTtlMs: int(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 60_000),
-    workerConcurrency: int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000),
+    workerConcurrency: workerConcurrency(env),
     workerQueues: queues,
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
     workerStalledIntervalMs: int(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1000),

@@ -161,7 +161,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
       const worker = new Worker(queue, deps.metrics ? deps.metrics.wrap(queue, processor) : processor, {
         connection: redis,
         prefix: config.redisPrefix,
-        concurrency: config.workerConcurrency,
+        concurrency: config.workerConcurrency[queue],
         // A dead worker's jobs run again after the lock expires (see Config.workerLockMs).
         lockDuration: config.workerLockMs,
         stalledInterval: config.workerStalledIntervalMs,
@@ -223,7 +223,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     // "Started" means connected: this also keeps a close() right after start from racing
     // BullMQ's connection setup.
     await Promise.all([...workers.values()].map((w) => w.waitUntilReady()))
-    logger.info({ queues, concurrency: config.workerConcurrency, prefix: config.redisPrefix }, 'worker started')
+    logger.info({ queues, concurrency: Object.fromEntries(queues.map((q) => [q, config.workerConcurrency[q]])), prefix: config.redisPrefix }, 'worker started')
 
     let closing: Promise<void> | null = null
     return {
