@@ -21,6 +21,8 @@ export interface Baselines {
   insertmany_docs_per_s: number
   s3_put_mb_s: number
   fastify_idle_rss_mb: number
+  /** C-B1: the same hello process taking T1's session PUTs with only the unavoidable work (hello-server.mjs). */
+  fastify_parse_put_rps: number
   /** B1's CPU per request: the hello process and the generator (microseconds). */
   hello_cpu_us_per_req: { server: number; generator: number }[]
   /** B3's CPU per document in FerretDB (microseconds), to compare with the worker's batches. */
@@ -37,7 +39,7 @@ export const ADD_PARALLEL = 64
 
 export async function measureBaselines(b: Bench): Promise<Baselines> {
   const { opts } = b
-  const rounds: Record<string, number[]> = { b1: [], b2: [], b3: [], b4: [], b5: [] }
+  const rounds: Record<string, number[]> = { b1: [], b2: [], b3: [], b4: [], b5: [], c1: [] }
   const helloCpu: Baselines['hello_cpu_us_per_req'] = []
   const ferretCpu: number[] = []
 
@@ -60,6 +62,24 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
       rounds.b1!.push(res.rps)
       helloCpu.push({ server: ((hello.cpu() - cpuBefore) / res.totalAnswers) * 1e6, generator: (res.generatorCpuS / res.totalAnswers) * 1e6 })
       b.log(`  B1 round ${r + 1}: ${Math.round(res.rps)} req/s (p99 ${res.p99} ms); CPU us/req: server ${helloCpu.at(-1)!.server.toFixed(1)}, generator ${helloCpu.at(-1)!.generator.toFixed(1)}`)
+      // C-B1 right after, on the same process and the same generator settings as T1.
+      const cpuParse = hello.cpu()
+      const parse = await runLoad<AutocannonSummary>(b.dir, {
+        mode: 'autocannon',
+        target: { host: '127.0.0.1', port: hello.port },
+        kind: 'sessions',
+        connections: opts.connections,
+        pipelining: opts.pipelining,
+        durationS: opts.closedSeconds,
+        warmupS: opts.warmupSeconds,
+        tokensFile: b.tokensFile,
+      })
+      rounds.c1!.push(parse.rps)
+      const serverUs = ((hello.cpu() - cpuParse) / parse.totalAnswers) * 1e6
+      b.log(
+        `  C-B1 round ${r + 1}: ${Math.round(parse.rps)} session PUTs/s read, hashed and parsed, nothing else (${(parse.rps / res.rps).toFixed(3)} x B1); ` +
+          `CPU us/req: server ${serverUs.toFixed(1)}, generator ${((parse.generatorCpuS / parse.totalAnswers) * 1e6).toFixed(1)}`,
+      )
     }
   } finally {
     await hello.stop()
@@ -106,6 +126,7 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
     insertmany_docs_per_s: median(rounds.b3!),
     s3_put_mb_s: median(rounds.b4!),
     fastify_idle_rss_mb: median(rounds.b5!),
+    fastify_parse_put_rps: median(rounds.c1!),
     hello_cpu_us_per_req: helloCpu,
     insertmany_ferretdb_cpu_us_per_doc: ferretCpu,
     rounds,
@@ -115,6 +136,7 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
       `B3: insertMany ordered:false of worker-identical session documents, batches of ${INSERT_BATCH}, ${INSERT_PARALLEL} in flight, write concern majority, same indexes as the worker`,
       `B4: minio putObject from a separate process, 1-5 MiB objects, concurrency ${opts.photoConcurrency}`,
       'B5: VmRSS of a fresh bare Fastify process, 3 s after it is ready',
+      "C-B1: T1's session PUTs (same bodies, generator and settings) against the hello process's PUT route, which only reads, hashes and parses the body: the ceiling for T1 and T1b on this machine before any Redis work",
     ],
   }
 }

@@ -106,6 +106,8 @@ export function buildReport(parts: {
     worker_drain_vs_insertmany: ratio(D?.worker_drain_docs_per_s, B?.insertmany_docs_per_s),
     media_vs_direct_s3: ratio(M?.media_mb_s, B?.s3_put_mb_s),
     gateway_idle_rss_vs_bare: ratio(J?.gateway_idle_rss_mb, B?.fastify_idle_rss_mb),
+    parse_put_ceiling_vs_hello: ratio(B?.fastify_parse_put_rps, B?.fastify_hello_rps),
+    session_put_vs_parse_ceiling: ratio(J?.session_put_rps, B?.fastify_parse_put_rps),
   }
   const check = (x: number | null, ok: (v: number) => boolean) => (x === null ? null : ok(x))
   const t = (id: string, figure: string, value: string, target: string, met: boolean | null) => ({ id, figure, value, target, met })
@@ -148,6 +150,7 @@ export function buildReport(parts: {
           insertmany_docs_per_s: num(B.insertmany_docs_per_s, 0)!,
           s3_put_mb_s: num(B.s3_put_mb_s, 1)!,
           fastify_idle_rss_mb: num(B.fastify_idle_rss_mb, 1)!,
+          fastify_parse_put_rps: num(B.fastify_parse_put_rps, 0)!,
         }
       : {},
     results,
@@ -188,6 +191,9 @@ export function formatTable(r: Report): string {
   rows.push(['B3', 'insertMany, docs/s', String(b.insertmany_docs_per_s ?? '-'), '', ''])
   rows.push(['B4', 'direct S3 PUT, MB/s', String(b.s3_put_mb_s ?? '-'), '', ''])
   rows.push(['B5', 'bare Fastify idle RSS, MB', String(b.fastify_idle_rss_mb ?? '-'), '', ''])
+  if (b.fastify_parse_put_rps) {
+    rows.push(['C-B1', 'ceiling: session PUT read+hash+parse only, req/s', `${b.fastify_parse_put_rps} (${r.ratios.parse_put_ceiling_vs_hello ?? '-'} x B1)`, '', ''])
+  }
   for (const t of r.targets) rows.push([t.id, t.figure, t.value, t.target, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])
   const g = r.scaling.gateways as GatewayScaling | null
   if (g) rows.push(['S-gw', 'accepted PUTs/s, 1 -> 2 gateways', `${Math.round(g.gateways_1_rps)} -> ${Math.round(g.gateways_2_rps)}`, '', ''])
