@@ -19,4 +19,5 @@ COPY package.json ./
 USER node
 ENV HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
-CMD ["node", "dist/gateway/server.js"]
+# Node flags: shared/node-flags.ts.
+CMD ["node", "--max-semi-space-size=64", "dist/gateway/server.js"]

@@ -42,6 +42,8 @@ export interface JsonFigures {
     t1_cpu_us_per_accept: CpuPerRequest[]
     t1b_cpu_us_per_409: CpuPerRequest[]
     t4_rounds: number[]
+    /** The gateway's highest RSS (VmHWM) after the T1 rounds: what a burst costs in memory. */
+    t1_gateway_peak_rss_mb: number
   }
 }
 
@@ -122,9 +124,11 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         `  T1 round ${r + 1}: ${Math.round(res.rps)} accepted/s (p99 ${res.p99} ms closed loop), statuses ${JSON.stringify(res.statuses)}; ` +
           `${(commands / accepted).toFixed(2)} Redis commands and ${(trips / accepted).toFixed(2)} round trips per accept ` +
           `(${(scripts / accepted).toFixed(2)} script calls + ${((calls.exec ?? 0) / accepted).toFixed(2)} token-cache misses); ` +
-          `CPU us/accept: gateway ${cpu.gateway.toFixed(0)}, redis ${cpu.redis.toFixed(0)}, generator ${cpu.generator.toFixed(0)}`,
+          `CPU us/accept: gateway ${cpu.gateway.toFixed(0)}, redis ${cpu.redis.toFixed(0)}, generator ${cpu.generator.toFixed(0)}; ` +
+          `gateway RSS ${mb(g.rss()).toFixed(0)} MB (peak so far ${mb(g.peakRss()).toFixed(0)} MB)`,
       )
     }
+    const t1PeakRssMb = mb(g.peakRss())
     const t1max = median(t1)
 
     b.log('T1b: duplicate PUTs (409 from the Redis key)')
@@ -221,6 +225,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         t1_cpu_us_per_accept: t1cpu,
         t1b_cpu_us_per_409: t1bcpu,
         t4_rounds: t4,
+        t1_gateway_peak_rss_mb: t1PeakRssMb,
       },
     }
   } finally {

@@ -15,7 +15,7 @@ import { prefillSessions } from './jobs.ts'
 import { runLoad } from './load.ts'
 import { percentile, type OpenLoopResult } from './open-loop.ts'
 import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
-import { memoryUsage, redisCpu, usedMemory } from './redis-info.ts'
+import { keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
 import { mb, median, slope } from './stats.ts'
 
 export interface DrainRound {
@@ -32,6 +32,8 @@ export interface DrainRound {
   redis_used_mb_before: number
   redis_used_mb_prefilled: number
   redis_used_mb_after: number
+  /** After the drain: our keys split into those Redis will expire and those it keeps (T4a). */
+  keyspace_after: KeyspaceLifetimes
 }
 
 export interface DrainFigures {
@@ -40,6 +42,10 @@ export interface DrainFigures {
   /** T4a: used_memory after each round's drain (rounds run back to back without emptying Redis). */
   redis_mb_after_rounds: number[]
   redis_growth_mb_per_100k: number
+  /** T4a's verdict: growth per 100k jobs of keys with no TTL (capped structures must stay flat). */
+  persistent_growth_mb_per_100k: number
+  /** Growth per 100k jobs of keys with a TTL (idempotency keys): bounded by IDEMPOTENCY_TTL_MS, whatever the rate. */
+  expiring_growth_mb_per_100k: number
   breakdown: { idempotency_keys: number; idempotency_key_bytes: number; completed_jobs_kept: number; job_hash_bytes: number; events_stream_entries: number }
 }
 
@@ -102,6 +108,7 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
       redis_used_mb_before: mb(before),
       redis_used_mb_prefilled: mb(prefilled),
       redis_used_mb_after: mb(await usedMemory(b.redis)),
+      keyspace_after: await keyspaceByLifetime(b.redis, PREFIX),
     }
   } finally {
     await queue.close()
@@ -126,7 +133,10 @@ export async function measureDrain(b: Bench, workers: number, o: { rounds?: numb
         `  T2 ${workers} worker(s) round ${r + 1}: ${Math.round(round.docs_per_s)} docs/s (${round.sessions} in ${round.seconds.toFixed(1)} s; ` +
           `stored ${round.stored}, failed ${round.failed}, avg batch ${round.avg_batch_documents?.toFixed(1) ?? '?'}; ` +
           `CPU us/doc: workers ${round.cpu_us_per_doc.workers.toFixed(0)}, redis ${round.cpu_us_per_doc.redis.toFixed(0)}, ferretdb ${round.cpu_us_per_doc.ferretdb.toFixed(0)}); ` +
-          `Redis ${round.redis_used_mb_before.toFixed(1)} -> ${round.redis_used_mb_prefilled.toFixed(1)} (full) -> ${round.redis_used_mb_after.toFixed(1)} MB (drained)`,
+          `Redis ${round.redis_used_mb_before.toFixed(1)} -> ${round.redis_used_mb_prefilled.toFixed(1)} (full) -> ${round.redis_used_mb_after.toFixed(1)} MB (drained); ` +
+          `keys with a TTL ${round.keyspace_after.expiring.keys} (${mb(round.keyspace_after.expiring.bytes).toFixed(1)} MB, longest ${(round.keyspace_after.expiring.maxTtlMs / 3600_000).toFixed(1)} h), ` +
+          `without ${round.keyspace_after.persistent.keys} (${mb(round.keyspace_after.persistent.bytes).toFixed(1)} MB: ` +
+          `${Object.entries(round.keyspace_after.persistent.byKind).sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${mb(v).toFixed(1)}`).join(', ')})`,
       )
     }
   } finally {
@@ -134,12 +144,15 @@ export async function measureDrain(b: Bench, workers: number, o: { rounds?: numb
     Object.assign(b.appEnv, saved)
   }
   const after = rounds.map((r) => r.redis_used_mb_after)
-  const growth = slope(after.map((y, i) => ({ x: ((i + 1) * opts.drainSessions) / 100_000, y })))
+  const perRound = (y: number[]) => slope(y.map((v, i) => ({ x: ((i + 1) * opts.drainSessions) / 100_000, y: v })))
+  const growth = perRound(after)
   return {
     worker_drain_docs_per_s: median(rounds.map((r) => r.docs_per_s)),
     rounds,
     redis_mb_after_rounds: after,
     redis_growth_mb_per_100k: rounds.length > 1 ? growth : NaN,
+    persistent_growth_mb_per_100k: rounds.length > 1 ? perRound(rounds.map((r) => mb(r.keyspace_after.persistent.bytes))) : NaN,
+    expiring_growth_mb_per_100k: rounds.length > 1 ? perRound(rounds.map((r) => mb(r.keyspace_after.expiring.bytes))) : NaN,
     breakdown: await memoryBreakdown(b),
   }
 }

@@ -2,6 +2,7 @@
 // and run as `node dist/gateway/server.js` / `node dist/worker/server.js`, LOG_LEVEL=info, their
 // log lines going to a file (as a container's stdout would go to its log driver).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { NODE_FLAGS } from '../shared/node-flags.ts'
 import { existsSync, openSync, closeSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -17,6 +18,8 @@ export interface AppProcess {
   logFile: string
   /** Resident set size now, in bytes (from /proc, so it is the kernel's figure). */
   rss(): number
+  /** The highest RSS the process has had (VmHWM), in bytes. */
+  peakRss(): number
   /** CPU seconds used so far (user + system), from /proc. */
   cpu(): number
   /** SIGTERM, then wait for the exit (the process drains, as in production). */
@@ -47,9 +50,9 @@ export function cpuOf(pid: number): number {
   }
 }
 
-export function rssOf(pid: number): number {
+export function rssOf(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) * 1024 : 0
   } catch {
     return 0
@@ -105,6 +108,7 @@ async function spawnApp(o: SpawnOptions): Promise<AppProcess> {
     metricsPort: o.metricsPort,
     logFile,
     rss: () => rssOf(pid),
+    peakRss: () => rssOf(pid, 'VmHWM'),
     cpu: () => cpuOf(pid),
     exited,
     async stop() {
@@ -132,7 +136,8 @@ export async function startGateway(name: string, env: Record<string, string>, di
     dir,
     port,
     metricsPort,
-    nodeArgs,
+    // Production's flags (shared/node-flags.ts), then any the bench adds (--cpu-prof).
+    nodeArgs: [...NODE_FLAGS.gateway, ...nodeArgs],
     ready: () => ok(`http://127.0.0.1:${port}/readyz`),
   })
 }

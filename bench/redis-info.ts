@@ -52,3 +52,45 @@ export async function persistenceStats(redis: Redis): Promise<{ aofRewrites: num
   const f = (text: string, name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(text)?.[1] ?? 0)
   return { aofRewrites: f(persistence, 'aof_rewrites'), latestForkMs: f(stats, 'latest_fork_usec') / 1000 }
 }
+
+export interface KeyspaceLifetimes {
+  /** Keys with a TTL: they go away by themselves (idempotency keys, rate-limit keys). */
+  expiring: { keys: number; bytes: number; maxTtlMs: number }
+  /** Keys without one: whatever grows here grows for ever unless something caps it. */
+  persistent: { keys: number; bytes: number; byKind: Record<string, number> }
+}
+
+/**
+ * Every key under `prefix`, split by whether Redis will expire it (MEMORY USAGE per key, summed).
+ * T4a reads its "no unbounded growth" from the persistent part: the expiring part is bounded by
+ * its TTL whatever the rate. `byKind` names persistent keys by their shape (job hash, stream, ...).
+ */
+export async function keyspaceByLifetime(redis: Redis, prefix: string): Promise<KeyspaceLifetimes> {
+  const out: KeyspaceLifetimes = { expiring: { keys: 0, bytes: 0, maxTtlMs: 0 }, persistent: { keys: 0, bytes: 0, byKind: {} } }
+  let cursor = '0'
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 2000)
+    cursor = next
+    if (found.length === 0) continue
+    const p = redis.pipeline()
+    for (const k of found) p.pttl(k).memory('USAGE', k, 'SAMPLES', '0')
+    const res = (await p.exec()) ?? []
+    found.forEach((k, i) => {
+      const ttl = Number(res[2 * i]?.[1] ?? -2)
+      const bytes = Number(res[2 * i + 1]?.[1] ?? 0)
+      if (ttl === -2) return // gone meanwhile
+      if (ttl >= 0) {
+        out.expiring.keys++
+        out.expiring.bytes += bytes
+        out.expiring.maxTtlMs = Math.max(out.expiring.maxTtlMs, ttl)
+      } else {
+        out.persistent.keys++
+        out.persistent.bytes += bytes
+        // Job ids are "s.<ws>.<session>" etc. (shared/keys.ts); other keys are named by their last segment.
+        const kind = /:(sessions|logs|media):[sclm]\./.test(k) ? 'job hashes' : k.slice(k.lastIndexOf(':') + 1)
+        out.persistent.byKind[kind] = (out.persistent.byKind[kind] ?? 0) + bytes
+      }
+    })
+  } while (cursor !== '0')
+  return out
+}

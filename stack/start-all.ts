@@ -11,6 +11,7 @@ import { startStack, type Stack } from './launcher.ts';
 import { repoRoot } from './paths.ts';
 import { withParentDeathSignal } from './proc.ts';
 import { onShutdownSignal } from './signals.ts';
+import { NODE_FLAGS } from '../shared/node-flags.ts';
 
 const CHILD_STOP_TIMEOUT_MS = 15_000;
 
@@ -33,7 +34,7 @@ const children = new Map<string, ChildProcess>();
 let shuttingDown = false;
 
 for (const [name, entry] of Object.entries(apps)) {
-  const [cmd, argv] = withParentDeathSignal(process.execPath, ['--import', 'tsx', entry]);
+  const [cmd, argv] = withParentDeathSignal(process.execPath, [...NODE_FLAGS[name as keyof typeof NODE_FLAGS], '--import', 'tsx', entry]);
   const child = spawn(cmd, argv, {
     cwd: repoRoot,
     env,
