@@ -46,34 +46,29 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
   // B5 first, on a fresh process that has served nothing; B1 then warms it up.
   b.log('B5/B1: bare Fastify hello world')
   const hello = await startHello(b.dir)
+  // T1's closed-loop settings, against the hello process: GET / (B1) or T1's session PUTs (C-B1).
+  const closedLoop = (kind: 'hello' | 'sessions') =>
+    runLoad<AutocannonSummary>(b.dir, {
+      mode: 'autocannon',
+      target: { host: '127.0.0.1', port: hello.port },
+      kind,
+      connections: opts.connections,
+      pipelining: opts.pipelining,
+      durationS: opts.closedSeconds,
+      warmupS: opts.warmupSeconds,
+      tokensFile: kind === 'sessions' ? b.tokensFile : undefined,
+    })
   try {
     rounds.b5!.push(mb(await idleRss(hello)))
     for (let r = 0; r < opts.rounds; r++) {
       const cpuBefore = hello.cpu()
-      const res = await runLoad<AutocannonSummary>(b.dir, {
-        mode: 'autocannon',
-        target: { host: '127.0.0.1', port: hello.port },
-        kind: 'hello',
-        connections: opts.connections,
-        pipelining: opts.pipelining,
-        durationS: opts.closedSeconds,
-        warmupS: opts.warmupSeconds,
-      })
+      const res = await closedLoop('hello')
       rounds.b1!.push(res.rps)
       helloCpu.push({ server: ((hello.cpu() - cpuBefore) / res.totalAnswers) * 1e6, generator: (res.generatorCpuS / res.totalAnswers) * 1e6 })
       b.log(`  B1 round ${r + 1}: ${Math.round(res.rps)} req/s (p99 ${res.p99} ms); CPU us/req: server ${helloCpu.at(-1)!.server.toFixed(1)}, generator ${helloCpu.at(-1)!.generator.toFixed(1)}`)
       // C-B1 right after, on the same process and the same generator settings as T1.
       const cpuParse = hello.cpu()
-      const parse = await runLoad<AutocannonSummary>(b.dir, {
-        mode: 'autocannon',
-        target: { host: '127.0.0.1', port: hello.port },
-        kind: 'sessions',
-        connections: opts.connections,
-        pipelining: opts.pipelining,
-        durationS: opts.closedSeconds,
-        warmupS: opts.warmupSeconds,
-        tokensFile: b.tokensFile,
-      })
+      const parse = await closedLoop('sessions')
       rounds.c1!.push(parse.rps)
       const serverUs = ((hello.cpu() - cpuParse) / parse.totalAnswers) * 1e6
       b.log(
