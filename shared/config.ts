@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { QUEUE_NAMES, type QueueName } from './queue-settings.ts'
 
 export interface Config {
   host: string
@@ -29,7 +30,7 @@ export interface Config {
    * session jobs want many in flight; logs bodies (up to MAX_JSON_BYTES) and photos (read and
    * hashed while copied) hold more memory each, so their queues keep fewer.
    */
-  workerConcurrency: Record<'sessions' | 'logs' | 'media', number>
+  workerConcurrency: Record<QueueName, number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: string[]
   /**
@@ -105,12 +106,12 @@ export function int(env: Record<string, string | undefined>, name: string, def: 
 }
 
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
-const CONCURRENCY_DEFAULTS = { sessions: 256, logs: 64, media: 64 } as const
+const CONCURRENCY_DEFAULTS: Record<QueueName, number> = { sessions: 256, logs: 64, media: 64 }
 
 function workerConcurrency(env: Record<string, string | undefined>): Config['workerConcurrency'] {
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
-  const one = (queue: keyof typeof CONCURRENCY_DEFAULTS) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
-  return { sessions: one('sessions'), logs: one('logs'), media: one('media') }
+  const one = (queue: QueueName) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
+  return Object.fromEntries(QUEUE_NAMES.map((q) => [q, one(q)])) as Config['workerConcurrency']
 }
 
 /** A fraction in [0, 1], e.g. 0.9. */
