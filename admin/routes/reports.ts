@@ -89,7 +89,7 @@ export default async function reportRoutes(app: FastifyInstance) {
             { label: 'photos', cls: 'bar3', values: d.perHour.media },
           ], { title: 'Uploads per hour', labelEvery: 12 })}
           <div class="legend"><span><i class="c1"></i>sessions</span><span><i class="c4"></i>log batches</span><span><i class="c3"></i>photos</span></div>
-          <p class="muted">Accepted uploads, by the hour the gateway received them (UTC). Refused requests (4xx by reason) are not recorded in MongoDB; they will be shown here once the gateway exports its metrics.</p>
+          <p class="muted">Accepted uploads, by the hour the gateway received them (UTC). Refused requests are not recorded in MongoDB; the gateway counts them by reason in its <code>rdt_gateway_refusals_total</code> metric, for all workspaces together (README, Metrics).</p>
         </div>
       </div>`
     return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · dashboard`, admin, workspace: ws, tab: 'dashboard', body }))
