@@ -24,6 +24,41 @@ t.test('concurrent inserts coalesce into few insertMany calls', async (t) => {
   t.ok(writer.stats.batches <= 12, `500 docs in ${writer.stats.batches} batches`)
 })
 
+t.test('group commit: at most maxInFlight writes, and what arrives meanwhile leaves together', async (t) => {
+  const col = db.collection('group-commit')
+  // A spy on the real collection (not a fake): counts concurrent insertMany calls, and during the
+  // first one inserts 30 more documents, which must wait for it and then leave as one batch.
+  const real = col.insertMany.bind(col)
+  let inFlight = 0
+  let maxSeen = 0
+  const sizes: number[] = []
+  const late: Promise<unknown>[] = []
+  const writer = createBatchWriter(col, { maxItems: 50, maxWaitMs: 1, maxInFlight: 1 })
+  col.insertMany = (async (docs: Parameters<typeof real>[0], options?: Parameters<typeof real>[1]) => {
+    inFlight++
+    maxSeen = Math.max(maxSeen, inFlight)
+    sizes.push(docs.length)
+    if (late.length === 0) for (let i = 0; i < 30; i++) late.push(writer.insert({ late: i }))
+    try {
+      return await real(docs, options)
+    } finally {
+      inFlight--
+    }
+  }) as typeof col.insertMany
+  t.equal(await writer.insert({ first: true }), 'inserted')
+  await Promise.all(late)
+  t.same(sizes, [1, 30], 'the 30 documents that arrived during the first write went in one batch')
+  t.equal(maxSeen, 1, 'never more than maxInFlight writes at once')
+
+  // Under a burst, batches still respect maxItems.
+  sizes.length = 0
+  await Promise.all(Array.from({ length: 230 }, (_, i) => writer.insert({ burst: i })))
+  t.ok(sizes.every((n) => n <= 50), `batch sizes ${sizes.join(',')} within maxItems`)
+  t.equal(sizes.reduce((a, b) => a + b, 0), 230)
+  t.equal(maxSeen, 1)
+  t.equal(await col.countDocuments(), 261)
+})
+
 t.test('duplicates are reported per document, inside and across batches', async (t) => {
   const col = db.collection('dups')
   await col.createIndex({ k: 1 }, { unique: true })

@@ -16,6 +16,13 @@ export interface BatchWriterOptions {
   maxDocumentBytes?: number
   /** Flush early once the waiting documents add up to this many bytes. */
   maxBatchBytes?: number
+  /**
+   * At most this many insertMany calls in flight. While they are, new documents wait and go out
+   * together as soon as one returns (group commit): under load batches grow by themselves, and a
+   * server that writes one batch at a time (FerretDB on SQLite) spends far less per document on
+   * a few large batches than on many small ones. Idle, a document still leaves after maxWaitMs.
+   */
+  maxInFlight?: number
   /** Called after each insertMany with its size and duration (metrics: worker/metrics.ts). */
   onBatch?: (documents: number, seconds: number) => void
 }
@@ -36,6 +43,7 @@ export interface BatchWriter {
 
 interface Pending {
   doc: Document
+  size: number
   resolve: (outcome: InsertOutcome) => void
   reject: (err: unknown) => void
 }
@@ -47,24 +55,37 @@ export function createBatchWriter(collection: Collection, opts: BatchWriterOptio
   const maxWaitMs = opts.maxWaitMs ?? 5
   const maxDocumentBytes = opts.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES
   const maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024
-  let pending: Pending[] = []
+  const maxInFlight = opts.maxInFlight ?? 2
+  const pending: Pending[] = []
   let pendingBytes = 0
   let timer: NodeJS.Timeout | null = null
   const inFlight = new Set<Promise<void>>()
   const stats = { batches: 0, documents: 0, isolatedRetries: 0 }
   let closed = false
 
-  function flushNow(): void {
+  /** The oldest waiting documents, within maxItems and maxBatchBytes (always at least one). */
+  function take(): Pending[] {
+    let n = 0
+    let bytes = 0
+    while (n < pending.length && n < maxItems && (n === 0 || bytes + pending[n]!.size <= maxBatchBytes)) bytes += pending[n++]!.size
+    pendingBytes -= bytes
+    return pending.splice(0, n)
+  }
+
+  /** Sends waiting documents while a slot is free (every slot too, when forced: flush, close). */
+  function flushNow(force = false): void {
     if (timer) {
       clearTimeout(timer)
       timer = null
     }
-    if (pending.length === 0) return
-    const batch = pending
-    pending = []
-    pendingBytes = 0
-    const p = write(batch).finally(() => inFlight.delete(p))
-    inFlight.add(p)
+    while (pending.length > 0 && (force || inFlight.size < maxInFlight)) {
+      const p: Promise<void> = write(take()).finally(() => {
+        inFlight.delete(p)
+        // What arrived while this batch was being written goes now, however few.
+        if (pending.length > 0) flushNow()
+      })
+      inFlight.add(p)
+    }
   }
 
   async function write(batch: Pending[]): Promise<void> {
@@ -125,14 +146,14 @@ export function createBatchWriter(collection: Collection, opts: BatchWriterOptio
         return Promise.reject(new DocumentRejectedError(`document is ${size} bytes, over the ${maxDocumentBytes}-byte limit`, 10334))
       }
       return new Promise<InsertOutcome>((resolve, reject) => {
-        pending.push({ doc, resolve, reject })
+        pending.push({ doc, size, resolve, reject })
         pendingBytes += size
         if (pending.length >= maxItems || pendingBytes >= maxBatchBytes) flushNow()
         else if (!timer) timer = setTimeout(flushNow, maxWaitMs)
       })
     },
     async flush() {
-      flushNow()
+      flushNow(true)
       // Only what is in flight now: a job still running may keep adding batches, and waiting
       // for those could take as long as the job itself.
       await Promise.allSettled([...inFlight])
