@@ -31,6 +31,9 @@ export interface JsonFigures {
     t1a_nopipelining_rate: number
     t1a_nopipelining_rounds: OpenLoopResult[]
     t1a_nopipelining_p99_ms: number
+    /** T1a's load with AOF rewrites held off: how much of the tail is the rewrite child. */
+    t1a_no_aof_rewrite_rounds: OpenLoopResult[]
+    t1a_no_aof_rewrite_p99_ms: number
     t1a_autocannon_R_p99_ms: number | null
     t1b_rounds: number[]
     /** Per accepted request: every command Redis ran (scripts' inner commands included), the round
@@ -157,7 +160,11 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
       b.log(`  T1 -p 1 round ${r + 1}: ${Math.round(res.rps)} accepted/s (p99 ${res.p99} ms), statuses ${JSON.stringify(res.statuses)}`)
     }
 
-    const openRounds = async (rate: number, label: string) => {
+    // holdAofRewrite: with no worker draining, each T1a round leaves Redis holding ~100k jobs
+    // (hundreds of MB), so AOF rewrites fire several times a round and each rewrite child takes a
+    // core for a second or more from the gateway on this 2-core box. The C-T1a rows run the same
+    // load with rewrites held off, to show how much of the tail that is.
+    const openRounds = async (rate: number, label: string, holdAofRewrite = false) => {
       b.log(`${label}: open loop at ${rate} req/s for ${opts.openSeconds} s`)
       const out: (OpenLoopResult & { gateway: LoopHealth; redis: { latencyEventsMs: Record<string, number>; aofRewrites: number; latestForkMs: number } })[] = []
       for (let r = 0; r < opts.rounds; r++) {
@@ -165,6 +172,8 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         const healthBefore = await loopHealth(g)
         await latencyEvents(b.redis) // reset
         const aofBefore = await persistenceStats(b.redis)
+        const [, rewritePct] = (await b.redis.config('GET', 'auto-aof-rewrite-percentage')) as [string, string]
+        if (holdAofRewrite) await b.redis.config('SET', 'auto-aof-rewrite-percentage', '0')
         const load = await runLoad<OpenLoopResult>(b.dir, {
           mode: 'open',
           target: { host: '127.0.0.1', port: g.port },
@@ -172,7 +181,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
           durationS: opts.openSeconds,
           connections: opts.connections,
           tokensFile: b.tokensFile,
-        })
+        }).finally(() => b.redis.config('SET', 'auto-aof-rewrite-percentage', rewritePct))
         const aofAfter = await persistenceStats(b.redis)
         const res = {
           ...load,
@@ -181,7 +190,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         }
         out.push(res)
         b.log(
-          `  ${label} round ${r + 1}: p50 ${res.p50.toFixed(1)} p99 ${res.p99.toFixed(1)} p99.9 ${res.p999.toFixed(1)} ms at ${Math.round(res.achievedRate)} req/s ` +
+          `  ${label} round ${r + 1}: p50 ${res.p50.toFixed(1)} p99 ${res.p99.toFixed(1)} p99.9 ${res.p999.toFixed(1)} ms at ${Math.round(res.achievedRate)} req/s${res.unsent ? `, ${res.unsent} never sent (not sustained)` : ''} ` +
             `(waited for a connection p99 ${res.sendLagP99.toFixed(1)} ms, generator's own lag p99 ${res.scheduleLagP99.toFixed(1)} ms, ` +
             `${res.generatorCpuUs.toFixed(0)} us CPU/request), statuses ${JSON.stringify(res.statuses)}; gateway: ` +
             `event-loop delay p99 ${res.gateway.eventLoopP99Ms.toFixed(0)} max ${res.gateway.eventLoopMaxMs.toFixed(0)} ms, ` +
@@ -195,6 +204,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
     const t1a = await openRounds(rate, 'T1a (70% of T1)')
     const rateP1 = Math.max(1, Math.round(0.7 * median(t1p1)))
     const t1aP1 = await openRounds(rateP1, 'T1a at 70% of T1 without pipelining')
+    const t1aNoRewrite = await openRounds(rate, 'C-T1a: T1a with AOF rewrites held off', true)
     // The figure the issue names (autocannon -R), for reference; see open-loop.ts for why it is not the one we report.
     await b.resetRedis()
     const ref = await runLoad<AutocannonSummary>(b.dir, { ...autocannonSpec(b, g, 'sessions'), pipelining: 1, overallRate: rate, warmupS: 0, durationS: opts.openSeconds })
@@ -218,6 +228,8 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         t1a_nopipelining_rounds: t1aP1,
         t1a_nopipelining_p99_ms: median(t1aP1.map((x) => x.p99)),
         t1a_autocannon_R_p99_ms: ref.p99,
+        t1a_no_aof_rewrite_rounds: t1aNoRewrite,
+        t1a_no_aof_rewrite_p99_ms: median(t1aNoRewrite.map((x) => x.p99)),
         t1b_rounds: t1b,
         t1c_rounds: t1c,
         redis_round_trips_per_accept: median(t1c.map((x) => x.round_trips_per_accept)),

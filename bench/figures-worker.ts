@@ -15,7 +15,7 @@ import { prefillSessions } from './jobs.ts'
 import { runLoad } from './load.ts'
 import { percentile, type OpenLoopResult } from './open-loop.ts'
 import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
-import { keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
+import { commandCalls, delta, keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
 import { mb, median, slope } from './stats.ts'
 
 export interface DrainRound {
@@ -29,6 +29,8 @@ export interface DrainRound {
   avg_batch_documents: number | null
   /** CPU microseconds per document in the workers (together), Redis and FerretDB. */
   cpu_us_per_doc: { workers: number; redis: number; ferretdb: number }
+  /** Redis commands per document during the drain (INFO commandstats, scripts' inner commands included): where Redis's CPU per document goes. */
+  redis_commands_per_doc: { total: number; top: Record<string, number> }
   redis_used_mb_before: number
   redis_used_mb_prefilled: number
   redis_used_mb_after: number
@@ -74,7 +76,9 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
     let seconds: number
     let avgBatch: number | null = null
     let cpu = { workers: NaN, redis: NaN, ferretdb: NaN }
+    let commands: DrainRound['redis_commands_per_doc'] = { total: NaN, top: {} }
     try {
+      const callsBefore = await commandCalls(b.redis)
       const ferretPid = b.stack.mongo.pid
       const before = { workers: procs.reduce((a, p) => a + p.cpu(), 0), redis: await redisCpu(b.redis), ferretdb: ferretPid ? cpuOf(ferretPid) : NaN }
       const started = performance.now()
@@ -87,6 +91,9 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
         redis: perDoc((await redisCpu(b.redis)) - before.redis),
         ferretdb: ferretPid ? perDoc(cpuOf(ferretPid) - before.ferretdb) : NaN,
       }
+      const calls = Object.entries(delta(await commandCalls(b.redis), callsBefore)).sort((x, y) => y[1] - x[1])
+      const perDocCalls = (n: number) => Math.round((n / sessions) * 100) / 100
+      commands = { total: perDocCalls(calls.reduce((a, [, n]) => a + n, 0)), top: Object.fromEntries(calls.slice(0, 8).map(([k, n]) => [k, perDocCalls(n)])) }
       const batches = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
       const sum = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_sum', { collection: 'test_sessions' }) : 0), 0)
       const count = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_count', { collection: 'test_sessions' }) : 0), 0)
@@ -105,6 +112,7 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
       failed,
       avg_batch_documents: avgBatch,
       cpu_us_per_doc: cpu,
+      redis_commands_per_doc: commands,
       redis_used_mb_before: mb(before),
       redis_used_mb_prefilled: mb(prefilled),
       redis_used_mb_after: mb(await usedMemory(b.redis)),
@@ -133,6 +141,7 @@ export async function measureDrain(b: Bench, workers: number, o: { rounds?: numb
         `  T2 ${workers} worker(s) round ${r + 1}: ${Math.round(round.docs_per_s)} docs/s (${round.sessions} in ${round.seconds.toFixed(1)} s; ` +
           `stored ${round.stored}, failed ${round.failed}, avg batch ${round.avg_batch_documents?.toFixed(1) ?? '?'}; ` +
           `CPU us/doc: workers ${round.cpu_us_per_doc.workers.toFixed(0)}, redis ${round.cpu_us_per_doc.redis.toFixed(0)}, ferretdb ${round.cpu_us_per_doc.ferretdb.toFixed(0)}); ` +
+          `Redis commands/doc ${round.redis_commands_per_doc.total} (${Object.entries(round.redis_commands_per_doc.top).map(([k, v]) => `${k} ${v}`).join(', ')}); ` +
           `Redis ${round.redis_used_mb_before.toFixed(1)} -> ${round.redis_used_mb_prefilled.toFixed(1)} (full) -> ${round.redis_used_mb_after.toFixed(1)} MB (drained); ` +
           `keys with a TTL ${round.keyspace_after.expiring.keys} (${mb(round.keyspace_after.expiring.bytes).toFixed(1)} MB, longest ${(round.keyspace_after.expiring.maxTtlMs / 3600_000).toFixed(1)} h), ` +
           `without ${round.keyspace_after.persistent.keys} (${mb(round.keyspace_after.persistent.bytes).toFixed(1)} MB: ` +
@@ -212,23 +221,23 @@ export async function measureE2e(b: Bench, rate: number, workers: number, roundC
     await b.resetIngestCollections()
     const gateway = await startGateway(`gateway-e2e-${r}`, b.appEnv, b.dir)
     const procs = await startWorkers(b, workers, `e2e-${r}`)
+    const stop = () => Promise.all([gateway.stop(), ...procs.map((p) => p.stop())])
     try {
-      rounds.push(await e2eRound(b, gateway, rate))
+      rounds.push(await e2eRound(b, gateway, rate, stop))
       const x = rounds.at(-1)!
       b.log(
         `  T2a round ${r + 1}: PUT->visible p50 ${x.visible_p50_ms.toFixed(0)} p99 ${x.visible_p99_ms.toFixed(0)} max ${x.visible_max_ms.toFixed(0)} ms over ${x.probes} probes (${x.probes_in_mongodb} found in MongoDB, ${x.probes_lost} lost); ` +
           `backlog start ${x.depth_start} end ${x.depth_end} max ${x.depth_max} (slope ${x.depth_slope_per_s.toFixed(1)}/s); ` +
-          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms, statuses ${JSON.stringify(x.load.statuses)}`,
+          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms${x.load.unsent ? `, ${x.load.unsent} never sent (not sustained)` : ''}, statuses ${JSON.stringify(x.load.statuses)}`,
       )
     } finally {
-      await gateway.stop()
-      await Promise.all(procs.map((p) => p.stop()))
+      await stop()
     }
   }
   return rounds
 }
 
-async function e2eRound(b: Bench, gateway: AppProcess, rate: number): Promise<E2eRound> {
+async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcesses: () => Promise<unknown>): Promise<E2eRound> {
   const seconds = b.opts.e2eSeconds
   const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
   const sessions = b.db.collection(COLLECTIONS.sessions)
@@ -310,10 +319,11 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number): Promise<E2
   await pollLoop
   agent.destroy()
   await queue.close()
-  let inMongo = 0
-  for (let i = 0; i < seen.length; i += 500) {
-    inMongo += await sessions.countDocuments({ workspace_id: b.workspaceId, session_id: { $in: seen.slice(i, i + 500) } })
-  }
+  // The workers stop first: a backlog left from an unsustained rate would otherwise keep FerretDB
+  // busy under the query below. One query for every probe: FerretDB (SQLite) scans the collection for this filter whatever its
+  // size, so a query per 500 probes took minutes each against a large backlog's documents.
+  await stopProcesses()
+  const inMongo = seen.length ? await sessions.countDocuments({ workspace_id: b.workspaceId, session_id: { $in: seen } }) : 0
   visible.sort((a, c) => a - c)
   // The first seconds include the generator's own start; the slope is taken over the loaded part.
   const loaded = depth.filter((p) => p.x >= 2 && p.x <= seconds)

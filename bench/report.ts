@@ -170,6 +170,7 @@ export function buildReport(parts: {
               workers_1_concurrency_64_docs_per_s: parts.drainConcurrency ? round(parts.drainConcurrency.worker_drain_docs_per_s, 0) : null,
             }
           : null,
+      t1a_without_aof_rewrites: J ? { rate: J.details.t1a_rate, p99_ms: round(J.details.t1a_no_aof_rewrite_p99_ms, 1) } : null,
       t1_without_pipelining: J ? { rps: round(J.details.t1_nopipelining_rps, 0), t1a_rate: J.details.t1a_nopipelining_rate, t1a_p99_ms: round(J.details.t1a_nopipelining_p99_ms, 1) } : null,
     },
     details: {
@@ -206,6 +207,8 @@ export function formatTable(r: Report): string {
   if (w?.workers_1_concurrency_64_docs_per_s) rows.push(['C-T2', 'drain docs/s, 1 worker, sessions concurrency 64', String(w.workers_1_concurrency_64_docs_per_s), '', ''])
   const p1 = r.scaling.t1_without_pipelining as { rps: number; t1a_rate: number; t1a_p99_ms: number } | null
   if (p1) rows.push(['C-T1', 'T1 without pipelining; p99 at 70% of it', `${p1.rps} /s; ${p1.t1a_p99_ms} ms at ${p1.t1a_rate}/s`, '', ''])
+  const nr = r.scaling.t1a_without_aof_rewrites as { rate: number; p99_ms: number } | null
+  if (nr) rows.push(['C-T1a', 'T1a with Redis AOF rewrites held off', `p99 ${nr.p99_ms} ms at ${nr.rate}/s`, '', ''])
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
   const line = (row: string[]) => '| ' + row.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |'
   return [line(rows[0]!), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.slice(1).map(line)].join('\n')
