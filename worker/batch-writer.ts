@@ -18,9 +18,10 @@ export interface BatchWriterOptions {
   maxBatchBytes?: number
   /**
    * At most this many insertMany calls in flight. While they are, new documents wait and go out
-   * together as soon as one returns (group commit): under load batches grow by themselves, and a
-   * server that writes one batch at a time (FerretDB on SQLite) spends far less per document on
-   * a few large batches than on many small ones. Idle, a document still leaves after maxWaitMs.
+   * together as soon as one returns (group commit): under load batches grow by themselves (the
+   * 100k-session bench drain: 25 -> 80 documents per call) instead of piling up as many small
+   * concurrent calls that a server writing one batch at a time (FerretDB on SQLite) only queues.
+   * Idle, a document still leaves after maxWaitMs.
    */
   maxInFlight?: number
   /** Called after each insertMany with its size and duration (metrics: worker/metrics.ts). */
