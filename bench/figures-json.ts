@@ -7,7 +7,7 @@ import type { Bench } from './context.ts'
 import { PREFIX } from './context.ts'
 import { runLoad, runLoads } from './load.ts'
 import type { AutocannonSummary, LoadSpec } from './load-child.ts'
-import type { OpenLoopResult } from './open-loop.ts'
+import { unsentNote, type OpenLoopResult } from './open-loop.ts'
 import { idleRss, startGateway, type AppProcess } from './procs.ts'
 import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, SCRIPT_COMMANDS } from './redis-info.ts'
 import { scrape, sumOf } from '../test/helpers/prometheus.ts'
@@ -190,7 +190,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         }
         out.push(res)
         b.log(
-          `  ${label} round ${r + 1}: p50 ${res.p50.toFixed(1)} p99 ${res.p99.toFixed(1)} p99.9 ${res.p999.toFixed(1)} ms at ${Math.round(res.achievedRate)} req/s${res.unsent ? `, ${res.unsent} never sent (not sustained)` : ''} ` +
+          `  ${label} round ${r + 1}: p50 ${res.p50.toFixed(1)} p99 ${res.p99.toFixed(1)} p99.9 ${res.p999.toFixed(1)} ms at ${Math.round(res.achievedRate)} req/s${unsentNote(res)} ` +
             `(waited for a connection p99 ${res.sendLagP99.toFixed(1)} ms, generator's own lag p99 ${res.scheduleLagP99.toFixed(1)} ms, ` +
             `${res.generatorCpuUs.toFixed(0)} us CPU/request), statuses ${JSON.stringify(res.statuses)}; gateway: ` +
             `event-loop delay p99 ${res.gateway.eventLoopP99Ms.toFixed(0)} max ${res.gateway.eventLoopMaxMs.toFixed(0)} ms, ` +

@@ -13,7 +13,7 @@ import type { Bench } from './context.ts'
 import { PREFIX } from './context.ts'
 import { prefillSessions } from './jobs.ts'
 import { runLoad } from './load.ts'
-import { percentile, type OpenLoopResult } from './open-loop.ts'
+import { percentile, unsentNote, type OpenLoopResult } from './open-loop.ts'
 import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
 import { commandCalls, delta, keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
 import { mb, median, slope } from './stats.ts'
@@ -228,7 +228,7 @@ export async function measureE2e(b: Bench, rate: number, workers: number, roundC
       b.log(
         `  T2a round ${r + 1}: PUT->visible p50 ${x.visible_p50_ms.toFixed(0)} p99 ${x.visible_p99_ms.toFixed(0)} max ${x.visible_max_ms.toFixed(0)} ms over ${x.probes} probes (${x.probes_in_mongodb} found in MongoDB, ${x.probes_lost} lost); ` +
           `backlog start ${x.depth_start} end ${x.depth_end} max ${x.depth_max} (slope ${x.depth_slope_per_s.toFixed(1)}/s); ` +
-          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms${x.load.unsent ? `, ${x.load.unsent} never sent (not sustained)` : ''}, statuses ${JSON.stringify(x.load.statuses)}`,
+          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms${unsentNote(x.load)}, statuses ${JSON.stringify(x.load.statuses)}`,
       )
     } finally {
       await stop()
@@ -320,8 +320,8 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
   agent.destroy()
   await queue.close()
   // The workers stop first: a backlog left from an unsustained rate would otherwise keep FerretDB
-  // busy under the query below. One query for every probe: FerretDB (SQLite) scans the collection for this filter whatever its
-  // size, so a query per 500 probes took minutes each against a large backlog's documents.
+  // busy under the query below. One query for every probe: FerretDB (SQLite) scans the whole
+  // collection for this filter, so a query per 500 probes took minutes against a large backlog.
   await stopProcesses()
   const inMongo = seen.length ? await sessions.countDocuments({ workspace_id: b.workspaceId, session_id: { $in: seen } }) : 0
   visible.sort((a, c) => a - c)

@@ -61,6 +61,9 @@ export interface WireRequest {
   headers: Record<string, string>
 }
 
+/** For the logs: says when the offered load was not sustained (empty otherwise). */
+export const unsentNote = (r: OpenLoopResult) => (r.unsent ? `, ${r.unsent} never sent (not sustained)` : '')
+
 export function percentile(sorted: Float64Array | number[], p: number): number {
   if (sorted.length === 0) return NaN
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
