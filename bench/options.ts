@@ -71,7 +71,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     drainSessions: quick ? 3_000 : 100_000,
     e2eSeconds: quick ? 10 : 120,
     e2eRounds: quick ? 1 : rounds,
-    photos: quick ? 16 : 64,
+    photos: quick ? 16 : 256,
     photoConcurrency: 16,
     tokens: quick ? 500 : 4000,
   }
