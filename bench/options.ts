@@ -53,6 +53,7 @@ export function parseOptions(argv: string[]): BenchOptions {
   for (const p of phases) if (!PHASES.includes(p)) throw new Error(`--only: unknown phase "${p}" (one of ${PHASES.join(', ')})`)
   const rounds = value('--rounds') ? Number(value('--rounds')) : quick ? 1 : 3
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1-20')
+  const drainSessions = quick ? 3_000 : 100_000
   return {
     quick,
     rounds,
@@ -67,8 +68,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     addSeconds: quick ? 2 : 5,
     // B3 inserts as many documents as T2 drains, into an empty collection as T2 does: FerretDB's
     // cost per document grows with the collection, so a smaller B3 would flatter the baseline.
-    insertDocs: quick ? 3_000 : 100_000,
-    drainSessions: quick ? 3_000 : 100_000,
+    insertDocs: drainSessions,
+    drainSessions,
     e2eSeconds: quick ? 10 : 120,
     e2eRounds: quick ? 1 : rounds,
     photos: quick ? 16 : 256,
