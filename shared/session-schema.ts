@@ -11,10 +11,14 @@ const Timestamp = Type.String({ format: 'date-time' })
 const StringMap = Type.Record(Type.String(), Type.String())
 const Text = Type.String({ maxLength: 100_000 })
 
-export const SESSION_STATES = ['RUNNING', 'QUEUED', 'COMPLETE'] as const
-export const SESSION_TYPES = ['ONE_PHASE', 'TWO_PHASE'] as const
-export const PROVISION_MODES = ['TEST_PROFILE', 'CRITERIA_RESPONSE'] as const
-export const CLASSIFIER_MODES = ['NONE', 'QUALITY_ASSURANCE', 'CHECK_YOUR_WORK', 'PRE_POPULATE'] as const
+// The client's enums, in its order, from rd-toolkit's DomainModels.kt (rd-toolkit-support):
+// enum classes STATUS, SessionMode, ProvisionMode and ClassifierMode. The client serialises them by name.
+// A value outside these lists is still stored (flagged), so a newer client that adds one loses
+// nothing; documents stored under an older list are recomputed by `sessions revalidate`.
+export const SESSION_STATES = ['BUILDING', 'RUNNING', 'COMPLETE', 'QUEUED'] as const
+export const SESSION_TYPES = ['TWO_PHASE', 'ONE_PHASE'] as const
+export const PROVISION_MODES = ['TEST_PROFILE', 'CRITERIA_SET_OR', 'CRITERIA_SET_AND'] as const
+export const CLASSIFIER_MODES = ['NONE', 'BLIND', 'PRE_POPULATE', 'CHECK_YOUR_WORK', 'AUTHORITY'] as const
 
 export const SessionConfiguration = Type.Object({
   session_type: Type.Enum([...SESSION_TYPES]),

@@ -90,7 +90,7 @@ function withoutUndefined(o: Record<string, J | undefined>): Obj {
 export const sessionLike: fc.Arbitrary<J> = fc
   .record({
     id: maybe(fc.oneof(hostileString, jsonValue)),
-    state: maybe(fc.oneof(fc.constantFrom('QUEUED', 'RUNNING', 'COMPLETE'), jsonValue)),
+    state: maybe(fc.oneof(fc.constantFrom('BUILDING', 'RUNNING', 'COMPLETE', 'QUEUED'), jsonValue)),
     test_profile_id: maybe(fc.oneof(hostileString, jsonValue)),
     time_started: maybe(timestampish),
     time_resolved: maybe(timestampish),
