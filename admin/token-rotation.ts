@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
 import { collections } from '../shared/mongo.ts'
-import { TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin } from '../shared/token-admin.ts'
+import { pushToMirror, QUICK_PUSH_MS, REVOCATION_PUSH_MS, TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin } from '../shared/token-admin.ts'
 import { publishEntries, toEntry } from '../shared/token-registry.ts'
 
 export const MAX_GRACE_MS = 90 * 86400_000
@@ -42,14 +42,10 @@ export async function rotateToken(deps: RotateDeps, id: string, graceMs: number,
   await c.tokens.updateOne({ _id: id, revoked_at: null }, { $set: { expires_at: expires, updated_at: now } })
   const doc = (await c.tokens.findOne({ _id: id }))!
   const ws = await c.workspaces.findOne({ _id: doc.workspace_id })
-  let mirrored = false
-  try {
-    if (!deps.redis) throw new Error('no Redis connection')
-    await publishEntries(deps.redis, deps.prefix, new Map([[doc.token_hash, toEntry(doc, ws)]]))
-    mirrored = true
-  } catch (err) {
-    deps.onMirrorError?.(err, 'token.rotate')
-  }
+  // With no grace period the old token stops now, which takes access away like a revocation.
+  const pushed = await pushToMirror(deps.redis, (r) => publishEntries(r, deps.prefix, new Map([[doc.token_hash, toEntry(doc, ws)]])), graceMs === 0 ? REVOCATION_PUSH_MS : QUICK_PUSH_MS)
+  if (!pushed.ok) deps.onMirrorError?.(pushed.error, 'token.rotate')
+  const mirrored = pushed.ok
   await c.audit.insertOne({
     at: now,
     actor,

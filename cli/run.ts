@@ -113,8 +113,7 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
         )
       },
     })
-    await execute(cmd, admin, io, cliActor(io.env), db)
-    return 0
+    return (await execute(cmd, admin, io, cliActor(io.env), db)) ?? 0
   } catch (err) {
     io.err(`error: ${(err as Error).message}\n`)
     return 1
@@ -125,12 +124,13 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
 }
 
 /**
- * One attempt, with a short timeout, and no reconnecting: if Redis is down the MongoDB write still
- * happens, and every mirror command then fails at once (reported through onMirrorError).
+ * Connects without waiting for Redis: if it is down the MongoDB write still happens. The client
+ * keeps reconnecting, so a mirror push retried within its window (token-admin.ts pushToMirror)
+ * reaches a Redis that was restarting; a push that never does is reported through onMirrorError.
  */
 async function connectRedis(url: string): Promise<Redis> {
   // Not fail-fast like the gateway: a slow reply under load must not turn into a skipped mirror push.
-  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: 2000, commandTimeout: 10_000 })
+  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: (times) => Math.min(times * 100, 500), connectTimeout: 2000, commandTimeout: 10_000 })
   redis.on('error', () => {}) // surfaced through the failing commands instead
   await redis.connect().catch(() => {})
   return redis
@@ -159,7 +159,22 @@ function print(io: CliIO, asJson: boolean, value: unknown, human: string): void 
   io.out(asJson ? JSON.stringify(value, null, 2) + '\n' : human)
 }
 
-async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db): Promise<void> {
+/**
+ * A change that takes access away (revoke, deactivate) is saved in MongoDB, but until the gateways
+ * are told a cached copy may still let the token in. When the push could not be confirmed within
+ * its retry window the command says so and exits 1, so an operator or a script does not walk away
+ * thinking the device is already cut off.
+ */
+function unconfirmed(io: CliIO, what: string, again: string): number {
+  io.err(
+    `error: ${what} is saved in MongoDB, but the gateways could not be told (Redis did not answer).\n` +
+      `They apply it at the next mirror sync by a worker (about every 30 s). Run \`${again}\` again to push it now.\n`,
+  )
+  return 1
+}
+
+/** Runs one command; returns the exit code when it is not 0. */
+async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db): Promise<number | void> {
   const asJson = cmd.values.json === true
   const str = (k: string): string | undefined => {
     const v = cmd.values[k]
@@ -186,6 +201,7 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
           (res.tokens_republished === null ? '.\n' : `; ${res.tokens_republished} token(s) updated in the gateway mirror.\n`)
         : `Workspace "${res.slug}" was already ${state}.\n`
       print(io, asJson, res, human)
+      if (!active && res.tokens_republished === null) return unconfirmed(io, `the deactivation of "${res.slug}"`, `npm run cli -- workspace deactivate ${res.slug}`)
       return
     }
     case 'workspace rename': {
@@ -230,6 +246,7 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
         ? `Token ${res.id} was already revoked (at ${shortDate(res.revoked_at)}).\n`
         : `Token ${res.id} revoked.\n`
       print(io, asJson, res, human)
+      if (!res.mirrored) return unconfirmed(io, `the revocation of ${res.id}`, `npm run cli -- token revoke ${res.id}`)
       return
     }
     case 'admin create': {

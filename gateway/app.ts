@@ -13,7 +13,7 @@ import metricsPlugin from './plugins/metrics.ts'
 import healthRoutes from './routes/health.ts'
 import jsonIngestRoutes from './routes/json-ingest.ts'
 import mediaRoutes from './routes/media.ts'
-import { createTokenCache } from './token-cache.ts'
+import { createTokenCache, type TokenCache } from './token-cache.ts'
 import { createUnknownTokenLimiter } from './unknown-token-limit.ts'
 import { keys } from '../shared/keys.ts'
 
@@ -21,6 +21,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The backpressure poller (backlog.ts); `snapshot()` has the figures for metrics. */
     backlog: BacklogMonitor
+    /** The DSN lookup cache (token-cache.ts); `subscribed()` tells whether token changes are being heard. */
+    tokenCache: TokenCache
   }
 }
 
@@ -70,6 +72,7 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   await app.register(metricsPlugin, { redisPrefix: config.redisPrefix, backlog: () => (app.hasDecorator('backlog') ? app.backlog.snapshot() : null) })
 
   const tokens = createTokenCache(app.redis, app.subscriber, { prefix: config.redisPrefix, ttlMs: config.tokenCacheMs })
+  app.decorate('tokenCache', tokens)
   const unknownTokens =
     config.unknownTokenMaxPerIp > 0
       ? createUnknownTokenLimiter(app.redis, { keyFor: keys(config.redisPrefix).unknownTokenIp, max: config.unknownTokenMaxPerIp, windowMs: config.unknownTokenWindowMs })

@@ -23,10 +23,19 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
   const maxEntries = opts.maxEntries ?? 50_000
   const negativeTtlMs = opts.negativeTtlMs ?? Math.min(opts.ttlMs, 5000)
   const cache = new Map<string, { value: TokenEntry | null; until: number }>()
+  // True only while this connection's SUBSCRIBE is confirmed: a change published before that
+  // could be missed, so until then nothing is cached and every lookup reads the mirror.
   let live = false
   // Bumped on every invalidation: a lookup that was already reading Redis when a change was
   // announced may have read the old entry, so its result is not cached.
   let generation = 0
+  // Bumped on every close: a SUBSCRIBE confirmed on an earlier connection says nothing about this one.
+  let connection = 0
+
+  const forgetAll = () => {
+    generation++
+    cache.clear()
+  }
 
   subscriber.on('message', (channel: string, hash: string) => {
     if (channel !== k.tokensChannel) return
@@ -37,20 +46,27 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
   // Anything may have changed while we were not listening.
   subscriber.on('close', () => {
     live = false
-    generation++
-    cache.clear()
+    connection++
+    forgetAll()
   })
-  subscriber.on('ready', () => {
-    // ioredis re-subscribes on reconnect before 'ready'; the cache stays empty until then.
-    cache.clear()
-    generation++
-    live = true
-  })
+  // The subscriber connection never resubscribes by itself (shared/redis.ts createSubscriberRedis
+  // says why): subscribe on every (re)connect, and go live once Redis has confirmed it.
+  const subscribe = () => {
+    const mine = connection
+    subscriber.subscribe(k.tokensChannel).then(
+      () => {
+        if (mine !== connection) return
+        // Lookups that started before the subscription was confirmed may hold a stale entry.
+        forgetAll()
+        live = true
+      },
+      // The connection dropped before the answer: 'close', then 'ready' again, will retry.
+      () => {},
+    )
+  }
+  subscriber.on('ready', subscribe)
   // Not awaited: a gateway started while Redis is down must still come up and answer 503.
-  subscriber.subscribe(k.tokensChannel).then(
-    () => (live = true),
-    () => {},
-  )
+  if (subscriber.status === 'ready') subscribe()
 
   return {
     async lookup(token: string): Promise<Lookup> {
@@ -72,6 +88,8 @@ export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCac
       return value
     },
     size: () => cache.size,
+    /** Whether changes are being heard (and so lookups cached); false between a reconnect and its confirmed SUBSCRIBE. */
+    subscribed: () => live,
   }
 }
 

@@ -16,6 +16,29 @@ export function createProducerRedis(url: string, extra: RedisOptions = {}): Redi
   })
 }
 
+/**
+ * A connection that only ever SUBSCRIBEs (the gateway's token-change channel). ioredis (5.8.2 and
+ * later) writes a SUBSCRIBE issued during the connection handshake before its INFO ready check;
+ * Redis then refuses the INFO ("only subscriber commands may be used"), ioredis drops the
+ * connection as not ready, and because it never reached "ready" it does not resubscribe after
+ * reconnecting: a gateway silently stops hearing revocations. So this connection sends nothing
+ * but what its owner sends after "ready": no ready check, no CLIENT SETINFO, no automatic
+ * resubscribe or resend. The owner subscribes on every "ready" (gateway/token-cache.ts).
+ */
+export function createSubscriberRedis(url: string): Redis {
+  return new Redis(url, {
+    enableReadyCheck: false,
+    disableClientInfo: true,
+    autoResubscribe: false,
+    autoResendUnfulfilledCommands: false,
+    // The SUBSCRIBE is only sent once connected, so nothing needs to queue.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: null,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+  })
+}
+
 /** Worker connection: BullMQ requires maxRetriesPerRequest null for blocking commands. */
 export function createWorkerRedis(url: string, extra: RedisOptions = {}): Redis {
   return new Redis(url, {

@@ -60,6 +60,37 @@ export interface TokenAdminDeps {
   onMirrorError?: (err: unknown, action: string) => void
   /** Clock, for tests. */
   now?: () => Date
+  /** How long a change that takes access away retries its mirror push; default REVOCATION_PUSH_MS. */
+  revocationPushMs?: number
+}
+
+/** Retry window of a mirror push that takes access away (revoke, deactivate): see pushToMirror. */
+export const REVOCATION_PUSH_MS = 10_000
+/** Retry window of any other mirror push: a delay there only makes a new token or setting wait for the sync. */
+export const QUICK_PUSH_MS = 1_500
+
+/**
+ * Pushes a change to the gateways' mirror (write + announce, one script), retrying with a capped
+ * backoff until `deadlineMs` has passed. A change that takes access away gets REVOCATION_PUSH_MS:
+ * until it is pushed a gateway may still hold the old entry, so the caller must learn whether it
+ * was confirmed. Unconfirmed, it is applied at the next worker sync (TOKEN_SYNC_INTERVAL_MS).
+ */
+export async function pushToMirror(redis: Redis | null, fn: (redis: Redis) => Promise<void>, deadlineMs: number): Promise<{ ok: true } | { ok: false; error: unknown }> {
+  const deadline = Date.now() + deadlineMs
+  let error: unknown = new Error('no Redis connection')
+  for (let attempt = 0; redis; attempt++) {
+    try {
+      await fn(redis)
+      return { ok: true }
+    } catch (err) {
+      error = err
+    }
+    const delay = Math.min(100 * 2 ** attempt, 1000)
+    // 'end': the client gave up reconnecting, so nothing would answer a retry.
+    if (redis.status === 'end' || Date.now() + delay > deadline) break
+    await new Promise((resolve) => setTimeout(resolve, delay))
+  }
+  return { ok: false, error }
 }
 
 export interface WorkspaceInfo {
@@ -259,31 +290,16 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
   const c = collections(db)
   const publicUrl = deps.publicUrl.replace(/\/+$/, '')
   const now = deps.now ?? (() => new Date())
+  const revocationPushMs = deps.revocationPushMs ?? REVOCATION_PUSH_MS
 
   async function audit(actor: string, action: string, target: Record<string, unknown>): Promise<void> {
     await c.audit.insertOne({ at: now(), actor, action, target })
   }
 
-  /** Mirror write after a MongoDB change. A failure is reported, not thrown: the change stands and the sync repairs it. */
-  /**
-   * Pushes a change to the gateways' mirror. A failed push only delays the change until the next
-   * worker sync (up to 30 s), which matters for a revocation, so a few quick retries come first.
-   */
-  async function mirror(action: string, fn: (redis: Redis) => Promise<void>): Promise<boolean> {
-    let last: unknown = new Error('no Redis connection')
-    for (let attempt = 0; redis && attempt < 4; attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 150 * 2 ** attempt))
-      try {
-        await fn(redis)
-        return true
-      } catch (err) {
-        last = err
-        // Nothing to retry against: the connection is gone, not slow.
-        if (redis.status === 'end') break
-      }
-    }
-    deps.onMirrorError?.(last, action)
-    return false
+  async function mirror(action: string, fn: (redis: Redis) => Promise<void>, deadlineMs = QUICK_PUSH_MS): Promise<boolean> {
+    const res = await pushToMirror(redis, fn, deadlineMs)
+    if (!res.ok) deps.onMirrorError?.(res.error, action)
+    return res.ok
   }
 
   async function findWorkspace(slugOrId: string): Promise<WorkspaceDoc> {
@@ -352,7 +368,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     if (changed) await c.workspaces.updateOne({ _id: ws._id }, { $set: { active, updated_at: at } })
     // Re-published even when nothing changed: it is cheap and repairs a mirror that missed the last change.
     let republished: number | null = null
-    const ok = await mirror(active ? 'workspace.activate' : 'workspace.deactivate', (r) => republishWorkspace(db, r, prefix, ws._id))
+    const ok = await mirror(active ? 'workspace.activate' : 'workspace.deactivate', (r) => republishWorkspace(db, r, prefix, ws._id), active ? QUICK_PUSH_MS : revocationPushMs)
     if (ok) republished = await c.tokens.countDocuments({ workspace_id: ws._id })
     await audit(actor, active ? 'workspace.activate' : 'workspace.deactivate', { workspace_id: ws._id, slug: ws.slug, changed })
     return { ...wsInfo({ ...ws, active, updated_at: changed ? at : ws.updated_at }), changed, tokens_republished: republished }
@@ -514,7 +530,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     const already = res.modifiedCount === 0
     const ws = await c.workspaces.findOne({ _id: doc.workspace_id })
     const entry: TokenEntry = toEntry(doc, ws)
-    const mirrored = await mirror('token.revoke', (r) => publishEntries(r, prefix, new Map([[doc.token_hash, entry]])))
+    const mirrored = await mirror('token.revoke', (r) => publishEntries(r, prefix, new Map([[doc.token_hash, entry]])), revocationPushMs)
     await audit(actor, 'token.revoke', { token_id: id, workspace_id: doc.workspace_id, already_revoked: already })
     return { id, workspace_id: doc.workspace_id, revoked_at: doc.revoked_at ?? at, already_revoked: already, mirrored }
   }

@@ -43,4 +43,12 @@ export const NOTICES: Record<string, string> = {
   revoked: 'Token revoked: gateways refuse it from now on.',
 }
 
+/**
+ * Shown when a change that takes access away is saved but could not be pushed to the gateways
+ * (Redis unreachable for the whole retry window): until a worker's next mirror sync, a gateway
+ * may still accept the old token, so the operator must know, and can repeat the action to push it.
+ */
+export const UNCONFIRMED_PUSH =
+  'Saved, but the gateways could not be told (Redis did not answer). They apply it at the next mirror sync by a worker, within about 30 seconds; repeat the action to push it now.'
+
 export const notice = (q: Query): string | null => (q.done && Object.hasOwn(NOTICES, q.done) ? NOTICES[q.done]! : null)

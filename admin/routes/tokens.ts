@@ -10,7 +10,7 @@ import { rotateToken } from '../token-rotation.ts'
 import { fmtAgo, fmtDate } from '../views/format.ts'
 import { html, seg, type SafeHtml } from '../views/html.ts'
 import { csrfField, page } from '../views/layout.ts'
-import { actorOf, loadWorkspace, notice, who, type Query } from './common.ts'
+import { actorOf, loadWorkspace, notice, UNCONFIRMED_PUSH, who, type Query } from './common.ts'
 
 type Body = Record<string, string | string[] | undefined>
 
@@ -119,7 +119,8 @@ export default async function tokenRoutes(app: FastifyInstance) {
   app.post<{ Params: { ws: string; tid: string } }>('/workspaces/:ws/tokens/:tid/revoke', async (request, reply) => {
     const ws = await loadWorkspace(app, request.params.ws)
     await ownToken(app, ws.id, request.params.tid)
-    await app.tokenAdmin.revokeToken(request.params.tid, actorOf(request))
+    const res = await app.tokenAdmin.revokeToken(request.params.tid, actorOf(request))
+    if (!res.mirrored) return reply.code(503).type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { error: UNCONFIRMED_PUSH }))
     return reply.redirect(`/workspaces/${seg(ws.id)}/tokens?done=revoked`, 303)
   })
 
@@ -135,7 +136,8 @@ export default async function tokenRoutes(app: FastifyInstance) {
       actorOf(request),
     )
     const secret = await secretBox(res.created, `Token ${res.old_id} rotated: the old one works until ${fmtDate(res.old_expires_at)}`)
-    return reply.type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { secret }))
+    // The new DSN is shown only once, so it is shown even when the old token's new expiry was not pushed.
+    return reply.type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { secret, error: res.old_mirrored ? null : UNCONFIRMED_PUSH }))
   })
 }
 

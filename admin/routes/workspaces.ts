@@ -7,7 +7,7 @@ import { workspaceActivity } from '../data/activity.ts'
 import { fmtAgo, fmtDate } from '../views/format.ts'
 import { html, seg } from '../views/html.ts'
 import { csrfField, page } from '../views/layout.ts'
-import { actorOf, loadWorkspace, notice, who, type Query } from './common.ts'
+import { actorOf, loadWorkspace, notice, UNCONFIRMED_PUSH, who, type Query } from './common.ts'
 
 type Body = Record<string, string | undefined>
 
@@ -109,7 +109,8 @@ export default async function workspaceRoutes(app: FastifyInstance) {
   for (const action of ['activate', 'deactivate'] as const) {
     app.post<{ Params: { ws: string } }>(`/workspaces/:ws/${action}`, async (request, reply) => {
       const ws = await loadWorkspace(app, request.params.ws)
-      await app.tokenAdmin.setWorkspaceActive(ws.id, action === 'activate', actorOf(request))
+      const res = await app.tokenAdmin.setWorkspaceActive(ws.id, action === 'activate', actorOf(request))
+      if (res.tokens_republished === null) return reply.code(503).type('text/html; charset=utf-8').send(await settingsPage(request, ws.id, {}, UNCONFIRMED_PUSH))
       return reply.redirect(`/workspaces/${seg(ws.id)}/settings?done=${action}d`, 303)
     })
   }

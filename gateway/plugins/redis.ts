@@ -2,7 +2,7 @@
 // the token-change subscription. Both close when the app closes, after the queues.
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
-import { createProducerRedis, waitForReady } from '../../shared/redis.ts'
+import { createProducerRedis, createSubscriberRedis, waitForReady } from '../../shared/redis.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,8 +14,8 @@ declare module 'fastify' {
 export default fp<{ url: string; connectWaitMs?: number }>(
   async (app, opts) => {
     const redis = createProducerRedis(opts.url)
-    // The subscriber may queue its SUBSCRIBE until Redis is reachable; nothing on the request path waits on it.
-    const subscriber = createProducerRedis(opts.url, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined })
+    // Nothing on the request path waits on the subscriber: until it is subscribed, lookups are not cached.
+    const subscriber = createSubscriberRedis(opts.url)
     for (const [name, client] of [['redis', redis], ['subscriber', subscriber]] as const) {
       client.on('error', (err: Error) => app.log.warn({ client: name, err: err.message }, 'redis connection error'))
     }
