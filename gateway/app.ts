@@ -16,6 +16,8 @@ import mediaRoutes from './routes/media.ts'
 import { createTokenCache, type TokenCache } from './token-cache.ts'
 import { createUnknownTokenLimiter } from './unknown-token-limit.ts'
 import { keys } from '../shared/keys.ts'
+import { keepScriptsLoaded, type ScriptLoader } from '../shared/redis-scripts.ts'
+import { defineStagingCommands } from '../shared/staged-media.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,6 +25,8 @@ declare module 'fastify' {
     backlog: BacklogMonitor
     /** The DSN lookup cache (token-cache.ts); `subscribed()` tells whether token changes are being heard. */
     tokenCache: TokenCache
+    /** Whether every Lua script is loaded on the current Redis connection (/readyz waits for it). */
+    scripts: ScriptLoader
   }
 }
 
@@ -92,6 +96,15 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   app.addHook('onClose', () => backlog.stop())
   backlog.start()
   const idempotency = createIdempotencyStore(app.redis, { pendingTimeoutMs: config.pendingTimeoutMs, ttlMs: config.idempotencyTtlMs })
+  // Every script the request path runs is in Redis's cache before the gateway counts as ready
+  // (/readyz), on every connection: shared/redis-scripts.ts says what went wrong without it.
+  defineStagingCommands(app.redis)
+  const scripts = keepScriptsLoaded(app.redis, {
+    // BullMQ defines its scripts once its connection is initialised.
+    before: () => Promise.all(Object.values(app.queues).map((q) => q.client)),
+    onError: (err) => app.log.warn({ err: (err as Error).message }, 'could not load the Redis scripts; retrying'),
+  })
+  app.decorate('scripts', scripts)
   // Not `prefix`: that option name is Fastify's route prefix.
   const common = { redisPrefix: config.redisPrefix, idempotency, authenticate, backlog, backpressureRetryAfterS: config.backpressureRetryAfterS }
 

@@ -2,6 +2,7 @@
 // the gateway must fail fast (so a device gets 503 and retries), while a worker should
 // wait patiently and resume by itself.
 import { Redis, type RedisOptions } from 'ioredis'
+import { isNoScript } from './redis-scripts.ts'
 
 /** Gateway connection: no offline queue, short timeouts; every error maps to 503. */
 export function createProducerRedis(url: string, extra: RedisOptions = {}): Redis {
@@ -112,6 +113,9 @@ export function isRedisUnavailable(err: unknown): boolean {
   const msg = err.message
   return (
     /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(msg) ||
+    // Redis lost its script cache (restart, SCRIPT FLUSH) under a connection that kept its own
+    // idea of what is loaded: transient, the scripts are loaded again (shared/redis-scripts.ts).
+    isNoScript(err) ||
     err.name === 'MaxRetriesPerRequestError' ||
     // A MULTI fails as a whole with EXECABORT when Redis refused one of its queued commands; the
     // reasons are in previousErrors. At maxmemory Redis refuses *every* command queued in a MULTI,

@@ -12,6 +12,7 @@
 import { Job, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { keys } from './keys.ts'
+import { isNoScript, loadScripts } from './redis-scripts.ts'
 import type { MediaJob } from './queues.ts'
 // queue-settings.ts for the value: the gateway imports this module and must not load TypeBox.
 import { defaultJobOptions } from './queue-settings.ts'
@@ -34,7 +35,8 @@ interface StageCommands {
   rdtReleaseMedia(entries: string, counter: string, stagingKey: string): Promise<number>
 }
 
-function define(redis: Redis): Redis & StageCommands {
+/** Defines the staging scripts on a client; the gateway does it at start so they are preloaded (shared/redis-scripts.ts). */
+export function defineStagingCommands(redis: Redis): Redis & StageCommands {
   if (typeof (redis as Partial<StageCommands>).rdtStageMedia !== 'function') {
     redis.defineCommand('rdtStageMedia', { numberOfKeys: 2, lua: STAGE })
     redis.defineCommand('rdtReleaseMedia', { numberOfKeys: 2, lua: RELEASE })
@@ -56,26 +58,37 @@ function unwrapExecAbort(err: unknown): unknown {
  */
 export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix: string, data: MediaJob, jobId: string): Promise<void> {
   const k = keys(prefix)
-  define(redis)
+  defineStagingCommands(redis)
   const client = await queue.client
   if ((client as unknown as { options?: unknown }).options !== redis.options) {
     throw new Error('addMediaJobWithStaging: the queue does not use the given Redis connection')
   }
-  const multi = client.multi() as unknown as ReturnType<Redis['multi']> & { rdtStageMedia: StageCommands['rdtStageMedia']; length: number }
-  const job = new Job(queue, 'media', data, { ...defaultJobOptions, jobId }, jobId)
-  const before = multi.length
-  // Queues the add script into the transaction synchronously; its own promise settles with the
-  // transaction object, not the result (read from exec below), so it is only kept from dangling.
-  job.addJob(multi as never).catch(() => {})
-  if (multi.length !== before + 1) throw new Error('BullMQ did not queue the media job in the transaction')
-  multi.rdtStageMedia(k.stagedMedia, k.stagedMediaBytes, data.staging_key, data.size)
-  let results: [Error | null, unknown][] | null
-  try {
-    results = await multi.exec()
-  } catch (err) {
-    throw unwrapExecAbort(err)
+  const once = async (): Promise<[Error | null, unknown][]> => {
+    const multi = client.multi() as unknown as ReturnType<Redis['multi']> & { rdtStageMedia: StageCommands['rdtStageMedia']; length: number }
+    const job = new Job(queue, 'media', data, { ...defaultJobOptions, jobId }, jobId)
+    const before = multi.length
+    // Queues the add script into the transaction synchronously; its own promise settles with the
+    // transaction object, not the result (read from exec below), so it is only kept from dangling.
+    job.addJob(multi as never).catch(() => {})
+    if (multi.length !== before + 1) throw new Error('BullMQ did not queue the media job in the transaction')
+    multi.rdtStageMedia(k.stagedMedia, k.stagedMediaBytes, data.staging_key, data.size)
+    let results: [Error | null, unknown][] | null
+    try {
+      results = await multi.exec()
+    } catch (err) {
+      throw unwrapExecAbort(err)
+    }
+    if (!results) throw new Error('media enqueue: transaction aborted')
+    return results
   }
-  if (!results) throw new Error('media enqueue: transaction aborted')
+  let results = await once()
+  // NOSCRIPT inside a transaction is not retried by ioredis (shared/redis-scripts.ts says how it
+  // happens). Load the scripts and run the transaction once more: both steps are idempotent (the
+  // job id is deterministic, the staging entry is HSETNX), so whichever half already ran is kept once.
+  if (results.some(([err]) => isNoScript(err))) {
+    await loadScripts(redis)
+    results = await once()
+  }
   for (const [err] of results) if (err) throw err
   const added = results[0]?.[1]
   if (typeof added === 'number' && added < 0) throw new Error(`media enqueue: BullMQ refused the job (code ${added})`)
@@ -84,5 +97,5 @@ export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix:
 /** Call after the staging object is removed; true if this call released it (false: already released, or never registered). */
 export async function releaseStagedMedia(redis: Redis, prefix: string, stagingKey: string): Promise<boolean> {
   const k = keys(prefix)
-  return (await define(redis).rdtReleaseMedia(k.stagedMedia, k.stagedMediaBytes, stagingKey)) === 1
+  return (await defineStagingCommands(redis).rdtReleaseMedia(k.stagedMedia, k.stagedMediaBytes, stagingKey)) === 1
 }

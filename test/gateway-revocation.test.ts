@@ -4,8 +4,6 @@
 // it can be stopped and restarted without disturbing the rest of the suite (which, running in
 // parallel, is the load). The 1 s bound is the contract operators rely on for a stolen phone.
 import { execFile } from 'node:child_process'
-import { mkdir, rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
@@ -18,24 +16,11 @@ import { keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createSubscriberRedis } from '../shared/redis.ts'
 import { hashToken, publishEntries, type TokenEntry } from '../shared/token-registry.ts'
-import { ensureBinaries } from '../stack/install.ts'
-import { defaultStackDir } from '../stack/paths.ts'
-import { startRedis, type ServiceHandle } from '../stack/services.ts'
+import type { ServiceHandle } from '../stack/services.ts'
 import { seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
+import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)
-const { redisServer } = await ensureBinaries()
-
-async function privateRedis(t: Test): Promise<ServiceHandle> {
-  const dir = join(defaultStackDir, 'test-revocation', `${process.pid}-${randomBytes(3).toString('hex')}`)
-  await mkdir(dir, { recursive: true })
-  const redis = await startRedis(redisServer, { dataDir: dir, logFile: join(dir, 'redis.log') })
-  t.teardown(async () => {
-    await redis.stop()
-    await rm(dir, { recursive: true, force: true })
-  })
-  return redis
-}
 
 const put = (app: FastifyInstance, token: string, session: string) =>
   app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${session}/`, payload: '{"state":"QUEUED"}', headers: { 'content-type': 'application/json' } })
