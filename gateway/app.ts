@@ -1,11 +1,14 @@
 // buildGateway(deps) returns the Fastify app; server.ts only starts it. The gateway is
 // deliberately thin: authenticate the DSN, claim the idempotency key, enqueue, answer.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import type { Socket } from 'node:net'
 import type { Config } from '../shared/config.ts'
 import { loggerOptions, redactUrl } from '../shared/logger.ts'
 import { createAuthenticator } from './auth.ts'
 import { createBacklogMonitor, type BacklogMonitor } from './backlog.ts'
+import { installBodyDrain, type BodyDrain } from './drain.ts'
 import { errorHandler } from './errors.ts'
+import { createInFlightLimiter } from './in-flight.ts'
 import { createIdempotencyStore } from './idempotency.ts'
 import redisPlugin from './plugins/redis.ts'
 import queuesPlugin from './plugins/queues.ts'
@@ -36,7 +39,16 @@ export interface GatewayDeps {
   logger?: FastifyBaseLogger | false
 }
 
+/** Node's answers to a request it refuses below Fastify: status, metrics reason, message. */
+function clientErrorAnswer(code: string | undefined): [number, string, string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'request_timeout', 'the request was not received in time']
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'header_too_large', 'the request headers are too large']
+  return [400, 'bad_request', 'the request is not valid HTTP']
+}
+
 export async function buildGateway({ config, logger }: GatewayDeps): Promise<FastifyInstance> {
+  // Created once the app exists; Node's clientError handler below needs it.
+  let drain: BodyDrain | undefined
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger === undefined ? loggerOptions(config.logLevel, 'gateway') : undefined,
@@ -59,6 +71,31 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
     // its hops, never all of X-Forwarded-For (a client could then pick its own address).
     // (What a hop count means in proxy-addr, spelled as a function: Fastify's types take no number.)
     trustProxy: config.trustProxyHops > 0 ? (_address: string, hop: number) => hop < config.trustProxyHops : false,
+    // Slow or stalled clients (issue 15 §2): the whole request, headers and body, must arrive
+    // within REQUEST_TIMEOUT_MS and its headers within HEADERS_TIMEOUT_MS, else Node answers 408
+    // and closes the connection. Node checks them every connectionsCheckingInterval, so a
+    // connection is cut within that much after its deadline.
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4))),
+    },
+    // Refusals Node makes itself (timeouts, malformed heads): counted in metrics like every other
+    // refusal, and never written on a connection whose request was already answered (a drain).
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (drain?.cut(socket, err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'closed')) return
+      if (err.code === 'ECONNRESET' || socket.destroyed) return
+      const [status, reason, message] = clientErrorAnswer(err.code)
+      if (app.hasDecorator('observeClientError')) app.observeClientError(socket, status, reason)
+      app.log.info({ status, reason }, 'request refused by the HTTP server')
+      const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
+      if (socket.writable && !answering?.headersSent) {
+        const body = JSON.stringify({ error: reason, message })
+        socket.write(`HTTP/1.1 ${status} ${reason.replace(/_/g, ' ')}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      }
+      socket.destroy(err)
+    },
   })
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
@@ -73,7 +110,20 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   await app.register(queuesPlugin, { redisPrefix: config.redisPrefix })
   // Before the routes, so its onResponse hook sees every one; served by server.ts on METRICS_PORT.
   // The backlog poller is created below; its figures are read lazily, at scrape time.
-  await app.register(metricsPlugin, { redisPrefix: config.redisPrefix, backlog: () => (app.hasDecorator('backlog') ? app.backlog.snapshot() : null) })
+  const inFlight = createInFlightLimiter(config.maxInFlightPerToken)
+  await app.register(metricsPlugin, {
+    redisPrefix: config.redisPrefix,
+    backlog: () => (app.hasDecorator('backlog') ? app.backlog.snapshot() : null),
+    guards: () => ({ inFlight: inFlight.inFlight(), draining: drain?.active() ?? 0 }),
+  })
+  // An answer sent before the body was read (a refusal, a duplicate photo's 409) must reach the
+  // device: the rest of the body is read and discarded, within bounds (drain.ts).
+  drain = installBodyDrain(app, {
+    maxBytes: config.drainMaxBytes,
+    timeoutMs: config.drainTimeoutMs,
+    acceptedMaxBytes: config.maxMediaBytes,
+    onOutcome: (outcome) => app.observeDrain(outcome),
+  })
 
   const tokens = createTokenCache(app.redis, app.subscriber, { prefix: config.redisPrefix, ttlMs: config.tokenCacheMs })
   app.decorate('tokenCache', tokens)
@@ -106,7 +156,15 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   })
   app.decorate('scripts', scripts)
   // Not `prefix`: that option name is Fastify's route prefix.
-  const common = { redisPrefix: config.redisPrefix, idempotency, authenticate, backlog, backpressureRetryAfterS: config.backpressureRetryAfterS }
+  const common = {
+    redisPrefix: config.redisPrefix,
+    idempotency,
+    authenticate,
+    backlog,
+    backpressureRetryAfterS: config.backpressureRetryAfterS,
+    inFlight,
+    workspaceBytesPerMinute: config.workspaceBytesPerMinute,
+  }
 
   await app.register(healthRoutes)
   await app.register(jsonIngestRoutes, { ...common, maxJsonBytes: config.maxJsonBytes, faultPauseAfterClaimMs: config.faultPauseAfterClaimMs })

@@ -1,6 +1,7 @@
 // DSN authentication: the token is the first path segment. The lookup never touches MongoDB
 // (see token-cache.ts). Every refusal is a 403, with the reason logged (never the token), except
-// from a client address that sent too many unknown tokens: that gets 429 (unknown-token-limit.ts).
+// an unknown token from a client address that sent too many of them: that gets 429
+// (unknown-token-limit.ts). A valid token is never refused because of its address.
 import type { FastifyRequest } from 'fastify'
 import type { Permission } from '../shared/token-registry.ts'
 import { isValidId } from '../shared/ids.ts'
@@ -23,12 +24,6 @@ export interface AuthOptions {
 
 export function createAuthenticator(tokens: TokenCache, opts: AuthOptions = {}) {
   return async function authenticate(request: FastifyRequest, dsn: string, permission: Permission): Promise<IngestContext> {
-    // Before the lookup, so that the answer to a blocked address says nothing about its token.
-    const blockedMs = opts.unknownTokens?.blockedFor(request.ip) ?? 0
-    if (blockedMs > 0) {
-      request.log.info({ reason: 'rate_limited', limit: 'unknown_token_ip', ip: addressKey(request.ip) }, 'rate limited')
-      throw rateLimited('ip_rate_limited', blockedMs)
-    }
     // A malformed token cannot exist, so it is refused without a lookup.
     const entry = isValidId(dsn) ? await tokens.lookup(dsn) : null
     if (entry === 'not-synced') throw unavailable('token registry')
@@ -40,8 +35,11 @@ export function createAuthenticator(tokens: TokenCache, opts: AuthOptions = {}) 
     else if (!entry.permissions.includes(permission)) reason = 'missing_permission'
     if (reason || !entry) {
       if (reason === 'unknown_token' && opts.unknownTokens) {
-        // If Redis cannot count it, the answer stays a plain 403: a refusal is not turned into a 503.
-        const waitMs = await opts.unknownTokens.record(request.ip).catch(() => 0)
+        // An address already known to be over is answered from memory. Otherwise the guess is
+        // counted; if Redis cannot count it, the answer stays a plain 403 (a refusal is not
+        // turned into a 503).
+        const blockedMs = opts.unknownTokens.blockedFor(request.ip)
+        const waitMs = blockedMs > 0 ? blockedMs : await opts.unknownTokens.record(request.ip).catch(() => 0)
         if (waitMs > 0) {
           request.log.info({ reason: 'rate_limited', limit: 'unknown_token_ip', ip: addressKey(request.ip) }, 'rate limited')
           throw rateLimited('ip_rate_limited', waitMs)

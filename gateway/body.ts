@@ -1,7 +1,8 @@
 // Request-body helpers shared by the JSON routes and the media route.
 import type { FastifyRequest } from 'fastify'
 import { createHash, type Hash } from 'node:crypto'
-import { Transform, type TransformCallback } from 'node:stream'
+import type { IncomingMessage } from 'node:http'
+import { finished, Transform, type TransformCallback } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
 import { HttpError } from './errors.ts'
 
@@ -20,6 +21,24 @@ export class HashingLimiter extends Transform {
     this.hash.update(chunk)
     cb(null, chunk)
   }
+}
+
+/**
+ * Streams the request body into `dest` without ever destroying the request. stream.pipeline
+ * would destroy it when `dest` fails (over the limit, storage refused), and destroying a request
+ * whose body has not ended resets the connection: the device never saw its 413 or 503. Here the
+ * request is only unpiped, so the answer is sent and the rest of the body drained (drain.ts).
+ * The other way round, a body that ends early (the device went away) fails `dest` at once.
+ */
+export function pipeBody<T extends NodeJS.WritableStream & { destroy(err?: Error): unknown }>(raw: IncomingMessage, dest: T): T {
+  // finished() also reports a request that was already gone when this is called (its connection
+  // died during the claim). Not `complete`: a body fully received whose connection died before it
+  // was all read (a bad pipelined request after it, a timeout) never ends either, and fails too.
+  finished(raw, { writable: false }, (err) => {
+    if (err || !raw.readableEnded) dest.destroy(Object.assign(new Error('the request body ended early'), { code: 'ECONNRESET' }))
+  })
+  raw.pipe(dest)
+  return dest
 }
 
 /**

@@ -26,8 +26,8 @@ export const unavailable = (what: string) => new HttpError(503, 'unavailable', `
 /** Retry-After is whole seconds; never 0, or a device would come straight back. */
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 
-/** 429 (DESIGN.md §2: the one 4xx that means "later", with Retry-After). `code` tells the two limits apart in logs and metrics. */
-export const rateLimited = (code: 'rate_limited' | 'ip_rate_limited', retryAfterMs: number) =>
+/** 429 (DESIGN.md §2: the one 4xx that means "later", with Retry-After). `code` tells the limits apart in logs and metrics. */
+export const rateLimited = (code: 'rate_limited' | 'ip_rate_limited' | 'byte_budget_exceeded', retryAfterMs: number) =>
   new HttpError(429, code, 'too many requests, retry later', seconds(retryAfterMs))
 
 /** 503 because the pipeline is saturated (gateway/backlog.ts), not because something is down. */

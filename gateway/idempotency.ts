@@ -9,25 +9,44 @@
 // trip of its own. It is GCRA (a token bucket kept as one timestamp): a token may send a burst of
 // `limit` requests, then one every 60000/limit ms. Redis's own clock is used, so gateways with
 // skewed clocks still share one limit. A refused request claims nothing and uses up nothing.
+//
+// The per-workspace byte budget (issue 15 §2) is the same GCRA over bytes instead of requests,
+// in the same script: a workspace may send a burst of one minute's budget, then the budget per
+// minute; a request costs its body's bytes. Both limits pass, or neither is charged.
 import type { Redis } from 'ioredis'
 
 // Value formats: "<sha256>|p|<ms>" (pending) and "<sha256>|a" (accepted by a worker).
-// KEYS: idempotency key, job hash, rate-limit key. ARGV: sha256, now, pending timeout, ttl,
-// requests per minute (0: do not check, e.g. a retry of a claim that already passed).
+// KEYS: idempotency key, job hash, rate-limit key, byte-budget key. ARGV: sha256, now, pending
+// timeout, ttl, requests per minute (0: do not check, e.g. a retry of a claim that already
+// passed), budget in bytes per minute (0: do not check), this request's bytes.
+// A refusal is {'limited', ms to wait, 'rate' | 'bytes'}.
 const CLAIM = `
 local limit = tonumber(ARGV[5])
-if limit > 0 then
+local budget = tonumber(ARGV[6])
+if limit > 0 or budget > 0 then
   -- TIME makes the script non-deterministic; Redis 7 always replicates effects, older ones need this.
   if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local tat = tonumber(redis.call('GET', KEYS[3]) or now) or now
-  if tat < now then tat = now end
-  local nexttat = tat + 60000 / limit
-  -- Whole milliseconds only: 60000/limit is rarely exact, and float dust must not refuse the limit-th request.
-  local wait = nexttat - 60000 - now
-  if wait >= 1 then return {'limited', tostring(math.ceil(wait))} end
-  redis.call('SET', KEYS[3], string.format('%.3f', nexttat), 'PX', math.ceil(nexttat - now) + 1)
+  local nexttat, nextbytes
+  if limit > 0 then
+    local tat = tonumber(redis.call('GET', KEYS[3]) or now) or now
+    if tat < now then tat = now end
+    nexttat = tat + 60000 / limit
+    -- Whole milliseconds only: 60000/limit is rarely exact, and float dust must not refuse the limit-th request.
+    local wait = nexttat - 60000 - now
+    if wait >= 1 then return {'limited', tostring(math.ceil(wait)), 'rate'} end
+  end
+  local cost = tonumber(ARGV[7])
+  if budget > 0 then
+    local tat = tonumber(redis.call('GET', KEYS[4]) or now) or now
+    if tat < now then tat = now end
+    nextbytes = tat + cost * 60000 / budget
+    local wait = nextbytes - 60000 - now
+    if wait >= 1 then return {'limited', tostring(math.ceil(wait)), 'bytes'} end
+  end
+  if nexttat then redis.call('SET', KEYS[3], string.format('%.3f', nexttat), 'PX', math.ceil(nexttat - now) + 1) end
+  if nextbytes and cost > 0 then redis.call('SET', KEYS[4], string.format('%.3f', nextbytes), 'PX', math.ceil(nextbytes - now) + 1) end
 end
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -47,6 +66,18 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `
+// Charges bytes to a budget without checking it: for a body whose size was only known once it
+// was read (a chunked photo). KEYS: byte-budget key. ARGV: budget per minute, bytes.
+const CHARGE = `
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
+if tat < now then tat = now end
+local nextbytes = tat + tonumber(ARGV[2]) * 60000 / tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.3f', nextbytes), 'PX', math.ceil(nextbytes - now) + 1)
+return 1
+`
 const TOUCH = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -59,13 +90,20 @@ export type ClaimResult =
   | { state: 'claimed'; token: string }
   | { state: 'dup'; sha256: string }
   | { state: 'busy' }
-  /** The token's rate limit refused the request; nothing was claimed. */
-  | { state: 'limited'; retryAfterMs: number }
+  /** The token's rate limit (`rate`) or the workspace's byte budget (`bytes`) refused the request; nothing was claimed or charged. */
+  | { state: 'limited'; retryAfterMs: number; limit: 'rate' | 'bytes' }
 
 /** The rate limit to check with a claim: the token's key (keys.tokenRate) and its requests per minute (0 = none). */
 export interface RateLimit {
   key: string
   perMinute: number
+}
+
+/** A workspace's byte budget (keys.workspaceBytes), and what this request costs against it. */
+export interface ByteBudget {
+  key: string
+  bytesPerMinute: number
+  bytes: number
 }
 
 export interface IdempotencyOptions {
@@ -76,7 +114,20 @@ export interface IdempotencyOptions {
 }
 
 type ScriptRedis = Redis & {
-  rdtClaim(idem: string, job: string, rate: string, sha: string, now: number, timeout: number, ttl: number, perMinute: number): Promise<[string, string]>
+  rdtClaim(
+    idem: string,
+    job: string,
+    rate: string,
+    bytes: string,
+    sha: string,
+    now: number,
+    timeout: number,
+    ttl: number,
+    perMinute: number,
+    bytesPerMinute: number,
+    cost: number,
+  ): Promise<[string, string, string?]>
+  rdtChargeBytes(key: string, bytesPerMinute: number, bytes: number): Promise<number>
   rdtRelease(idem: string, value: string): Promise<number>
   rdtTouch(idem: string, value: string, next: string, ttl: number): Promise<number>
 }
@@ -84,18 +135,31 @@ type ScriptRedis = Redis & {
 export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
   const r = redis as ScriptRedis
   if (typeof (redis as unknown as Partial<ScriptRedis>).rdtClaim !== 'function') {
-    redis.defineCommand('rdtClaim', { numberOfKeys: 3, lua: CLAIM })
+    redis.defineCommand('rdtClaim', { numberOfKeys: 4, lua: CLAIM })
+    redis.defineCommand('rdtChargeBytes', { numberOfKeys: 1, lua: CHARGE })
     redis.defineCommand('rdtRelease', { numberOfKeys: 1, lua: RELEASE })
     redis.defineCommand('rdtTouch', { numberOfKeys: 1, lua: TOUCH })
   }
   const maxWaitMs = opts.maxWaitMs ?? opts.pendingTimeoutMs + 1000
 
-  async function claimOnce(idemKey: string, jobKey: string, sha256: string, rate: RateLimit | undefined): Promise<ClaimResult | { state: 'inflight' }> {
-    // Without a limit the third key is only a placeholder in the same hash slot (never touched).
-    const [state, value] = await r.rdtClaim(idemKey, jobKey, rate?.key ?? idemKey, sha256, Date.now(), opts.pendingTimeoutMs, opts.ttlMs, rate?.perMinute ?? 0)
+  async function claimOnce(idemKey: string, jobKey: string, sha256: string, rate: RateLimit | undefined, budget: ByteBudget | undefined): Promise<ClaimResult | { state: 'inflight' }> {
+    // Without a limit, its key is only a placeholder in the same hash slot (never touched).
+    const [state, value, which] = await r.rdtClaim(
+      idemKey,
+      jobKey,
+      rate?.key ?? idemKey,
+      budget?.key ?? idemKey,
+      sha256,
+      Date.now(),
+      opts.pendingTimeoutMs,
+      opts.ttlMs,
+      rate?.perMinute ?? 0,
+      budget?.bytesPerMinute ?? 0,
+      budget?.bytes ?? 0,
+    )
     if (state === 'claimed') return { state, token: `${sha256}|p|${value}` }
     if (state === 'dup') return { state, sha256: value }
-    if (state === 'limited') return { state, retryAfterMs: Number(value) }
+    if (state === 'limited') return { state, retryAfterMs: Number(value), limit: which === 'bytes' ? 'bytes' : 'rate' }
     return { state: 'inflight' }
   }
 
@@ -104,18 +168,22 @@ export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
      * Claims the key for this request. A concurrent request for the same key is in flight:
      * wait for it (polling with backoff) rather than answer 409 for data that might still fail
      * to enqueue. If it has not resolved by `maxWaitMs`, answer "busy" (the caller sends 503).
-     * `rate` is checked on the first attempt only: waiting for a concurrent upload is one request.
+     * `rate` and `budget` are checked on the first attempt only: waiting for a concurrent upload is one request.
      */
-    async claim(idemKey: string, jobKey: string, sha256: string, rate?: RateLimit): Promise<ClaimResult> {
+    async claim(idemKey: string, jobKey: string, sha256: string, rate?: RateLimit, budget?: ByteBudget): Promise<ClaimResult> {
       const deadline = Date.now() + maxWaitMs
       let delay = 10
       for (let attempt = 0; ; attempt++) {
-        const res = await claimOnce(idemKey, jobKey, sha256, attempt === 0 ? rate : undefined)
+        const res = await claimOnce(idemKey, jobKey, sha256, attempt === 0 ? rate : undefined, attempt === 0 ? budget : undefined)
         if (res.state !== 'inflight') return res
         if (Date.now() + delay > deadline) return { state: 'busy' }
         await new Promise((resolve) => setTimeout(resolve, delay))
         delay = Math.min(delay * 2, 250)
       }
+    },
+    /** Charges bytes known only after the body was read (a chunked photo) to a byte budget, unchecked. */
+    async chargeBytes(budget: ByteBudget): Promise<void> {
+      if (budget.bytes > 0) await r.rdtChargeBytes(budget.key, budget.bytesPerMinute, budget.bytes)
     },
     /** Gives the key back after a failed enqueue, so the device's retry is accepted. */
     async release(idemKey: string, token: string): Promise<void> {

@@ -68,6 +68,27 @@ export interface Config {
   backpressurePollMs: number
   /** Retry-After (seconds) sent with a backpressure 503. */
   backpressureRetryAfterS: number
+  /**
+   * An answer sent before the request body was read (a refusal, or a duplicate photo's 409) does
+   * not cut the connection: the rest of the body is read and discarded so that the client, which
+   * writes its whole body before it reads, sees the answer (gateway/drain.ts). A refusal's body is
+   * drained up to this many bytes and for at most `drainTimeoutMs`; past either, the connection is
+   * closed. 0 = never drain (close at once, as before).
+   */
+  drainMaxBytes: number
+  drainTimeoutMs: number
+  /** Time a client has to send a whole request, headers and body (Node's requestTimeout); answered 408 and closed past it. */
+  requestTimeoutMs: number
+  /** Time a client has to send the request headers (Node's headersTimeout); at most requestTimeoutMs. */
+  headersTimeoutMs: number
+  /** How long an idle keep-alive connection is kept open between requests. */
+  keepAliveTimeoutMs: number
+  /** Uploads in flight per token on one gateway (in process); the next one gets 429 (0 = no cap). */
+  maxInFlightPerToken: number
+  /** Request body bytes per workspace per minute, across every gateway (in Redis); past it, 429 (0 = no budget). */
+  workspaceBytesPerMinute: number
+  /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
+  logsMaxEntries: number
 }
 
 /** The repository root, found from this file rather than the cwd (works from dist/ too). */
@@ -151,6 +172,20 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
   const wc = env.MONGODB_WRITE_CONCERN || 'majority'
   if (!/^(majority|\d+)$/.test(wc)) fail('MONGODB_WRITE_CONCERN', 'must be "majority" or a number')
 
+  // Capped so that a body kept verbatim (plus its fallback record) always fits MongoDB's 16 MB documents.
+  const maxJsonBytes = int(env, 'MAX_JSON_BYTES', 5 * 1024 * 1024, 1024, 6 * 1024 * 1024)
+  const maxMediaBytes = int(env, 'MAX_MEDIA_BYTES', 50 * 1024 * 1024, 1024)
+  // A budget smaller than one body at the size limit would refuse that body for ever (429 is retried).
+  const workspaceBytesPerMinute = int(env, 'WORKSPACE_BYTES_PER_MINUTE', 256 * 1024 * 1024, 0)
+  const largestBody = Math.max(maxJsonBytes, maxMediaBytes)
+  if (workspaceBytesPerMinute > 0 && workspaceBytesPerMinute < largestBody) {
+    fail('WORKSPACE_BYTES_PER_MINUTE', `must be 0 (off) or at least the largest body allowed (${largestBody} bytes, MAX_JSON_BYTES / MAX_MEDIA_BYTES), got ${workspaceBytesPerMinute}`)
+  }
+  // A photo on a slow phone link takes minutes: the whole-request limit must leave room for it.
+  const requestTimeoutMs = int(env, 'REQUEST_TIMEOUT_MS', 600_000, 1000, 3_600_000)
+  const headersTimeoutMs = int(env, 'HEADERS_TIMEOUT_MS', 30_000, 1000, 3_600_000)
+  if (headersTimeoutMs > requestTimeoutMs) fail('HEADERS_TIMEOUT_MS', `must not be more than REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
+
   return {
     host: env.HOST || '127.0.0.1',
     port,
@@ -166,9 +201,8 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
       region: env.S3_REGION || 'us-east-1',
     },
     redisPrefix: prefix,
-    // Capped so that a body kept verbatim (plus its fallback record) always fits MongoDB's 16 MB documents.
-    maxJsonBytes: int(env, 'MAX_JSON_BYTES', 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
-    maxMediaBytes: int(env, 'MAX_MEDIA_BYTES', 50 * 1024 * 1024, 1024),
+    maxJsonBytes,
+    maxMediaBytes,
     logLevel: env.LOG_LEVEL || 'info',
     tokenCacheMs: int(env, 'TOKEN_CACHE_MS', 30_000, 0),
     pendingTimeoutMs: int(env, 'PENDING_TIMEOUT_MS', 10_000, 100),
@@ -193,5 +227,15 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
     redisMemoryHighWater: fraction(env, 'REDIS_MEMORY_HIGH_WATER', 0.9),
     backpressurePollMs: int(env, 'BACKPRESSURE_POLL_MS', 500, 50, 60_000),
     backpressureRetryAfterS: int(env, 'BACKPRESSURE_RETRY_AFTER_S', 30, 1, 3600),
+    drainMaxBytes: int(env, 'DRAIN_MAX_BYTES', 64 * 1024 * 1024, 0),
+    drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    requestTimeoutMs,
+    headersTimeoutMs,
+    // Longer than the usual load balancer idle timeout (60 s), so the balancer closes first and
+    // never sends a request on a connection the gateway is closing.
+    keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 1000, 3_600_000),
+    maxInFlightPerToken: int(env, 'MAX_IN_FLIGHT_PER_TOKEN', 32, 0, 1_000_000),
+    workspaceBytesPerMinute,
+    logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
   }
 }

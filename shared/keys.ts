@@ -28,6 +28,10 @@ export function keys(prefix: string) {
     tokenRate(tokenId: string): string {
       return `${prefix}:rl:t:${tokenId}`
     },
+    /** Per-workspace byte budget state (a GCRA "theoretical arrival time" over bytes), shared by every gateway. */
+    workspaceBytes(workspaceId: string): string {
+      return `${prefix}:rl:wb:${workspaceId}`
+    },
     /** Per-client-address count of requests with an unknown token (DSN guessing). */
     unknownTokenIp(ip: string): string {
       return `${prefix}:rl:ip:${ip}`

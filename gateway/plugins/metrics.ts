@@ -3,6 +3,7 @@
 // the URL carries the DSN token, and a per-URL label would also grow without bound.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { keys } from '../../shared/keys.ts'
 import { registerQueueDepth } from '../../shared/queue-metrics.ts'
@@ -14,6 +15,14 @@ declare module 'fastify' {
     metrics: Registry
     /** Counts an answer sent outside the request lifecycle, where no onResponse hook runs (Fastify's frameworkErrors). */
     observeAnswer(request: FastifyRequest, reply: FastifyReply): void
+    /**
+     * Counts a refusal made by Node's HTTP server itself, below Fastify (a request or headers
+     * timeout, a malformed or oversized head): the server's clientError handler in app.ts. The
+     * socket's request, if Fastify had routed it, gets no other count.
+     */
+    observeClientError(socket: Socket, status: number, reason: string): void
+    /** Counts how a drain after an early answer ended (gateway/drain.ts). */
+    observeDrain(outcome: string): void
   }
 }
 
@@ -24,6 +33,8 @@ export interface MetricsPluginOptions {
    * time. Without it, staged bytes are read from Redis at scrape time instead.
    */
   backlog?: () => BacklogSnapshot | null | undefined
+  /** Figures of the connection guards, read at scrape time: uploads in flight (in-flight.ts) and connections being drained (drain.ts). */
+  guards?: () => { inFlight: number; draining: number } | null | undefined
 }
 
 // Seconds. JSON requests take about a millisecond; media uploads from phones take seconds.
@@ -86,12 +97,33 @@ export default fp<MetricsPluginOptions>(
       return c
     }
 
+    const drains = new Counter({
+      name: 'rdt_gateway_body_drains_total',
+      help: 'Bodies read and discarded after an answer sent before they were read, by how the drain ended (completed, not_drained, too_large, timeout, request_timeout, closed)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    })
+
+    // The route a socket's current request matched, for refusals Node makes below Fastify (a
+    // request timeout mid-body); and the sockets such a refusal has already counted, so that the
+    // dying request's own answer (if Fastify still sends one) is not counted twice.
+    const socketRoute = new WeakMap<Socket, { method: string; route: string }>()
+    const countedBelow = new WeakSet<Socket>()
+    app.addHook('onRequest', (request, _reply, done) => {
+      if (request.raw.socket) socketRoute.set(request.raw.socket, { method: methodOf(request), route: routeOf(request) })
+      done()
+    })
+
     const observe = (request: FastifyRequest, reply: FastifyReply) => {
+      const socket = request.raw.socket
+      if (socket) {
+        socketRoute.delete(socket)
+        if (countedBelow.has(socket)) return
+      }
       const route = routeOf(request)
       const code = reply.statusCode
       const status = String(code)
-      // Methods outside the usual few are folded, so a client cannot mint label values.
-      const method = METHODS.has(request.method) ? request.method : 'OTHER'
+      const method = methodOf(request)
       const c = childrenFor(method, route, status)
       c.requests.inc()
       c.duration.observe(reply.elapsedTime / 1000)
@@ -106,6 +138,29 @@ export default fp<MetricsPluginOptions>(
       done()
     })
     app.decorate('observeAnswer', observe)
+    app.decorate('observeClientError', (socket: Socket, status: number, reason: string) => {
+      const { method, route } = socketRoute.get(socket) ?? { method: 'OTHER', route: 'unmatched' }
+      countedBelow.add(socket)
+      childrenFor(method, route, String(status)).requests.inc()
+      refusals.inc({ route, status: String(status), reason })
+    })
+    app.decorate('observeDrain', (outcome: string) => drains.inc({ outcome }))
+    new Gauge({
+      name: 'rdt_gateway_uploads_in_flight',
+      help: 'Ingest requests being received or processed now (counted per token against MAX_IN_FLIGHT_PER_TOKEN)',
+      registers: [registry],
+      collect() {
+        this.set(opts.guards?.()?.inFlight ?? 0)
+      },
+    })
+    new Gauge({
+      name: 'rdt_gateway_draining_connections',
+      help: 'Connections whose request was answered early and whose body is being read and discarded',
+      registers: [registry],
+      collect() {
+        this.set(opts.guards?.()?.draining ?? 0)
+      },
+    })
 
     // Read at scrape time, so it does not matter whether the queues plugin is registered yet.
     registerQueueDepth(registry, () => (app.hasDecorator('queues') ? Object.values(app.queues) : []))
@@ -159,3 +214,5 @@ export default fp<MetricsPluginOptions>(
 )
 
 const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'])
+/** Methods outside the usual few are folded, so a client cannot mint label values. */
+const methodOf = (request: FastifyRequest) => (METHODS.has(request.method) ? request.method : 'OTHER')

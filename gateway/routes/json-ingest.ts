@@ -9,7 +9,8 @@ import type { Authenticate, IngestContext } from '../auth.ts'
 import { decodeBody, takeContentType } from '../body.ts'
 import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { HttpError, unavailable } from '../errors.ts'
-import { tokenRateLimit, tokenRateLimited } from '../token-rate-limit.ts'
+import type { InFlightLimiter } from '../in-flight.ts'
+import { claimLimited, tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { validIds } from './params.ts'
 
 declare module 'fastify' {
@@ -25,6 +26,9 @@ interface Deps {
   authenticate: Authenticate
   backlog: BacklogMonitor
   backpressureRetryAfterS: number
+  inFlight: InFlightLimiter
+  /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
+  workspaceBytesPerMinute: number
   /** TEST HOOK only (Config.faultPauseAfterClaimMs); 0 in every real deployment. */
   faultPauseAfterClaimMs?: number
 }
@@ -83,15 +87,20 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     return { raw, sha256, text, flag, received_at: new Date().toISOString() }
   }
 
+  /** The two limits the claim checks: requests per token, and this body's bytes (as decoded) against its workspace's budget. */
+  const limits = (request: FastifyRequest, bytes: number) =>
+    [tokenRateLimit(deps.redisPrefix, request.ingest), workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, bytes)] as const
+
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session', {
-    onRequest: async (request) => {
+    onRequest: async (request, reply) => {
       takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)
       assertCapacity(deps.backlog, 'sessions', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'test_session')
+      deps.inFlight.acquire(request, reply, request.ingest.tokenId)
     },
     handler: async (request, reply) => {
-      const { sha256, text, flag, received_at } = prepare(request)
+      const { raw, sha256, text, flag, received_at } = prepare(request)
       const body = parseJson(text)
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new HttpError(400, 'not_an_object', 'a test session must be a JSON object')
@@ -101,8 +110,8 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
       const idemKey = k.idempotency('s', ws, session)
       const jobId = jobIds.session(ws, session)
-      const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256, tokenRateLimit(deps.redisPrefix, request.ingest))
-      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
+      const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256, ...limits(request, raw.length))
+      if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of this session')
       if (claim.state === 'dup') {
         if (claim.sha256 !== sha256) {
@@ -125,22 +134,23 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   })
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/logs', {
-    onRequest: async (request) => {
+    onRequest: async (request, reply) => {
       takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)
       assertCapacity(deps.backlog, 'logs', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'logs')
+      deps.inFlight.acquire(request, reply, request.ingest.tokenId)
     },
     handler: async (request, reply) => {
-      const { sha256, text, flag, received_at } = prepare(request)
+      const { raw, sha256, text, flag, received_at } = prepare(request)
       const body = parseJson(text)
       if (typeof body !== 'object' || body === null) throw new HttpError(400, 'not_an_object', 'logs must be a JSON object or array')
       const { workspaceId: ws, tokenId } = request.ingest
       const session = request.params.session
       const idemKey = k.idempotency('l', ws, session, sha256)
       const jobId = jobIds.logs(ws, session, sha256)
-      const claim = await deps.idempotency.claim(idemKey, k.job('logs', jobId), sha256, tokenRateLimit(deps.redisPrefix, request.ingest))
-      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
+      const claim = await deps.idempotency.claim(idemKey, k.job('logs', jobId), sha256, ...limits(request, raw.length))
+      if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of these logs')
       // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
       if (claim.state === 'claimed') {

@@ -6,7 +6,6 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { rm, mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import type { Config } from '../../shared/config.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
@@ -14,12 +13,13 @@ import type { MediaJob } from '../../shared/queues.ts'
 import { S3PutError, streamPut } from '../../shared/s3-stream-put.ts'
 import type { Authenticate } from '../auth.ts'
 import { parseContentDisposition } from '../content-disposition.ts'
-import { HashingLimiter, takeContentType, tooLarge } from '../body.ts'
+import { HashingLimiter, pipeBody, takeContentType, tooLarge } from '../body.ts'
 import { addMediaJobWithStaging } from '../../shared/staged-media.ts'
 import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { HttpError, isStorageUnavailable, unavailable } from '../errors.ts'
 import type { IdempotencyStore } from '../idempotency.ts'
-import { tokenRateLimit, tokenRateLimited } from '../token-rate-limit.ts'
+import type { InFlightLimiter } from '../in-flight.ts'
+import { claimLimited, tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { validIds } from './params.ts'
 
 interface Deps {
@@ -31,6 +31,9 @@ interface Deps {
   authenticate: Authenticate
   backlog: BacklogMonitor
   backpressureRetryAfterS: number
+  inFlight: InFlightLimiter
+  /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
+  workspaceBytesPerMinute: number
 }
 
 type Params = { dsn: string; session: string; media: string }
@@ -72,12 +75,13 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
   app.decorateRequest('declaredContentType', null)
 
   app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/media/:media', {
-    onRequest: async (request) => {
+    onRequest: async (request, reply) => {
       request.declaredContentType = takeContentType(request) ?? null
       validIds(request.params)
       // Covers the media queue's backlog, the staged bytes and Redis memory (backlog.ts).
       assertCapacity(deps.backlog, 'media', deps.backpressureRetryAfterS, request.log)
       request.ingest = await deps.authenticate(request, request.params.dsn, 'media')
+      deps.inFlight.acquire(request, reply, request.ingest.tokenId)
     },
     handler: async (request, reply) => {
       const { session, media } = request.params
@@ -91,8 +95,12 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
 
       const idemKey = k.idempotency('m', ws, session, media)
       const jobId = jobIds.media(ws, session, media)
-      const claim = await deps.idempotency.claim(idemKey, k.job('media', jobId), '', tokenRateLimit(deps.redisPrefix, request.ingest))
-      if (claim.state === 'limited') throw tokenRateLimited(request, request.ingest, claim.retryAfterMs)
+      // The byte budget is charged the declared length up front, before a byte is read. A chunked
+      // photo's size is known only once read: the claim checks that the budget is not already
+      // spent, and its bytes are charged after the upload (below).
+      const budget = workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, length ?? 0)
+      const claim = await deps.idempotency.claim(idemKey, k.job('media', jobId), '', tokenRateLimit(deps.redisPrefix, request.ingest), budget)
+      if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
       if (claim.state === 'busy') throw unavailable('a concurrent upload of this media')
       if (claim.state === 'dup') return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })
 
@@ -122,8 +130,9 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
         const bucket = deps.s3.bucket
         try {
           if (length !== null) {
-            // pipeline (not pipe) so that a device that disconnects mid-upload fails the PUT at once.
-            const body = pipeline(request.raw, hasher, () => {})
+            // pipeBody: a device that disconnects mid-upload fails the PUT at once, and a failed
+            // PUT leaves the request readable, so its answer reaches the device (drain.ts).
+            const body = pipeBody(request.raw, hasher)
             // `size`: the length the object must have. Some S3 servers (the Versity gateway of
             // the local stack) keep the bytes of a PUT cut mid-body; the sweeper compares the
             // object with this and discards such a partial upload instead of storing it.
@@ -132,15 +141,14 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
             // No Content-Length (chunked): S3 needs one, so spool to disk first, never to memory.
             spoolDir = await mkdtemp(join(tmpdir(), 'rdt-spool-'))
             const file = join(spoolDir, 'body')
-            await pipelineAsync(request.raw, hasher, createWriteStream(file))
+            await pipelineAsync(pipeBody(request.raw, hasher), createWriteStream(file))
             await streamPut(deps.s3, bucket, stagingKey, createReadStream(file), { contentLength: hasher.size, metadata: { ...metadata, size: String(hasher.size) } })
           }
         } catch (err) {
-          // The body was not read to its end (S3 refused it mid-way, or it was too large): close
-          // the connection after answering. Otherwise the device's next request on this keep-alive
-          // connection was never served and hung until the keep-alive timeout (72 s), then reset
-          // (found by faults/storage.faults.ts with S3 stopped).
-          if (!request.raw.readableEnded) reply.header('connection', 'close')
+          // If the body was not read to its end (S3 refused it mid-way, or it was too large), the
+          // answer is followed by a bounded drain of the rest (drain.ts). Without it, the device's
+          // next request on this keep-alive connection was never served and hung until the
+          // keep-alive timeout, then reset (found by faults/storage.faults.ts with S3 stopped).
           if (err instanceof HttpError) throw err
           // Only a body that ended early is the device's fault. Not `destroyed`: a fully received
           // request is auto-destroyed after its end, so a small photo refused by an unreachable S3
@@ -171,7 +179,11 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           content_type: contentType,
         }
         // The job and its staged bytes (for backpressure) in one MULTI: the round trip the add made anyway.
+        // A chunked photo's bytes are charged to the byte budget alongside (accounting only: a
+        // failed charge does not fail the upload).
+        const charge = budget && length === null ? deps.idempotency.chargeBytes({ ...budget, bytes: hasher.size }).catch(() => {}) : null
         await addMediaJobWithStaging(app.queues.media, app.redis, deps.redisPrefix, job, jobId)
+        await charge
         return reply.code(201).send({ status: 'accepted' })
       } catch (err) {
         await deps.idempotency.release(idemKey, token).catch(() => {})
