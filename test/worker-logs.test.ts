@@ -2,7 +2,9 @@
 import t from 'tap'
 import { FIXTURES, fakeJob, jobIdFor, logsJob, randomId, startTestWorker } from './helpers/worker-harness.ts'
 
-const stack = await startTestWorker(t)
+// A small entry cap, so that truncation is cheap to test; every other body here is far below it.
+const MAX_ENTRIES = 50
+const stack = await startTestWorker(t, { LOGS_MAX_ENTRIES: String(MAX_ENTRIES) })
 const logs = stack.db.collection('test_session_logs')
 const batches = stack.db.collection('test_session_log_batches')
 const processLogs = stack.app.processors.get('logs')!
@@ -96,4 +98,26 @@ t.test('a body that is not the expected shape is kept as a batch with no entries
   t.same((await run(data)).returnvalue, { entries: 0, inserted: 0 })
   const batch = await batches.findOne({ workspace_id: ws })
   t.match(batch, { entry_count: 0, raw_body: '{"logs": []}', validation: { ok: false } })
+})
+
+t.test('a body with more than LOGS_MAX_ENTRIES entries: the first ones are stored, the batch keeps the whole body and says it was truncated', async (t) => {
+  const ws = randomId('w')
+  // The amplification case of issue 15 §2, scaled down: `[0,0,0,…]` (a bare array of non-objects).
+  const zeros = '[' + Array(MAX_ENTRIES * 40).fill('0').join(',') + ']'
+  const data = logsJob(ws, 's1', zeros)
+  const { state, returnvalue } = await run(data)
+  t.equal(state, 'completed')
+  t.same(returnvalue, { entries: MAX_ENTRIES * 40, inserted: MAX_ENTRIES }, 'only the first LOGS_MAX_ENTRIES become documents')
+  t.equal(await logs.countDocuments({ workspace_id: ws, session_id: 's1' }), MAX_ENTRIES)
+  const last = await logs.find({ workspace_id: ws }).sort({ batch_index: -1 }).limit(1).next()
+  t.equal(last?.batch_index, MAX_ENTRIES - 1, 'the first entries, in order')
+  const batch = await batches.findOne({ workspace_id: ws, session_id: 's1' })
+  t.match(batch, { raw_body: zeros, entry_count: MAX_ENTRIES * 40, stored_entry_count: MAX_ENTRIES, truncated: true }, 'the whole body, flagged')
+  t.ok(stack.lines.some((l) => l.msg === 'log batch truncated to LOGS_MAX_ENTRIES' && l.entries === MAX_ENTRIES * 40), 'logged')
+
+  // At the cap exactly: nothing is cut.
+  const ws2 = randomId('w')
+  const exact = JSON.stringify({ entries: Array.from({ length: MAX_ENTRIES }, (_, i) => ({ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: String(i) })) })
+  t.same((await run(logsJob(ws2, 's1', exact))).returnvalue, { entries: MAX_ENTRIES, inserted: MAX_ENTRIES })
+  t.match(await batches.findOne({ workspace_id: ws2 }), { entry_count: MAX_ENTRIES, stored_entry_count: MAX_ENTRIES, truncated: false })
 })

@@ -1,6 +1,10 @@
 // The `logs` queue: keeps the batch (exact body) in test_session_log_batches and one document
 // per entry in test_session_logs. Entry ids are derived from the entry's content, so a replay,
 // even of a differently formatted body carrying the same entries, stores nothing twice.
+//
+// At most LOGS_MAX_ENTRIES entries of a body become documents (issue 15 §2: a 5 MiB body of
+// `[0,0,0,…]` is 2.6 million entries, about 17 minutes of worker time from one request). The
+// rest stay in the batch's raw_body, and the batch says so (`truncated`, `stored_entry_count`).
 import { UnrecoverableError, type Job } from 'bullmq'
 import { createHash } from 'node:crypto'
 import type { Document } from 'mongodb'
@@ -90,9 +94,12 @@ export function createLogsProcessor(deps: ProcessorDeps) {
     } catch {
       throw new UnrecoverableError('logs body is not JSON')
     }
-    const { entries, issues } = entriesOf(body)
+    const { entries: all, issues } = entriesOf(body)
     if (data.body_invalid_utf8) issues.push(INVALID_UTF8_ISSUE)
     const jobLog = log.child({ jobId: job.id })
+    const truncated = all.length > deps.config.logsMaxEntries
+    const entries = truncated ? all.slice(0, deps.config.logsMaxEntries) : all
+    if (truncated) jobLog.warn({ entries: all.length, stored: entries.length, session_id: data.session_id, workspace_id: data.workspace_id }, 'log batch truncated to LOGS_MAX_ENTRIES')
 
     // The batch first: it carries the exact body, so the record exists even if entries fail.
     const batchBase = {
@@ -102,7 +109,9 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       sha256: data.sha256,
       raw_body: data.body,
       received_at: receivedAt,
-      entry_count: entries.length,
+      entry_count: all.length,
+      stored_entry_count: entries.length,
+      truncated,
     }
     await insertWithFallback(
       deps.writers.logBatches,
@@ -137,7 +146,7 @@ export function createLogsProcessor(deps: ProcessorDeps) {
     }
 
     await markAccepted(deps, 'l', data.workspace_id, data.session_id, data.sha256, data.sha256)
-    return { entries: entries.length, inserted }
+    return { entries: all.length, inserted }
   }
 }
 
