@@ -200,7 +200,7 @@ t.test('addresses are counted per IPv4 address and per IPv6 /64', async (t) => {
   t.equal(addressKey(undefined), 'unknown')
 })
 
-t.test('an accepted session or logs PUT makes exactly two Redis round trips, the limit check included', async (t) => {
+t.test('an accepted session or logs PUT makes exactly two Redis round trips, the limit and byte budget checks included', async (t) => {
   // Counted on the gateway's command connection: every command it sends (ioredis sendCommand,
   // which custom scripts and BullMQ's add go through) and every write to its socket (a pipeline
   // or MULTI is one write). No pipelining happens on the JSON path, so writes = round trips.
@@ -215,11 +215,13 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   t.equal((await session(app, other.token, 'rt-warm')).statusCode, 201, 'warm-up (fills the token cache)')
 
   const commands: string[] = []
+  const args: string[][] = []
   let writes = 0
-  const r = app.redis as unknown as { sendCommand: (cmd: { name: string }, ...rest: unknown[]) => unknown }
+  const r = app.redis as unknown as { sendCommand: (cmd: { name: string; args: unknown[] }, ...rest: unknown[]) => unknown }
   const send = r.sendCommand
   r.sendCommand = function (this: unknown, cmd, ...rest) {
     commands.push(cmd.name)
+    args.push(cmd.args.map(String))
     return send.call(this, cmd, ...rest)
   }
   const stream = (app.redis as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream
@@ -234,6 +236,7 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   })
   const measure = async (what: string, req: () => Promise<{ statusCode: number }>) => {
     commands.length = 0
+    args.length = 0
     writes = 0
     t.equal((await req()).statusCode, 201, what)
     t.equal(writes, 2, `${what}: 2 round trips (commands: ${commands.join(', ')})`)
@@ -242,6 +245,12 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   await redis.del(k.tokenRate(other.tokenId))
   await measure('session PUT', () => session(app, other.token, 'rt-1'))
   t.equal(await redis.exists(k.tokenRate(other.tokenId)), 1, 'the rate limit was checked (and its state written) within those two')
+  // An 18-byte body uses 4 µs of a 256 MiB/min budget, too little to see in Redis afterwards:
+  // check that the claim carried the workspace's budget key and this body's size instead.
+  t.ok(cfg.workspaceBytesPerMinute > 0, 'with the workspace byte budget on (the default)')
+  const claimArgs = args[0] ?? []
+  t.ok(claimArgs.includes(k.workspaceBytes(other.workspaceId)), 'the claim script checked the workspace byte budget within those two as well')
+  t.equal(claimArgs.at(-1), '18', 'charging the body\'s 18 bytes')
   await measure('logs PUT', () => app.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/rt-1/logs/`, payload: '[{"tag":"x"}]' }))
 
   // Media is not bound by the budget, but its staged-bytes accounting rides in the enqueue's MULTI
