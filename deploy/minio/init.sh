@@ -1,0 +1,83 @@
+#!/bin/sh
+# The minio-init service of compose.yaml (image: the mc stage of deploy/minio/Dockerfile). Creates
+# the bucket, one policy and one user per service, and leaves the bucket private. It runs on every
+# `docker compose up` and every step is idempotent, so changing a secret in .env and running
+# `docker compose up -d` again rotates it (then recreate the service that uses it).
+#
+#   gateway  s3:PutObject, s3:AbortMultipartUpload on <bucket>/staging/* only: it cannot read,
+#            list or delete anything, not even its own uploads
+#   worker   reads and writes the bucket (moves staged photos to their final key, sweeps staging)
+#   admin    reads the bucket (the panel streams photos)
+#
+# Only this job and the minio service hold the root credentials.
+set -eu
+
+fail() {
+  echo "minio-init: $*" >&2
+  exit 1
+}
+
+need() {
+  eval "v=\${$1:-}"
+  [ -n "$v" ] || fail "$1 is not set (see .env.example)"
+  case $v in
+    change-me*) fail "$1 is still the .env.example placeholder: set a real secret in .env" ;;
+  esac
+  # The root pair goes into MC_HOST_rdt as a URL; the service pairs go into the processes'
+  # environment as they are. Keep all of them to URL-safe characters.
+  case $v in
+    *[!A-Za-z0-9._~-]*) fail "$1 may only use A-Z a-z 0-9 . _ ~ -" ;;
+  esac
+  printf '%s' "$v"
+}
+
+endpoint=${MINIO_ENDPOINT:-http://minio:9000}
+bucket=${S3_BUCKET:-rdt-media}
+policies=${MINIO_POLICY_DIR:-/etc/rdt/minio-policies}
+root_user=$(need MINIO_ROOT_USER)
+root_password=$(need MINIO_ROOT_PASSWORD)
+case $endpoint in
+  http://*) scheme=http ;;
+  https://*) scheme=https ;;
+  *) fail "MINIO_ENDPOINT must start with http:// or https://" ;;
+esac
+# mc reads an alias from MC_HOST_<alias>, so no credential is written to its config folder.
+export MC_HOST_rdt="$scheme://$root_user:$root_password@${endpoint#*://}"
+
+# Every value is checked before anything changes.
+for svc in GATEWAY WORKER ADMIN; do
+  key=$(need "S3_${svc}_ACCESS_KEY")
+  secret=$(need "S3_${svc}_SECRET_KEY")
+  [ ${#key} -ge 3 ] || fail "S3_${svc}_ACCESS_KEY must be at least 3 characters"
+  [ ${#secret} -ge 8 ] && [ ${#secret} -le 40 ] || fail "S3_${svc}_SECRET_KEY must be 8 to 40 characters"
+  [ "$key" != "$root_user" ] || fail "S3_${svc}_ACCESS_KEY must not be the root user"
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+mc mb --ignore-existing "rdt/$bucket"
+# Private: no anonymous access of any kind (media is patient data).
+mc anonymous set private "rdt/$bucket" >/dev/null
+
+for svc in gateway worker admin; do
+  upper=$(echo "$svc" | tr a-z A-Z)
+  key=$(need "S3_${upper}_ACCESS_KEY")
+  secret=$(need "S3_${upper}_SECRET_KEY")
+  sed "s|@BUCKET@|$bucket|g" "$policies/$svc.json" > "$work/$svc.json"
+  # "create" replaces a policy of the same name, so an edited policy file takes effect here.
+  mc admin policy create rdt "rdt-$svc" "$work/$svc.json" >/dev/null
+  # "user add" on an existing user sets its secret.
+  mc admin user add rdt "$key" "$secret" >/dev/null
+  # Exactly this one policy: attach it unless it is there, detach anything else.
+  attached=$(mc admin user info rdt "$key" --json | sed -n 's/.*"policyName": *"\([^"]*\)".*/\1/p')
+  for p in $(echo "$attached" | tr ',' ' '); do
+    [ "$p" = "rdt-$svc" ] || mc admin policy detach rdt "$p" --user "$key" >/dev/null
+  done
+  case ",$attached," in
+    *",rdt-$svc,"*) ;;
+    *) mc admin policy attach rdt "rdt-$svc" --user "$key" >/dev/null ;;
+  esac
+  echo "minio-init: user $key has policy rdt-$svc"
+done
+echo "minio-init: bucket $bucket ready"
