@@ -49,6 +49,8 @@ export const COMMANDS = {
   'token list': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'token revoke': { positionals: ['id'], options: json, writes: true },
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
+  // Rewrites test_sessions documents but needs no Redis (like `admin create`, writes: false).
+  'sessions revalidate': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'jobs failed': {
     positionals: [],
     options: { queue: { type: 'string' }, limit: { type: 'string' }, ...json },
@@ -101,6 +103,9 @@ tokens:
 admin panel users:
   admin create <email> [--password-stdin] [--json]
 
+stored sessions:
+  sessions revalidate [--workspace <slug>] [--json]
+
 failed jobs (BullMQ's retained failed set; job bodies are never shown):
   jobs failed [--queue sessions|logs|media] [--limit N] [--json]
   jobs retry <id> [--queue Q] [--json]
@@ -114,6 +119,8 @@ set-rate-limit: requests per minute per token of the workspace (0 = no limit), o
 "default" for the gateways' RATE_LIMIT_PER_MINUTE.
 admin create asks for the password twice (no echo), or reads it from stdin with --password-stdin.
 jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
+sessions revalidate recomputes the normalised fields and validation of stored sessions from
+their raw_body with the current rules (e.g. after an upgrade); safe to re-run and to interrupt.
 With --json, a command prints exactly one JSON document on stdout.
 Configuration comes from the environment (MONGODB_URL, REDIS_URL, REDIS_PREFIX,
 PUBLIC_URL), falling back to .stack/env.

@@ -1,6 +1,7 @@
 // Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
 import type { CreatedToken, TokenInfo, WorkspaceListItem } from '../shared/token-admin.ts'
 import type { FailedJobInfo, RetryOutcome } from './jobs.ts'
+import type { RevalidateCounts, RevalidateResult } from './sessions-revalidate.ts'
 
 /** UTC, to the minute: short enough for a table, unambiguous across operators' time zones. */
 export function shortDate(d: Date | string | null | undefined): string {
@@ -86,4 +87,21 @@ export function retryBlock(res: RetryOutcome): string {
   for (const s of res.skipped) lines.push(`Skipped ${s.queue} job ${s.id}: ${s.reason}`)
   if (lines.length === 0) lines.push('No failed jobs to retry.')
   return lines.join('\n') + '\n'
+}
+
+const reasons = (c: RevalidateCounts) =>
+  Object.entries(c.skipped_by_reason)
+    .map(([r, n]) => `${n} ${r.replace(/_/g, ' ')}`)
+    .join(', ')
+
+export function revalidateBlock(res: RevalidateResult): string {
+  const scope = res.workspace ? `workspace "${res.workspace.slug}"` : 'all workspaces'
+  return (
+    `Sessions revalidated (${scope}): ${res.scanned} scanned, ${res.changed} changed, ${res.unchanged} unchanged, ${res.skipped} skipped` +
+    (res.skipped > 0 ? ` (${reasons(res)}).\n` : '.\n')
+  )
+}
+
+export function revalidateProgress(c: RevalidateCounts): string {
+  return `… ${c.scanned} scanned, ${c.changed} changed so far, ${c.unchanged} unchanged, ${c.skipped} skipped\n`
 }

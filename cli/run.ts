@@ -10,8 +10,9 @@ import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
 import { readAdminPassword } from '../admin/cli-password.ts'
 import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
-import { createdTokenBlock, failedJobsTable, retryBlock, shortDate, tokenTable, workspaceTable } from './format.ts'
+import { createdTokenBlock, failedJobsTable, retryBlock, revalidateBlock, revalidateProgress, shortDate, tokenTable, workspaceTable } from './format.ts'
 import { createJobsAdmin } from './jobs.ts'
+import { revalidateSessions } from './sessions-revalidate.ts'
 import type { QueueName } from '../shared/queues.ts'
 
 export interface CliIO {
@@ -253,6 +254,24 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
       const password = await (io.readPassword ?? readAdminPassword)(cmd.values['password-stdin'] === true)
       const user = await createAdminUser(db, cmd.args.email!, password, actor)
       print(io, asJson, user, `Admin "${user.email}" created; they can log in to the admin panel now.\n`)
+      return
+    }
+    case 'sessions revalidate': {
+      const slug = str('workspace')
+      const ws = slug === undefined ? null : await admin.getWorkspace(slug)
+      // Progress goes to stderr, at most every 5 s, so that --json output stays one document.
+      let lastProgress = Date.now()
+      const res = await revalidateSessions({
+        db,
+        actor,
+        workspace: ws && { id: ws.id, slug: ws.slug },
+        onProgress: (counts) => {
+          if (Date.now() - lastProgress < 5000) return
+          lastProgress = Date.now()
+          io.err(revalidateProgress(counts))
+        },
+      })
+      print(io, asJson, res, revalidateBlock(res))
       return
     }
   }
