@@ -110,7 +110,7 @@ export function installBodyDrain(app: FastifyInstance, opts: DrainOptions): Body
       req.off('data', onData)
       req.off('end', onEnd)
       socket.off('close', onClose)
-      draining.delete(socket!)
+      draining.delete(socket)
       delete own.destroySoon // back to net.Socket's own
       opts.onOutcome?.(outcome)
       if (outcome === 'closed') return

@@ -7,7 +7,9 @@
 // served anyway; what the limit does is hold each address to `max` guesses per window.
 //
 // Cost: one Redis round trip, only on the unknown-token refusal path (the accepted path never
-// counts). Once this process has seen that an address is over, it answers from memory.
+// counts). Once this process has seen that an address is over, it refuses that address's unknown
+// tokens from memory, without counting them; the token lookup itself still runs (served from the
+// token cache or one read of the Redis mirror), since a valid token from that address is served.
 //
 // Addresses behind one NAT share a count, so the default limit is generous: a phone with a
 // mistyped DSN retries with backoff and stays far below it. IPv6 clients are counted per /64,
