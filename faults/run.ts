@@ -1,4 +1,4 @@
-// `npm run test:faults`: the fault-injection suite (issue 4 §4-§6). Runs every
+// `npm run test:faults`: the fault-injection suite. Runs every
 // faults/*.faults.ts file with tap, one at a time (each scenario starts its own stack and kills
 // real processes; two at once on a 2-core machine would mostly measure each other), then prints
 // the table of every scenario and writes it to faults/last-run.md. Extra arguments are passed

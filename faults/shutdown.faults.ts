@@ -1,4 +1,4 @@
-// Graceful shutdown (issue 4 §5): on SIGTERM every process stops taking work, finishes or hands
+// Graceful shutdown: on SIGTERM every process stops taking work, finishes or hands
 // back what it holds within a bounded time, and exits 0. The bound is each process's own
 // backstop (shared/process.ts exits 1 when closing takes too long), so "exit code 0" is the
 // assertion; the time taken is reported.

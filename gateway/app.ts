@@ -71,7 +71,7 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
     // its hops, never all of X-Forwarded-For (a client could then pick its own address).
     // (What a hop count means in proxy-addr, spelled as a function: Fastify's types take no number.)
     trustProxy: config.trustProxyHops > 0 ? (_address: string, hop: number) => hop < config.trustProxyHops : false,
-    // Slow or stalled clients (issue 15 §2): the whole request, headers and body, must arrive
+    // Slow or stalled clients: the whole request, headers and body, must arrive
     // within REQUEST_TIMEOUT_MS and its headers within HEADERS_TIMEOUT_MS, else Node answers 408
     // and closes the connection. Node checks them every connectionsCheckingInterval, so a
     // connection is cut within that much after its deadline.

@@ -1,4 +1,4 @@
-// Backpressure (issue 4 §3). The gateway refuses new work with 503 + Retry-After while the
+// Backpressure. The gateway refuses new work with 503 + Retry-After while the
 // pipeline behind it is saturated: a queue's backlog, the staged photo bytes, or Redis memory
 // past a high-water mark. Reading those figures per request would break the two-round-trip
 // budget, so one poller per gateway reads them all in a single pipelined round trip every

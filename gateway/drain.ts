@@ -2,7 +2,7 @@
 // most HTTP clients) writes its whole body before it reads the answer; if the gateway answers
 // early (413, 403, 429, 503, or 409 for a duplicate photo) and then closes the socket while bytes
 // are still arriving, the kernel resets the connection and the client sees EPIPE/ECONNRESET
-// instead of the answer (issue 15 §1: 1 PUT in 5 of a 12 MB session against `npm start`; every
+// instead of the answer (measured: 1 PUT in 5 of a 12 MB session against `npm start`; every
 // one with a client that reads only after writing). A device that never sees its 409 uploads the
 // same photo for ever.
 //

@@ -1,4 +1,4 @@
-// Maps failures to the statuses of DESIGN.md §4. Bad input gets a clear 4xx; a dependency that
+// Maps failures to the statuses of the README ("HTTP API"). Bad input gets a clear 4xx; a dependency that
 // is down gets 503 with Retry-After, so devices back off and retry; only our own bugs are 500.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { isRedisUnavailable } from '../shared/redis.ts'
@@ -26,7 +26,7 @@ export const unavailable = (what: string) => new HttpError(503, 'unavailable', `
 /** Retry-After is whole seconds; never 0, or a device would come straight back. */
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 
-/** 429 (DESIGN.md §2: the one 4xx that means "later", with Retry-After). `code` tells the limits apart in logs and metrics. */
+/** 429 (docs/architecture.md §1: the one 4xx that means "later", with Retry-After). `code` tells the limits apart in logs and metrics. */
 export const rateLimited = (code: 'rate_limited' | 'ip_rate_limited' | 'byte_budget_exceeded', retryAfterMs: number) =>
   new HttpError(429, code, 'too many requests, retry later', seconds(retryAfterMs))
 

@@ -1,4 +1,4 @@
-// Idempotency keys (DESIGN.md §3). A key is written "pending" before the enqueue and is read as
+// Idempotency keys (docs/architecture.md §3). A key is written "pending" before the enqueue and is read as
 // accepted once the job exists (BullMQ keeps the job hash while it is queued, active or failed)
 // or once a worker has committed the record and marked the key "accepted". Checking the job hash
 // inside the same script is what keeps the accepted path at two Redis round trips (this script,
@@ -10,7 +10,7 @@
 // `limit` requests, then one every 60000/limit ms. Redis's own clock is used, so gateways with
 // skewed clocks still share one limit. A refused request claims nothing and uses up nothing.
 //
-// The per-workspace byte budget (issue 15 §2) is the same GCRA over bytes instead of requests,
+// The per-workspace byte budget is the same GCRA over bytes instead of requests,
 // in the same script: a workspace may send a burst of one minute's budget, then the budget per
 // minute; a request costs its body's bytes. Both limits pass, or neither is charged.
 import type { Redis } from 'ioredis'

@@ -1,4 +1,4 @@
-// Per-token cap on uploads in flight (issue 15 §2). One token must not hold every connection and
+// Per-token cap on uploads in flight. One token must not hold every connection and
 // every buffered body of a gateway: past `max` requests of one token being received or processed
 // at once, the next one is answered 429 with Retry-After, before its body is read.
 //

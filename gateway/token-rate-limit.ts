@@ -1,7 +1,7 @@
-// The per-token rate limit (issue 4 §8) and the per-workspace byte budget (issue 15 §2). Both
+// The per-token rate limit and the per-workspace byte budget. Both
 // checks run inside the idempotency claim script (idempotency.ts), so they cost no round trip;
 // this file only says which keys and limits a request is checked against, and how a refusal is
-// answered: 429 with Retry-After, the one 4xx the device treats as "later" (DESIGN.md §2),
+// answered: 429 with Retry-After, the one 4xx the device treats as "later" (docs/architecture.md §1),
 // logged with reason rate_limited.
 import type { FastifyRequest } from 'fastify'
 import { keys } from '../shared/keys.ts'

@@ -1,7 +1,7 @@
-// Slows down DSN guessing (issue 4 §8): requests whose token is unknown are counted per client
+// Slows down DSN guessing: requests whose token is unknown are counted per client
 // address, in Redis so every gateway shares the count (fixed window). Past the limit the address
 // gets 429 + Retry-After for its UNKNOWN tokens until the window ends; its valid tokens are
-// served as always (issue 15 §2). Phones share addresses behind carrier NAT, so refusing every
+// served as always. Phones share addresses behind carrier NAT, so refusing every
 // token of an address let anyone on a clinic's NAT block the clinic. Serving the valid ones
 // tells a guesser nothing it can use: a token is 256 random bits, and a guess that hit would be
 // served anyway; what the limit does is hold each address to `max` guesses per window.

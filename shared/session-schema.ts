@@ -1,5 +1,5 @@
 // The test session body as the Cloudworks RDT API describes it, widened to what the real
-// client sends (DESIGN.md §2). It is used to *describe* a body, never to refuse one: a session
+// client sends (docs/architecture.md §1). It is used to *describe* a body, never to refuse one: a session
 // that breaks it is still stored, with `validation.ok = false` and the list of what is wrong,
 // because a device answered with an error would retry the same body for ever.
 import Type, { type Static } from 'typebox'

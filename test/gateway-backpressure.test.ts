@@ -1,4 +1,4 @@
-// Backpressure (issue 4 §3) through real gateways, workers and Redis: 503 + Retry-After while a
+// Backpressure through real gateways, workers and Redis: 503 + Retry-After while a
 // queue's backlog, the staged photo bytes or Redis memory is past its mark, back to 201 once it
 // drains (accepted work keeps draining meanwhile); 503 while Redis is down, and recovery; and
 // every process refusing an evicting Redis (§1). The memory, outage and eviction cases run on a

@@ -1,4 +1,4 @@
-// Answers sent before the body was read reach the client (issue 15 §1 and §5 "media 409 on a
+// Answers sent before the body was read reach the client (including "media 409 on a
 // reused connection"), through a real gateway on a real port, with a client that writes its whole
 // request before it reads (test/helpers/write-then-read.ts). Before the drain, every one of the
 // 12 MB Content-Length cases below ended in EPIPE with no answer (5 of 5 on this machine), so each

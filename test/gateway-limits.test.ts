@@ -1,4 +1,4 @@
-// One token must not take the service down (issue 15 §2), through a real gateway on real Redis:
+// One token must not take the service down, through a real gateway on real Redis:
 // the per-workspace byte budget (checked in the claim script, with no round trip of its own) and
 // the per-token cap on uploads in flight.
 import t from 'tap'

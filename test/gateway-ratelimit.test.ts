@@ -1,4 +1,4 @@
-// Abuse resistance (issue 4 §8) through real gateways on real Redis: the per-token rate limit
+// Abuse resistance through real gateways on real Redis: the per-token rate limit
 // (per workspace, set with the CLI, shared by two gateways), the per-address limit on unknown
 // tokens, and the two-round-trip budget of an accepted JSON request with the limit folded in.
 import t from 'tap'
@@ -155,7 +155,7 @@ t.test('the bucket refills: after Retry-After the token is accepted again', asyn
 t.test('unknown tokens: per address, shared by gateways, then 429 for the unknown tokens of that address only', async (t) => {
   // Two clients behind one carrier NAT (one address): a guesser, and a clinic's phone with a valid
   // token. The guesser's unknown tokens are refused once over the limit; the clinic is never
-  // refused because of the address it shares (issue 15 §2).
+  // refused because of the address it shares.
   const nat = '203.0.113.7'
   let n = 0
   const guess = (app: FastifyInstance, token: string, from = nat) => session(app, token, `g-${n++}`, from)

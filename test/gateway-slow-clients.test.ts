@@ -1,4 +1,4 @@
-// Slow and stalled clients (issue 15 §2, "concurrency and timeouts"): 500 connections that
+// Slow and stalled clients: 500 connections that
 // trickle their bodies, plus a few that trickle their headers, against a real gateway PROCESS
 // (so its memory is its own), with short timeouts. Each connection is cut at its timeout and
 // answered 408; the gateway's RSS and its spool directory (chunked photos are spooled to disk)

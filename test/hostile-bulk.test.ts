@@ -2,7 +2,7 @@
 // worker, with the default LOGS_MAX_ENTRIES (10,000). hostile-cases.test.ts covers 100,000-element
 // arrays inside one document; here the entries array is 20,000 by default (HOSTILE_BULK_ENTRIES
 // sets another size; the elapsed time is printed either way). Only the first LOGS_MAX_ENTRIES
-// become documents (issue 15 §2: amplification), and the batch keeps the whole body.
+// become documents (amplification), and the batch keeps the whole body.
 import t from 'tap'
 import { drain, knownGoodRoundTrip, paths, randomId, seedVictim, send, snapshotWorkspace, startHostileStack, waitFor } from './helpers/hostile.ts'
 

@@ -1,4 +1,4 @@
-// Explicit hostile inputs (issue 4 §7), each sent over real HTTP (raw sockets where Node's own
+// Explicit hostile inputs, each sent over real HTTP (raw sockets where Node's own
 // client would refuse to send it) to a real gateway with a real worker behind it. Every case
 // checks the status AND what is stored; the last test checks that nothing crashed, stuck or
 // touched another workspace.

@@ -1,4 +1,4 @@
-// The session enums are the real client's (DESIGN.md §2, issue 11): every value the RDToolkit
+// The session enums are the real client's (docs/architecture.md §1): every value the RDToolkit
 // client can send is stored as valid, through the real gateway and worker on the real stack.
 //
 // The values come from test/fixtures/session-enum-values.json, copied from the client's

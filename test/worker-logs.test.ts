@@ -102,7 +102,7 @@ t.test('a body that is not the expected shape is kept as a batch with no entries
 
 t.test('a body with more than LOGS_MAX_ENTRIES entries: the first ones are stored, the batch keeps the whole body and says it was truncated', async (t) => {
   const ws = randomId('w')
-  // The amplification case of issue 15 §2, scaled down: `[0,0,0,…]` (a bare array of non-objects).
+  // The amplification case, scaled down: `[0,0,0,…]` (a bare array of non-objects).
   const zeros = '[' + Array(MAX_ENTRIES * 40).fill('0').join(',') + ']'
   const data = logsJob(ws, 's1', zeros)
   const { state, returnvalue } = await run(data)

@@ -1,5 +1,5 @@
 // Micro-batching of inserts. FerretDB on SQLite does ~1,400 single insertOne/s but ~10,000
-// docs/s in insertMany batches (DESIGN.md §6), so concurrent jobs' inserts are coalesced into
+// docs/s in insertMany batches (docs/architecture.md §8), so concurrent jobs' inserts are coalesced into
 // one unordered insertMany. Each caller still gets its own answer, and only once the server has
 // acknowledged the batch: a job never completes before its write is durable.
 import { BSON, MongoBulkWriteError, type Collection, type Document } from 'mongodb'

@@ -1,4 +1,4 @@
-// A bounded load of devices, each behaving like the real RDToolkit client (DESIGN.md §2): it
+// A bounded load of devices, each behaving like the real RDToolkit client (docs/architecture.md §1): it
 // uploads its session, then its logs, then its photos in parallel, with trailing slashes, and
 // retries every answer except 200, 201 and 409 (a 503, a 500, a dropped connection) with a small
 // backoff. The real client retries for ever; here retries are bounded in count and time, and

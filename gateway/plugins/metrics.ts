@@ -69,7 +69,7 @@ export default fp<MetricsPluginOptions>(
       registers: [registry],
     })
     // The real client retries every status but 200/201/409 for ever: each of these leaves data
-    // on a phone, so operators must see them, by reason (DESIGN.md §2).
+    // on a phone, so operators must see them, by reason (docs/architecture.md §1).
     const refusals = new Counter({
       name: 'rdt_gateway_refusals_total',
       help: 'Answers the device will retry (every status but 2xx and 409), by route pattern, status and reason',

@@ -17,7 +17,7 @@ import { createS3 } from '../../shared/s3.ts'
 import { streamPut } from '../../shared/s3-stream-put.ts'
 import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
 
-/** The real request bodies (DESIGN.md §2), byte for byte, from test/fixtures/. */
+/** The real request bodies (docs/architecture.md §1), byte for byte, from test/fixtures/. */
 const fixture = (name: string) => readFileSync(new URL(name, fixturesDir), 'utf8')
 export const FIXTURES = {
   sessionRdtoolkit: fixture('session-rdtoolkit.json'),

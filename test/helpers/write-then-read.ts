@@ -2,7 +2,7 @@
 // byte of the answer, like the real client and most HTTP libraries: over node:net, so nothing
 // reads the answer early. If the server answers early and then closes while bytes are still
 // coming, the kernel resets the connection and this client sees EPIPE/ECONNRESET instead of the
-// answer (issue 15 §1). The body goes out in pieces, each written once the last was flushed.
+// answer. The body goes out in pieces, each written once the last was flushed.
 import { connect } from 'node:net'
 import { parseResponses } from './hostile.ts'
 

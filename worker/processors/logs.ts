@@ -2,7 +2,7 @@
 // per entry in test_session_logs. Entry ids are derived from the entry's content, so a replay,
 // even of a differently formatted body carrying the same entries, stores nothing twice.
 //
-// At most LOGS_MAX_ENTRIES entries of a body become documents (issue 15 §2: a 5 MiB body of
+// At most LOGS_MAX_ENTRIES entries of a body become documents (a 5 MiB body of
 // `[0,0,0,…]` is 2.6 million entries, about 17 minutes of worker time from one request). The
 // rest stay in the batch's raw_body, and the batch says so (`truncated`, `stored_entry_count`).
 import { UnrecoverableError, type Job } from 'bullmq'
