@@ -11,8 +11,7 @@ import { readAdminPassword } from '../admin/cli-password.ts'
 import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { createdTokenBlock, failedJobsTable, retryBlock, revalidateBlock, revalidateProgress, shortDate, tokenTable, workspaceTable } from './format.ts'
-import { createJobsAdmin } from './jobs.ts'
-import { revalidateSessions } from './sessions-revalidate.ts'
+import type { JobsAdmin } from './jobs.ts'
 import type { QueueName } from '../shared/queues.ts'
 
 export interface CliIO {
@@ -96,6 +95,8 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
     if (cmd.queues) {
       // The jobs live only in Redis: without it there is nothing to show, so say so plainly.
       if (redis!.status !== 'ready') throw new Error(`Redis at ${redact(config.redisUrl)} is unreachable`)
+      // Loaded only for these commands: BullMQ (jobs) and TypeBox (revalidate) take seconds to load on a busy machine.
+      const { createJobsAdmin } = await import('./jobs.ts')
       await executeJobs(cmd, createJobsAdmin({ redis: redis!, prefix: config.redisPrefix, db }), io, cliActor(io.env))
       return 0
     }
@@ -137,7 +138,7 @@ async function connectRedis(url: string): Promise<Redis> {
   return redis
 }
 
-async function executeJobs(cmd: ParsedCommand, jobs: ReturnType<typeof createJobsAdmin>, io: CliIO, actor: string): Promise<void> {
+async function executeJobs(cmd: ParsedCommand, jobs: JobsAdmin, io: CliIO, actor: string): Promise<void> {
   const asJson = cmd.values.json === true
   const queue = cmd.values.queue as QueueName | undefined // checked against QUEUE_NAMES by the parser
   try {
@@ -261,6 +262,7 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
       const ws = slug === undefined ? null : await admin.getWorkspace(slug)
       // Progress goes to stderr, at most every 5 s, so that --json output stays one document.
       let lastProgress = Date.now()
+      const { revalidateSessions } = await import('./sessions-revalidate.ts')
       const res = await revalidateSessions({
         db,
         actor,
