@@ -6,7 +6,11 @@ import { Redis } from 'ioredis'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { buildDashboard } from '../admin/data/dashboard.ts'
 import { CSV_COLUMNS, csvField } from '../admin/data/export.ts'
-import { contentDisposition } from '../admin/data/media.ts'
+import { contentDisposition, openMedia } from '../admin/data/media.ts'
+import { parse as parseDisposition } from 'content-disposition'
+import type { Client as S3Client } from 'minio'
+import type { Readable } from 'node:stream'
+import { objectKeys } from '../shared/keys.ts'
 import { outcomeOf, validityOf } from '../admin/data/readings.ts'
 import { listSessions, parseFilters } from '../admin/data/sessions.ts'
 import { addAdmin, login, seedMedia, seedSession, sessionBody, startAdmin } from './helpers/admin-support.ts'
@@ -149,16 +153,55 @@ t.test('photos: sniffed type, nosniff, safe Content-Disposition; anything else i
   t.equal(img.statusCode, 200)
   t.equal(img.headers['content-type'], 'image/jpeg')
   t.equal(img.headers['x-content-type-options'], 'nosniff')
-  t.equal(img.headers['content-disposition'], `inline; filename="20210125_111802_cropped.jpg"; filename*=UTF-8''20210125_111802_cropped.jpg`)
+  t.equal(img.headers['content-disposition'], `inline; filename=20210125_111802_cropped.jpg`, 'a plain ASCII name needs no filename*')
   t.equal(img.headers['content-length'], '3000')
   t.ok(img.rawPayload.equals(jpeg), 'byte for byte')
   t.match(img.headers['content-security-policy'], "default-src 'self'")
   const evil = await b.get(`${base}/sessions/s1/media/raw`)
   t.equal(evil.headers['content-type'], 'application/octet-stream')
-  t.match(evil.headers['content-disposition'], /^attachment; filename="evil_name__\.html"; filename\*=UTF-8''evil%22name__\.html$/)
+  t.match(evil.headers['content-disposition'], /^attachment; filename=evil_name__\.html; filename\*=UTF-8''evil%22name__\.html$/)
   t.equal((await b.get(`${base}/sessions/s2/media/cropped`)).statusCode, 404)
   t.equal((await b.get(`/workspaces/${other.id}/sessions/s1/media/cropped`)).statusCode, 404, 'another workspace cannot reach it')
   t.equal(contentDisposition('inline', 'ünïcode "x".jpg'), `inline; filename="_n_code _x_.jpg"; filename*=UTF-8''%C3%BCn%C3%AFcode%20%22x%22.jpg`)
+})
+
+t.test('a file name with an emoji at the 200-character cut: the photo page answers 200 and the S3 stream is closed', async (t) => {
+  const name = 'a'.repeat(199) + '\u{1F600}\u{1F600}.jpg' // the cut at 200 UTF-16 units would split the first emoji
+  const bytes = fakeJpeg(5000)
+  await seedMedia(app.db, s3, config.s3.bucket, { workspaceId: other.id, sessionId: 's1', mediaId: 'emoji', tokenId: 'tother', bytes, filename: name })
+  const res = await b.get(`/workspaces/${other.id}/sessions/s1/media/emoji`)
+  t.equal(res.statusCode, 200)
+  t.ok(res.rawPayload.equals(bytes), 'the whole photo')
+  const parsed = parseDisposition(res.headers['content-disposition'] as string)
+  t.equal(parsed.type, 'inline')
+  t.equal(parsed.parameters.filename, 'a'.repeat(199) + '\u{1F600}', 'cut at 200 code points, the emoji kept whole')
+
+  // The same through openMedia with an S3 client that hands out an observable stream.
+  const streams: Readable[] = []
+  const spy = new Proxy(s3, {
+    get(target, prop, recv) {
+      if (prop === 'getObject') return async (...a: Parameters<S3Client['getObject']>) => { const st = (await target.getObject(...a)) as Readable; streams.push(st); return st }
+      const v = Reflect.get(target, prop, recv)
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+  const key = objectKeys.final(other.id, 's1', 'emoji')
+  for (const filename of [name, '\ud83d' + 'x'.repeat(300), 'x\udc00y', '']) {
+    const m = await openMedia(spy, config.s3.bucket, key, filename)
+    t.doesNotThrow(() => parseDisposition(m.disposition), `a valid header for ${JSON.stringify(filename.slice(0, 5))}…`)
+    const chunks: Buffer[] = []
+    for await (const c of m.body) chunks.push(c as Buffer)
+    t.ok(Buffer.concat(chunks).equals(bytes))
+    t.ok(streams.at(-1)!.destroyed, 'the S3 stream is closed once the body is sent')
+  }
+  // A consumer that stops early (a browser that goes away) closes it too.
+  const early = await openMedia(spy, config.s3.bucket, key, name)
+  early.body.destroy()
+  await new Promise((r) => early.body.once('close', r))
+  const deadline = Date.now() + 5000
+  while (!streams.at(-1)!.destroyed && Date.now() < deadline) await new Promise((r) => setImmediate(r))
+  t.ok(streams.at(-1)!.destroyed, 'closed when the response is abandoned')
+  t.equal(contentDisposition('attachment', '\udfff'), `attachment; filename=_; filename*=UTF-8''%EF%BF%BD`, 'a lone surrogate never throws')
 })
 
 t.test('missing-media report (after the configured delay) and conflicts', async (t) => {
@@ -178,7 +221,7 @@ t.test('exports: CSV and NDJSON, streamed, for a date range', async (t) => {
   const csv = await b.get(`${base}/export?format=csv&from=${from}&to=${today}`)
   t.equal(csv.statusCode, 200)
   t.equal(csv.headers['content-type'], 'text/csv; charset=utf-8')
-  t.match(csv.headers['content-disposition'], /^attachment; filename="clinic-s-sessions-/)
+  t.match(csv.headers['content-disposition'], /^attachment; filename=clinic-s-sessions-/)
   t.equal(csv.headers['transfer-encoding'], 'chunked', 'streamed')
   const lines = csv.body.replace(/^\ufeff/, '').trim().split('\r\n')
   t.equal(lines[0], CSV_COLUMNS.join(','))
@@ -195,6 +238,11 @@ t.test('exports: CSV and NDJSON, streamed, for a date range', async (t) => {
   t.type(docs[0].raw_body, 'string')
   t.equal((await b.get(`${base}/export?format=csv&from=2021-02-01&to=2021-01-01`)).statusCode, 400)
   t.equal(csvField('=HYPERLINK("x")'), `"'=HYPERLINK(""x"")"`, 'no formula injection')
+  // The OWASP list, the full-width forms, and leading white space before any of them.
+  for (const v of ['=1+1', '+1', '-1', '@SUM(A1)', '\tx', '\rx', '\uff1d1+1', '\uff0b1', '\uff0d1', '\uff20SUM(A1)', ' =1', '  \t+1', '\u3000=1', '\u00a0@x', ' \uff1d1', '\n-1']) {
+    t.ok(csvField(v).replace(/^"/, '').startsWith("'"), `guarded: ${JSON.stringify(v)}`)
+  }
+  for (const v of ['abc', '1', ' a=1', 'x@example.org', '{"a":1}', '']) t.notOk(csvField(v).replace(/^"/, '').startsWith("'"), `left alone: ${JSON.stringify(v)}`)
   t.ok(await app.db.collection('audit_log').findOne({ action: 'sessions.export', 'target.format': 'ndjson' }), 'exports are audited')
 })
 

@@ -39,13 +39,21 @@ const text = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 
 const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringify(decodeKeys(v)))
 
 /**
- * One CSV field (RFC 4180). A value starting with = + - @ or a tab/CR is prefixed with a single
- * quote, so a spreadsheet never runs it as a formula (CSV injection); JSON columns start with
- * `{` and are never affected.
+ * A value a spreadsheet could run as a formula (OWASP CSV injection): one that starts with
+ * = + - @, a tab or a carriage return, or their full-width forms ＝ ＋ － ＠ (which some
+ * spreadsheets fold to ASCII), possibly after leading white space (ASCII, no-break, ideographic…),
+ * which spreadsheets trim before parsing.
+ */
+export const FORMULA_START = /^[\s\u00a0\u2000-\u200b\u3000\ufeff]*[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]/
+
+/**
+ * One CSV field (RFC 4180). A value that could start a formula (FORMULA_START) is prefixed with
+ * a single quote, so a spreadsheet never runs it; JSON columns start with `{` and are never
+ * affected.
  */
 export function csvField(value: string): string {
   let v = value
-  if (/^[=+\-@\t\r]/.test(v)) v = `'${v}`
+  if (FORMULA_START.test(v)) v = `'${v}`
   return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v
 }
 
