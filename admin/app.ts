@@ -21,6 +21,7 @@ import tokenRoutes from './routes/tokens.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
 import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
+import { createPasswordChecks, verifyPassword, type PasswordChecks } from './security/passwords.ts'
 import { NotFound } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
 
@@ -32,6 +33,7 @@ declare module 'fastify' {
     tokenAdmin: TokenAdmin
     sessions: SessionStore
     loginLimiter: LoginLimiter
+    passwordChecks: PasswordChecks
     /** Every route registered, for the "nothing without a log-in" test. */
     adminRoutes: { method: string; url: string; public: boolean }[]
     now: () => Date
@@ -44,6 +46,8 @@ export interface AdminDeps {
   adminConfig?: AdminConfig
   logger?: FastifyBaseLogger | false
   now?: () => Date
+  /** Test hook: replaces the scrypt check (to count the verifications a burst of log-ins causes). */
+  verifyPassword?: typeof verifyPassword
 }
 
 /** Sent on every response. Pages have no inline script or style; images come from 'self' or data: (QR codes). */
@@ -56,8 +60,10 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger || undefined,
     logger: deps.logger === undefined ? loggerOptions(config.logLevel, 'admin') : undefined,
-    // Behind a TLS-terminating proxy in production: the client IP (for the log-in limiter) comes from X-Forwarded-For.
-    trustProxy: adminConfig.trustProxy,
+    // Behind a TLS-terminating proxy in production: the client IP (for the log-in limiter and the
+    // audit log) is the address the last `trustProxyHops` proxies saw, as on the gateway: a
+    // function of the hop, never `true`, which would take the leftmost (client-chosen) entry.
+    trustProxy: adminConfig.trustProxyHops > 0 ? (_address: string, hop: number) => hop < adminConfig.trustProxyHops : false,
     routerOptions: { ignoreTrailingSlash: true },
     bodyLimit: 64 * 1024,
   })
@@ -95,6 +101,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
       windowMs: adminConfig.loginWindowMs,
     }),
   )
+  app.decorate('passwordChecks', createPasswordChecks({ maxInFlight: adminConfig.loginMaxInFlight, verify: deps.verifyPassword }))
 
   await app.register(cookie)
   await app.register(formbody)

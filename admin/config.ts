@@ -11,12 +11,21 @@ export interface AdminConfig {
   sessionTtlMs: number
   /** A session's `result.images` key with no uploaded media after this long counts as missing. */
   missingMediaDelayMs: number
-  /** Failed log-ins allowed per email, and per client IP, within `loginWindowMs` before 429. */
+  /**
+   * Log-in attempts allowed per email, and per client IP: a budget of this many that refills
+   * over `loginWindowMs` (one attempt back every window / max). Past it, 429 before any password
+   * is checked. A successful log-in refills the email's budget and gives back its IP attempt.
+   */
   loginMaxPerEmail: number
   loginMaxPerIp: number
   loginWindowMs: number
-  /** Behind a TLS-terminating proxy: take the client IP (for the log-in limiter) from X-Forwarded-For. */
-  trustProxy: boolean
+  /** scrypt verifications running at once in this process (each holds 128 MiB at N=2^17); more wait. */
+  loginMaxInFlight: number
+  /**
+   * Proxies in front of the panel whose X-Forwarded-For is trusted for the client address (the
+   * rightmost `hops` entries; anything a client put further left is ignored). 0 = the socket's address.
+   */
+  trustProxyHops: number
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1'])
@@ -52,6 +61,21 @@ export function loadAdminConfig(config: Config, env: Record<string, string | und
     loginMaxPerEmail: int(env, 'ADMIN_LOGIN_MAX_PER_EMAIL', 5, 1),
     loginMaxPerIp: int(env, 'ADMIN_LOGIN_MAX_PER_IP', 20, 1),
     loginWindowMs: int(env, 'ADMIN_LOGIN_WINDOW_MS', 15 * 60_000, 1000),
-    trustProxy: env.ADMIN_TRUST_PROXY === 'true' || env.ADMIN_TRUST_PROXY === '1',
+    loginMaxInFlight: int(env, 'ADMIN_LOGIN_MAX_IN_FLIGHT', 2, 1, 64),
+    trustProxyHops: trustProxyHops(env),
   }
+}
+
+/**
+ * ADMIN_TRUST_PROXY_HOPS wins; otherwise ADMIN_TRUST_PROXY=true (the older setting, which
+ * compose.yaml uses behind its one Caddy) means exactly one hop, never "trust every hop".
+ */
+function trustProxyHops(env: Record<string, string | undefined>): number {
+  const legacy = env.ADMIN_TRUST_PROXY
+  let legacyHops = 0
+  if (legacy === 'true' || legacy === '1') legacyHops = 1
+  else if (legacy !== undefined && legacy !== '' && legacy !== 'false' && legacy !== '0') fail('ADMIN_TRUST_PROXY', `must be true or false, got "${legacy}"`)
+  const hops = env.ADMIN_TRUST_PROXY_HOPS
+  if (hops === undefined || hops === '') return legacyHops
+  return int(env, 'ADMIN_TRUST_PROXY_HOPS', 0, 0, 10)
 }

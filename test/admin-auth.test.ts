@@ -3,7 +3,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { createS3, ensureBucket } from '../shared/s3.ts'
-import { hashPassword, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
+import { hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
+import { randomBytes } from 'node:crypto'
 import { addAdmin, browser, csrfOf, login, seedMedia, seedSession, sessionBody, startAdmin, TEST_PASSWORD } from './helpers/admin-support.ts'
 import { isLocalHttp, loadAdminConfig } from '../admin/config.ts'
 import { CSP } from '../admin/app.ts'
@@ -24,8 +25,8 @@ await addAdmin(app, 'ops@example.org')
 
 t.test('passwords are scrypt hashes with their parameters', async (t) => {
   const h = await hashPassword('a long enough password')
-  t.match(h, { alg: 'scrypt', N: 2 ** 15, r: 8, p: 1 })
-  t.equal(SCRYPT_PARAMS.N, 32768)
+  t.match(h, { alg: 'scrypt', N: 2 ** 17, r: 8, p: 1 })
+  t.equal(SCRYPT_PARAMS.N, 131072, 'at least N=2^17 (maxmem is passed: 128 MiB)')
   t.equal(Buffer.from(h.salt, 'base64').length, 16)
   t.ok(await verifyPassword('a long enough password', h))
   t.notOk(await verifyPassword('a long enough passwort', h))
@@ -118,7 +119,7 @@ t.test('failed log-ins are rate-limited per email and per IP (429, in Redis)', a
   const blocked = await b.post('/login', { _csrf: csrfOf(body), email: 'limited@example.org', password: TEST_PASSWORD })
   t.equal(blocked.statusCode, 429, 'even the right password waits')
   t.ok(Number(blocked.headers['retry-after']) > 0)
-  t.match(blocked.body, 'Too many failed log-ins')
+  t.match(blocked.body, 'Too many log-in attempts')
   const keys = await redis.keys(`${config.redisPrefix}:admin:login-fail:*`)
   t.ok(keys.length >= 2, 'counters live in Redis under the prefix')
   t.notOk(keys.some((k) => k.includes('limited@')), 'emails are hashed in key names')
@@ -131,6 +132,96 @@ t.test('failed log-ins are rate-limited per email and per IP (429, in Redis)', a
   }
   t.ok(ipBlocked, 'the IP is blocked after too many failures across emails')
   await redis.del(...keys, ...(await redis.keys(`${config.redisPrefix}:admin:login-fail:*`)))
+})
+
+t.test('100 parallel wrong passwords for one email: at most the limit are verified, the rest get 429; another admin on the same address still logs in at once', async (t) => {
+  await addAdmin(app, 'burst@example.org')
+  await addAdmin(app, 'colleague@example.org')
+  const page = await browser(app).get('/login')
+  const csrf = csrfOf(page.body)
+  const cookie = `rdt_admin_login=${csrf}`
+  const before = app.passwordChecks.stats.verified
+  const res = await Promise.all(
+    Array.from({ length: 100 }, () =>
+      app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, payload: `_csrf=${csrf}&email=burst%40example.org&password=wrong+password+${randomBytes(4).toString('hex')}` }),
+    ),
+  )
+  const codes = res.map((r) => r.statusCode)
+  const verified = app.passwordChecks.stats.verified - before
+  t.ok(verified <= 3, `${verified} scrypt verifications for 100 attempts (limit 3)`)
+  t.equal(codes.filter((c) => c === 401).length, verified, 'each verified attempt is a 401')
+  t.equal(codes.filter((c) => c === 429).length, 100 - verified, 'every other one is a 429')
+  t.ok(res.filter((r) => r.statusCode === 429).every((r) => Number(r.headers['retry-after']) > 0), 'with Retry-After')
+  t.equal(await app.db.collection('audit_log').countDocuments({ action: 'admin.login_failed', 'target.email': 'burst@example.org' }), verified, 'the audit log agrees')
+  // Same address (app.inject: 127.0.0.1), another account, the right password: in at once.
+  const t0 = Date.now()
+  const colleague = await login(app, 'colleague@example.org')
+  t.ok(colleague.csrf, `the colleague logged in (${Date.now() - t0} ms)`)
+  t.equal((await login(app, 'burst@example.org').catch((e: Error) => e.message)).toString().includes('429'), true, 'the attacked account itself waits for its budget to refill')
+})
+
+t.test('an address that sprays many emails is slowed to its refill rate, not locked out for the window', async (t) => {
+  const { app: sprayApp } = await startAdmin(config, { adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 4, loginWindowMs: 15 * 60_000, trustProxyHops: 1 } })
+  t.teardown(() => sprayApp.close())
+  const b = browser(sprayApp)
+  let body = (await b.get('/login')).body
+  const xff = { 'x-forwarded-for': '198.51.100.7' }
+  let last = null as null | Awaited<ReturnType<typeof b.post>>
+  for (let i = 0; i < 5; i++) {
+    last = await b.post('/login', { _csrf: csrfOf(body), email: `spray${i}@example.org`, password: 'not the password' }, xff)
+    body = last.body
+  }
+  t.equal(last!.statusCode, 429, 'the 5th attempt from the address (budget 4) waits')
+  const retry = Number(last!.headers['retry-after'])
+  t.ok(retry > 0 && retry <= (15 * 60) / 4, `Retry-After ${retry} s: one attempt comes back every window / budget (225 s), not the whole 15 minutes`)
+  const other = await b.post('/login', { _csrf: csrfOf(body), email: 'ops@example.org', password: TEST_PASSWORD }, { 'x-forwarded-for': '198.51.100.8' })
+  t.equal(other.statusCode, 303, 'another address is not affected')
+})
+
+t.test('proxy trust is a hop count: a spoofed leftmost X-Forwarded-For changes nothing', async (t) => {
+  t.equal(loadAdminConfig(config, {}).trustProxyHops, 0)
+  t.equal(loadAdminConfig(config, { ADMIN_TRUST_PROXY: 'true' }).trustProxyHops, 1, 'ADMIN_TRUST_PROXY=true (compose.yaml) means one hop')
+  t.equal(loadAdminConfig(config, { ADMIN_TRUST_PROXY: 'false' }).trustProxyHops, 0)
+  t.equal(loadAdminConfig(config, { ADMIN_TRUST_PROXY_HOPS: '2' }).trustProxyHops, 2)
+  t.equal(loadAdminConfig(config, { ADMIN_TRUST_PROXY: 'true', ADMIN_TRUST_PROXY_HOPS: '0' }).trustProxyHops, 0, 'the hop count wins')
+  t.throws(() => loadAdminConfig(config, { ADMIN_TRUST_PROXY_HOPS: 'all' }), /ADMIN_TRUST_PROXY_HOPS/)
+  t.throws(() => loadAdminConfig(config, { ADMIN_TRUST_PROXY: 'yes' }), /ADMIN_TRUST_PROXY/)
+
+  const { app: proxied } = await startAdmin(config, { adminConfig: loadAdminConfig(config, { ADMIN_TRUST_PROXY: 'true' }) })
+  t.teardown(() => proxied.close())
+  const b = browser(proxied)
+  let body = (await b.get('/login')).body
+  // What a client behind one proxy (Caddy appends the address it saw) sends, with made-up entries on the left.
+  for (const spoof of ['1.2.3.4', '5.6.7.8, 9.9.9.9', 'garbage']) {
+    const r = await b.post('/login', { _csrf: csrfOf(body), email: 'proxied@example.org', password: 'not the password' }, { 'x-forwarded-for': `${spoof}, 203.0.113.9` })
+    body = r.body
+  }
+  const ips = (await proxied.db.collection('audit_log').find({ action: 'admin.login_failed', 'target.email': 'proxied@example.org' }).toArray()).map((a) => a.target.ip)
+  t.same(ips, ['203.0.113.9', '203.0.113.9', '203.0.113.9'], 'the address the trusted proxy saw, whatever the client wrote')
+  const direct = await startAdmin(config, { adminConfig: loadAdminConfig(config, {}) })
+  t.teardown(() => direct.app.close())
+  const d = browser(direct.app)
+  const dr = await d.post('/login', { _csrf: csrfOf((await d.get('/login')).body), email: 'direct@example.org', password: 'not the password' }, { 'x-forwarded-for': '1.2.3.4' })
+  t.equal(dr.statusCode, 401)
+  t.equal((await direct.app.db.collection('audit_log').findOne({ 'target.email': 'direct@example.org' }))?.target.ip, '127.0.0.1', 'without trust, X-Forwarded-For is ignored')
+})
+
+t.test('a hash with older scrypt parameters is upgraded at the next successful log-in', async (t) => {
+  const old = await hashPassword(TEST_PASSWORD, { N: 2 ** 14, r: 8, p: 1 })
+  t.ok(needsRehash(old))
+  t.notOk(needsRehash(await hashPassword('another long password')))
+  await app.db.collection('admin_users').insertOne({ _id: 'uold' as never, email: 'old@example.org', password: old, created_at: new Date(), disabled: false })
+  const wrong = browser(app)
+  const w = await wrong.post('/login', { _csrf: csrfOf((await wrong.get('/login')).body), email: 'old@example.org', password: 'not the password' })
+  t.equal(w.statusCode, 401)
+  t.match((await app.db.collection('admin_users').findOne({ email: 'old@example.org' }))!.password, { N: 2 ** 14 }, 'a wrong password upgrades nothing')
+  await login(app, 'old@example.org')
+  const stored = (await app.db.collection('admin_users').findOne({ email: 'old@example.org' }))!.password
+  t.match(stored, { alg: 'scrypt', N: SCRYPT_PARAMS.N, r: 8, p: 1 })
+  t.not(stored.salt, old.salt, 'a new salt')
+  t.ok(await verifyPassword(TEST_PASSWORD, stored))
+  t.ok(await app.db.collection('audit_log').findOne({ action: 'admin.password_rehash', 'target.user_id': 'uold', 'target.from.N': 2 ** 14, 'target.to.N': SCRYPT_PARAMS.N }), 'audited')
+  await login(app, 'old@example.org') // and it still works
 })
 
 t.test('log-out ends the session; an expired session is refused', async (t) => {

@@ -2,7 +2,7 @@
 // session yet); failed attempts are counted per email and per IP and answered 429 past the limit.
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { verifyPassword, burnPasswordCheck } from '../security/passwords.ts'
+import { needsRehash, PasswordChecksBusy } from '../security/passwords.ts'
 import { cookieOptions, safeEqual } from '../security/auth.ts'
 import { adminCollections, normaliseEmail } from '../users.ts'
 import { html } from '../views/html.ts'
@@ -70,7 +70,8 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
     const email = normaliseEmail(emailRaw) ?? emailRaw.trim().toLowerCase()
     let wait: number | null
     try {
-      wait = await app.loginLimiter.blocked(email, request.ip)
+      // Charged before the password is checked, atomically: parallel guesses cannot all pass.
+      wait = await app.loginLimiter.take(email, request.ip)
     } catch (err) {
       // Fail closed: without the limiter, passwords could be guessed without limit.
       request.log.error({ err: (err as Error).message }, 'log-in limiter unavailable')
@@ -78,16 +79,29 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
     }
     if (wait !== null) {
       reply.header('retry-after', String(Math.ceil(wait / 1000)))
-      return html400(429, `Too many failed log-ins. Try again in ${Math.ceil(wait / 60_000)} minute(s).`)
+      return html400(429, `Too many log-in attempts. Try again in ${wait < 60_000 ? `${Math.ceil(wait / 1000)} second(s)` : `${Math.ceil(wait / 60_000)} minute(s)`}.`)
     }
     const user = await users.findOne({ email })
-    const ok = user && !user.disabled ? await verifyPassword(password, user.password) : (await burnPasswordCheck(password), false)
+    let ok: boolean
+    try {
+      ok = user && !user.disabled ? await app.passwordChecks.verify(password, user.password) : await app.passwordChecks.burn(password)
+    } catch (err) {
+      if (!(err instanceof PasswordChecksBusy)) throw err
+      reply.header('retry-after', '1')
+      return html400(429, 'Too many log-ins are being checked right now. Try again in a second.')
+    }
     if (!ok || !user) {
-      await app.loginLimiter.fail(email, request.ip).catch(() => {})
       await audit('anonymous', 'admin.login_failed', { email, ip: request.ip })
       return html400(401, 'Wrong email or password.')
     }
-    await app.loginLimiter.succeed(email).catch(() => {})
+    await app.loginLimiter.succeed(email, request.ip).catch(() => {})
+    if (needsRehash(user.password)) {
+      // Stored with older (weaker) parameters: upgrade now that the password is known. Conditional
+      // on the old hash, so a password reset meanwhile is never overwritten.
+      const upgraded = await app.passwordChecks.hash(password).catch(() => null) // busy: upgrade at the next log-in
+      const res = upgraded && (await users.updateOne({ _id: user._id, 'password.hash': user.password.hash }, { $set: { password: upgraded } }))
+      if (upgraded && res && res.modifiedCount === 1) await audit(`admin:${user.email}`, 'admin.password_rehash', { user_id: user._id, from: { N: user.password.N, r: user.password.r, p: user.password.p }, to: { N: upgraded.N, r: upgraded.r, p: upgraded.p } })
+    }
     const { id, doc } = await app.sessions.create(user)
     reply.setCookie(names.session, id, cookieOptions(secure, doc.expires_at.getTime() - doc.created_at.getTime()))
     reply.clearCookie(names.login, cookieOptions(secure))
