@@ -1,6 +1,6 @@
 // buildGateway(deps) returns the Fastify app; server.ts only starts it. The gateway is
 // deliberately thin: authenticate the DSN, claim the idempotency key, enqueue, answer.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifySchema } from 'fastify'
 import type { Socket } from 'node:net'
 import type { Config } from '../shared/config.ts'
 import { loggerOptions, redactUrl } from '../shared/logger.ts'
@@ -30,6 +30,8 @@ declare module 'fastify' {
     tokenCache: TokenCache
     /** Whether every Lua script is loaded on the current Redis connection (/readyz waits for it). */
     scripts: ScriptLoader
+    /** Every route as registered, with its schema (test/openapi.test.ts compares them with the OpenAPI document). */
+    gatewayRoutes: { method: string; url: string; schema: FastifySchema | undefined }[]
   }
 }
 
@@ -97,6 +99,8 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
       socket.destroy(err)
     },
   })
+  app.decorate('gatewayRoutes', [])
+  app.addHook('onRoute', (r) => void app.gatewayRoutes.push(...[r.method].flat().map((method) => ({ method, url: r.url, schema: r.schema }))))
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
     request.log.info({ url: redactUrl(request.url) }, 'no such route')

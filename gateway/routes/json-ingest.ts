@@ -1,5 +1,6 @@
 // The two JSON endpoints: the session and its logs. Both take the exact request bytes, check
 // they are JSON, claim an idempotency key and enqueue one small job: two Redis round trips.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { createHash } from 'node:crypto'
@@ -11,7 +12,8 @@ import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { HttpError, unavailable } from '../errors.ts'
 import type { InFlightLimiter } from '../in-flight.ts'
 import { claimLimited, tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
-import { validIds } from './params.ts'
+import { logsSchema, sessionSchema } from '../route-schemas.ts'
+import { ingestValidatorCompiler, validIds } from './params.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -32,8 +34,6 @@ interface Deps {
   /** TEST HOOK only (Config.faultPauseAfterClaimMs); 0 in every real deployment. */
   faultPauseAfterClaimMs?: number
 }
-
-type Params = { dsn: string; session: string }
 
 export const REDACTED_TOKEN = '[redacted-dsn-token]'
 
@@ -70,8 +70,12 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   // the exact bytes are what we store and hash.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.maxJsonBytes }, (_req, body, done) => done(null, body))
+  // Params, headers and responses from gateway/route-schemas.ts (generated from gateway/schemas.ts);
+  // no body schema: the body stays raw.
+  app.setValidatorCompiler(ingestValidatorCompiler)
+  const api = app.withTypeProvider<TypeBoxTypeProvider>()
 
-  function prepare(request: FastifyRequest<{ Params: Params }>) {
+  function prepare(request: FastifyRequest & { params: { dsn: string } }) {
     const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
     // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
     const sha256 = createHash('sha256').update(raw).digest('hex')
@@ -91,7 +95,8 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   const limits = (request: FastifyRequest, bytes: number) =>
     [tokenRateLimit(deps.redisPrefix, request.ingest), workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, bytes)] as const
 
-  app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session', {
+  api.put('/ingest/:dsn/test_session/:session', {
+    schema: sessionSchema,
     onRequest: async (request, reply) => {
       takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)
@@ -133,7 +138,8 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     },
   })
 
-  app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/logs', {
+  api.put('/ingest/:dsn/test_session/:session/logs', {
+    schema: logsSchema,
     onRequest: async (request, reply) => {
       takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
       validIds(request.params)

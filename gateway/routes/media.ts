@@ -1,5 +1,6 @@
 // The media endpoint. The photo is streamed from the device's socket to a staging object in S3
 // (never held in memory, never in Redis); the job is only a claim check on that object.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
@@ -20,7 +21,8 @@ import { HttpError, isStorageUnavailable, unavailable } from '../errors.ts'
 import type { IdempotencyStore } from '../idempotency.ts'
 import type { InFlightLimiter } from '../in-flight.ts'
 import { claimLimited, tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
-import { validIds } from './params.ts'
+import { mediaSchema } from '../route-schemas.ts'
+import { ingestValidatorCompiler, validIds } from './params.ts'
 
 interface Deps {
   redisPrefix: string
@@ -35,8 +37,6 @@ interface Deps {
   /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
   workspaceBytesPerMinute: number
 }
-
-type Params = { dsn: string; session: string; media: string }
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -73,8 +73,12 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, _payload, done) => done(null))
   app.decorateRequest('declaredContentType', null)
+  // Params, headers and responses from gateway/route-schemas.ts (generated from gateway/schemas.ts);
+  // no body schema: the handler streams the body.
+  app.setValidatorCompiler(ingestValidatorCompiler)
 
-  app.put<{ Params: Params }>('/ingest/:dsn/test_session/:session/media/:media', {
+  app.withTypeProvider<TypeBoxTypeProvider>().put('/ingest/:dsn/test_session/:session/media/:media', {
+    schema: mediaSchema,
     onRequest: async (request, reply) => {
       request.declaredContentType = takeContentType(request) ?? null
       validIds(request.params)
