@@ -156,5 +156,6 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(sessionRoutes)
   await app.register(reportRoutes)
   await app.register(auditRoutes)
+  await app.register(import('./routes/docs.ts')) // the gateway's OpenAPI document and its page, /docs
   return app
 }
