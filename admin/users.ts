@@ -68,3 +68,41 @@ export async function ensureAdminUserIndexes(db: Db): Promise<void> {
   const c = adminCollections(db)
   await Promise.all([c.users.createIndex({ email: 1 }, { unique: true }), c.sessions.createIndex({ expires_at: 1 })])
 }
+
+/**
+ * `admin disable <email>`: the account can no longer log in, and every session it has ends at
+ * once (deleted; a session lookup also refuses a disabled user, so one created concurrently is
+ * refused too). Audited as `admin.disable` with the number of sessions ended.
+ */
+export async function disableAdminUser(db: Db, emailInput: string, actor: string): Promise<{ id: string; email: string; already_disabled: boolean; sessions_ended: number }> {
+  const email = normaliseEmail(emailInput)
+  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
+  const c = adminCollections(db)
+  const user = await c.users.findOne({ email })
+  if (!user) throw new AdminUserError(`no admin "${email}"`)
+  await c.users.updateOne({ _id: user._id }, { $set: { disabled: true } })
+  const ended = await c.sessions.deleteMany({ user_id: user._id })
+  const res = { id: user._id, email, already_disabled: user.disabled === true, sessions_ended: ended.deletedCount }
+  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.disable', target: { user_id: user._id, email, already_disabled: res.already_disabled, sessions_ended: res.sessions_ended } })
+  return res
+}
+
+/**
+ * `admin reset-password <email>`: a new password (same policy as `admin create`, hashed with
+ * today's parameters); the account's sessions end, so whoever knew the old password is logged
+ * out. A disabled account stays disabled. Audited as `admin.reset_password` (never the password).
+ */
+export async function resetAdminPassword(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string; disabled: boolean; sessions_ended: number }> {
+  const email = normaliseEmail(emailInput)
+  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
+  const problem = checkPasswordPolicy(password)
+  if (problem) throw new AdminUserError(problem)
+  const c = adminCollections(db)
+  const user = await c.users.findOne({ email })
+  if (!user) throw new AdminUserError(`no admin "${email}"`)
+  await c.users.updateOne({ _id: user._id }, { $set: { password: await hashPassword(password) } })
+  const ended = await c.sessions.deleteMany({ user_id: user._id })
+  const res = { id: user._id, email, disabled: user.disabled === true, sessions_ended: ended.deletedCount }
+  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.reset_password', target: { user_id: user._id, email, sessions_ended: res.sessions_ended } })
+  return res
+}

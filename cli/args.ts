@@ -49,7 +49,16 @@ export const COMMANDS = {
   },
   'token list': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'token revoke': { positionals: ['id'], options: json, writes: true },
+  'token rotate': {
+    positionals: ['id'],
+    options: { grace: { type: 'string' }, ...json },
+    required: ['grace'],
+    writes: true,
+    check: (_a, v) => (/^(0|[1-9][0-9]{0,6}[smhd])$/.test(String(v.grace)) ? null : '--grace must be 0 or a number with a unit: 90s, 30m, 1h, 7d (at most 90d)'),
+  },
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
+  'admin disable': { positionals: ['email'], options: json, writes: false },
+  'admin reset-password': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
   // Rewrites test_sessions documents but needs no Redis (like `admin create`, writes: false).
   'sessions revalidate': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'jobs failed': {
@@ -100,9 +109,12 @@ tokens:
                [--label L] [--expires ISO-8601] [--json]
   token list [--workspace <slug>] [--json]
   token revoke <id> [--json]
+  token rotate <id> --grace <0|90s|30m|1h|7d> [--json]
 
 admin panel users:
   admin create <email> [--password-stdin] [--json]
+  admin disable <email> [--json]
+  admin reset-password <email> [--password-stdin] [--json]
 
 stored sessions:
   sessions revalidate [--workspace <slug>] [--json]
@@ -118,7 +130,10 @@ Slugs: 1-63 of a-z, 0-9 and '-'. Permissions default to all three. --expires tak
 a date (2030-01-31) or a date-time (2030-01-31T12:00:00Z; no offset means UTC).
 set-rate-limit: requests per minute per token of the workspace (0 = no limit), or
 "default" for the gateways' RATE_LIMIT_PER_MINUTE.
-admin create asks for the password twice (no echo), or reads it from stdin with --password-stdin.
+admin create and admin reset-password ask for the password twice (no echo), or read it from
+stdin with --password-stdin. admin disable and admin reset-password end the admin's sessions.
+token rotate issues a new token like the old one; the old one keeps working for the grace
+period (at most 90d; 0 = it stops now, and the command exits 1 if the gateways were not told).
 jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
 sessions revalidate recomputes the normalised fields and validation of stored sessions from
 their raw_body with the current rules (e.g. after an upgrade); safe to re-run and to interrupt.

@@ -115,7 +115,7 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
         )
       },
     })
-    return (await execute(cmd, admin, io, cliActor(io.env), db)) ?? 0
+    return (await execute(cmd, admin, io, cliActor(io.env), db, { redis: redis ?? null, prefix: config.redisPrefix })) ?? 0
   } catch (err) {
     io.err(`error: ${(err as Error).message}\n`)
     return 1
@@ -176,7 +176,7 @@ function unconfirmed(io: CliIO, what: string, again: string): number {
 }
 
 /** Runs one command; returns the exit code when it is not 0. */
-async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db): Promise<number | void> {
+async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db, mirror: { redis: Redis | null; prefix: string }): Promise<number | void> {
   const asJson = cmd.values.json === true
   const str = (k: string): string | undefined => {
     const v = cmd.values[k]
@@ -249,6 +249,30 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
         : `Token ${res.id} revoked.\n`
       print(io, asJson, res, human)
       if (!res.mirrored) return unconfirmed(io, `the revocation of ${res.id}`, `npm run cli -- token revoke ${res.id}`)
+      return
+    }
+    case 'token rotate': {
+      const { parseGrace, tokenRotate } = await import('./admin-commands.ts')
+      const graceMs = parseGrace(str('grace')!)
+      if (graceMs === null) throw new Error(`invalid --grace "${str('grace')}": use 0 or 90s, 30m, 1h, 7d … (at most 90 days)`)
+      const { res, json, human } = await tokenRotate({ db, redis: mirror.redis, prefix: mirror.prefix, admin }, cmd.args.id!, graceMs, actor)
+      print(io, asJson, json, human)
+      // With no grace the old token stops now: like a revocation, an unconfirmed push is a failure.
+      // (Rotating again is refused, the old token being expired: `token revoke` pushes it.)
+      if (graceMs === 0 && !res.old_mirrored) return unconfirmed(io, `the end of ${res.old_id}`, `npm run cli -- token revoke ${res.old_id}`)
+      return
+    }
+    case 'admin disable': {
+      const { adminDisable } = await import('./admin-commands.ts')
+      const { res, human } = await adminDisable(db, cmd.args.email!, actor)
+      print(io, asJson, res, human)
+      return
+    }
+    case 'admin reset-password': {
+      const { adminResetPassword } = await import('./admin-commands.ts')
+      const password = await (io.readPassword ?? readAdminPassword)(cmd.values['password-stdin'] === true)
+      const { res, human } = await adminResetPassword(db, cmd.args.email!, password, actor)
+      print(io, asJson, res, human)
       return
     }
     case 'admin create': {

@@ -1,5 +1,6 @@
-// `npm run cli -- admin create <email>`: the first admin, with the password from stdin.
+// `npm run cli -- admin create|disable|reset-password <email>`, as real processes.
 import t from 'tap'
+import { startAdmin, login, browser, csrfOf } from './helpers/admin-support.ts'
 import { spawn } from 'node:child_process'
 import { connectMongo } from '../shared/mongo.ts'
 import { verifyPassword, type PasswordHash } from '../admin/security/passwords.ts'
@@ -61,4 +62,61 @@ t.test('runCli uses the injected password reader', async (t) => {
   const bad = await runCli(['admin', 'create'], { out: () => {}, err: (s) => (err += s), env })
   t.equal(bad, 2)
   t.match(err, 'needs <email>')
+})
+
+t.test('admin disable (real process): the sessions end at once, log-in is refused, audited', async (t) => {
+  const { app } = await startAdmin(config)
+  t.teardown(() => app.close())
+  t.equal((await cli(['admin', 'create', 'leaver@example.org', '--password-stdin'], 'the leaver password\n')).code, 0)
+  t.equal((await cli(['admin', 'create', 'stayer@example.org', '--password-stdin'], 'the stayer password\n')).code, 0)
+  const a = await login(app, 'leaver@example.org', 'the leaver password')
+  const a2 = await login(app, 'leaver@example.org', 'the leaver password')
+  const other = await login(app, 'stayer@example.org', 'the stayer password')
+  t.equal((await a.get('/workspaces')).statusCode, 200)
+
+  const res = await cli(['admin', 'disable', 'Leaver@Example.org', '--json'], '')
+  t.equal(res.code, 0, res.err)
+  t.match(JSON.parse(res.out), { email: 'leaver@example.org', already_disabled: false, sessions_ended: 2 })
+  for (const b of [a, a2]) t.equal((await b.get('/workspaces')).statusCode, 303, 'the session no longer works, at once')
+  t.equal((await other.get('/workspaces')).statusCode, 200, "another admin's session is untouched")
+  await t.rejects(login(app, 'leaver@example.org', 'the leaver password'), /401/, 'a disabled admin cannot log in')
+  t.equal(await db.collection('admin_sessions').countDocuments({ email: 'leaver@example.org' }), 0)
+  t.match(await db.collection('audit_log').findOne({ action: 'admin.disable' }), { actor: /^cli:/, target: { email: 'leaver@example.org', sessions_ended: 2 } })
+
+  const again = await cli(['admin', 'disable', 'leaver@example.org'], '')
+  t.equal(again.code, 0)
+  t.match(again.out, 'was already disabled')
+  const unknown = await cli(['admin', 'disable', 'nobody@example.org'], '')
+  t.equal(unknown.code, 1)
+  t.match(unknown.err, 'no admin "nobody@example.org"')
+})
+
+t.test('admin reset-password --password-stdin (real process): the new password works, the old one and its sessions do not', async (t) => {
+  const { app } = await startAdmin(config)
+  t.teardown(() => app.close())
+  t.equal((await cli(['admin', 'create', 'forgetful@example.org', '--password-stdin'], 'the first password\n')).code, 0)
+  const before = await login(app, 'forgetful@example.org', 'the first password')
+
+  const res = await cli(['admin', 'reset-password', 'forgetful@example.org', '--password-stdin', '--json'], 'the second password\n')
+  t.equal(res.code, 0, res.err)
+  t.match(JSON.parse(res.out), { email: 'forgetful@example.org', sessions_ended: 1, disabled: false })
+  t.notMatch(res.out + res.err, 'second password', 'the password is never printed')
+  t.equal((await before.get('/workspaces')).statusCode, 303, 'sessions made with the old password end')
+  const b = browser(app)
+  const old = await b.post('/login', { _csrf: csrfOf((await b.get('/login')).body), email: 'forgetful@example.org', password: 'the first password' })
+  t.equal(old.statusCode, 401, 'the old password is refused')
+  t.ok(await login(app, 'forgetful@example.org', 'the second password'), 'the new one works')
+  const audit = await db.collection('audit_log').findOne({ action: 'admin.reset_password' })
+  t.match(audit, { actor: /^cli:/, target: { email: 'forgetful@example.org', sessions_ended: 1 } })
+  t.notMatch(JSON.stringify(audit), 'second password')
+
+  const short = await cli(['admin', 'reset-password', 'forgetful@example.org', '--password-stdin'], 'short')
+  t.equal(short.code, 1)
+  t.match(short.err, 'at least 12 characters')
+  const unknown = await cli(['admin', 'reset-password', 'nobody@example.org', '--password-stdin'], 'a long enough password')
+  t.equal(unknown.code, 1)
+  t.match(unknown.err, 'no admin')
+  const noTty = await cli(['admin', 'reset-password', 'forgetful@example.org'], '')
+  t.equal(noTty.code, 1)
+  t.match(noTty.err, '--password-stdin')
 })
