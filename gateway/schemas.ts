@@ -245,7 +245,7 @@ export const apiRoutes: ApiRoute[] = [
     tag: 'ingest',
     summary: 'Upload a finished test session',
     description:
-      'The session JSON, sent first. Idempotent per (workspace, session GUID): the first upload is answered 201, every later one 409, whatever its body. A later *different* body is kept for operators (`test_session_conflicts`) but does not replace the first. Also served as `/ingest/{dsn}/test_session/{session}/`, which is what RDToolkit sends.',
+      'The session JSON, sent first. Idempotent per (workspace, session GUID): the first upload is answered 201, every later one 409, whatever its body. A later body that differs is kept for operators (`test_session_conflicts`) but does not replace the first. Also served as `/ingest/{dsn}/test_session/{session}/`, which is what RDToolkit sends.',
     schema: sessionSchema,
     requestBody: {
       description: `A test session as RDToolkit sends it, described by SessionBody. Accepted even when it does not match: any JSON object is stored, flagged with \`validation.ok: false\` and the reasons. Only a body that is not JSON, or not a JSON object, is refused (400). ${ANY_TYPE} At most MAX_JSON_BYTES (5 MiB by default).`,
@@ -288,7 +288,7 @@ export const apiRoutes: ApiRoute[] = [
     schema: mediaSchema,
     requestBody: {
       description:
-        'The image bytes, unchanged (RDToolkit sends full-resolution JPEGs of 1–6 MB with `Content-Type: image/jpeg`). Any `Content-Type` is accepted and kept as metadata; the stored type is sniffed from the bytes. At most MAX_MEDIA_BYTES (the default is in the README).',
+        'The image bytes, unchanged (RDToolkit sends full-resolution JPEGs of 1–6 MB with `Content-Type: image/jpeg`). Any `Content-Type` is accepted and kept as metadata; the stored type is sniffed from the bytes. At most MAX_MEDIA_BYTES (50 MiB by default).',
       content: { 'image/jpeg': {}, '*/*': {} },
     },
     responses: {

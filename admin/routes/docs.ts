@@ -12,20 +12,23 @@ import { who } from './common.ts'
 
 type Json = Record<string, any>
 
-/** The little Markdown the descriptions use: paragraphs, `code`, **bold** and [links](https://…). */
+/** Inline Markdown of the descriptions: `code`, **bold** and [links](https://…); everything else escaped. */
+function inline(text: string): string {
+  return text
+    .split(/(`[^`]+`)/)
+    .map((part) =>
+      part.length > 1 && part.startsWith('`') && part.endsWith('`')
+        ? `<code>${escapeHtml(part.slice(1, -1))}</code>`
+        : escapeHtml(part)
+            .replace(/\*\*(.+?)\*\*/g, '<strong>$1</strong>')
+            .replace(/\[([^\]]+)\]\((https:\/\/[^)\s]+)\)/g, '<a href="$2" rel="noreferrer">$1</a>'),
+    )
+    .join('')
+}
+
+/** The little Markdown the descriptions use: paragraphs of inline Markdown. */
 function markdown(text: string | undefined): SafeHtml {
   if (!text) return html``
-  const inline = (s: string) =>
-    s
-      .split(/(`[^`]+`)/)
-      .map((part) =>
-        part.startsWith('`') && part.endsWith('`') && part.length > 1
-          ? `<code>${escapeHtml(part.slice(1, -1))}</code>`
-          : escapeHtml(part)
-              .replace(/\*\*(.+?)\*\*/g, '<strong>$1</strong>')
-              .replace(/\[([^\]]+)\]\((https:\/\/[^)\s]+)\)/g, '<a href="$2" rel="noreferrer">$1</a>'),
-      )
-      .join('')
   return raw(
     text
       .split(/\n{2,}/)
@@ -71,7 +74,7 @@ export function docsPage(doc: Json): SafeHtml {
   const ops = Object.entries(doc.paths as Json).flatMap(([path, item]) => Object.entries(item as Json).map(([method, op]) => ({ path, method, op: op as Json })))
   return html`<h1>${doc.info.title} <small>OpenAPI ${doc.openapi} · version ${doc.info.version} · <a href="/docs/openapi.json">openapi.json</a></small></h1>
     <div class="card">${markdown(doc.info.description)}
-      <p class="muted">Servers: ${(doc.servers as Json[]).map((s) => html`<code>${s.url}</code> (${s.description}) `)}</p></div>
+      <h3>Servers</h3>${(doc.servers as Json[]).map((s) => html`<p><code>${s.url}</code>: ${raw(inline(String(s.description ?? '')))}</p>`)}</div>
     <table id="operations"><thead><tr><th>Method</th><th>Path</th><th>Summary</th><th>Statuses</th></tr></thead><tbody>${ops.map(
       ({ path, method, op }) =>
         html`<tr><td>${method.toUpperCase()}</td><td class="mono"><a href="#${op.operationId}">${path}</a></td><td>${op.summary}</td><td class="mono">${Object.keys(op.responses).join(' ')}</td></tr>`,
