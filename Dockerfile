@@ -4,9 +4,10 @@
 # image has production dependencies only, so no tsx, esbuild or TypeScript.
 #
 # The Node.js version is set here and nowhere else: NODE_VERSION names the official image
-# node:<NODE_VERSION>-bookworm-slim for both stages (e.g. 24.19.0 for Node.js 24 LTS; package.json
-# "engines" must agree). 20.20.2 is Node.js 20's last release (end of life 2026-04-30).
-ARG NODE_VERSION=20.20.2
+# node:<NODE_VERSION>-bookworm-slim for both stages. Node.js 24 LTS, the same release that the
+# `node` dev dependency runs every npm script with in development and CI (package.json "engines"
+# must agree). Node.js 20 reached end of life on 2026-04-30.
+ARG NODE_VERSION=24.21.0
 
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
