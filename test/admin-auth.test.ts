@@ -3,13 +3,13 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { createS3, ensureBucket } from '../shared/s3.ts'
-import { hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
+import { createPasswordChecks, hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
 import { randomBytes } from 'node:crypto'
 import { addAdmin, browser, csrfOf, login, seedMedia, seedSession, sessionBody, startAdmin, TEST_PASSWORD } from './helpers/admin-support.ts'
 import { isLocalHttp, loadAdminConfig } from '../admin/config.ts'
 import { CSP } from '../admin/app.ts'
 import { fakeJpeg } from './helpers/media.ts'
-import { testConfig } from './helpers/env.ts'
+import { testConfig, waitFor } from './helpers/env.ts'
 
 const config = testConfig()
 const { app } = await startAdmin(config, { adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 8 } })
@@ -158,6 +158,35 @@ t.test('100 parallel wrong passwords for one email: at most the limit are verifi
   const colleague = await login(app, 'colleague@example.org')
   t.ok(colleague.csrf, `the colleague logged in (${Date.now() - t0} ms)`)
   t.equal((await login(app, 'burst@example.org').catch((e: Error) => e.message)).toString().includes('429'), true, 'the attacked account itself waits for its budget to refill')
+})
+
+t.test('scrypt checks in flight are capped per process; past the queue the attempt is refused, not queued', async (t) => {
+  let running = 0
+  let peak = 0
+  const release: (() => void)[] = []
+  const checks = createPasswordChecks({
+    maxInFlight: 2,
+    maxWaiting: 3,
+    verify: async () => {
+      running++
+      peak = Math.max(peak, running)
+      await new Promise<void>((r) => release.push(r))
+      running--
+      return false
+    },
+  })
+  const stored = await hashPassword('irrelevant password', { N: 2 ** 10, r: 8, p: 1 })
+  const all = Array.from({ length: 10 }, () => checks.verify('x', stored).then(() => 'checked', (e: Error) => e.name))
+  await waitFor(() => release.length === 2, { what: 'two checks running' })
+  while (release.length) {
+    release.shift()!()
+    await waitFor(() => release.length > 0 || running === 0, { what: 'the next check' })
+  }
+  const outcomes = await Promise.all(all)
+  t.equal(peak, 2, 'never more than 2 at once')
+  t.equal(outcomes.filter((o) => o === 'checked').length, 5, '2 running + 3 waiting were checked')
+  t.equal(outcomes.filter((o) => o === 'PasswordChecksBusy').length, 5, 'the rest refused at once')
+  t.same(checks.stats, { verified: 5, refused: 5 })
 })
 
 t.test('an address that sprays many emails is slowed to its refill rate, not locked out for the window', async (t) => {
