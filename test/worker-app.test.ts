@@ -106,8 +106,10 @@ t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming th
 })
 
 t.test('close() is bounded by its deadline even while a job is running', async (t) => {
-  const stack = await startTestWorker(t, { WORKER_QUEUES: 'logs' })
-  // A batch big enough to still be running when close() is called.
+  // A batch big enough to still be running when close() is called: 60,000 entries take several
+  // seconds to insert. The default LOGS_MAX_ENTRIES (10,000) would store a sixth of them, which
+  // can finish inside the 2 s deadline and leave nothing to force.
+  const stack = await startTestWorker(t, { WORKER_QUEUES: 'logs', LOGS_MAX_ENTRIES: '60000' })
   const entries = Array.from({ length: 60_000 }, (_, i) => ({ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: `m${i}` }))
   const data = logsJob(randomId('w'), 's1', JSON.stringify({ entries }))
   await stack.add('logs', data)
