@@ -64,12 +64,7 @@ export function streamPut(s3: Config['s3'], bucket: string, key: string, body: R
       else resolve()
     }
     const req = request(
-      // agent: false, a connection of its own. On a pooled keep-alive socket that the server closes
-      // just as it is reused, the PUT fails with ECONNRESET; a plain request would be retried, but
-      // this body streams from the device's socket and cannot be sent again, so the device got a
-      // 503 for nothing (seen under load in test/hostile-properties.test.ts). One TCP connect per
-      // photo costs little next to a 1-6 MB body.
-      { method: 'PUT', hostname: endpoint.hostname, port: endpoint.port || undefined, path, headers, timeout: 60_000, agent: false },
+      { method: 'PUT', hostname: endpoint.hostname, port: endpoint.port || undefined, path, headers, timeout: 60_000 },
       (res) => {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c))
