@@ -70,11 +70,15 @@ export async function openMedia(s3: S3Client, bucket: string, key: string, filen
         stream.destroy()
       }
     }
+    const out = Readable.from(body(), { objectMode: false })
+    // A body destroyed before its first read never starts the generator, so its `finally` never
+    // runs: close the object's stream whenever the body closes, however early.
+    out.once('close', () => stream.destroy())
     return {
       type: inline ? sniffed : 'application/octet-stream',
       disposition: contentDisposition(inline ? 'inline' : 'attachment', filename),
       length: typeof stat.size === 'number' ? stat.size : null,
-      body: Readable.from(body(), { objectMode: false }),
+      body: out,
     }
   } catch (err) {
     stream.destroy()
