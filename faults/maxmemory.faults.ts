@@ -10,6 +10,7 @@ import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
 import { check, drain } from './lib/verify.ts'
 import { waitFor } from '../test/helpers/env.ts'
+import { freePort } from '../stack/ports.ts'
 import { jobIds } from '../shared/keys.ts'
 import type { Upload } from './lib/load.ts'
 
@@ -41,21 +42,45 @@ function jobKey(c: Cluster, u: Upload): string | null {
   return `${p}:media:${jobIds.media(ws, u.guid, u.mediaId!)}`
 }
 
+/**
+ * Puts Redis firmly past the point where new work is refused, by lowering maxmemory so that what
+ * is used now is `ratio` of it. Filling up to "the limit" alone is a moving target: used_memory
+ * falls and rises by tens of kilobytes as Redis frees idle clients' buffers, so while the load's
+ * devices wait out their Retry-After, a small request can fit under the limit and be (rightly)
+ * accepted: one fresh-clone run saw the probe below answered 201 that way. A few percent of 32 MB
+ * is about 1 MB, far beyond that jitter. Returns the new maxmemory.
+ */
+async function pushPastLimit(c: Cluster, ratio: number): Promise<number> {
+  const { used } = await memory(c)
+  const max = Math.floor(used / ratio)
+  await c.redis.config('SET', 'maxmemory', String(max))
+  return max
+}
+
+/** The maxmemory the gateway's backpressure poller last read, from its metrics listener. */
+async function polledMaxMemory(metricsPort: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => null)
+  const text = res ? await res.text() : ''
+  return Number(/^rdt_redis_memory_bytes\{kind="max"\} (\d+)/m.exec(text)?.[1] ?? -1)
+}
+
 // Filler brings Redis to `limit` minus this much, so the load itself crosses the limit early on.
 const HEADROOM = 300 * 1024
 
-const variants: { name: string; env: Record<string, string>; limit: number; drainsAtLimit: boolean }[] = [
+const variants: { name: string; env: Record<string, string>; limit: number; probeRatio: number; drainsAtLimit: boolean }[] = [
   // With the mark, the gateway stops at 90 %, so the workers keep room to drain.
-  { name: 'high-water mark 0.9 (gateway/backlog.ts)', env: {}, limit: 0.9 * MAXMEMORY, drainsAtLimit: true },
+  { name: 'high-water mark 0.9 (gateway/backlog.ts)', env: {}, limit: 0.9 * MAXMEMORY, probeRatio: 0.93, drainsAtLimit: true },
   // Without it, Redis refuses writes at 100 %: the gateway must still answer 503, not 500, and
   // nothing may be evicted; the workers' own writes are refused too, so they drain once memory
   // is freed (which is why the mark exists).
-  { name: "Redis's own OOM refusal (high-water mark off)", env: { REDIS_MEMORY_HIGH_WATER: '0' }, limit: MAXMEMORY, drainsAtLimit: false },
+  { name: "Redis's own OOM refusal (high-water mark off)", env: { REDIS_MEMORY_HIGH_WATER: '0' }, limit: MAXMEMORY, probeRatio: 1.03, drainsAtLimit: false },
 ]
 for (const variant of variants) {
   t.test(`Redis at maxmemory: ${variant.name}`, async (t) => {
     const c = await startCluster(t, 'redis-maxmemory', { redisArgs: ['--maxmemory', String(MAXMEMORY)], gatewayEnv: { ...variant.env, BACKPRESSURE_POLL_MS: '100' } })
-    await c.gateway()
+    // Its metrics listener shows what the backpressure poller last read (see the probe below).
+    const metricsPort = await freePort()
+    await c.gateway({ METRICS_PORT: String(metricsPort) })
     // No worker yet: what the gateway accepts stays queued in Redis.
     let fillers = await fill(c, variant.limit - HEADROOM)
     const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, retry: { capMs: 1000 } })
@@ -81,11 +106,15 @@ for (const variant of variants) {
     const accepted = load.uploads.filter((u) => u.final === 201)
     t.ok(accepted.length > 0, `some uploads were accepted before the limit (${accepted.length})`)
 
-    // A fresh request at the limit: 503 with Retry-After.
+    // A fresh request past the limit: 503 with Retry-After. The gateway decides on the figures
+    // its poller last read, so the probe waits until that poll has seen the new maxmemory.
+    const probeMax = await pushPastLimit(c, variant.probeRatio)
+    await waitFor(async () => (await polledMaxMemory(metricsPort)) === probeMax, { timeoutMs: 10_000, what: 'the gateway to poll the lowered maxmemory' })
     const probe = await fetch(`${c.dsn}/test_session/probe-at-limit/`, { method: 'PUT', body: '{"id":"probe"}', headers: { 'content-type': 'application/json' } })
     t.equal(probe.status, 503, 'a new upload gets 503 at the limit')
     t.ok(Number(probe.headers.get('retry-after')) > 0, 'with Retry-After')
     await probe.arrayBuffer()
+    await c.redis.config('SET', 'maxmemory', String(MAXMEMORY))
 
     // Nothing accepted was evicted: every accepted upload's job is still in Redis.
     const stats = await c.redis.info('stats')
