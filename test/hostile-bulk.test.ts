@@ -1,5 +1,5 @@
 // Bulk hostile input: one logs request whose entries array is huge, through a real gateway and
-// worker, with the default LOGS_MAX_ENTRIES (10,000). hostile-cases.test.ts covers 100,000-element
+// worker, with the default LOGS_MAX_ENTRIES (10,000). hostile-bodies.test.ts covers 100,000-element
 // arrays inside one document; here the entries array is 20,000 by default (HOSTILE_BULK_ENTRIES
 // sets another size; the elapsed time is printed either way). Only the first LOGS_MAX_ENTRIES
 // become documents (amplification), and the batch keeps the whole body.
