@@ -148,7 +148,17 @@ export function createMediaProcessor(deps: ProcessorDeps) {
     }
 
     const key = objectKeys.final(data.workspace_id, data.session_id, data.media_id)
-    await copy(data, key, sniffed)
+    try {
+      await copy(data, key, sniffed)
+    } catch (err) {
+      // Two runs of one job at once (a stalled job picked up again while its first run still
+      // copies): the other run stored the photo and removed the staged copy between our read and
+      // our copy. Its record is the answer; without this the job failed once and was retried.
+      if (!isMissingObject(err)) throw err
+      const now = await stored()
+      if (now?.sha256 !== data.sha256) throw err
+      return { outcome: 'replay', sniffed_type: sniffed }
+    }
     checkNotCancelled(signal)
     const outcome = await insert(
       {
