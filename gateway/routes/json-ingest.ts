@@ -6,14 +6,13 @@ import { isUtf8 } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import { jobIds, keys } from '../../shared/keys.ts'
 import type { IdempotencyStore } from '../idempotency.ts'
-import type { Authenticate, IngestContext } from '../auth.ts'
+import type { IngestContext } from '../auth.ts'
 import { decodeBody, takeContentType } from '../body.ts'
-import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
-import { HttpError, unavailable } from '../errors.ts'
-import type { InFlightLimiter } from '../in-flight.ts'
-import { claimLimited, tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
+import { HttpError } from '../errors.ts'
+import { tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { logsSchema, sessionSchema } from '../route-schemas.ts'
-import { ingestValidatorCompiler, validIds } from './params.ts'
+import { claimOrRefuse, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
+import { ingestValidatorCompiler } from './params.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,14 +20,10 @@ declare module 'fastify' {
   }
 }
 
-interface Deps {
+interface Deps extends PreflightDeps {
   redisPrefix: string
   maxJsonBytes: number
   idempotency: IdempotencyStore
-  authenticate: Authenticate
-  backlog: BacklogMonitor
-  backpressureRetryAfterS: number
-  inFlight: InFlightLimiter
   /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
   workspaceBytesPerMinute: number
   /** TEST HOOK only (Config.faultPauseAfterClaimMs); 0 in every real deployment. */
@@ -75,7 +70,12 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   app.setValidatorCompiler(ingestValidatorCompiler)
   const api = app.withTypeProvider<TypeBoxTypeProvider>()
 
-  function prepare(request: FastifyRequest & { params: { dsn: string } }) {
+  /**
+   * The body as both JSON routes take it: exact bytes, their hash, the text as kept, and the
+   * parsed value, which must be an object (or, where `arrays`, an array): anything else is the one
+   * body not worth keeping (400).
+   */
+  function prepare(request: FastifyRequest & { params: { dsn: string; session: string } }, arrays: boolean, refusal: string) {
     const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
     // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
     const sha256 = createHash('sha256').update(raw).digest('hex')
@@ -88,36 +88,27 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       throw new HttpError(413, 'too_large', `body is larger than ${deps.maxJsonBytes} bytes once its invalid UTF-8 is replaced`)
     }
     const flag = valid ? {} : { body_invalid_utf8: true as const }
-    return { raw, sha256, text, flag, received_at: new Date().toISOString() }
+    const body = parseJson(text)
+    if (typeof body !== 'object' || body === null || (Array.isArray(body) && !arrays)) throw new HttpError(400, 'not_an_object', refusal)
+    const { workspaceId: ws, tokenId } = request.ingest
+    return { raw, sha256, text, flag, received_at: new Date().toISOString(), ws, tokenId, session: request.params.session }
   }
 
   /** The two limits the claim checks: requests per token, and this body's bytes (as decoded) against its workspace's budget. */
-  const limits = (request: FastifyRequest, bytes: number) =>
-    [tokenRateLimit(deps.redisPrefix, request.ingest), workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, bytes)] as const
+  const limits = (request: FastifyRequest, bytes: number) => ({
+    rateLimit: tokenRateLimit(deps.redisPrefix, request.ingest),
+    budget: workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, bytes),
+  })
 
   api.put('/ingest/:dsn/test_session/:session', {
     schema: sessionSchema,
-    onRequest: async (request, reply) => {
-      takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
-      validIds(request.params)
-      assertCapacity(deps.backlog, 'sessions', deps.backpressureRetryAfterS, request.log)
-      request.ingest = await deps.authenticate(request, request.params.dsn, 'test_session')
-      deps.inFlight.acquire(request, reply, request.ingest.tokenId)
-    },
+    onRequest: ingestPreflight(deps, 'sessions', 'test_session', takeContentType),
     handler: async (request, reply) => {
-      const { raw, sha256, text, flag, received_at } = prepare(request)
-      const body = parseJson(text)
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-        throw new HttpError(400, 'not_an_object', 'a test session must be a JSON object')
-      }
-      const { workspaceId: ws, tokenId } = request.ingest
-      const session = request.params.session
+      const { raw, sha256, text, flag, received_at, ws, tokenId, session } = prepare(request, false, 'a test session must be a JSON object')
       const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
       const idemKey = k.idempotency('s', ws, session)
       const jobId = jobIds.session(ws, session)
-      const claim = await deps.idempotency.claim(idemKey, k.job('sessions', jobId), sha256, ...limits(request, raw.length))
-      if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
-      if (claim.state === 'busy') throw unavailable('a concurrent upload of this session')
+      const claim = await claimOrRefuse(deps.idempotency, request, { idemKey, jobKey: k.job('sessions', jobId), sha256, ...limits(request, raw.length), what: 'this session' })
       if (claim.state === 'dup') {
         if (claim.sha256 !== sha256) {
           // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
@@ -128,45 +119,23 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
       // SIGKILL the gateway inside the crash window between the two. Never set in production.
       if (deps.faultPauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.faultPauseAfterClaimMs))
-      try {
-        await app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId })
-      } catch (err) {
-        await deps.idempotency.release(idemKey, claim.token).catch(() => {})
-        throw err
-      }
+      await enqueueOrRelease(deps.idempotency, idemKey, () => claim.token, () => app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId }))
       return reply.code(201).send({ status: 'accepted' })
     },
   })
 
   api.put('/ingest/:dsn/test_session/:session/logs', {
     schema: logsSchema,
-    onRequest: async (request, reply) => {
-      takeContentType(request) // any Content-Type, even a malformed one, is accepted (body.ts)
-      validIds(request.params)
-      assertCapacity(deps.backlog, 'logs', deps.backpressureRetryAfterS, request.log)
-      request.ingest = await deps.authenticate(request, request.params.dsn, 'logs')
-      deps.inFlight.acquire(request, reply, request.ingest.tokenId)
-    },
+    onRequest: ingestPreflight(deps, 'logs', 'logs', takeContentType),
     handler: async (request, reply) => {
-      const { raw, sha256, text, flag, received_at } = prepare(request)
-      const body = parseJson(text)
-      if (typeof body !== 'object' || body === null) throw new HttpError(400, 'not_an_object', 'logs must be a JSON object or array')
-      const { workspaceId: ws, tokenId } = request.ingest
-      const session = request.params.session
+      const { raw, sha256, text, flag, received_at, ws, tokenId, session } = prepare(request, true, 'logs must be a JSON object or array')
       const idemKey = k.idempotency('l', ws, session, sha256)
       const jobId = jobIds.logs(ws, session, sha256)
-      const claim = await deps.idempotency.claim(idemKey, k.job('logs', jobId), sha256, ...limits(request, raw.length))
-      if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
-      if (claim.state === 'busy') throw unavailable('a concurrent upload of these logs')
+      const claim = await claimOrRefuse(deps.idempotency, request, { idemKey, jobKey: k.job('logs', jobId), sha256, ...limits(request, raw.length), what: 'these logs' })
       // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
       if (claim.state === 'claimed') {
         const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
-        try {
-          await app.queues.logs.add('logs', job, { jobId })
-        } catch (err) {
-          await deps.idempotency.release(idemKey, claim.token).catch(() => {})
-          throw err
-        }
+        await enqueueOrRelease(deps.idempotency, idemKey, () => claim.token, () => app.queues.logs.add('logs', job, { jobId }))
       }
       return reply.code(201).send({ status: 'accepted' })
     },
