@@ -1,5 +1,5 @@
 // The gateway's HTTP contract as TypeBox schemas, one entry per route. `npm run openapi`
-// (gateway/openapi.ts) turns them into docs/openapi.json and into gateway/route-schemas.ts, the
+// (gateway/openapi.ts) turns them into docs/openapi.json and into gateway/route-schemas.json, the
 // same schemas as plain JSON Schema, which the route plugins give Fastify (typed through
 // @fastify/type-provider-typebox). The gateway process itself never imports this file: TypeBox
 // costs about 24 MB of RSS (test/gateway-footprint.test.ts). test/openapi.test.ts fails when the
@@ -325,5 +325,5 @@ export const apiRoutes: ApiRoute[] = [
 /** The request bodies, as `components.schemas` of the document. */
 export const bodySchemas = { SessionBody, LogsBody }
 
-/** What gateway/route-schemas.ts exports, as plain JSON Schema (one entry per schema the routes use). */
+/** What gateway/route-schemas.json holds (and route-schemas.ts exports), as plain JSON Schema (one entry per schema the routes use). */
 export const routeSchemaExports = { sessionSchema, logsSchema, mediaSchema, healthzSchema, readyzSchema }

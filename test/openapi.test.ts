@@ -8,9 +8,10 @@ import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Compile } from 'typebox/compile'
 import { buildGateway } from '../gateway/app.ts'
-import { buildOpenApi, OPENAPI_FILE, openApiJson, openApiPath, ROUTE_SCHEMAS_FILE, routeSchemasTs } from '../gateway/openapi.ts'
+import { buildOpenApi, OPENAPI_FILE, openApiJson, openApiPath, ROUTE_SCHEMAS_FILE, routeSchemasJson } from '../gateway/openapi.ts'
 import { ingestValidatorCompiler } from '../gateway/routes/params.ts'
-import { mediaSchema, sessionSchema } from '../gateway/route-schemas.ts'
+import * as routeSchemas from '../gateway/route-schemas.ts'
+import { routeSchemaExports } from '../gateway/schemas.ts'
 import { HttpError } from '../gateway/errors.ts'
 import { fixturesDir, seedToken, testConfig } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
@@ -19,9 +20,10 @@ type Json = Record<string, any>
 const doc = buildOpenApi() as Json
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']
 
-t.test('docs/openapi.json and gateway/route-schemas.ts are the committed output of `npm run openapi`', async (t) => {
+t.test('docs/openapi.json and gateway/route-schemas.json are the committed output of `npm run openapi`', async (t) => {
   t.equal(readFileSync(OPENAPI_FILE, 'utf8'), openApiJson(), 'docs/openapi.json is stale: run `npm run openapi` and commit it')
-  t.equal(readFileSync(ROUTE_SCHEMAS_FILE, 'utf8'), routeSchemasTs(), 'gateway/route-schemas.ts is stale: run `npm run openapi` and commit it')
+  t.equal(readFileSync(ROUTE_SCHEMAS_FILE, 'utf8'), routeSchemasJson(), 'gateway/route-schemas.json is stale: run `npm run openapi` and commit it')
+  t.same(Object.keys(routeSchemas).sort(), Object.keys(routeSchemaExports).sort(), 'gateway/route-schemas.ts exports every generated schema, and only those')
 })
 
 t.test('the document is structurally OpenAPI 3.1', async (t) => {
@@ -108,14 +110,14 @@ t.test('the routes of the real gateway and the document agree', async (t) => {
 
 t.test('params are validated with the 400 body of routes/params.ts; headers are never enforced', async (t) => {
   const compile = (schema: unknown, httpPart: string) => ingestValidatorCompiler({ schema: schema as Json, httpPart, method: 'PUT', url: '/x' }) as (v: unknown) => any
-  const params = compile(mediaSchema.params, 'params')
+  const params = compile(routeSchemas.mediaSchema.params, 'params')
   t.same(params({ dsn: 'anything at all', session: 's-1', media: 'cropped' }).error, undefined, 'any DSN string and valid ids pass')
   const bad = params({ dsn: 'x', session: 's-1', media: 'a'.repeat(129) }).error
   t.ok(bad instanceof HttpError)
   t.same([bad.statusCode, bad.code, bad.message], [400, 'invalid_id', 'media must match [0-9A-Za-z_-]{1,128}'])
   t.equal(params({ dsn: 'x', session: 'a/b', media: 'm' }).error?.message, 'session must match [0-9A-Za-z_-]{1,128}')
   t.equal(params({ dsn: 'x', session: 's', media: 'm' }), true)
-  const headers = compile(sessionSchema.headers, 'headers')
+  const headers = compile(routeSchemas.sessionSchema.headers, 'headers')
   t.equal(headers({ 'content-encoding': ['odd', 'array'] }), true, 'headers are never refused')
   t.throws(() => compile({ type: 'object', properties: { id: { type: 'string', maxLength: 3 } } }, 'params'), /params\.id must be/, 'a keyword the compiler does not check stops the start')
   t.throws(() => compile({ type: 'object' }, 'body'), /params only/, 'no body schema on an ingest route')

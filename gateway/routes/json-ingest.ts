@@ -65,7 +65,7 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   // the exact bytes are what we store and hash.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.maxJsonBytes }, (_req, body, done) => done(null, body))
-  // Params, headers and responses from gateway/route-schemas.ts (generated from gateway/schemas.ts);
+  // Params, headers and responses from gateway/route-schemas.json (generated from gateway/schemas.ts);
   // no body schema: the body stays raw.
   app.setValidatorCompiler(ingestValidatorCompiler)
   const api = app.withTypeProvider<TypeBoxTypeProvider>()

@@ -57,7 +57,7 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, _payload, done) => done(null))
   app.decorateRequest('declaredContentType', null)
-  // Params, headers and responses from gateway/route-schemas.ts (generated from gateway/schemas.ts);
+  // Params, headers and responses from gateway/route-schemas.json (generated from gateway/schemas.ts);
   // no body schema: the handler streams the body.
   app.setValidatorCompiler(ingestValidatorCompiler)
 

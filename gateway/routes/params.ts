@@ -1,5 +1,5 @@
 // Path ids, and the validator compiler the ingest routes give Fastify for their schemas
-// (generated from gateway/schemas.ts into gateway/route-schemas.ts).
+// (generated from gateway/schemas.ts into gateway/route-schemas.json).
 import type { FastifySchemaCompiler } from 'fastify'
 import { isValidId } from '../../shared/ids.ts'
 import { HttpError } from '../errors.ts'
