@@ -7,7 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { existsSync } from 'node:fs'
 import { AppProcess } from '../stack/app-process.ts'
+import { waitFor } from './helpers/env.ts'
 import { backoffDelay, Supervisor, type Unit } from '../stack/supervisor.ts'
 
 t.test('backoffDelay doubles from initialMs up to maxMs', async (t) => {
@@ -62,7 +64,7 @@ t.test('restart delays: capped doubling, reset after a healthy run, the reason l
 
 t.test('stop() cancels a pending restart', async (t) => {
   const lines: string[] = []
-  const sup = new Supervisor({ log: (l) => lines.push(l), backoff: { initialMs: 60_000 } })
+  const sup = new Supervisor({ log: (l) => lines.push(l), backoff: { initialMs: 60_000, maxMs: 60_000 } })
   let runs = 0
   const logged = deferred()
   const kept = sup.add({
@@ -95,6 +97,7 @@ const marker = ${JSON.stringify(join(dir, 'ran'))} + process.env.APP_NAME
 if (!existsSync(marker)) { writeFileSync(marker, ''); process.exit(7) }
 if (process.env.IGNORE_TERM) process.on('SIGTERM', () => {})
 else process.on('SIGTERM', () => process.exit(0))
+writeFileSync(${JSON.stringify(join(dir, 'up-'))} + process.pid, '')
 setInterval(() => {}, 1000)
 `,
   )
@@ -136,6 +139,8 @@ setInterval(() => {}, 1000)
   await stubbornExited
   const stubbornPid = Number((await next(/^stubborn started \(pid (\d+)\)$/))[1])
 
+  // Both have their SIGTERM handlers in place (a signal that comes earlier kills either at once).
+  for (const pid of [thirdPid, stubbornPid]) await waitFor(() => existsSync(join(dir, `up-${pid}`)), { what: `pid ${pid} up` })
   sup.stop()
   const before = lines.length
   await Promise.all([polite.stop(10_000), stubborn.stop(500)])
