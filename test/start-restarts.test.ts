@@ -20,6 +20,9 @@ const app = await npmStart({
   WORKER_STALLED_INTERVAL_MS: '2000',
   // A gateway killed between claiming an id and enqueueing leaves the claim pending this long.
   PENDING_TIMEOUT_MS: '2000',
+  // Three phones sending one after another exceed the default 600 a minute per token; the
+  // limit's 429 is not what this test is about.
+  RATE_LIMIT_PER_MINUTE: '0',
 })
 t.teardown(() => app.cleanup())
 
@@ -45,6 +48,8 @@ function phones(dsn: string, count: number) {
           await r.arrayBuffer()
           if (r.status === 201 || r.status === 409) {
             accepted.push(guid)
+            // A clinic's pace, not a flood: the point is uploads across restarts, not load.
+            await new Promise((r) => setTimeout(r, 50))
             break
           }
           if (r.status < 500) {
@@ -85,7 +90,7 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   const stored = (guid: string) => c.sessions.countDocuments({ session_id: guid })
 
   const pidOf = async (name: string, from = 0) => Number((await app.waitForOutput(new RegExp(`\\[start-all\\] ${name} started \\(pid (\\d+)\\)`), { from }))[1])
-  const p = phones(dsn, 4)
+  const p = phones(dsn, 3)
   t.teardown(() => p.stop())
   await waitFor(() => p.accepted.length >= 20, { timeoutMs: 60_000, what: '20 uploads accepted' })
 
@@ -135,6 +140,7 @@ t.test('a local service killed with SIGKILL comes back on the same port', async 
 })
 
 t.test('Ctrl-C stops everything and exits 0', async (t) => {
-  t.equal(await app.interrupt(), 0, app.output().slice(-2000))
+  const code = await app.interrupt()
+  t.equal(code, 0, code === 0 ? 'exit code 0' : app.output().slice(-3000))
   await t.rejects(fetch(`http://127.0.0.1:${app.port}/healthz`), 'the gateway is down')
 })
