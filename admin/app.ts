@@ -24,6 +24,7 @@ import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
 import { createPasswordChecks, verifyPassword, type PasswordChecks } from './security/passwords.ts'
 import { NotFound } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
+import { httpsOption } from '../shared/https-option.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -66,6 +67,8 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
     trustProxy: adminConfig.trustProxyHops > 0 ? (_address: string, hop: number) => hop < adminConfig.trustProxyHops : false,
     routerOptions: { ignoreTrailingSlash: true },
     bodyLimit: 64 * 1024,
+    // TLS_CERT_FILE/TLS_KEY_FILE: the panel serves HTTPS itself (its cookies are then Secure, admin/config.ts).
+    ...httpsOption(config.tls),
   })
   const now = deps.now ?? (() => new Date())
   const routes: FastifyInstance['adminRoutes'] = []

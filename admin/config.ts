@@ -37,11 +37,15 @@ export function isLocalHttp(url: string): boolean {
 }
 
 export function loadAdminConfig(config: Config, env: Record<string, string | undefined> = process.env): AdminConfig {
-  const rawUrl = env.ADMIN_URL || `http://127.0.0.1:${config.adminPort}`
+  // Serving HTTPS itself (TLS_CERT_FILE), the panel is only reachable over https: its URL and its
+  // cookies say so, whatever the defaults for plain http would be.
+  const servesTls = config.tls !== null
+  const rawUrl = env.ADMIN_URL || `${servesTls ? 'https' : 'http'}://127.0.0.1:${config.adminPort}`
   let adminUrl: string
   try {
     const u = new URL(rawUrl)
     if (u.protocol !== 'http:' && u.protocol !== 'https:') fail('ADMIN_URL', 'must use http: or https:')
+    if (servesTls && u.protocol !== 'https:') fail('ADMIN_URL', 'must use https: when the panel serves HTTPS itself (TLS_CERT_FILE is set)')
     adminUrl = rawUrl.replace(/\/+$/, '')
   } catch (err) {
     if (err instanceof ConfigError) throw err
@@ -53,6 +57,9 @@ export function loadAdminConfig(config: Config, env: Record<string, string | und
   else if (secureRaw === 'true' || secureRaw === '1') cookieSecure = true
   else if (secureRaw === 'false' || secureRaw === '0') cookieSecure = false
   else fail('ADMIN_COOKIE_SECURE', `must be true or false, got "${secureRaw}"`)
+  // Over https a cookie without Secure (and without the __Host- prefix) buys nothing and could be
+  // overwritten from a plain-http page of the same host.
+  if (servesTls && !cookieSecure) fail('ADMIN_COOKIE_SECURE', 'must not be false when the panel serves HTTPS itself (TLS_CERT_FILE is set)')
   return {
     adminUrl,
     cookieSecure,

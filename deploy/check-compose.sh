@@ -4,6 +4,7 @@
 #      `config -q`, installed here if it is missing;
 #   2. compose.yaml must be refused without any one of the secrets (.env.example's change-me lines);
 #   3. the rules the README promises: images pinned (never :latest), only caddy publishes ports,
+#      the admin panel is closed to the internet by default,
 #      the internal networks are internal, no app process holds a root credential, the gateway
 #      has no MongoDB user and is not on the database network;
 #   4. the deploy shell scripts parse.
@@ -87,6 +88,10 @@ if "@" in gateway["environment"].get("MONGODB_URL", ""):
     errors.append("gateway: has MongoDB credentials")
 if str(gateway["environment"].get("TRUST_PROXY_HOPS")) != "1":
     errors.append("gateway: TRUST_PROXY_HOPS must be 1 behind caddy")
+# The admin panel is not for the internet unless the operator names who may open it.
+allow = str((services["caddy"].get("environment") or {}).get("ADMIN_ALLOW_FROM", "")).split()
+if not allow or any(r in ("0.0.0.0/0", "::/0") for r in allow):
+    errors.append("caddy: ADMIN_ALLOW_FROM lets the whole internet reach the admin panel by default")
 for net in ("front", "back", "db"):
     if not (networks.get(net) or {}).get("internal"):
         errors.append(f"network {net} is not internal")

@@ -21,6 +21,7 @@ import { createUnknownTokenLimiter } from './unknown-token-limit.ts'
 import { keys } from '../shared/keys.ts'
 import { keepScriptsLoaded, type ScriptLoader } from '../shared/redis-scripts.ts'
 import { defineStagingCommands } from '../shared/staged-media.ts'
+import { httpsOption } from '../shared/https-option.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,6 +52,10 @@ function clientErrorAnswer(code: string | undefined): [number, string, string] {
 export async function buildGateway({ config, logger }: GatewayDeps): Promise<FastifyInstance> {
   // Created once the app exists; Node's clientError handler below needs it.
   let drain: BodyDrain | undefined
+  const serverOptions = {
+    headersTimeout: config.headersTimeoutMs,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4))),
+  }
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger === undefined ? loggerOptions(config.logLevel, 'gateway') : undefined,
@@ -79,10 +84,10 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
     // connection is cut within that much after its deadline.
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    http: {
-      headersTimeout: config.headersTimeoutMs,
-      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4))),
-    },
+    http: serverOptions,
+    // TLS_CERT_FILE/TLS_KEY_FILE: HTTPS on the same port, with the same limits. A client that has
+    // not finished its TLS handshake within HEADERS_TIMEOUT_MS has not sent its headers either.
+    ...httpsOption(config.tls, { ...serverOptions, handshakeTimeout: config.headersTimeoutMs }),
     // Refusals Node makes itself (timeouts, malformed heads): counted in metrics like every other
     // refusal, and never written on a connection whose request was already answered (a drain).
     clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {

@@ -2,6 +2,7 @@
 // process with a message that names the variable, so operators never chase a vague crash later.
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { QUEUE_NAMES, type QueueName } from './queue-settings.ts'
 
@@ -89,6 +90,20 @@ export interface Config {
   workspaceBytesPerMinute: number
   /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
   logsMaxEntries: number
+  /**
+   * TLS_CERT_FILE + TLS_KEY_FILE, read at start: the gateway and the admin panel then serve HTTPS
+   * themselves (a single box without a proxy; compose puts Caddy in front instead). null = plain
+   * HTTP. The metrics listeners stay plain HTTP on their own port either way.
+   */
+  tls: TlsFiles | null
+}
+
+export interface TlsFiles {
+  certFile: string
+  keyFile: string
+  /** PEM: the server certificate, optionally followed by its intermediates. */
+  cert: Buffer
+  key: Buffer
 }
 
 /** The repository root, found from this file rather than the cwd (works from dist/ too). */
@@ -133,6 +148,34 @@ function workerConcurrency(env: Record<string, string | undefined>): Config['wor
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
   const one = (queue: QueueName) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
   return Object.fromEntries(QUEUE_NAMES.map((q) => [q, one(q)])) as Config['workerConcurrency']
+}
+
+/**
+ * Both or neither. The files are read and paired now, so a typo, an unreadable key or a key of
+ * another certificate stops the process at start, naming the variable, instead of at the first
+ * handshake.
+ */
+function tlsFiles(env: Record<string, string | undefined>): TlsFiles | null {
+  const certFile = env.TLS_CERT_FILE
+  const keyFile = env.TLS_KEY_FILE
+  if (!certFile && !keyFile) return null
+  if (!certFile) fail('TLS_CERT_FILE', 'is required when TLS_KEY_FILE is set (set both or neither)')
+  if (!keyFile) fail('TLS_KEY_FILE', 'is required when TLS_CERT_FILE is set (set both or neither)')
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      fail(name, `cannot be read: ${(err as Error).message}`)
+    }
+  }
+  const cert = read('TLS_CERT_FILE', certFile)
+  const key = read('TLS_KEY_FILE', keyFile)
+  try {
+    createSecureContext({ cert, key })
+  } catch (err) {
+    fail('TLS_KEY_FILE', `is not the key of the certificate in TLS_CERT_FILE, or one of them is not PEM (${(err as Error).message})`)
+  }
+  return { certFile, keyFile, cert, key }
 }
 
 /** A fraction in [0, 1], e.g. 0.9. */
@@ -237,5 +280,6 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
     maxInFlightPerToken: int(env, 'MAX_IN_FLIGHT_PER_TOKEN', 32, 0, 1_000_000),
     workspaceBytesPerMinute,
     logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
+    tls: tlsFiles(env),
   }
 }

@@ -19,6 +19,8 @@ export interface ServiceHandle {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Resolves once the service answers its protocol's ping. */
   ready(timeoutMs?: number): Promise<void>;
+  /** Resolves when the current process exits (at once if none runs), with what ended it. */
+  exited(): Promise<string>;
 }
 
 export interface ServiceSpec {
@@ -48,7 +50,7 @@ process.once('exit', () => {
 
 export class ChildService implements ServiceHandle {
   private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private exit: Promise<void> = Promise.resolve();
   private exitInfo: string | undefined;
 
   constructor(private readonly spec: ServiceSpec) {}
@@ -100,7 +102,7 @@ export class ChildService implements ServiceHandle {
     this.child = child;
     this.exitInfo = undefined;
     live.add(child);
-    this.exited = new Promise((resolve) => {
+    this.exit = new Promise((resolve) => {
       const done = (info: string) => {
         live.delete(child);
         if (this.child === child) this.child = undefined;
@@ -156,11 +158,15 @@ export class ChildService implements ServiceHandle {
     await this.waitExit(5_000);
   }
 
+  exited(): Promise<string> {
+    return this.exit.then(() => this.exitInfo ?? 'not running');
+  }
+
   private async waitExit(ms: number): Promise<boolean> {
     // The timer also keeps the event loop alive: the child itself is unref'd.
     const ac = new AbortController();
     const timeout = sleep(ms, false, { signal: ac.signal }).catch(() => false);
-    const ok = await Promise.race([this.exited.then(() => true), timeout]);
+    const ok = await Promise.race([this.exit.then(() => true), timeout]);
     ac.abort();
     return ok;
   }

@@ -2,7 +2,12 @@
 // log in, create a workspace and a token, upload as a phone would through the real gateway and
 // worker, find the session, see its photos render, revoke the token (the gateway then answers
 // 403), and export the CSV. Screenshots go to test/artifacts/.
+// Everything runs over HTTPS, as in production: the gateway and the panel serve it themselves
+// (TLS_CERT_FILE/TLS_KEY_FILE) with a certificate from the local CA `STACK_TLS=1 npm start` makes,
+// so the panel's cookies are the Secure `__Host-` ones.
 import t from 'tap'
+import { X509Certificate, createHash } from 'node:crypto'
+import { getCACertificates, setDefaultCACertificates } from 'node:tls'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,33 +20,42 @@ import { buildAdmin } from '../admin/app.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { createAdminUser } from '../admin/users.ts'
 import { fixturesDir, testConfig, waitFor } from './helpers/env.ts'
+import { ensureLocalTls } from '../stack/local-tls.ts'
 
 const artifacts = new URL('./artifacts/', import.meta.url)
 await mkdir(artifacts, { recursive: true })
 const shot = (page: Page, name: string) => page.screenshot({ path: new URL(`admin-${name}.png`, artifacts).pathname, fullPage: true })
 
-const base = testConfig({ LOG_LEVEL: 'warn' })
+const tlsDir = await mkdtemp(join(tmpdir(), 'rdt-admin-e2e-tls-'))
+const certs = await ensureLocalTls(tlsDir, [])
+// The phone's side (Node's fetch) trusts the local CA, as a device configured with it would.
+setDefaultCACertificates([...getCACertificates('default'), readFileSync(certs.caFile, 'utf8')])
+const base = testConfig({ LOG_LEVEL: 'warn', TLS_CERT_FILE: certs.certFile, TLS_KEY_FILE: certs.keyFile })
 const gateway = await buildGateway({ config: base, logger: false })
 await gateway.listen({ port: 0, host: '127.0.0.1' })
 const gwPort = (gateway.server.address() as { port: number }).port
-const config = { ...base, publicUrl: `http://127.0.0.1:${gwPort}` }
+const config = { ...base, publicUrl: `https://127.0.0.1:${gwPort}` }
 const worker = await buildWorker({ config, logger: pino({ level: 'warn' }) })
 const admin = await buildAdmin({ config, adminConfig: loadAdminConfig(config, {}), logger: false })
 await admin.listen({ port: 0, host: '127.0.0.1' })
-const adminUrl = `http://127.0.0.1:${(admin.server.address() as { port: number }).port}`
+const adminUrl = `https://127.0.0.1:${(admin.server.address() as { port: number }).port}`
 await createAdminUser(admin.db, 'ops@example.org', 'e2e password for ops', 'test')
 
 const profile = await mkdtemp(join(tmpdir(), 'rdt-admin-e2e-'))
+// The browser trusts our certificate by its public key: Chromium on Linux takes extra CAs only
+// from an NSS database (certutil, not installed here). Any other certificate still fails.
+const spki = createHash('sha256').update(new X509Certificate(readFileSync(certs.certFile)).publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
 const context: BrowserContext = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [`--ignore-certificate-errors-spki-list=${spki}`, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   viewport: { width: 1280, height: 900 },
   acceptDownloads: true,
 })
 t.teardown(async () => {
   await context.close().catch(() => {})
   await rm(profile, { recursive: true, force: true })
+  await rm(tlsDir, { recursive: true, force: true })
   await admin.db.dropDatabase().catch(() => {})
   await admin.close()
   await worker.close()
@@ -91,6 +105,12 @@ t.test('the admin journey in a real browser', async (t) => {
   await page.fill('input[name=password]', 'e2e password for ops')
   await Promise.all([page.waitForURL(`${adminUrl}/workspaces`), page.click('button[type=submit]')])
   t.match(await page.textContent('header'), 'ops@example.org')
+  // Over HTTPS the session cookie is Secure, host-only, Path=/: the __Host- prefix, which
+  // browsers refuse to set otherwise. The log-in form's cookie is gone after the log-in.
+  const cookies = await context.cookies(adminUrl)
+  t.same(cookies.map((c) => c.name), ['__Host-rdt_admin'], 'only the session cookie, with the __Host- prefix')
+  t.match(cookies[0], { secure: true, httpOnly: true, sameSite: 'Strict', path: '/', domain: '127.0.0.1' })
+  t.equal((await fetch(`${adminUrl}/login`)).headers.get('strict-transport-security'), 'max-age=31536000', 'HSTS over https')
 
   // 2. Create a workspace.
   await page.fill('input[name=slug]', 'clinic-e2e')
@@ -102,7 +122,7 @@ t.test('the admin journey in a real browser', async (t) => {
   await page.fill('input[name=label]', 'tablet 7')
   await Promise.all([page.waitForLoadState('load'), page.click('text=Create token')])
   const dsn = (await page.textContent('#dsn'))!.trim()
-  t.match(dsn, new RegExp(`^http://127\\.0\\.0\\.1:${gwPort}/ingest/rdt_[A-Za-z0-9_-]{43}$`))
+  t.match(dsn, new RegExp(`^https://127\\.0\\.0\\.1:${gwPort}/ingest/rdt_[A-Za-z0-9_-]{43}$`))
   t.ok(await page.$eval('img.qr', (img) => (img as HTMLImageElement).naturalWidth > 0), 'QR code rendered')
   await shot(page, '02-token-created')
 
