@@ -1,7 +1,8 @@
 // Admin users (`admin_users`) and their log-in sessions (`admin_sessions`). Only hashes are
 // stored: the scrypt hash of a password, the sha256 of a session id.
 import { createHash, randomBytes } from 'node:crypto'
-import { MongoServerError, type Db } from 'mongodb'
+import type { Db } from 'mongodb'
+import { isDuplicateKey } from '../shared/mongo.ts'
 import { checkPasswordPolicy, hashPassword, type PasswordHash } from './security/passwords.ts'
 
 export interface AdminUserDoc {
@@ -55,7 +56,7 @@ export async function createAdminUser(db: Db, emailInput: string, password: stri
   try {
     await c.users.insertOne(doc)
   } catch (err) {
-    if (err instanceof MongoServerError && err.code === 11000) throw new AdminUserError(`admin "${email}" already exists`)
+    if (isDuplicateKey(err)) throw new AdminUserError(`admin "${email}" already exists`)
     throw err
   }
   await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.create', target: { user_id: doc._id, email } })

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
 import { isValidId } from '../shared/ids.ts'
 import { collections } from '../shared/mongo.ts'
-import { QUEUE_NAMES, type QueueName } from '../shared/queues.ts'
+import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
 
 export interface FailedJobInfo {
   queue: QueueName

@@ -12,7 +12,7 @@ import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { createdTokenBlock, failedJobsTable, retryBlock, revalidateBlock, revalidateProgress, shortDate, tokenTable, workspaceTable } from './format.ts'
 import type { JobsAdmin } from './jobs.ts'
-import type { QueueName } from '../shared/queues.ts'
+import type { QueueName } from '../shared/queue-settings.ts'
 
 export interface CliIO {
   out: (text: string) => void

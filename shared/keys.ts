@@ -1,6 +1,6 @@
 // One place that spells every Redis key, BullMQ job id and object key we own.
 // Inputs are validated ids (shared/ids.ts), never raw client strings.
-import type { QueueName } from './queues.ts'
+import type { QueueName } from './queue-settings.ts'
 
 export type IdempotencyKind = 's' | 'l' | 'm'
 

@@ -3,6 +3,14 @@
 import { MongoClient, type Db, type WriteConcernSettings } from 'mongodb'
 import type { Permission } from './token-registry.ts'
 
+/** MongoDB's duplicate key error: a unique index refused the document (already stored). */
+export const DUPLICATE_KEY = 11000
+
+/** A server error, or one write error of a bulk write, that a unique index raised. */
+export function isDuplicateKey(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === DUPLICATE_KEY
+}
+
 export interface WorkspaceDoc {
   _id: string
   slug: string

@@ -5,9 +5,7 @@
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 
-// Names and job options are defined in queue-settings.ts (no TypeBox, for the gateway); every
-// existing importer of this module keeps getting them from here.
-export { QUEUE_NAMES, type QueueName, defaultJobOptions, backoffDelay } from './queue-settings.ts'
+// Names and job options are in queue-settings.ts: the gateway imports those, and must not load TypeBox.
 
 const Id = Type.String({ pattern: '^[0-9A-Za-z_-]{1,128}$' })
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })

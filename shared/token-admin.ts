@@ -9,8 +9,8 @@
 // exactly once, by createToken.
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { MongoServerError, type Db } from 'mongodb'
-import { collections, type TokenDoc, type WorkspaceDoc } from './mongo.ts'
+import type { Db } from 'mongodb'
+import { collections, isDuplicateKey, type TokenDoc, type WorkspaceDoc } from './mongo.ts'
 import { generateToken, hashToken, PERMISSIONS, publishEntries, republishWorkspace, toEntry, type Permission, type TokenEntry } from './token-registry.ts'
 
 export type TokenAdminErrorCode =
@@ -270,8 +270,6 @@ function cleanText(value: string | null | undefined, max: number, code: 'bad_nam
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new TokenAdminError(code, `${what} must not contain control characters`)
   return v === '' ? null : v
 }
-
-const isDuplicateKey = (err: unknown): boolean => err instanceof MongoServerError && err.code === 11000
 
 const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
   id: w._id,

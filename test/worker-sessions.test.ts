@@ -1,7 +1,7 @@
 // The sessions queue end to end: jobs added the way the gateway adds them, processed by a real
 // worker, stored in the real MongoDB-compatible server.
 import t from 'tap'
-import { defaultJobOptions } from '../shared/queues.ts'
+import { defaultJobOptions } from '../shared/queue-settings.ts'
 import { FIXTURES, fakeJob, jobIdFor, randomId, sessionJob, sha256, startTestWorker } from './helpers/worker-harness.ts'
 
 const stack = await startTestWorker(t)

@@ -3,7 +3,8 @@
 // one unordered insertMany. Each caller still gets its own answer, and only once the server has
 // acknowledged the batch: a job never completes before its write is durable.
 import { BSON, MongoBulkWriteError, type Collection, type Document } from 'mongodb'
-import { DocumentRejectedError, DUPLICATE_KEY, isServerUnreachable } from './mongo-errors.ts'
+import { DUPLICATE_KEY } from '../shared/mongo.ts'
+import { DocumentRejectedError, isServerUnreachable } from './mongo-errors.ts'
 
 export type InsertOutcome = 'inserted' | 'duplicate'
 

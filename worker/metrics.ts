@@ -4,7 +4,7 @@
 import { Queue, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { Counter, Histogram, Registry } from 'prom-client'
-import type { QueueName } from '../shared/queues.ts'
+import type { QueueName } from '../shared/queue-settings.ts'
 import { registerQueueDepth } from '../shared/queue-metrics.ts'
 
 type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>

@@ -2,8 +2,6 @@
 // or fail the job for good) and everything else (rethrow: BullMQ retries with backoff).
 import { BSON, MongoServerSelectionError } from 'mongodb'
 
-export const DUPLICATE_KEY = 11000
-
 /**
  * Server error codes that are about the document itself, so retrying cannot help. Codes are
  * MongoDB's; FerretDB answers 2 (BadValue) for keys with '.' or '$', nested arrays and
@@ -35,10 +33,6 @@ export class DocumentRejectedError extends Error {
   ) {
     super(message)
   }
-}
-
-export function isDuplicateKey(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === DUPLICATE_KEY
 }
 
 /** True when storing this exact document again can never succeed. */

@@ -7,7 +7,8 @@ import type { Client as S3Client } from 'minio'
 import type { Logger } from 'pino'
 import { isValidId } from '../shared/ids.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
-import { defaultJobOptions, jobValidators, type MediaJob } from '../shared/queues.ts'
+import { jobValidators, type MediaJob } from '../shared/queues.ts'
+import { defaultJobOptions } from '../shared/queue-settings.ts'
 import { isMissingObject, readObject } from './processors/media.ts'
 
 export interface SweeperDeps {
