@@ -2,10 +2,8 @@
 // let the old one keep working for a grace period by moving its expiry to now + grace (never
 // later than an expiry it already had). The old token's mirror entry is re-published, so every
 // gateway applies the new expiry at once. Built on shared/token-admin.ts's createToken.
-import type { Redis } from 'ioredis'
-import type { Db } from 'mongodb'
 import { collections } from '../shared/mongo.ts'
-import { pushToMirror, QUICK_PUSH_MS, REVOCATION_PUSH_MS, TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin } from '../shared/token-admin.ts'
+import { pushToMirror, QUICK_PUSH_MS, REVOCATION_PUSH_MS, TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin, type TokenAdminDeps } from '../shared/token-admin.ts'
 import { publishEntries, toEntry } from '../shared/token-registry.ts'
 
 export const MAX_GRACE_MS = 90 * 86400_000
@@ -17,13 +15,9 @@ export interface RotatedToken {
   old_mirrored: boolean
 }
 
-export interface RotateDeps {
-  db: Db
-  redis: Redis | null
-  prefix: string
+/** The token admin's own dependencies (shared/token-admin.ts), and the token admin itself. */
+export interface RotateDeps extends Pick<TokenAdminDeps, 'db' | 'redis' | 'prefix' | 'onMirrorError' | 'now'> {
   admin: TokenAdmin
-  onMirrorError?: (err: unknown, action: string) => void
-  now?: () => Date
 }
 
 export async function rotateToken(deps: RotateDeps, id: string, graceMs: number, actor: string): Promise<RotatedToken> {

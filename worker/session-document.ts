@@ -122,12 +122,7 @@ export function buildSessionDocument(job: SessionJob, body: Record<string, unkno
     : null
 
   const doc: Document = {
-    workspace_id: job.workspace_id,
-    session_id: job.session_id,
-    token_id: job.token_id,
-    received_at: receivedAt,
-    raw_body: job.body,
-    raw_sha256: job.sha256,
+    ...recordFields(job, receivedAt),
     body_id: notes.value(id, '/id'),
     state: notes.value(get('state'), '/state'),
     test_profile_id: notes.value(get('test_profile_id'), '/test_profile_id'),
@@ -144,8 +139,8 @@ export function buildSessionDocument(job: SessionJob, body: Record<string, unkno
   return doc
 }
 
-/** The record kept when the normalised document cannot be stored: ids, raw body, and why. */
-export function sessionFallbackDocument(job: SessionJob, receivedAt: Date, reason: string, issues: ValidationIssue[] = []): Document {
+/** What every session record holds, normalised or not: whose it is, when it came, and the exact body. */
+function recordFields(job: SessionJob, receivedAt: Date) {
   return {
     workspace_id: job.workspace_id,
     session_id: job.session_id,
@@ -153,6 +148,13 @@ export function sessionFallbackDocument(job: SessionJob, receivedAt: Date, reaso
     received_at: receivedAt,
     raw_body: job.body,
     raw_sha256: job.sha256,
+  }
+}
+
+/** The record kept when the normalised document cannot be stored: ids, raw body, and why. */
+export function sessionFallbackDocument(job: SessionJob, receivedAt: Date, reason: string, issues: ValidationIssue[] = []): Document {
+  return {
+    ...recordFields(job, receivedAt),
     validation: {
       ok: false,
       errors: [...issues, { path: 'storage_fallback', message: `normalised document could not be stored (${reason}); reprocess from raw_body` }],
