@@ -17,6 +17,7 @@ import { percentile, unsentNote, type OpenLoopResult } from './open-loop.ts'
 import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
 import { commandCalls, delta, keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
 import { mb, median, slope } from './stats.ts'
+import { idempotencyValue } from '../shared/idempotency.ts'
 
 export interface DrainRound {
   workers: number
@@ -279,7 +280,7 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
         const values = await b.redis.mget(ids.map((id) => idem.idempotency('s', b.workspaceId, id)))
         const now = performance.now()
         ids.forEach((id, i) => {
-          if (values[i]?.endsWith('|a')) {
+          if (idempotencyValue.parse(values[i])?.state === 'accepted') {
             visible.push(now - pending.get(id)!)
             pending.delete(id)
             seen.push(id)

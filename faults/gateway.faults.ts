@@ -9,6 +9,7 @@ import { assertIntact } from './lib/scenario.ts'
 import { check, drain } from './lib/verify.ts'
 import { waitFor } from '../test/helpers/env.ts'
 import { collections } from '../shared/mongo.ts'
+import { idempotencyValue } from '../shared/idempotency.ts'
 
 t.test('a gateway killed with SIGKILL between the idempotency claim and the enqueue', async (t) => {
   const c = await startCluster(t, 'gateway-kill-window')
@@ -24,7 +25,7 @@ t.test('a gateway killed with SIGKILL between the idempotency claim and the enqu
     for (const k of await c.redis.keys(`${prefix}*`)) {
       const v = await c.redis.get(k)
       const guid = k.slice(prefix.length)
-      if (v?.includes('|p|') && !(await c.redis.exists(`${c.config.redisPrefix}:sessions:s.${c.seeded.workspaceId}.${guid}`))) found.push(guid)
+      if (idempotencyValue.parse(v)?.state === 'pending' && !(await c.redis.exists(`${c.config.redisPrefix}:sessions:s.${c.seeded.workspaceId}.${guid}`))) found.push(guid)
     }
     return found
   }

@@ -1,5 +1,5 @@
 // The per-token rate limit and the per-workspace byte budget. Both
-// checks run inside the idempotency claim script (idempotency.ts), so they cost no round trip;
+// checks run inside the idempotency claim script (shared/idempotency.ts), so they cost no round trip;
 // this file only says which keys and limits a request is checked against, and how a refusal is
 // answered: 429 with Retry-After, the one 4xx the device treats as "later" (docs/architecture.md §1),
 // logged with reason rate_limited.
@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify'
 import { keys } from '../shared/keys.ts'
 import type { IngestContext } from './auth.ts'
 import { rateLimited, type HttpError } from './errors.ts'
-import type { ByteBudget, ClaimResult, RateLimit } from './idempotency.ts'
+import type { ByteBudget, ClaimResult, RateLimit } from '../shared/idempotency.ts'
 
 /** The limit to pass to claim(); undefined when this token has none (0). */
 export function tokenRateLimit(prefix: string, ctx: IngestContext): RateLimit | undefined {

@@ -6,6 +6,7 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { keys, jobIds } from '../shared/keys.ts'
 import { fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { Redis } from 'ioredis'
+import { idempotencyValue } from '../shared/idempotency.ts'
 
 const config = testConfig()
 const sessionBody = readFileSync(new URL('session-rdtoolkit.json', fixturesDir))
@@ -106,7 +107,7 @@ t.test('a claim whose request died before the enqueue is free again after the pe
   // Simulate a gateway killed between the idempotency key and the enqueue.
   const k = keys(config.redisPrefix)
   const key = k.idempotency('s', seeded.workspaceId, 'crashed-1')
-  await redis.set(key, `${'0'.repeat(64)}|p|${Date.now() - config.pendingTimeoutMs - 1}`)
+  await redis.set(key, idempotencyValue.pending('0'.repeat(64), Date.now() - config.pendingTimeoutMs - 1))
   const res = await put(`${base}/test_session/crashed-1`, sessionBody)
   t.equal(res.statusCode, 201, 'the retried PUT is accepted, not 409')
   t.ok(await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'crashed-1')))
@@ -116,7 +117,7 @@ t.test('a fresh pending claim with no job is waited on, never answered 409', asy
   const k = keys(config.redisPrefix)
   const key = k.idempotency('s', seeded.workspaceId, 'crashed-2')
   // Pending "now": the gateway must wait for it to resolve; it expires after the timeout.
-  await redis.set(key, `${'0'.repeat(64)}|p|${Date.now()}`)
+  await redis.set(key, idempotencyValue.pending('0'.repeat(64), Date.now()))
   const cfg = testConfig({ REDIS_PREFIX: config.redisPrefix, PENDING_TIMEOUT_MS: '300' })
   const fast = await buildGateway({ config: { ...cfg, mongodbUrl: config.mongodbUrl }, logger: false })
   t.teardown(() => fast.close())

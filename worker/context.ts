@@ -6,7 +6,8 @@ import type { Client as S3Client } from 'minio'
 import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
 import type { Config } from '../shared/config.ts'
-import { keys, type IdempotencyKind } from '../shared/keys.ts'
+import { markAccepted as markKeyAccepted } from '../shared/idempotency.ts'
+import type { IdempotencyKind } from '../shared/keys.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
 import { type QueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
@@ -46,10 +47,7 @@ export function parseReceivedAt(value: string): Date {
   return d
 }
 
-/**
- * Marks the idempotency key accepted once the record is durable, so that replays get a fast 409
- * even after the job itself has been removed. The value format is shared with the gateway.
- */
+/** markAccepted (shared/idempotency.ts) with this worker's prefix and TTL. */
 export async function markAccepted(
   deps: Pick<ProcessorDeps, 'redis' | 'config'>,
   kind: IdempotencyKind,
@@ -58,8 +56,7 @@ export async function markAccepted(
   sha256: string,
   extra?: string,
 ): Promise<void> {
-  const key = keys(deps.config.redisPrefix).idempotency(kind, ws, session, extra)
-  await deps.redis.set(key, `${sha256}|a`, 'PX', deps.config.idempotencyTtlMs)
+  await markKeyAccepted(deps.redis, { prefix: deps.config.redisPrefix, ttlMs: deps.config.idempotencyTtlMs }, kind, ws, session, sha256, extra)
 }
 
 /**

@@ -16,6 +16,7 @@ import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared
 import { defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3 } from '../../shared/s3.ts'
 import { streamPut } from '../../shared/s3-stream-put.ts'
+import { idempotencyValue } from '../../shared/idempotency.ts'
 import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
 
 /** The real request bodies (docs/architecture.md §1), byte for byte, from test/fixtures/. */
@@ -137,7 +138,7 @@ export async function startTestWorker(t: Teardown, env: Record<string, string> =
     async add(queue, data, opts = {}) {
       const kind = data.kind === 'logs' ? 'l' : data.kind === 'media' ? 'm' : 's'
       const extra = data.kind === 'logs' ? data.sha256 : data.kind === 'media' ? data.media_id : undefined
-      if (data.kind !== 'conflict') await redis.set(k.idempotency(kind, data.workspace_id, data.session_id, extra), `${data.kind === 'media' ? '' : data.sha256}|p|${Date.now()}`, 'PX', 60_000)
+      if (data.kind !== 'conflict') await redis.set(k.idempotency(kind, data.workspace_id, data.session_id, extra), idempotencyValue.pending(data.kind === 'media' ? '' : data.sha256, Date.now()), 'PX', 60_000)
       return queues[queue].add(data.kind, data, { ...defaultJobOptions, jobId: jobIdFor(data), ...opts })
     },
     async settled(queue, jobId) {

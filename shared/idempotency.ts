@@ -13,10 +13,45 @@
 // The per-workspace byte budget is the same GCRA over bytes instead of requests,
 // in the same script: a workspace may send a burst of one minute's budget, then the budget per
 // minute; a request costs its body's bytes. Both limits pass, or neither is charged.
+//
+// This module is the protocol's one home: the value format, the claim, release and refresh the
+// gateway runs, and markAccepted, which the worker runs once a record is durable. Key names are
+// in shared/keys.ts (`idempotency`), with every other Redis key.
 import type { Redis } from 'ioredis'
+import { keys, type IdempotencyKind } from './keys.ts'
 
-// Value formats: "<sha256>|p|<ms>" (pending) and "<sha256>|a" (accepted by a worker).
-// KEYS: idempotency key, job hash, rate-limit key, byte-budget key. ARGV: sha256, now, pending
+/**
+ * The key's value: "<sha256>|p|<ms>" while pending (a gateway claimed it at <ms>), "<sha256>|a"
+ * once a worker committed the record. The claim script below writes and parses the same format.
+ */
+export const idempotencyValue = {
+  pending: (sha256: string, ms: number | string) => `${sha256}|p|${ms}`,
+  accepted: (sha256: string) => `${sha256}|a`,
+  /** What a stored value says, or null for anything else. */
+  parse(value: string | null | undefined): { sha256: string; state: 'pending'; ms: number } | { sha256: string; state: 'accepted' } | null {
+    const m = /^([^|]*)\|(p\|(\d+)|a)$/.exec(value ?? '')
+    if (!m) return null
+    return m[3] !== undefined ? { sha256: m[1]!, state: 'pending', ms: Number(m[3]) } : { sha256: m[1]!, state: 'accepted' }
+  },
+}
+
+/**
+ * Marks the key accepted once the record is durable, so that replays get a fast 409 even after
+ * the job itself has been removed.
+ */
+export async function markAccepted(
+  redis: Redis,
+  opts: { prefix: string; ttlMs: number },
+  kind: IdempotencyKind,
+  ws: string,
+  session: string,
+  sha256: string,
+  extra?: string,
+): Promise<void> {
+  await redis.set(keys(opts.prefix).idempotency(kind, ws, session, extra), idempotencyValue.accepted(sha256), 'PX', opts.ttlMs)
+}
+
+// The claim. KEYS: idempotency key, job hash, rate-limit key, byte-budget key. ARGV: sha256, now, pending
 // timeout, ttl, requests per minute (0: do not check, e.g. a retry of a claim that already
 // passed), budget in bytes per minute (0: do not check), this request's bytes.
 // A refusal is {'limited', ms to wait, 'rate' | 'bytes'}.
@@ -157,7 +192,7 @@ export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
       budget?.bytesPerMinute ?? 0,
       budget?.bytes ?? 0,
     )
-    if (state === 'claimed') return { state, token: `${sha256}|p|${value}` }
+    if (state === 'claimed') return { state, token: idempotencyValue.pending(sha256, value) }
     if (state === 'dup') return { state, sha256: value }
     if (state === 'limited') return { state, retryAfterMs: Number(value), limit: which === 'bytes' ? 'bytes' : 'rate' }
     return { state: 'inflight' }
@@ -191,7 +226,7 @@ export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
     },
     /** Keeps a long media upload's claim fresh; returns the new token (or null if lost). */
     async touch(idemKey: string, token: string): Promise<string | null> {
-      const next = token.replace(/\|p\|\d+$/, `|p|${Date.now()}`)
+      const next = idempotencyValue.pending(token.slice(0, token.indexOf('|')), Date.now())
       return (await r.rdtTouch(idemKey, token, next, opts.ttlMs)) === 1 ? next : null
     },
   }
