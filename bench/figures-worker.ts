@@ -52,7 +52,7 @@ export interface DrainFigures {
   breakdown: { idempotency_keys: number; idempotency_key_bytes: number; completed_jobs_kept: number; job_hash_bytes: number; events_stream_entries: number }
 }
 
-const WAITING_STATES = ['wait', 'paused', 'active', 'delayed', 'prioritized'] as const
+const WAITING_STATES = ['waiting', 'active', 'delayed', 'prioritized'] as const
 const PROBE_GRACE_S = 30
 
 async function backlog(queue: Queue): Promise<number> {

@@ -91,7 +91,7 @@ function keepRequestScriptsLoaded(app: FastifyInstance): void {
   defineStagingCommands(app.redis)
   const scripts = keepScriptsLoaded(app.redis, {
     // BullMQ defines its scripts once its connection is initialised.
-    before: () => Promise.all(Object.values(app.queues).map((q) => q.client)),
+    before: () => Promise.all(Object.values(app.queues).map((q) => q.waitUntilReady())),
     onError: (err) => app.log.warn({ err: (err as Error).message }, 'could not load the Redis scripts; retrying'),
   })
   app.decorate('scripts', scripts)

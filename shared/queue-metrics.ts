@@ -3,7 +3,7 @@
 import type { Queue } from 'bullmq'
 import { Gauge, type Registry } from 'prom-client'
 
-export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'paused', 'failed', 'completed'] as const
+export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed'] as const
 
 /** How long a scrape waits for Redis before it gives up on the figures (the worker's connection never fails fast). */
 const COUNT_TIMEOUT_MS = 2000

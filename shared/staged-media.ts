@@ -59,7 +59,7 @@ function unwrapExecAbort(err: unknown): unknown {
 export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix: string, data: MediaJob, jobId: string): Promise<void> {
   const k = keys(prefix)
   defineStagingCommands(redis)
-  const client = await queue.client
+  const client = await queue.getBackend().client
   if ((client as unknown as { options?: unknown }).options !== redis.options) {
     throw new Error('addMediaJobWithStaging: the queue does not use the given Redis connection')
   }

@@ -159,9 +159,9 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
       let failed = 0
       let completed = 0
       for (const q of queues) {
-        const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children', 'failed', 'completed')
+        const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed', 'completed')
         byQueue[q.name as QueueName] = c
-        pending += (c.wait ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c.paused ?? 0) + (c['waiting-children'] ?? 0)
+        pending += (c.waiting ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0)
         active += c.active ?? 0
         failed += c.failed ?? 0
         completed += c.completed ?? 0

@@ -211,7 +211,7 @@ export async function drain(stack: TestStack, timeoutMs = 60_000): Promise<Queue
   const pendingNow = async () => {
     const out: Record<string, number> = {}
     for (const q of QUEUE_NAMES) {
-      const c = await stack.queues[q].getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children')
+      const c = await stack.queues[q].getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children')
       out[q] = Object.values(c).reduce((a, b) => a + b, 0)
     }
     return out
