@@ -37,18 +37,18 @@ export const idempotencyValue = {
 
 /**
  * Marks the key accepted once the record is durable, so that replays get a fast 409 even after
- * the job itself has been removed.
+ * the job itself has been removed. `deps` is the worker's (its Redis, prefix and key TTL).
  */
 export async function markAccepted(
-  redis: Redis,
-  opts: { prefix: string; ttlMs: number },
+  deps: { redis: Redis; config: { redisPrefix: string; idempotencyTtlMs: number } },
   kind: IdempotencyKind,
   ws: string,
   session: string,
   sha256: string,
   extra?: string,
 ): Promise<void> {
-  await redis.set(keys(opts.prefix).idempotency(kind, ws, session, extra), idempotencyValue.accepted(sha256), 'PX', opts.ttlMs)
+  const key = keys(deps.config.redisPrefix).idempotency(kind, ws, session, extra)
+  await deps.redis.set(key, idempotencyValue.accepted(sha256), 'PX', deps.config.idempotencyTtlMs)
 }
 
 // The claim. KEYS: idempotency key, job hash, rate-limit key, byte-budget key. ARGV: sha256, now, pending

@@ -1,4 +1,4 @@
-// `npm start` stays up (issue 13 §6), with real processes on a fresh stack dir: while phones keep
+// `npm start` stays up, with real processes on a fresh stack dir: while phones keep
 // uploading sessions, the worker and then the gateway are killed with SIGKILL. Each comes back by
 // itself, uploads go on after each restart, and every upload that was answered 201 or 409 is
 // stored exactly once. Then a local service (FerretDB) is killed: it comes back on the same port,

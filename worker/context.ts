@@ -6,8 +6,6 @@ import type { Client as S3Client } from 'minio'
 import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
 import type { Config } from '../shared/config.ts'
-import { markAccepted as markKeyAccepted } from '../shared/idempotency.ts'
-import type { IdempotencyKind } from '../shared/keys.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
 import { type QueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
@@ -45,18 +43,6 @@ export function parseReceivedAt(value: string): Date {
   const d = new Date(value)
   if (Number.isNaN(d.getTime())) throw new UnrecoverableError('invalid job payload: received_at is not a date')
   return d
-}
-
-/** markAccepted (shared/idempotency.ts) with this worker's prefix and TTL. */
-export async function markAccepted(
-  deps: Pick<ProcessorDeps, 'redis' | 'config'>,
-  kind: IdempotencyKind,
-  ws: string,
-  session: string,
-  sha256: string,
-  extra?: string,
-): Promise<void> {
-  await markKeyAccepted(deps.redis, { prefix: deps.config.redisPrefix, ttlMs: deps.config.idempotencyTtlMs }, kind, ws, session, sha256, extra)
 }
 
 /**

@@ -11,7 +11,8 @@ import type { Document } from 'mongodb'
 import { canonicalJson } from '../../shared/json-storage.ts'
 import type { LogsJob } from '../../shared/queues.ts'
 import type { ValidationIssue } from '../../shared/session-schema.ts'
-import { checkNotCancelled, insertWithFallback, isPlainObject, markAccepted, own, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
+import { checkNotCancelled, insertWithFallback, isPlainObject, own, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
+import { markAccepted } from '../../shared/idempotency.ts'
 import { INVALID_UTF8_ISSUE, Notes } from '../session-document.ts'
 
 const KNOWN_ENTRY_FIELDS = new Set(['timestamp', 'tag', 'message', 'json', 'media_key'])
