@@ -15,7 +15,8 @@ try {
 console.log(`stack running in ${stack.dir}`);
 console.log(`  redis  ${stack.redis.url}`);
 console.log(`  mongo  ${stack.env.MONGODB_URL}`);
-console.log(`  s3     ${stack.s3.url}  (bucket ${stack.env.S3_BUCKET})`);
+console.log(`  s3     ${stack.s3.url}  (${stack.s3Server}, bucket ${stack.env.S3_BUCKET})`);
+console.log('  users  per role (stack/roles.ts); TEST_INSPECTOR_* in the env file are root, for tests only');
 console.log(`env file: ${stack.envFile}  (load it with: set -a; . ${stack.envFile}; set +a)`);
 console.log('Ctrl-C to stop');
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { binCacheDir, repoRoot } from './paths.ts';
@@ -9,11 +9,28 @@ import { withParentDeathSignal } from './proc.ts';
 
 export const FERRETDB_VERSION = 'v1.24.2';
 export const VERSITYGW_VERSION = 'v1.7.0';
+// MinIO (AGPL-3.0, a development and test service here, never shipped): the pinned server commit
+// and the mc client version that deploy/minio/Dockerfile builds for compose.yaml, so the local
+// stack and production run the same server and the same user/policy script (deploy/minio/init.sh).
+export const MINIO_VERSION = dockerfileArg('MINIO_VERSION');
+export const MC_VERSION = dockerfileArg('MC_VERSION');
+
+/** Which S3 server the local stack runs: MinIO by default, `STACK_S3=versity` for the Versity gateway. */
+export type S3Server = 'minio' | 'versity';
+
+export function s3ServerFromEnv(env: NodeJS.ProcessEnv = process.env): S3Server {
+  const v = env.STACK_S3 || 'minio';
+  if (v !== 'minio' && v !== 'versity') throw new Error(`STACK_S3 must be "minio" or "versity", got "${v}"`);
+  return v;
+}
 
 export interface Binaries {
   redisServer: string;
   ferretdb: string;
-  versitygw: string;
+  /** Built only for the S3 server in use (STACK_S3). */
+  versitygw?: string;
+  minio?: string;
+  mc?: string;
 }
 
 /**
@@ -22,14 +39,24 @@ export interface Binaries {
  * after taking it, and Go builds write to a temp name that is renamed into
  * place, so a binary that exists is always complete.
  */
-export async function ensureBinaries(): Promise<Binaries> {
+export async function ensureBinaries(s3: S3Server = s3ServerFromEnv()): Promise<Binaries> {
   await mkdir(binCacheDir, { recursive: true });
   // Sequential on purpose: two Go builds at once on a 2-core machine are
   // no faster in total, and the output lines stay in order.
   const redisServer = await ensureRedis();
   const ferretdb = await ensureFerretDB();
-  const versitygw = await ensureVersityGW();
-  return { redisServer, ferretdb, versitygw };
+  if (s3 === 'versity') return { redisServer, ferretdb, versitygw: await ensureVersityGW() };
+  const minio = await goInstall('minio', 'github.com/minio/minio', MINIO_VERSION, '4 min');
+  const mc = await goInstall('mc', 'github.com/minio/mc', MC_VERSION, '2-3 min');
+  return { redisServer, ferretdb, minio, mc };
+}
+
+/** An `ARG NAME=value` default of deploy/minio/Dockerfile: one place for the pinned versions. */
+function dockerfileArg(name: string): string {
+  const text = readFileSync(join(repoRoot, 'deploy', 'minio', 'Dockerfile'), 'utf8');
+  const m = new RegExp(`^ARG ${name}=(\\S+)$`, 'm').exec(text);
+  if (!m) throw new Error(`deploy/minio/Dockerfile has no "ARG ${name}=<version>" line`);
+  return m[1]!;
 }
 
 async function ensureRedis(): Promise<string> {
@@ -58,7 +85,7 @@ async function ensureFerretDB(): Promise<string> {
   const hash = createHash('sha256');
   for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(await readFile(join(src, f)));
   const bin = join(binCacheDir, `ferretdb-${FERRETDB_VERSION}-${hash.digest('hex').slice(0, 12)}`);
-  return ensureBuilt(bin, `ferretdb ${FERRETDB_VERSION}`, async (tmp) => {
+  return ensureBuilt(bin, `ferretdb ${FERRETDB_VERSION} (once, 1-2 min)`, async (tmp) => {
     // CGO off: FerretDB's SQLite is pure Go (modernc), so the binary is static.
     await run(goBinary(), ['build', '-trimpath', '-o', tmp, '.'], {
       cwd: src,
@@ -68,19 +95,24 @@ async function ensureFerretDB(): Promise<string> {
   });
 }
 
-async function ensureVersityGW(): Promise<string> {
-  const bin = join(binCacheDir, `versitygw-${VERSITYGW_VERSION}`);
-  return ensureBuilt(bin, `versitygw ${VERSITYGW_VERSION}`, async (tmp) => {
+function ensureVersityGW(): Promise<string> {
+  return goInstall('versitygw', 'github.com/versity/versitygw/cmd/versitygw', VERSITYGW_VERSION, '1-2 min');
+}
+
+/** `go install pkg@version` into the binary cache, as `<name>-<version>`. */
+function goInstall(name: string, pkg: string, version: string, duration: string): Promise<string> {
+  const bin = join(binCacheDir, `${name}-${version}`);
+  return ensureBuilt(bin, `${name} ${version} (once, ${duration})`, async (tmp) => {
     // `go install pkg@version` only writes into GOBIN, so install into a
     // private temp dir and move the result to the temp name.
     const gobin = await mkdtemp(`${tmp}-gobin-`); // under the tmp prefix, so orphans get cleaned
     try {
-      await run(goBinary(), ['install', `github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}`], {
+      await run(goBinary(), ['install', '-trimpath', `${pkg}@${version}`], {
         cwd: binCacheDir, // outside any go.mod, so module mode uses only the pinned version
         env: { ...process.env, GOBIN: gobin, CGO_ENABLED: '0' },
         dieWithUs: true,
       });
-      await rename(join(gobin, 'versitygw'), tmp);
+      await rename(join(gobin, basename(pkg)), tmp);
     } finally {
       await rm(gobin, { recursive: true, force: true });
     }
@@ -92,7 +124,7 @@ async function ensureBuilt(bin: string, what: string, build: (tmp: string) => Pr
   return withLock(`${bin}.lock`, async () => {
     if (isExecutable(bin)) return bin; // another launch built it while we waited
     await removeOrphanTemps(bin);
-    log(`building ${what} (once, 1-2 min)`);
+    log(`building ${what}`);
     const tmp = `${bin}.tmp-${process.pid}`;
     try {
       await build(tmp);
@@ -114,7 +146,7 @@ async function removeOrphanTemps(bin: string): Promise<void> {
 
 function goBinary(): string {
   const go = findOnPath('go') ?? ['/usr/local/go/bin/go', '/usr/lib/go/bin/go'].find(isExecutable);
-  if (!go) throw new Error('the Go toolchain is needed to build FerretDB and versitygw; `go` is not on PATH');
+  if (!go) throw new Error('the Go toolchain is needed to build FerretDB and the S3 server; `go` is not on PATH');
   return go;
 }
 

@@ -1,9 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Client as MinioClient } from 'minio';
-import { ensureBinaries, type Binaries } from './install.ts';
+import { ensureBinaries, s3ServerFromEnv, type Binaries, type S3Server } from './install.ts';
+import { runMinioInit } from './minio-init.ts';
 import { defaultStackDir } from './paths.ts';
-import { startFerretDB, startRedis, startVersityGW, type ServiceHandle } from './services.ts';
+import { writeAclFile } from './redis-acl.ts';
+import { loadOrCreateRoleSecrets, roleVars } from './roles.ts';
+import { startFerretDB, startMinio, startRedis, startVersityGW, type ServiceHandle } from './services.ts';
 import { claimStackDir, loadOrCreateCredentials, readEnvFile, writeEnvFile } from './stack-dir.ts';
 
 export type { ServiceHandle } from './services.ts';
@@ -17,12 +20,24 @@ export interface StackOptions {
   readyTimeoutMs?: number;
   /** Binary paths; default: ensureBinaries(). */
   binaries?: Binaries;
+  /** The S3 server; default STACK_S3 from the environment, else MinIO. */
+  s3Server?: S3Server;
+  /**
+   * The Redis key prefix the ACL users are limited to; default `{*}`, any hash-tagged prefix,
+   * so that every test file can use its own (stack/redis-acl.ts says more).
+   */
+  redisKeyPrefix?: string;
 }
 
 export interface Stack {
   dir: string;
-  /** REDIS_URL, MONGODB_URL, S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, S3_BUCKET. */
+  /**
+   * STACK_S3, REDIS_URL (no user: it may only PING), MONGODB_URL, S3_ENDPOINT, S3_REGION,
+   * S3_BUCKET, every role's secrets and the test-only TEST_INSPECTOR_* root credentials
+   * (stack/roles.ts; roleEnv() gives a process its own).
+   */
   env: Record<string, string>;
+  s3Server: S3Server;
   /** `<dir>/env`, the same variables as NAME=value lines. */
   envFile: string;
   redis: ServiceHandle;
@@ -38,11 +53,14 @@ export const S3_BUCKET = 'rdt-media';
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const dir = resolve(opts.dir ?? defaultStackDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const bins = opts.binaries ?? (await ensureBinaries());
+  const s3Server = opts.s3Server ?? s3ServerFromEnv();
+  const bins = opts.binaries ?? (await ensureBinaries(s3Server));
   const claim = await claimStackDir(dir);
   const envFile = join(dir, 'env');
   try {
     const creds = await loadOrCreateCredentials(dir);
+    const roles = await loadOrCreateRoleSecrets(dir);
+    const aclFile = await writeAclFile(dir, opts.redisKeyPrefix ?? '{*}', roles.redis);
     // Reuse last run's ports when they are free, so that a shell that
     // sourced .stack/env keeps working after a restart.
     const prev = await readEnvFile(envFile);
@@ -54,10 +72,17 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       onSpawn: (pid: number) => claim.setServicePid(name, pid),
     });
 
+    // Separate data dirs: Versity's posix backend would take MinIO's drive folders for buckets.
+    const s3Opts = { ...common(s3Server === 'minio' ? 'minio' : 's3', prev.S3_ENDPOINT), ...creds, region: S3_REGION };
     const results = await Promise.allSettled([
-      startRedis(bins.redisServer, { ...common('redis', prev.REDIS_URL), extraArgs: opts.redisArgs }),
+      startRedis(bins.redisServer, {
+        ...common('redis', prev.REDIS_URL),
+        extraArgs: opts.redisArgs,
+        aclFile,
+        probeUser: { username: 'inspector', password: roles.redis.inspector },
+      }),
       startFerretDB(bins.ferretdb, common('ferretdb', prev.MONGODB_URL)),
-      startVersityGW(bins.versitygw, { ...common('s3', prev.S3_ENDPOINT), ...creds, region: S3_REGION }),
+      s3Server === 'minio' ? startMinio(need(bins.minio, 'minio'), s3Opts) : startVersityGW(need(bins.versitygw, 'versitygw'), s3Opts),
     ]);
     const [redis, mongo, s3] = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
     if (!redis || !mongo || !s3) {
@@ -67,16 +92,21 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     }
 
     const env: Record<string, string> = {
+      STACK_S3: s3Server,
       REDIS_URL: redis.url,
       MONGODB_URL: `${mongo.url}/rdt`,
       S3_ENDPOINT: s3.url,
-      S3_ACCESS_KEY: creds.accessKey,
-      S3_SECRET_KEY: creds.secretKey,
       S3_REGION,
       S3_BUCKET,
+      ...roleVars(redis.url, roles, creds, s3Server === 'minio'),
     };
     try {
-      await ensureBucket(s3.port, creds.accessKey, creds.secretKey);
+      if (s3Server === 'minio') {
+        // Bucket, policies and users: compose.yaml's own minio-init job.
+        await runMinioInit({ dir, mc: need(bins.mc, 'mc'), endpoint: s3.url, bucket: S3_BUCKET, root: creds, users: roles.s3 });
+      } else {
+        await ensureBucket(s3.port, creds.accessKey, creds.secretKey);
+      }
       await writeEnvFile(envFile, env);
     } catch (err) {
       await Promise.all([redis.stop(), mongo.stop(), s3.stop()]);
@@ -89,7 +119,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         await Promise.all([redis.stop(), mongo.stop(), s3.stop()]);
         await claim.release();
       })());
-    return { dir, env, envFile, redis, mongo, s3, stop };
+    return { dir, env, envFile, s3Server, redis, mongo, s3, stop };
   } catch (err) {
     await claim.release();
     throw err;
@@ -100,6 +130,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 async function ensureBucket(port: number, accessKey: string, secretKey: string): Promise<void> {
   const client = new MinioClient({ endPoint: '127.0.0.1', port, useSSL: false, accessKey, secretKey, region: S3_REGION, pathStyle: true });
   if (!(await client.bucketExists(S3_BUCKET))) await client.makeBucket(S3_BUCKET, S3_REGION);
+}
+
+function need(bin: string | undefined, name: string): string {
+  if (!bin) throw new Error(`no ${name} binary: ensureBinaries() was called for another S3 server than STACK_S3`);
+  return bin;
 }
 
 function portOf(url: string | undefined): number | undefined {

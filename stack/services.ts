@@ -27,14 +27,23 @@ export const REDIS_BASE_ARGS = [
   '--protected-mode', 'yes',
 ];
 
-export async function startRedis(bin: string, opts: ServiceOptions & { extraArgs?: string[] }): Promise<ServiceHandle> {
+export interface RedisOptions extends ServiceOptions {
+  extraArgs?: string[];
+  /** ACL file (users with passwords); the default user may then only PING. */
+  aclFile?: string;
+  /** A user of that file allowed INFO, for the readiness probe. */
+  probeUser?: { username: string; password: string };
+}
+
+export async function startRedis(bin: string, opts: RedisOptions): Promise<ServiceHandle> {
+  const acl = opts.aclFile ? ['--aclfile', opts.aclFile] : [];
   return startOnFreePort(opts, (port) => ({
     name: 'redis',
     url: `redis://127.0.0.1:${port}`,
     command: bin,
     // Later flags win in redis, so extraArgs can override the defaults.
-    args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dataDir, ...REDIS_BASE_ARGS, ...(opts.extraArgs ?? [])],
-    probe: () => pingRedis(port),
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dataDir, ...acl, ...REDIS_BASE_ARGS, ...(opts.extraArgs ?? [])],
+    probe: () => pingRedis(port, opts.probeUser),
   }));
 }
 
@@ -76,6 +85,38 @@ export async function startVersityGW(bin: string, opts: S3Options): Promise<Serv
   }));
 }
 
+/**
+ * MinIO, erasure-coded over four drive folders in the data dir, as a small production setup runs
+ * it. MINIO_CI_CD=1: without it MinIO refuses drives on the root disk and waits for ever. The
+ * console listens on loopback only (a second free port); nothing here uses it.
+ */
+export async function startMinio(bin: string, opts: S3Options): Promise<ServiceHandle> {
+  const drives = [1, 2, 3, 4].map((i) => `${opts.dataDir}/d${i}`);
+  for (const d of drives) await mkdir(d, { recursive: true, mode: 0o700 });
+  // MinIO reads much from MINIO_* (even a KMS or an identity provider), so drop inherited ones.
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_)/.test(k)) env[k] = v;
+  // Credentials via the environment, not argv, so they don't show in `ps`.
+  Object.assign(env, {
+    MINIO_CI_CD: '1',
+    MINIO_ROOT_USER: opts.accessKey,
+    MINIO_ROOT_PASSWORD: opts.secretKey,
+    MINIO_REGION: opts.region,
+    // No phone-home and no update checks from a test service.
+    MINIO_UPDATE: 'off',
+  });
+  const consolePort = await freePort();
+  return startOnFreePort(opts, (port) => ({
+    name: 's3',
+    url: `http://127.0.0.1:${port}`,
+    command: bin,
+    // `{1...4}` is MinIO's own expansion (not the shell's): one argument, four drives.
+    args: ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, `${opts.dataDir}/d{1...4}`],
+    env,
+    probe: () => pingS3(port, opts),
+  }));
+}
+
 type Def = Pick<ConstructorParameters<typeof ChildService>[0], 'name' | 'url' | 'command' | 'args' | 'env' | 'probe'>;
 
 /**
@@ -109,10 +150,11 @@ async function addrInUse(logFile: string): Promise<boolean> {
 
 const PROBE_TIMEOUT_MS = 2_000;
 
-async function pingRedis(port: number): Promise<void> {
+async function pingRedis(port: number, user?: { username: string; password: string }): Promise<void> {
   const r = new Redis({
     host: '127.0.0.1',
     port,
+    ...user,
     lazyConnect: true,
     connectTimeout: PROBE_TIMEOUT_MS,
     maxRetriesPerRequest: 0,
@@ -151,6 +193,9 @@ async function pingS3(port: number, opts: S3Options): Promise<void> {
     secretKey: opts.secretKey,
     region: opts.region,
     pathStyle: true,
+    // This loop retries by itself; the client's own retry of a 503 (MinIO while its drives
+    // come up) only adds a console warning.
+    retryOptions: { disableRetry: true },
   });
   // The minio client has no per-call timeout; a gateway that accepts but
   // never answers must not stall the readiness loop.

@@ -34,6 +34,12 @@ need() {
 endpoint=${MINIO_ENDPOINT:-http://minio:9000}
 bucket=${S3_BUCKET:-rdt-media}
 policies=${MINIO_POLICY_DIR:-/etc/rdt/minio-policies}
+# The bucket the policies name. Only the local test stack (stack/minio-init.ts) sets it, to "*":
+# there every test file uses a bucket of its own, and the rights per service stay the same.
+policy_bucket=${MINIO_POLICY_BUCKET:-$bucket}
+case $policy_bucket in
+  *[!a-z0-9.*-]*) fail "MINIO_POLICY_BUCKET may only use a-z 0-9 . - *" ;;
+esac
 root_user=$(need MINIO_ROOT_USER)
 root_password=$(need MINIO_ROOT_PASSWORD)
 case $endpoint in
@@ -64,7 +70,7 @@ for svc in gateway worker admin; do
   upper=$(echo "$svc" | tr a-z A-Z)
   key=$(need "S3_${upper}_ACCESS_KEY")
   secret=$(need "S3_${upper}_SECRET_KEY")
-  sed "s|@BUCKET@|$bucket|g" "$policies/$svc.json" > "$work/$svc.json"
+  sed "s|@BUCKET@|$policy_bucket|g" "$policies/$svc.json" > "$work/$svc.json"
   # "create" replaces a policy of the same name, so an edited policy file takes effect here.
   mc admin policy create rdt "rdt-$svc" "$work/$svc.json" >/dev/null
   # "user add" on an existing user sets its secret.
