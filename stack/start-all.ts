@@ -9,6 +9,7 @@ import { ensureBinaries } from './install.ts';
 import { startStack, type Stack } from './launcher.ts';
 import { stackTlsSettings, type StackTlsSettings } from './local-tls.ts';
 import { defaultStackDir, repoRoot } from './paths.ts';
+import { roleEnv, type Role } from './roles.ts';
 import { onShutdownSignal } from './signals.ts';
 import { readEnvFile, writeEnvFile } from './stack-dir.ts';
 import { ServiceUnit, Supervisor } from './supervisor.ts';
@@ -46,8 +47,9 @@ const processes = Object.entries(apps).map(
       name,
       entry,
       nodeFlags: NODE_FLAGS[name as keyof typeof NODE_FLAGS],
-      // Only the two listeners facing people get the certificate and its key.
-      env: name === 'worker' ? env : { ...env, ...tls?.serverEnv },
+      // Each process only its own role's credentials (stack/roles.ts). Only the two listeners
+      // facing people get the certificate and its key.
+      env: roleEnv(name === 'worker' ? env : { ...env, ...tls?.serverEnv }, name as Role),
       log,
     }),
 );
