@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { connectMongo } from '../shared/mongo.ts'
 import { verifyPassword, type PasswordHash } from '../admin/security/passwords.ts'
 import { runCli } from '../cli/run.ts'
-import { testConfig } from './helpers/env.ts'
+import { roleProcessEnv, testConfig } from './helpers/env.ts'
 
 const config = testConfig()
 const { client, db } = await connectMongo(config.mongodbUrl, 1)
@@ -13,7 +13,7 @@ t.teardown(async () => {
   await db.dropDatabase().catch(() => {})
   await client.close()
 })
-const env = { ...process.env, MONGODB_URL: config.mongodbUrl, REDIS_PREFIX: config.redisPrefix }
+const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_PREFIX: config.redisPrefix })
 
 function cli(args: string[], stdin: string): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {

@@ -19,7 +19,7 @@ import { buildWorker } from '../worker/app.ts'
 import { buildAdmin } from '../admin/app.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { createAdminUser } from '../admin/users.ts'
-import { fixturesDir, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, fixturesDir, testConfig, waitFor } from './helpers/env.ts'
 import { ensureLocalTls } from '../stack/local-tls.ts'
 
 const artifacts = new URL('./artifacts/', import.meta.url)
@@ -31,12 +31,12 @@ const certs = await ensureLocalTls(tlsDir, [])
 // The phone's side (Node's fetch) trusts the local CA, as a device configured with it would.
 setDefaultCACertificates([...getCACertificates('default'), readFileSync(certs.caFile, 'utf8')])
 const base = testConfig({ LOG_LEVEL: 'warn', TLS_CERT_FILE: certs.certFile, TLS_KEY_FILE: certs.keyFile })
-const gateway = await buildGateway({ config: base, logger: false })
+const gateway = await buildGateway({ config: asRole(base, 'gateway'), logger: false })
 await gateway.listen({ port: 0, host: '127.0.0.1' })
 const gwPort = (gateway.server.address() as { port: number }).port
 const config = { ...base, publicUrl: `https://127.0.0.1:${gwPort}` }
-const worker = await buildWorker({ config, logger: pino({ level: 'warn' }) })
-const admin = await buildAdmin({ config, adminConfig: loadAdminConfig(config, {}), logger: false })
+const worker = await buildWorker({ config: asRole(config, 'worker'), logger: pino({ level: 'warn' }) })
+const admin = await buildAdmin({ config: asRole(config, 'admin'), adminConfig: loadAdminConfig(config, {}), logger: false })
 await admin.listen({ port: 0, host: '127.0.0.1' })
 const adminUrl = `https://127.0.0.1:${(admin.server.address() as { port: number }).port}`
 await createAdminUser(admin.db, 'ops@example.org', 'e2e password for ops', 'test')

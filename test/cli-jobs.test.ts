@@ -13,12 +13,13 @@ import { jobIds, objectKeys } from '../shared/keys.ts'
 import type { MediaJob } from '../shared/queues.ts'
 import { streamPut } from '../shared/s3-stream-put.ts'
 import { fakeJpeg } from './helpers/media.ts'
+import { asRole, roleProcessEnv } from './helpers/env.ts'
 import { randomId, sha256, startTestWorker, waitFor } from './helpers/worker-harness.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const stack = await startTestWorker(t)
 const { config } = stack
-const env = { ...process.env, MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix }
+const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix })
 
 async function cli(args: string[], extraEnv: Record<string, string> = {}) {
   let out = ''
@@ -142,7 +143,7 @@ t.test('retrying something that is not a failed job is refused', async (t) => {
 
 t.test('once the photo exists, jobs retry <id> stores it, and the retry is audited', async (t) => {
   // The transient cause goes away: the staged object appears.
-  await streamPut(config.s3, config.s3.bucket, media.staging_key, Readable.from([photo]), { contentLength: photo.length })
+  await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, media.staging_key, Readable.from([photo]), { contentLength: photo.length })
   const res = await cli(['jobs', 'retry', mediaId, '--json'])
   t.equal(res.code, 0, res.err)
   t.match(JSON.parse(res.out), { retried: [{ queue: 'media', id: mediaId, attempts_made: 2 }], skipped: [] })

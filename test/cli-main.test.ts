@@ -11,6 +11,7 @@ import { readStackEnv } from '../shared/config.ts'
 import { keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
+import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const base = { ...readStackEnv(), ...process.env }
@@ -20,17 +21,12 @@ const mongoUrl = new URL(base.MONGODB_URL)
 mongoUrl.pathname = `/t_cli_${randomBytes(4).toString('hex')}`
 const prefix = `{t-${randomBytes(5).toString('hex')}}`
 const PUBLIC_URL = 'https://ingest.test.example:8443'
-const cliEnv: Record<string, string> = {
-  ...(process.env as Record<string, string>),
-  MONGODB_URL: mongoUrl.toString(),
-  REDIS_URL: base.REDIS_URL,
-  REDIS_PREFIX: prefix,
-  PUBLIC_URL,
-}
+const cliEnv: Record<string, string> = roleEnv({ ...base, MONGODB_URL: mongoUrl.toString(), REDIS_PREFIX: prefix, PUBLIC_URL }, 'cli')
 
 const { client, db } = await connectMongo(mongoUrl.toString(), 1)
 const c = collections(db)
-const redis = new Redis(base.REDIS_URL)
+// The test's own checks: the test-only inspector user.
+const redis = new Redis(inspectorEnv(base).REDIS_URL!)
 const k = keys(prefix)
 t.teardown(async () => {
   await redis.del(k.tokens, k.tokensSynced)

@@ -11,6 +11,7 @@ import type { Document } from 'mongodb'
 import { readStackEnv } from '../shared/config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { buildSessionDocument, INVALID_UTF8_ISSUE, sessionFallbackDocument } from '../worker/session-document.ts'
+import { roleEnv } from '../stack/roles.ts'
 import { fixturesDir } from './helpers/env.ts'
 import { FIXTURES, sessionJob } from './helpers/worker-harness.ts'
 
@@ -20,13 +21,10 @@ if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS
 
 const mongoUrl = new URL(base.MONGODB_URL)
 mongoUrl.pathname = `/t_reval_${randomBytes(4).toString('hex')}`
-const cliEnv: Record<string, string> = {
-  ...(process.env as Record<string, string>),
-  MONGODB_URL: mongoUrl.toString(),
-  REDIS_URL: base.REDIS_URL,
-  REDIS_PREFIX: `{t-${randomBytes(5).toString('hex')}}`,
-  PUBLIC_URL: 'https://ingest.test.example',
-}
+const cliEnv: Record<string, string> = roleEnv(
+  { ...base, MONGODB_URL: mongoUrl.toString(), REDIS_PREFIX: `{t-${randomBytes(5).toString('hex')}}`, PUBLIC_URL: 'https://ingest.test.example' },
+  'cli',
+)
 
 const { client, db } = await connectMongo(mongoUrl.toString(), 1)
 await ensureIndexes(db)

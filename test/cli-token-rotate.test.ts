@@ -9,13 +9,13 @@ import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import type { Config } from '../shared/config.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
-import { seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)
 
 async function cli(config: Config, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl }
+  const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl })
   try {
     const r = await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env })
     return { code: 0, stdout: r.stdout, stderr: r.stderr }
@@ -32,7 +32,7 @@ const put = (app: FastifyInstance, token: string) =>
 const tokenOf = (dsn: string) => dsn.split('/ingest/')[1]!.replace(/\/$/, '')
 
 async function gateway(t: Test, config: Config): Promise<FastifyInstance> {
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })
   return app

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { freePort } from '../stack/ports.ts'
-import { fixturesDir, testConfig, waitFor } from './helpers/env.ts'
+import { fixturesDir, roleProcessEnv, testConfig, waitFor } from './helpers/env.ts'
 import { fakeJpeg, readObject } from './helpers/media.ts'
 
 const run = promisify(execFile)
@@ -26,7 +26,7 @@ const env = {
   SWEEP_INTERVAL_MS: '1000',
   LOG_LEVEL: 'warn',
 }
-const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env })).stdout
+const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: roleProcessEnv('cli', env) })).stdout
 
 const app = spawn(process.execPath, ['--import', 'tsx', 'stack/start-all.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
 let output = ''

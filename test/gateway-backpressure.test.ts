@@ -20,19 +20,19 @@ import { releaseStagedMedia } from '../shared/staged-media.ts'
 import { buildWorker, type WorkerApp } from '../worker/app.ts'
 import { ensureBinaries } from '../stack/install.ts'
 import { startRedis } from '../stack/services.ts'
-import { seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, inspectorQueues, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 
 const silent = pino({ level: 'silent' })
 
 async function gatewayFor(t: { teardown(fn: () => unknown): void }, config: Config): Promise<FastifyInstance> {
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   return app
 }
 
 async function workerFor(config: Config, queues: string): Promise<WorkerApp> {
-  return buildWorker({ config: { ...config, workerQueues: queues.split(',') }, logger: silent, closeDeadlineMs: 2000 })
+  return buildWorker({ config: asRole({ ...config, workerQueues: queues.split(',') }, 'worker'), logger: silent, closeDeadlineMs: 2000 })
 }
 
 async function dropDb(config: Config): Promise<void> {
@@ -51,6 +51,7 @@ const putMedia = (app: FastifyInstance, token: string, guid: string, media: stri
 
 t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 201 again once workers drain it', async (t) => {
   const config = testConfig({ BACKLOG_HIGH_WATER: '3', BACKPRESSURE_POLL_MS: '50', BACKPRESSURE_RETRY_AFTER_S: '7' })
+  const queues = inspectorQueues(t, config)
   t.teardown(() => dropDb(config))
   const seeded = await seedToken(config)
   const app = await gatewayFor(t, config)
@@ -62,7 +63,7 @@ t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 20
   t.equal(refused.statusCode, 503)
   t.equal(refused.headers['retry-after'], '7', 'Retry-After is BACKPRESSURE_RETRY_AFTER_S')
   t.equal(JSON.parse(refused.body).error, 'overloaded_backlog')
-  t.equal(await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'b-4')), undefined, 'nothing queued for the refused request')
+  t.equal(await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'b-4')), undefined, 'nothing queued for the refused request')
   t.equal((await putLogs(app, seeded.token, 'b-1')).statusCode, 201, 'the logs queue is not backed up, so logs are still accepted')
 
   // A worker drains what was accepted; the gateway accepts again at the next poll after that.
@@ -76,7 +77,7 @@ t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 20
   t.equal(stored, 4, 'every session answered 201 was stored, including those accepted before the refusal')
 
   // Delayed jobs (retries waiting out their backoff) count too.
-  const delayed = await Promise.all(['d-1', 'd-2', 'd-3'].map((id) => app.queues.sessions.add('session', { kind: 'test' }, { jobId: `x.${id}`, delay: 3_600_000 })))
+  const delayed = await Promise.all(['d-1', 'd-2', 'd-3'].map((id) => queues.sessions.add('session', { kind: 'test' }, { jobId: `x.${id}`, delay: 3_600_000 })))
   await app.backlog.pollOnce()
   t.equal(app.backlog.snapshot().queues.sessions.delayed, 3)
   t.equal((await putSession(app, seeded.token, 'b-5')).statusCode, 503, 'delayed jobs count towards the backlog')
@@ -88,6 +89,7 @@ t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 20
 t.test('staged media bytes: counted at enqueue, released once by the worker, 503 for media over the mark', async (t) => {
   const size = 100_000
   const config = testConfig({ STAGED_MEDIA_HIGH_WATER_BYTES: String(size + size / 2), BACKPRESSURE_POLL_MS: '50' })
+  const queues = inspectorQueues(t, config)
   t.teardown(() => dropDb(config))
   const k = keys(config.redisPrefix)
   const seeded = await seedToken(config)
@@ -98,7 +100,7 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
 
   t.equal((await putMedia(app, seeded.token, 'm-1', 'raw', fakeJpeg(size))).statusCode, 201)
   t.equal(await counter(), size, 'the staged bytes are counted with the enqueue')
-  const job1 = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'm-1', 'raw'))
+  const job1 = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'm-1', 'raw'))
   t.equal(await redis.hget(k.stagedMedia, job1!.data.staging_key), String(size), 'registered under its staging key')
   t.equal((await putMedia(app, seeded.token, 'm-1', 'cropped', fakeJpeg(size))).statusCode, 201)
   t.equal(await counter(), 2 * size)
@@ -122,7 +124,7 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
 
   // A job that runs twice (a stalled lock, a retry after a crash) must subtract once. Another
   // photo's bytes are registered meanwhile, so a second subtraction would show (and not be hidden by the floor at 0).
-  const done = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'm-1', 'raw'))
+  const done = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'm-1', 'raw'))
   t.equal(await done?.getState(), 'completed')
   await redis.multi().hset(k.stagedMedia, 'staging/other-upload', '12345').incrby(k.stagedMediaBytes, 12345).exec()
   const rerun = (await worker.processors.get('media')!(done!)) as { outcome: string }
@@ -193,28 +195,26 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
   t.test('an evicting Redis is refused by the gateway, the worker, the admin panel and the CLI', async (t) => {
     await admin.config('SET', 'maxmemory-policy', 'allkeys-lru')
     t.teardown(() => admin.config('SET', 'maxmemory-policy', 'noeviction'))
+    // Each process with its own role's S3 key; the private Redis has no users.
     const env = {
-      ...process.env,
       REDIS_URL: server.url,
       MONGODB_URL: config.mongodbUrl,
       REDIS_PREFIX: config.redisPrefix,
       S3_ENDPOINT: config.s3.endpoint,
-      S3_ACCESS_KEY: config.s3.accessKey,
-      S3_SECRET_KEY: config.s3.secretKey,
       PORT: '0',
       ADMIN_PORT: '0',
       METRICS_PORT: '0',
       LOG_LEVEL: 'error',
     }
-    for (const entry of ['gateway/server.ts', 'admin/server.ts']) {
-      const run = await runProcess(entry, env)
+    for (const [role, entry] of [['gateway', 'gateway/server.ts'], ['admin', 'admin/server.ts']] as const) {
+      const run = await runProcess(entry, roleProcessEnv(role, env))
       t.equal(run.code, 1, `${entry} exits 1`)
       // A pino line: the quotes come JSON-escaped.
       t.match(run.output, /maxmemory-policy is \W*allkeys-lru/, `${entry} says why`)
     }
     await t.rejects(workerFor(config, 'sessions'), /maxmemory-policy is "allkeys-lru"/, 'the worker refuses to start')
     let err = ''
-    const code = await runCli(['workspace', 'create', 'evicting'], { out: () => {}, err: (s) => void (err += s), env })
+    const code = await runCli(['workspace', 'create', 'evicting'], { out: () => {}, err: (s) => void (err += s), env: roleProcessEnv('cli', env) })
     t.equal(code, 1, 'the CLI refuses a write')
     t.match(err, /maxmemory-policy/)
     const { client, db } = await connectMongo(config.mongodbUrl, 1)

@@ -8,7 +8,7 @@ import { request, Agent } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from '../gateway/app.ts'
-import { seedToken, testConfig } from './helpers/env.ts'
+import { asRole, seedToken, testConfig } from './helpers/env.ts'
 import { chunked } from './helpers/hostile.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { parseMetrics, sumOf } from './helpers/prometheus.ts'
@@ -26,7 +26,7 @@ const config = testConfig({
   DRAIN_TIMEOUT_MS: '1500',
 })
 const seeded = await seedToken(config)
-const app: FastifyInstance = await buildGateway({ config, logger: false })
+const app: FastifyInstance = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 await app.listen({ port: 0, host: '127.0.0.1' })
 const port = (app.server.address() as AddressInfo).port
 t.teardown(() => app.close())

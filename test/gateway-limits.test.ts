@@ -6,7 +6,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import { buildGateway } from '../gateway/app.ts'
 import { keys } from '../shared/keys.ts'
-import { seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { chunked } from './helpers/hostile.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { parseMetrics, sumOf } from './helpers/prometheus.ts'
@@ -22,7 +22,7 @@ const config = testConfig({
   MAX_IN_FLIGHT_PER_TOKEN: String(MAX_IN_FLIGHT),
 })
 const k = keys(config.redisPrefix)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 await app.listen({ port: 0, host: '127.0.0.1' })
 const port = (app.server.address() as AddressInfo).port
 const redis = new Redis(config.redisUrl)

@@ -5,7 +5,7 @@ import pino from 'pino'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../gateway/app.ts'
 import { loggerOptions } from '../shared/logger.ts'
-import { seedToken, testConfig } from './helpers/env.ts'
+import { asRole, seedToken, testConfig } from './helpers/env.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config, { permissions: ['test_session'] })
@@ -17,7 +17,7 @@ const sink = new Writable({
   },
 })
 const logger = pino(loggerOptions('trace', 'gateway'), sink)
-const app = await buildGateway({ config, logger })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger })
 t.teardown(() => app.close())
 
 t.test('no log line contains the DSN token', async (t) => {

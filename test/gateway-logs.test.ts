@@ -2,11 +2,11 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { buildGateway } from '../gateway/app.ts'
-import { fixturesDir, seedToken, testConfig } from './helpers/env.ts'
+import { asRole, fixturesDir, seedToken, testConfig } from './helpers/env.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 t.teardown(() => app.close())
 const logs = readFileSync(new URL('logs-rdtoolkit.json', fixturesDir))
 const put = (url: string, payload: Buffer | string) => app.inject({ method: 'PUT', url, payload, headers: { 'content-type': 'application/json; charset=utf-8' } })

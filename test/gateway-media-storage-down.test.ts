@@ -11,13 +11,13 @@ import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../gateway/app.ts'
 import { freePort } from '../stack/ports.ts'
-import { seedToken, testConfig } from './helpers/env.ts'
+import { asRole, seedToken, testConfig } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 
 const closedPort = await freePort()
 const config = testConfig({ S3_ENDPOINT: `http://127.0.0.1:${closedPort}` })
 const seeded = await seedToken(config)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 await app.listen({ port: 0, host: '127.0.0.1' })
 const port = (app.server.address() as AddressInfo).port
 t.teardown(() => app.close())

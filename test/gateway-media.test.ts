@@ -6,12 +6,14 @@ import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../gateway/app.ts'
 import { jobIds } from '../shared/keys.ts'
 import { createS3 } from '../shared/s3.ts'
-import { seedToken, testConfig } from './helpers/env.ts'
+import { asRole, inspectorQueues, seedToken, testConfig } from './helpers/env.ts'
 import { readObject, fakeJpeg } from './helpers/media.ts'
 
 const config = testConfig({ MAX_MEDIA_BYTES: String(2 * 1024 * 1024) })
 const seeded = await seedToken(config)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
+// The test's checks of what was queued (the gateway's user cannot read jobs back).
+const queues = inspectorQueues(t, config)
 await app.listen({ port: 0, host: '127.0.0.1' })
 const port = (app.server.address() as AddressInfo).port
 const s3 = createS3(config.s3)
@@ -39,7 +41,7 @@ t.test('a JPEG is streamed to a staging object and the job carries only a refere
   const jpeg = fakeJpeg(300_000)
   const res = await put(`${base}/cropped/`, jpeg, { 'content-type': 'image/jpeg', 'content-disposition': 'attachment; filename=20210125_111802_cropped.jpg' })
   t.equal(res.status, 201, res.body)
-  const job = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'cropped'))
+  const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'cropped'))
   t.ok(job)
   const data = job!.data
   t.equal(data.size, jpeg.length)
@@ -64,7 +66,7 @@ t.test('a chunked upload without Content-Length is accepted through a disk spool
   const jpeg = fakeJpeg(500_000)
   const res = await put(`${base}/raw/`, jpeg, { 'content-type': 'image/jpeg' }, true)
   t.equal(res.status, 201, res.body)
-  const job = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'raw'))
+  const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'raw'))
   t.equal(job?.data.size, jpeg.length)
   t.ok((await readObject(s3, config.s3.bucket, job!.data.staging_key)).equals(jpeg))
 })
@@ -94,13 +96,13 @@ t.test('Content-Disposition: filename* wins, paths and control characters are re
       continue
     }
     t.equal(res.status, 201, header)
-    const job = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', id))
+    const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', id))
     if (expected !== null) t.equal(job?.data.filename, expected, header)
     else t.ok(job?.data.filename === null || !/[\u0000-\u001f]/.test(job!.data.filename), header)
   }
   const long = await put(`${base}/m6`, fakeJpeg(100), { 'content-disposition': `attachment; filename="${'x'.repeat(2000)}.jpg"` })
   t.equal(long.status, 201)
-  const job = await app.queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'm6'))
+  const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'm6'))
   t.ok(job!.data.filename!.length <= 255, 'long names are bounded')
 })
 
@@ -114,5 +116,5 @@ t.test('a token without the media permission is 403 and nothing is staged', asyn
   const noMedia = await seedToken(config, { permissions: ['test_session', 'logs'] })
   const res = await put(`/ingest/${noMedia.token}/test_session/s/media/raw`, fakeJpeg(100))
   t.equal(res.status, 403)
-  t.notOk(await app.queues.media.getJob(jobIds.media(noMedia.workspaceId, 's', 'raw')))
+  t.notOk(await queues.media.getJob(jobIds.media(noMedia.workspaceId, 's', 'raw')))
 })

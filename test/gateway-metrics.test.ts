@@ -10,13 +10,13 @@ import { buildGateway } from '../gateway/app.ts'
 import { loadConfig } from '../shared/config.ts'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { freePort } from '../stack/ports.ts'
-import { fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { scrape, sumOf } from './helpers/prometheus.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 await app.listen({ port: 0, host: '127.0.0.1' })
 const port = (app.server.address() as AddressInfo).port
 const metricsPort = await freePort()

@@ -12,7 +12,7 @@ import { runCli } from '../cli/run.ts'
 import { jobIds, keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
-import { seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, inspectorQueues, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
 
 const UNKNOWN_MAX = 5
 const config = testConfig({
@@ -37,8 +37,10 @@ const logger = pino(
   }),
 )
 // Two gateways, same prefix: the limit must hold across them.
-const gwA = await buildGateway({ config, logger })
-const gwB = await buildGateway({ config, logger: false })
+const gwA = await buildGateway({ config: asRole(config, 'gateway'), logger })
+const gwB = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
+// The test's checks of what was queued (the gateway's user cannot read jobs back).
+const queues = inspectorQueues(t, config)
 const redis = new Redis(config.redisUrl)
 const { client: mongo, db } = await connectMongo(config.mongodbUrl, 1)
 t.teardown(async () => {
@@ -48,7 +50,7 @@ t.teardown(async () => {
   await mongo.close()
 })
 
-const cliEnv = { ...process.env, MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix }
+const cliEnv = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix })
 async function cli(args: string[]) {
   let out = ''
   let err = ''
@@ -114,7 +116,7 @@ t.test('a workspace limit of 3/min: the 4th request is 429 with Retry-After, on 
   t.notOk(refused.body.includes(limited.token), 'no token in the error body')
 
   t.equal(await redis.exists(k.idempotency('s', limited.workspaceId, 'rl-refused')), 0, 'a refused request claims nothing')
-  t.equal(await gwA.queues.sessions.getJob(jobIds.session(limited.workspaceId, 'rl-refused')), undefined, 'and queues nothing')
+  t.equal(await queues.sessions.getJob(jobIds.session(limited.workspaceId, 'rl-refused')), undefined, 'and queues nothing')
   t.equal((await session(gwA, limited.token, 'rl-refused-2')).statusCode, 429, 'gateway A sees the same count')
 
   // The same limit covers the other routes (their claims go through the same script).
@@ -208,7 +210,7 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   // poller runs on its own timer: the gateway gets a long poll interval so it cannot interleave.
   // A default of 6/min (a slot is 10 s) keeps the limit's state in Redis long enough to be seen below.
   const cfg = { ...config, backpressurePollMs: 3_600_000, rateLimitPerMinute: 6 }
-  const app = await buildGateway({ config: cfg, logger: false })
+  const app = await buildGateway({ config: asRole(cfg, 'gateway'), logger: false })
   t.teardown(() => app.close())
   await waitFor(() => app.backlog.snapshot().polls >= 1, { what: 'the first backpressure poll' })
   await waitFor(() => app.subscriber.status === 'ready', { what: 'the token-change subscription' })

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import { keys } from '../shared/keys.ts'
-import { seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
+import { asRole, seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
@@ -18,7 +18,7 @@ async function setup(t: Test) {
   const redis = await privateRedis(t, ['--maxmemory', String(64 * 1024 * 1024)])
   const config = testConfig({ REDIS_URL: redis.url, REDIS_MEMORY_HIGH_WATER: '0' })
   const seeded = await seedToken(config)
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   const direct = new Redis(redis.url)
   t.teardown(() => direct.disconnect())

@@ -17,7 +17,7 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { createSubscriberRedis } from '../shared/redis.ts'
 import { hashToken, publishEntries, type TokenEntry } from '../shared/token-registry.ts'
 import type { ServiceHandle } from '../stack/services.ts'
-import { seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
+import { asRole, roleProcessEnv, seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)
@@ -27,7 +27,7 @@ const put = (app: FastifyInstance, token: string, session: string) =>
 
 /** `npm run cli -- token revoke <id>` as the real child process, against this test's services. */
 async function cliRevoke(config: Config, id: string): Promise<{ code: number; stderr: string }> {
-  const env = { ...process.env, MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl }
+  const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl })
   try {
     const r = await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'token', 'revoke', id], { env })
     return { code: 0, stderr: r.stderr }
@@ -56,7 +56,7 @@ async function refusedAfter(t: Test, app: FastifyInstance, token: string, from?:
 async function gatewayWithCachedToken(t: Test, redis: ServiceHandle): Promise<{ app: FastifyInstance; config: Config; seeded: SeededToken }> {
   const config = testConfig({ REDIS_URL: redis.url })
   const seeded = await seedToken(config)
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })
   t.equal((await put(app, seeded.token, 'before')).statusCode, 201, 'the token works')

@@ -4,14 +4,16 @@ import { readFileSync } from 'node:fs'
 import { buildGateway } from '../gateway/app.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { keys, jobIds } from '../shared/keys.ts'
-import { fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, fixturesDir, inspectorQueues, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { Redis } from 'ioredis'
 import { idempotencyValue } from '../shared/idempotency.ts'
 
 const config = testConfig()
 const sessionBody = readFileSync(new URL('session-rdtoolkit.json', fixturesDir))
 const seeded = await seedToken(config)
-const app = await buildGateway({ config, logger: false })
+const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
+// The test's checks of what was queued (the gateway's user cannot read jobs back).
+const queues = inspectorQueues(t, config)
 const redis = new Redis(config.redisUrl)
 t.teardown(async () => {
   await app.close()
@@ -25,7 +27,7 @@ const base = `/ingest/${seeded.token}`
 t.test('a real client session is accepted with and without the trailing slash', async (t) => {
   const res = await put(`${base}/test_session/guid-a/`, sessionBody)
   t.equal(res.statusCode, 201, res.body)
-  const job = await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'guid-a'))
+  const job = await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'guid-a'))
   t.ok(job, 'job enqueued under the deterministic id')
   t.equal(job?.data.body, sessionBody.toString('utf8'), 'the exact body travels in the job')
   t.equal(job?.data.workspace_id, seeded.workspaceId)
@@ -48,7 +50,7 @@ t.test('the same GUID with a different body answers 409 and keeps the body as a 
   const other = JSON.stringify({ state: 'COMPLETE', test_profile_id: 'x' })
   const res = await put(`${base}/test_session/guid-a`, other)
   t.equal(res.statusCode, 409)
-  const jobs = await app.queues.sessions.getJobs(['waiting'])
+  const jobs = await queues.sessions.getJobs(['waiting'])
   const conflict = jobs.find((j) => j.data.kind === 'conflict')
   t.ok(conflict, 'a conflict job carries the body')
   t.equal(conflict?.data.body, other)
@@ -69,7 +71,7 @@ t.test('schema-breaking JSON objects are accepted; other bodies are 400', async 
 t.test('a body that carries the DSN keeps everything but the token', async (t) => {
   const body = JSON.stringify({ configuration: { cloudworks_dns: `https://rdt.example.org/ingest/${seeded.token}` } })
   t.equal((await put(`${base}/test_session/dsn-1`, body)).statusCode, 201)
-  const job = await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'dsn-1'))
+  const job = await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'dsn-1'))
   t.notOk(job?.data.body.includes(seeded.token), 'the token is not stored')
   t.match(job?.data.body, 'https://rdt.example.org/ingest/[redacted-dsn-token]')
   t.equal((await put(`${base}/test_session/dsn-1`, body)).statusCode, 409, 'replays are still recognised')
@@ -79,7 +81,7 @@ t.test('gzip bodies are inflated; other encodings are refused clearly', async (t
   const { gzipSync } = await import('node:zlib')
   const res = await put(`${base}/test_session/gz-1`, gzipSync(sessionBody), { 'content-encoding': 'gzip' })
   t.equal(res.statusCode, 201)
-  const job = await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'gz-1'))
+  const job = await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'gz-1'))
   t.equal(job?.data.body, sessionBody.toString('utf8'))
   t.equal((await put(`${base}/test_session/gz-2`, 'xx', { 'content-encoding': 'br' })).statusCode, 415)
 })
@@ -110,7 +112,7 @@ t.test('a claim whose request died before the enqueue is free again after the pe
   await redis.set(key, idempotencyValue.pending('0'.repeat(64), Date.now() - config.pendingTimeoutMs - 1))
   const res = await put(`${base}/test_session/crashed-1`, sessionBody)
   t.equal(res.statusCode, 201, 'the retried PUT is accepted, not 409')
-  t.ok(await app.queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'crashed-1')))
+  t.ok(await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'crashed-1')))
 })
 
 t.test('a fresh pending claim with no job is waited on, never answered 409', async (t) => {
@@ -119,7 +121,7 @@ t.test('a fresh pending claim with no job is waited on, never answered 409', asy
   // Pending "now": the gateway must wait for it to resolve; it expires after the timeout.
   await redis.set(key, idempotencyValue.pending('0'.repeat(64), Date.now()))
   const cfg = testConfig({ REDIS_PREFIX: config.redisPrefix, PENDING_TIMEOUT_MS: '300' })
-  const fast = await buildGateway({ config: { ...cfg, mongodbUrl: config.mongodbUrl }, logger: false })
+  const fast = await buildGateway({ config: asRole({ ...cfg, mongodbUrl: config.mongodbUrl }, 'gateway'), logger: false })
   t.teardown(() => fast.close())
   const res = await fast.inject({ method: 'PUT', url: `${base}/test_session/crashed-2`, payload: sessionBody })
   t.equal(res.statusCode, 201)
@@ -153,7 +155,7 @@ t.test('tokens: unknown, wrong permission, inactive workspace, expired and revok
 
 t.test('an unloaded token mirror is 503, not 403', async (t) => {
   const cfg = testConfig()
-  const fresh = await buildGateway({ config: cfg, logger: false })
+  const fresh = await buildGateway({ config: asRole(cfg, 'gateway'), logger: false })
   t.teardown(() => fresh.close())
   const res = await fresh.inject({ method: 'PUT', url: `/ingest/rdt_whatever/test_session/x`, payload: '{}' })
   t.equal(res.statusCode, 503)

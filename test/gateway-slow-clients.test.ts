@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NODE_FLAGS } from '../shared/node-flags.ts'
 import { freePort } from '../stack/ports.ts'
-import { seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 import { parseMetrics, sumOf } from './helpers/prometheus.ts'
 import { head, withLength, writeThenRead } from './helpers/write-then-read.ts'
@@ -39,8 +39,7 @@ const attackers = await Promise.all(Array.from({ length: TOKENS }, () => seedTok
 const good = await seedToken(config)
 
 const gateway = spawn(process.execPath, [...NODE_FLAGS.gateway, '--import', 'tsx', 'gateway/server.ts'], {
-  env: {
-    ...process.env,
+  env: roleProcessEnv('gateway', {
     PORT: String(port),
     METRICS_PORT: String(metricsPort),
     REDIS_PREFIX: config.redisPrefix,
@@ -52,7 +51,7 @@ const gateway = spawn(process.execPath, [...NODE_FLAGS.gateway, '--import', 'tsx
     // Enough for every trickler to be in flight, so that the timeout (not the cap) cuts them.
     MAX_IN_FLIGHT_PER_TOKEN: '100',
     RATE_LIMIT_PER_MINUTE: '0',
-  },
+  }),
   stdio: ['ignore', 'ignore', 'pipe'],
 })
 let stderr = ''

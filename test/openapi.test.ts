@@ -13,7 +13,7 @@ import { ingestValidatorCompiler } from '../gateway/routes/params.ts'
 import * as routeSchemas from '../gateway/route-schemas.ts'
 import { routeSchemaExports } from '../gateway/schemas.ts'
 import { HttpError } from '../gateway/errors.ts'
-import { fixturesDir, seedToken, testConfig } from './helpers/env.ts'
+import { asRole, fixturesDir, seedToken, testConfig } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 
 type Json = Record<string, any>
@@ -73,7 +73,7 @@ t.test('the document is structurally OpenAPI 3.1', async (t) => {
 
 t.test('the routes of the real gateway and the document agree', async (t) => {
   const config = testConfig()
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   await app.ready()
   const routes = app.gatewayRoutes.filter((r) => r.method !== 'HEAD')
@@ -126,7 +126,7 @@ t.test('params are validated with the 400 body of routes/params.ts; headers are 
 t.test('the answers of a real gateway match the documented bodies and statuses', async (t) => {
   const config = testConfig({ MAX_JSON_BYTES: String(64 * 1024) })
   const seeded = await seedToken(config)
-  const app = await buildGateway({ config, logger: false })
+  const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
   const port = (app.server.address() as AddressInfo).port

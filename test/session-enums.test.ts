@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import { CLASSIFIER_MODES, PROVISION_MODES, SESSION_STATES, SESSION_TYPES } from '../shared/session-schema.ts'
-import { fixturesDir, seedToken } from './helpers/env.ts'
+import { asRole, fixturesDir, seedToken } from './helpers/env.ts'
 import { FIXTURES, randomId, startTestWorker, waitFor } from './helpers/worker-harness.ts'
 
 const ENUMS = JSON.parse(readFileSync(new URL('session-enum-values.json', fixturesDir), 'utf8')) as { values: Record<string, string[]> }
@@ -16,7 +16,7 @@ const DOCS_EXAMPLE = readFileSync(new URL('session-rdtoolkit-docs-example.json',
 
 const stack = await startTestWorker(t, { RATE_LIMIT_PER_MINUTE: '0' })
 const seeded = await seedToken(stack.config)
-const gateway = await buildGateway({ config: stack.config, logger: false })
+const gateway = await buildGateway({ config: asRole(stack.config, 'gateway'), logger: false })
 // Registered after startTestWorker's, so it runs first: the gateway closes before the worker.
 t.teardown(() => gateway.close())
 const sessions = stack.db.collection('test_sessions')

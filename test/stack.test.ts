@@ -21,14 +21,27 @@ const { env } = stack;
 
 t.test('env and env file', async (t) => {
   t.same(Object.keys(env).sort(), [
-    'MONGODB_URL', 'REDIS_URL', 'S3_ACCESS_KEY', 'S3_BUCKET', 'S3_ENDPOINT', 'S3_REGION', 'S3_SECRET_KEY',
+    'MONGODB_URL', 'REDIS_ADMIN_PASSWORD', 'REDIS_GATEWAY_PASSWORD', 'REDIS_URL', 'REDIS_WORKER_PASSWORD',
+    'S3_ADMIN_ACCESS_KEY', 'S3_ADMIN_SECRET_KEY', 'S3_BUCKET', 'S3_ENDPOINT', 'S3_GATEWAY_ACCESS_KEY', 'S3_GATEWAY_SECRET_KEY',
+    'S3_REGION', 'S3_WORKER_ACCESS_KEY', 'S3_WORKER_SECRET_KEY', 'STACK_S3',
+    'TEST_INSPECTOR_REDIS_URL', 'TEST_INSPECTOR_S3_ACCESS_KEY', 'TEST_INSPECTOR_S3_SECRET_KEY',
   ]);
+  t.equal(env.STACK_S3, stack.s3Server);
+  // No user in REDIS_URL: each process gets its own (stack/roles.ts).
   t.match(env.REDIS_URL, /^redis:\/\/127\.0\.0\.1:\d+$/);
   t.match(env.MONGODB_URL, /^mongodb:\/\/127\.0\.0\.1:\d+\/rdt$/);
   t.match(env.S3_ENDPOINT, /^http:\/\/127\.0\.0\.1:\d+$/);
   t.equal(env.S3_REGION, 'us-east-1');
   t.equal(env.S3_BUCKET, 'rdt-media');
-  t.ok((env.S3_SECRET_KEY ?? '').length >= 32, 'random secret');
+  t.ok((env.TEST_INSPECTOR_S3_SECRET_KEY ?? '').length >= 32, 'random root secret');
+  if (stack.s3Server === 'minio') {
+    for (const r of ['GATEWAY', 'WORKER', 'ADMIN']) {
+      t.not(env[`S3_${r}_ACCESS_KEY`], env.TEST_INSPECTOR_S3_ACCESS_KEY, `${r} is not the S3 root`);
+    }
+  }
+  const passwords = ['GATEWAY', 'WORKER', 'ADMIN'].map((r) => env[`REDIS_${r}_PASSWORD`]);
+  t.equal(new Set(passwords).size, 3, 'one Redis password per role');
+  t.ok(passwords.every((p) => (p ?? '').length >= 32), 'random Redis passwords');
 
   const text = await readFile(join(dir, 'env'), 'utf8');
   const lines = Object.entries(env).map(([k, v]) => `${k}=${v}`);
@@ -46,8 +59,12 @@ t.test('a second launcher on the same dir is refused', async (t) => {
   await t.rejects(startStack({ dir }), /already running/);
 });
 
-t.test('redis answers', async (t) => {
-  const r = new Redis(env.REDIS_URL!);
+t.test('redis answers; without a user only PING', async (t) => {
+  const anon = new Redis(env.REDIS_URL!, { enableReadyCheck: false, maxRetriesPerRequest: 0 });
+  t.teardown(() => anon.disconnect());
+  t.equal(await anon.ping(), 'PONG');
+  await t.rejects(anon.get('stack-test'), /NOPERM/);
+  const r = new Redis(env.TEST_INSPECTOR_REDIS_URL!);
   t.teardown(() => r.disconnect());
   await r.set('stack-test', 'hello');
   t.equal(await r.get('stack-test'), 'hello');
@@ -68,8 +85,8 @@ t.test('s3 answers and the bucket is private', async (t) => {
     endPoint: endpoint.hostname,
     port: Number(endpoint.port),
     useSSL: false,
-    accessKey: env.S3_ACCESS_KEY!,
-    secretKey: env.S3_SECRET_KEY!,
+    accessKey: env.TEST_INSPECTOR_S3_ACCESS_KEY!,
+    secretKey: env.TEST_INSPECTOR_S3_SECRET_KEY!,
     region: env.S3_REGION!,
     pathStyle: true,
   });
@@ -92,7 +109,7 @@ t.test('redis restarts on the same port with its data (AOF)', async (t) => {
   await stack.redis.start();
   t.equal(stack.redis.port, port);
   t.not(stack.redis.pid, oldPid);
-  const r = new Redis(env.REDIS_URL!);
+  const r = new Redis(env.TEST_INSPECTOR_REDIS_URL!);
   t.teardown(() => r.disconnect());
   t.equal(await r.get('stack-test'), 'hello');
 });

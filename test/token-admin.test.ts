@@ -8,6 +8,7 @@ import { keys } from '../shared/keys.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { createTokenAdmin, parseExpiry, type TokenAdminDeps } from '../shared/token-admin.ts'
 import { hashToken, syncTokenMirror, type TokenEntry } from '../shared/token-registry.ts'
+import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 
 const env = { ...readStackEnv(), ...process.env }
 if (!env.MONGODB_URL || !env.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
@@ -18,8 +19,11 @@ const { client, db } = await connectMongo(mongoUrl.toString(), 1)
 await ensureIndexes(db)
 const prefix = `{t-${randomBytes(5).toString('hex')}}`
 const k = keys(prefix)
-const redis = new Redis(env.REDIS_URL)
-const sub = new Redis(env.REDIS_URL)
+// The code under test runs in the admin panel and the CLI: it gets their Redis user. The test's
+// own checks (and the worker's mirror sync below) use the test-only inspector.
+const adminRedis = new Redis(roleEnv(env, 'admin').REDIS_URL!)
+const redis = new Redis(inspectorEnv(env).REDIS_URL!)
+const sub = new Redis(inspectorEnv(env).REDIS_URL!)
 const c = collections(db)
 const ACTOR = 'test:token-admin'
 const PUBLIC_URL = 'https://rdt.test.example/'
@@ -29,11 +33,12 @@ t.teardown(async () => {
   await db.dropDatabase().catch(() => {})
   await client.close()
   redis.disconnect()
+  adminRedis.disconnect()
   sub.disconnect()
 })
 
 function makeAdmin(extra: Partial<TokenAdminDeps> = {}) {
-  return createTokenAdmin({ db, redis, prefix, publicUrl: PUBLIC_URL, ...extra })
+  return createTokenAdmin({ db, redis: adminRedis, prefix, publicUrl: PUBLIC_URL, ...extra })
 }
 const admin = makeAdmin()
 

@@ -8,8 +8,9 @@ import { MongoClient } from 'mongodb'
 import type { Redis } from 'ioredis'
 import { Redis as IORedis } from 'ioredis'
 import { keys } from '../shared/keys.ts'
-import { createS3 } from '../shared/s3.ts'
+import { createS3, ensureBucket } from '../shared/s3.ts'
 import { buildWorker, checkQueues } from '../worker/app.ts'
+import { asRole, roleProcessEnv } from './helpers/env.ts'
 import { captureLogger, jobIdFor, logsJob, randomId, startTestWorker, testConfig, waitFor } from './helpers/worker-harness.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -19,13 +20,13 @@ t.test('queues are checked before anything connects', async (t) => {
   t.throws(() => checkQueues([]), { name: 'WorkerConfigError' })
   t.throws(() => checkQueues(['sessions', 'uploads']), /unknown queue "uploads"/)
   const { logger } = captureLogger()
-  await t.rejects(buildWorker({ config: testConfig({ WORKER_QUEUES: 'logs,bogus' }), logger }), { name: 'WorkerConfigError' })
+  await t.rejects(buildWorker({ config: asRole(testConfig({ WORKER_QUEUES: 'logs,bogus' }), 'worker'), logger }), { name: 'WorkerConfigError' })
 })
 
 t.test('a Redis that may evict keys is refused', async (t) => {
   const { logger } = captureLogger()
   const fake = { config: async () => ['maxmemory-policy', 'allkeys-lru'] } as unknown as Redis
-  await t.rejects(buildWorker({ config: testConfig(), logger, redis: fake }), /noeviction/)
+  await t.rejects(buildWorker({ config: asRole(testConfig(), 'worker'), logger, redis: fake }), /noeviction/)
 })
 
 t.test('the token mirror is synced from MongoDB at start', async (t) => {
@@ -54,7 +55,9 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
     revoked_at: null,
   })
   const { logger } = captureLogger()
-  const app = await buildWorker({ config, logger })
+  // The test's bucket, made with the inspector's key: the worker's may not create buckets.
+  await ensureBucket(createS3(config.s3), config.s3.bucket, config.s3.region)
+  const app = await buildWorker({ config: asRole(config, 'worker'), logger })
   t.teardown(() => app.close())
   const k = keys(config.redisPrefix)
   const entry = JSON.parse((await redis.hget(k.tokens, 'a'.repeat(64))) ?? 'null') as { id: string; workspace_active: boolean } | null
@@ -70,13 +73,13 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
 
 t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming the variable', async (t) => {
   const config = testConfig()
-  const env = {
-    ...process.env,
+  await ensureBucket(createS3(config.s3), config.s3.bucket, config.s3.region)
+  const env = roleProcessEnv('worker', {
     REDIS_PREFIX: config.redisPrefix,
     MONGODB_URL: config.mongodbUrl,
     S3_BUCKET: config.s3.bucket,
     LOG_LEVEL: 'info',
-  }
+  })
   const child = spawn(process.execPath, ['--import', 'tsx', 'worker/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (c: Buffer) => (out += c.toString()))

@@ -11,6 +11,7 @@ import type { Config } from '../../shared/config.ts'
 import { buildAdmin } from '../../admin/app.ts'
 import { loadAdminConfig, type AdminConfig } from '../../admin/config.ts'
 import { createAdminUser } from '../../admin/users.ts'
+import { asRole } from './env.ts'
 
 export const TEST_PASSWORD = 'correct horse battery staple'
 
@@ -80,7 +81,7 @@ export async function login(app: FastifyInstance, email: string, password = TEST
 
 export async function startAdmin(config: Config, opts: { adminConfig?: Partial<AdminConfig>; now?: () => Date } = {}) {
   const adminConfig = { ...loadAdminConfig(config, {}), ...opts.adminConfig }
-  const app = await buildAdmin({ config, adminConfig, logger: false, now: opts.now })
+  const app = await buildAdmin({ config: asRole(config, 'admin'), adminConfig, logger: false, now: opts.now })
   return { app, adminConfig }
 }
 

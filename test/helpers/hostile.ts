@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../../gateway/app.ts'
 import { QUEUE_NAMES } from '../../shared/queue-settings.ts'
-import { seedToken, type SeededToken } from './env.ts'
+import { asRole, seedToken, type SeededToken } from './env.ts'
 import { fakeJpeg, readObject } from './media.ts'
 import { captureLogger, FIXTURES, randomId, sha256, startTestWorker, waitFor, type LogLine, type TestStack } from './worker-harness.ts'
 
@@ -55,7 +55,7 @@ export async function startHostileStack(t: Tap, env: Record<string, string> = {}
   const attacker = await seedToken(stack.config)
   const victim = await seedToken(stack.config)
   const { logger, lines } = captureLogger()
-  const gateway = await buildGateway({ config: stack.config, logger })
+  const gateway = await buildGateway({ config: asRole(stack.config, 'gateway'), logger })
   await gateway.listen({ port: 0, host: '127.0.0.1' })
   // Registered after startTestWorker's, so it runs first: the gateway closes before the worker.
   t.teardown(() => gateway.close())

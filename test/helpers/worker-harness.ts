@@ -10,11 +10,11 @@ import { MongoClient, type Db } from 'mongodb'
 import type { Client as S3Client } from 'minio'
 import { pino } from 'pino'
 import type { Config } from '../../shared/config.ts'
-import { fixturesDir, testConfig as baseTestConfig, waitFor } from './env.ts'
+import { asRole, fixturesDir, testConfig as baseTestConfig, waitFor } from './env.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared/queues.ts'
 import { defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
-import { createS3 } from '../../shared/s3.ts'
+import { createS3, ensureBucket } from '../../shared/s3.ts'
 import { streamPut } from '../../shared/s3-stream-put.ts'
 import { idempotencyValue } from '../../shared/idempotency.ts'
 import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
@@ -98,11 +98,14 @@ export function jobIdFor(data: SessionsQueueJob | LogsJob | MediaJob): string {
 export async function startTestWorker(t: Teardown, env: Record<string, string> = {}, deps: Pick<WorkerDeps, 'metrics'> = {}): Promise<TestStack> {
   const config = testConfig(env)
   const { logger, lines } = captureLogger()
-  const app = await buildWorker({ config, logger, closeDeadlineMs: 2000, ...deps })
+  const s3 = createS3(config.s3)
+  // The test's own bucket, made with the inspector's key: the worker's may not create buckets
+  // (deploy/minio/policies/worker.json).
+  await ensureBucket(s3, config.s3.bucket, config.s3.region)
+  const app = await buildWorker({ config: asRole(config, 'worker'), logger, closeDeadlineMs: 2000, ...deps })
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
   const mongo = new MongoClient(config.mongodbUrl)
   const db = mongo.db(new URL(config.mongodbUrl).pathname.slice(1))
-  const s3 = createS3(config.s3)
   const prefix = config.redisPrefix
   const queues = {
     sessions: new Queue('sessions', { connection: redis, prefix }),
@@ -187,7 +190,8 @@ export async function stageMedia(
   const filename = opts.filename === undefined ? 'photo.jpg' : opts.filename
   const contentType = opts.contentType === undefined ? 'image/jpeg' : opts.contentType
   const metaText = (s: string | null) => (s === null ? '' : encodeURIComponent(s))
-  await streamPut(config.s3, config.s3.bucket, stagingKey, Readable.from([opts.bytes]), {
+  // With the gateway's key, which may only write under staging/.
+  await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, stagingKey, Readable.from([opts.bytes]), {
     contentLength: opts.bytes.length,
     metadata: {
       'workspace-id': opts.ws,

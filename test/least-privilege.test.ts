@@ -1,0 +1,126 @@
+// Least privilege (issue 13 §3), checked on the running local stack: the users and policies come
+// from the production sources (deploy/redis/users.acl.in, deploy/minio/policies/), and every
+// other test runs the gateway, workers, admin panel and CLI under them, which proves the rights
+// are enough. This file proves they are not more: the build fails if the internet-facing gateway's
+// storage key can read, list or delete an object, or write outside staging/, or if its Redis user
+// can run a command or touch a key outside its list.
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { keys } from '../shared/keys.ts'
+import { createS3, ensureBucket } from '../shared/s3.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { readObject } from './helpers/media.ts'
+
+const config = testConfig()
+const k = keys(config.redisPrefix)
+
+t.test('object storage: each key has its role\'s rights and no more', { skip: process.env.STACK_S3 === 'versity' && 'the Versity gateway cannot express per-prefix policies; the local stack uses its root key for every role there (README "Least privilege")' }, async (t) => {
+  const root = createS3(config.s3) // the test-only inspector (root) key
+  const gateway = createS3(asRole(config, 'gateway').s3)
+  const worker = createS3(asRole(config, 'worker').s3)
+  const admin = createS3(asRole(config, 'admin').s3)
+  const { bucket, region } = config.s3
+  await ensureBucket(root, bucket, region)
+  const id = randomBytes(6).toString('hex')
+  const finalKey = `wlp${id}/session/photo`
+  const body = Buffer.from(`least privilege ${id}`)
+  await root.putObject(bucket, finalKey, body)
+  t.teardown(() => root.removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`]).catch(() => {}))
+  const denied = { code: 'AccessDenied' }
+
+  t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
+    await gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('staged'))
+    t.pass('PUT under staging/ is allowed')
+    await t.rejects(readObject(gateway, bucket, `staging/wlp${id}/a`), denied, 'GET of its own staged upload')
+    await t.rejects(readObject(gateway, bucket, finalKey), denied, 'GET of a stored photo')
+    await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
+    await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
+    await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
+    await t.rejects(gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`), denied, 'server-side copy of a photo into staging/')
+    const listing = new Promise((resolve, reject) => {
+      const s = gateway.listObjectsV2(bucket, '', true)
+      s.on('data', () => {})
+      s.once('error', reject)
+      s.once('end', resolve)
+    })
+    await t.rejects(listing, denied, 'LIST')
+    await t.rejects(gateway.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
+    t.ok((await readObject(root, bucket, finalKey)).equals(body), 'the stored photo is unchanged')
+  })
+
+  t.test('admin panel: reads only', async (t) => {
+    t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
+    await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
+    await t.rejects(admin.removeObject(bucket, finalKey), denied, 'DELETE')
+  })
+
+  t.test('worker: reads and writes objects, but no bucket administration', async (t) => {
+    await worker.putObject(bucket, `wlp${id}/worker`, Buffer.from('w'))
+    t.ok((await readObject(worker, bucket, finalKey)).equals(body), 'GET')
+    await worker.removeObject(bucket, `wlp${id}/worker`)
+    t.pass('PUT and DELETE')
+    await t.rejects(worker.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
+    await t.rejects(worker.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
+  })
+})
+
+t.test('Redis: the gateway user runs only its commands on its keys', async (t) => {
+  const gw = new Redis(asRole(config, 'gateway').redisUrl, { maxRetriesPerRequest: 0 })
+  const root = new Redis(config.redisUrl)
+  t.teardown(async () => {
+    await root.del(k.tokens, `${config.redisPrefix}:idem:lp`)
+    gw.disconnect()
+    root.disconnect()
+  })
+  const noperm = /NOPERM/
+  await root.hset(k.tokens, 'a'.repeat(64), '{"id":"t1"}')
+
+  // What it needs: reading the token mirror, its own idempotency keys.
+  t.equal(await gw.hget(k.tokens, 'a'.repeat(64)), '{"id":"t1"}', 'reads the token mirror')
+  t.equal(await gw.set(`${config.redisPrefix}:idem:lp`, '1'), 'OK', 'writes an idempotency key')
+
+  // Commands outside its list.
+  for (const [name, run] of [
+    ['KEYS', () => gw.keys('*')],
+    ['SCAN', () => gw.scan('0')],
+    ['FLUSHALL', () => gw.flushall()],
+    ['FLUSHDB', () => gw.flushdb()],
+    ['CONFIG SET', () => gw.config('SET', 'maxmemory-policy', 'allkeys-lru')],
+    ['CONFIG REWRITE', () => gw.call('CONFIG', 'REWRITE')],
+    ['FUNCTION FLUSH', () => gw.call('FUNCTION', 'FLUSH')],
+    ['BGREWRITEAOF', () => gw.call('BGREWRITEAOF')],
+    ['MONITOR', () => gw.call('MONITOR')],
+    ['CLIENT LIST', () => gw.call('CLIENT', 'LIST')],
+    ['ACL LIST', () => gw.call('ACL', 'LIST')],
+    ['SCRIPT FLUSH', () => gw.call('SCRIPT', 'FLUSH')],
+    ['SHUTDOWN', () => gw.call('SHUTDOWN', 'NOSAVE')],
+    ['PUBLISH', () => gw.publish(k.tokensChannel, 'x')],
+    ['HDEL', () => gw.hdel(k.tokens, 'a'.repeat(64))],
+  ] as const) {
+    await t.rejects(run(), noperm, `${name} is refused`)
+  }
+
+  // Keys outside its patterns.
+  await t.rejects(gw.hset(k.tokens, 'b'.repeat(64), '{"id":"forged"}'), noperm, 'writing the token mirror (a made-up DSN made valid)')
+  await t.rejects(gw.set(k.tokensSynced, '1'), noperm, 'writing tokens:synced')
+  await t.rejects(gw.get(`${config.redisPrefix}:admin:sessions:x`), noperm, 'an admin panel key')
+  await t.rejects(gw.set('rdt-no-prefix', '1'), noperm, 'a key outside any prefix')
+  await t.rejects(gw.get('rdt:tokens'), noperm, 'a prefix that is not a hash tag')
+  // Scripts are checked against the user that runs them.
+  await t.rejects(gw.eval("return redis.call('HSET', KEYS[1], 'c', 'forged')", 1, k.tokens), noperm, 'a script writing the token mirror')
+  t.equal(await root.hget(k.tokens, 'b'.repeat(64)), null, 'no forged token entry')
+})
+
+t.test('Redis: the worker and admin users cannot administer the server', async (t) => {
+  for (const role of ['worker', 'admin'] as const) {
+    const r = new Redis(asRole(config, role).redisUrl, { maxRetriesPerRequest: 0 })
+    t.teardown(() => r.disconnect())
+    await t.rejects(r.flushall(), /NOPERM/, `${role}: FLUSHALL`)
+    await t.rejects(r.keys('*'), /NOPERM/, `${role}: KEYS`)
+    await t.rejects(r.config('SET', 'appendonly', 'no'), /NOPERM/, `${role}: CONFIG SET`)
+  }
+  const admin = new Redis(asRole(config, 'admin').redisUrl, { maxRetriesPerRequest: 0 })
+  t.teardown(() => admin.disconnect())
+  await t.rejects(admin.get(`${config.redisPrefix}:idem:x`), /NOPERM/, 'admin: the gateway\'s idempotency keys')
+})
