@@ -10,6 +10,7 @@ import { createS3 } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
 import { startStack, type Stack } from '../stack/launcher.ts'
 import { defaultStackDir } from '../stack/paths.ts'
+import { inspectorEnv } from '../stack/roles.ts'
 import type { BenchOptions } from './options.ts'
 import { seedTokens } from './seed.ts'
 
@@ -45,15 +46,18 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
   const stack = await startStack({ dir: stackDir, redisArgs: ['--maxmemory', '4gb'] })
   const dir = join(stackDir, 'bench')
   mkdirSync(dir, { recursive: true })
-  const redis = new Redis(stack.env.REDIS_URL!, { maxRetriesPerRequest: null })
+  // The bench's own setup and checks use the stack's TEST-ONLY root credentials; the gateways and
+  // workers get their own role's (bench/procs.ts).
+  const inspector = inspectorEnv(stack.env)
+  const redis = new Redis(inspector.REDIS_URL!, { maxRetriesPerRequest: null })
   // Redis's latency monitor records any event (command, fork, AOF write/fsync) of 5 ms or more;
   // the open-loop figures read it to tell Redis stalls from gateway stalls.
   await redis.config('SET', 'latency-monitor-threshold', '5')
   const { client: mongo, db } = await connectMongo(stack.env.MONGODB_URL!, 'majority')
   const s3Config = {
     endpoint: stack.env.S3_ENDPOINT!,
-    accessKey: stack.env.S3_ACCESS_KEY!,
-    secretKey: stack.env.S3_SECRET_KEY!,
+    accessKey: inspector.S3_ACCESS_KEY!,
+    secretKey: inspector.S3_SECRET_KEY!,
     bucket: stack.env.S3_BUCKET!,
     region: stack.env.S3_REGION!,
   }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from '../stack/ports.ts'
 import { repoRoot } from '../stack/paths.ts'
+import { roleEnv } from '../stack/roles.ts'
 
 export interface AppProcess {
   name: string
@@ -132,7 +133,7 @@ export async function startGateway(name: string, env: Record<string, string>, di
   return spawnApp({
     name,
     script: join(repoRoot, 'dist/gateway/server.js'),
-    env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort), PUBLIC_URL: `http://127.0.0.1:${port}` },
+    env: roleEnv({ ...env, PORT: String(port), METRICS_PORT: String(metricsPort), PUBLIC_URL: `http://127.0.0.1:${port}` }, 'gateway'),
     dir,
     port,
     metricsPort,
@@ -147,7 +148,7 @@ export async function startWorker(name: string, env: Record<string, string>, dir
   return spawnApp({
     name,
     script: join(repoRoot, 'dist/worker/server.js'),
-    env: { ...env, METRICS_PORT: String(metricsPort) },
+    env: roleEnv({ ...env, METRICS_PORT: String(metricsPort) }, 'worker'),
     dir,
     port: metricsPort,
     metricsPort,

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { ensureBinaries } from '../stack/install.ts'
+import { ensureBinaries, s3ServerFromEnv } from '../stack/install.ts'
 import { repoRoot } from '../stack/paths.ts'
 import { exitCodeFor } from '../stack/signals.ts'
 import { formatRow, HEADER, readRows } from './lib/report.ts'
@@ -28,7 +28,8 @@ const files = args.some((a) => a.endsWith('.faults.ts'))
       .map((f) => join('faults', f))
 
 // Build or find the service binaries once, before any scenario starts its stack.
-await ensureBinaries()
+const s3Server = s3ServerFromEnv()
+await ensureBinaries(s3Server)
 
 const results = mkdtempSync(join(tmpdir(), 'rdt-faults-'))
 const started = Date.now()
@@ -63,13 +64,15 @@ const legend = `
 
 const md = `# Fault-injection suite: last run
 
-${new Date().toISOString()}, ${minutes} min, node ${process.version}, BullMQ ${bullmq}, exit code ${code}${
+${new Date().toISOString()}, ${minutes} min, node ${process.version}, BullMQ ${bullmq}, S3 server ${s3Server}, exit code ${code}${
   rows.length ? '' : '\n\nNo scenario reported a row.'
 }
 
 ${table}
 ${legend}
 `
-writeFileSync(join(here, 'last-run.md'), md)
-console.log(`\n${table}\n${legend}\n\nfault suite: ${rows.length} scenarios in ${minutes} min; table written to faults/last-run.md`)
+// One table per S3 server, so CI's second run (STACK_S3=versity) does not overwrite MinIO's.
+const tableFile = s3Server === 'minio' ? 'last-run.md' : `last-run-${s3Server}.md`
+writeFileSync(join(here, tableFile), md)
+console.log(`\n${table}\n${legend}\n\nfault suite: ${rows.length} scenarios in ${minutes} min; table written to faults/${tableFile}`)
 process.exit(code)

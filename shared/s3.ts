@@ -1,4 +1,5 @@
-// The object-storage client. Works with MinIO in production and the Versity gateway locally.
+// The object-storage client. Works with MinIO (production and the local stack) and the Versity
+// S3 gateway (CI runs the photo tests on it too), and should with any S3 server.
 import { Client } from 'minio'
 import type { Config } from './config.ts'
 

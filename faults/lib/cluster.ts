@@ -13,6 +13,7 @@ import { connectMongo } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3 } from '../../shared/s3.ts'
 import { startStack, type Stack } from '../../stack/launcher.ts'
+import { inspectorEnv, roleEnv } from '../../stack/roles.ts'
 import { defaultStackDir } from '../../stack/paths.ts'
 import { freePort } from '../../stack/ports.ts'
 import { seedToken, waitFor, type SeededToken } from '../../test/helpers/env.ts'
@@ -87,7 +88,9 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
     // elsewhere and would only add retries here.
     RATE_LIMIT_PER_MINUTE: '0',
   }
-  const config = loadConfig(env, {})
+  // The scenario's own checks and setup use the stack's TEST-ONLY root credentials; every product
+  // process gets its own role's (childEnv below), as in production.
+  const config = loadConfig(inspectorEnv(env), {})
   const seeded = await seedToken(config)
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 200 })
   redis.on('error', () => {}) // outages are the point here
@@ -101,9 +104,9 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
     // The parent's environment minus anything that could point a child at another stack.
     const base: NodeJS.ProcessEnv = {}
     for (const [k, v] of Object.entries(process.env)) if (!/^(REDIS_|MONGODB_|S3_|WORKER_|PORT$|ADMIN_|PUBLIC_URL$|LOG_LEVEL$|RDT_|METRICS_|RATE_LIMIT|BACKLOG_|BACKPRESSURE_|STAGED_MEDIA|UNKNOWN_TOKEN)/.test(k)) base[k] = v
-    const roleEnv = role === 'worker' ? opts.workerEnv : role === 'gateway' ? opts.gatewayEnv : undefined
+    const extraFor = role === 'worker' ? opts.workerEnv : role === 'gateway' ? opts.gatewayEnv : undefined
     // The gateway logs a line per request at info; warn keeps its log readable under load.
-    return { ...base, ...env, ...(role === 'gateway' ? { LOG_LEVEL: 'warn' } : {}), ...roleEnv, ...extra }
+    return roleEnv({ ...base, ...env, ...(role === 'gateway' ? { LOG_LEVEL: 'warn' } : {}), ...extraFor, ...extra }, role)
   }
   const spawn = (role: Proc['role'], extra?: Record<string, string>) => {
     const p = spawnProc(role, childEnv(role, extra), dir)
