@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { loadConfig } from '../shared/config.ts'
+import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 import { fixturesDir, waitFor } from './helpers/env.ts'
 import { fakeJpeg, readObject } from './helpers/media.ts'
 import { npmStart } from './helpers/npm-start.ts'
@@ -51,8 +52,9 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   await waitFor(() => get(`https://127.0.0.1:${app.adminPort}/healthz`, [ca]).then((s) => s === 200), { timeoutMs: 60_000, what: 'admin panel ready over HTTPS' })
   await t.rejects(get(`https://127.0.0.1:${app.adminPort}/healthz`, [...rootCertificates]), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'the admin panel uses the same certificate')
 
-  // The CLI, as a user runs it after `set -a; . .stack/env; set +a`: https DSNs.
-  const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...envFile }
+  // The CLI, as `npm run cli` runs it next to `npm start` (stack/run-as.ts: the env file, with the
+  // CLI's own credentials): https DSNs.
+  const cliEnv = roleEnv({ PATH: process.env.PATH, HOME: process.env.HOME, ...envFile }, 'cli')
   const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: cliEnv })).stdout
   await cli('workspace', 'create', 'clinic-tls')
   const created = JSON.parse(await cli('token', 'create', '--workspace', 'clinic-tls', '--label', 'tablet', '--json'))
@@ -75,7 +77,8 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   })
   t.equal(photo.status, 201, 'photo over HTTPS')
 
-  const config = loadConfig(envFile, {})
+  // The test's own checks: the stack's test-only root credentials.
+  const config = loadConfig(inspectorEnv(envFile), {})
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   const c = collections(db)
