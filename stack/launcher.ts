@@ -32,7 +32,7 @@ export interface StackOptions {
 export interface Stack {
   dir: string;
   /**
-   * STACK_S3, REDIS_URL (no user: it may only PING), MONGODB_URL, S3_ENDPOINT, S3_REGION,
+   * STACK_S3, REDIS_URL (no user: Redis answers NOAUTH), MONGODB_URL, S3_ENDPOINT, S3_REGION,
    * S3_BUCKET, every role's secrets and the test-only TEST_INSPECTOR_* root credentials
    * (stack/roles.ts; roleEnv() gives a process its own).
    */

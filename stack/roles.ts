@@ -71,14 +71,16 @@ export async function loadOrCreateRoleSecrets(dir: string): Promise<RoleSecrets>
   const file = join(dir, 'role-credentials.json');
   try {
     const c = JSON.parse(await readFile(file, 'utf8')) as RoleSecrets;
-    if (c.redis?.inspector && c.s3?.admin?.secretKey) return c;
+    // Older files could hold a secret starting with "-", which mc reads as an option.
+    if (c.redis?.inspector && Object.values(c.s3 ?? {}).length === 3 && Object.values(c.s3).every((p) => /^[A-Za-z0-9]/.test(p.secretKey))) return c;
   } catch {
     // missing or corrupt: make new ones (Redis reads its ACL file and MinIO's users are set on every start)
   }
-  // Hex for Redis (it goes into REDIS_URL unencoded: deploy/redis/start.sh's rule); MinIO's
-  // secrets are 8-40 characters of [A-Za-z0-9._~-] (deploy/minio/init.sh's rule).
+  // Hex: it goes into REDIS_URL unencoded (deploy/redis/start.sh's rule), and MinIO's secrets
+  // are 8-40 characters of [A-Za-z0-9._~-] not starting with "-" (deploy/minio/init.sh's rule;
+  // base64url made one start with "-" and mc took it for an option).
   const pw = () => randomBytes(24).toString('hex');
-  const s3 = (name: string) => ({ accessKey: `rdt-${name}`, secretKey: randomBytes(24).toString('base64url') });
+  const s3 = (name: string) => ({ accessKey: `rdt-${name}`, secretKey: randomBytes(20).toString('hex') });
   const secrets: RoleSecrets = {
     redis: { gateway: pw(), worker: pw(), admin: pw(), inspector: pw() },
     s3: { gateway: s3('gateway'), worker: s3('worker'), admin: s3('admin') },

@@ -29,7 +29,7 @@ export const REDIS_BASE_ARGS = [
 
 export interface RedisOptions extends ServiceOptions {
   extraArgs?: string[];
-  /** ACL file (users with passwords); the default user may then only PING. */
+  /** ACL file (users with passwords); unauthenticated connections then get NOAUTH. */
   aclFile?: string;
   /** A user of that file allowed INFO, for the readiness probe. */
   probeUser?: { username: string; password: string };

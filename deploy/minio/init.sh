@@ -57,6 +57,10 @@ for svc in GATEWAY WORKER ADMIN; do
   [ ${#key} -ge 3 ] || fail "S3_${svc}_ACCESS_KEY must be at least 3 characters"
   [ ${#secret} -ge 8 ] && [ ${#secret} -le 40 ] || fail "S3_${svc}_SECRET_KEY must be 8 to 40 characters"
   [ "$key" != "$root_user" ] || fail "S3_${svc}_ACCESS_KEY must not be the root user"
+  # They go to mc as arguments, which would read a leading "-" as an option.
+  case "$key $secret" in
+    -* | *" -"*) fail "S3_${svc}_ACCESS_KEY and S3_${svc}_SECRET_KEY must not start with -" ;;
+  esac
 done
 
 work=$(mktemp -d)
