@@ -45,18 +45,18 @@ const tried: Record<string, number> = {}
 const accepted: Accepted[] = []
 let unique = 0
 /** Makes a generated id unique within the run (still a valid id of at most 128 characters). */
-/** Photos sent again after the local S3 server's folder race (see the random-bytes property). */
+/** Photos sent again after a 503 from object storage (see putPhotoAsDevice). */
 let storageRetries = 0
 const uniq = (id: string) => `${id.slice(0, 120)}_${(unique++).toString(36)}`
 
 /**
  * Sends a photo as the device does when object storage answers 503: again, here at most twice; the
- * final answer must still be what the property expects. The local S3 server (the Versity
- * gateway's posix backend) creates an object's parent folders while the worker's deletes of
- * finished staging objects prune empty ones; when the two meet, its PUT fails
- * ("ExistingObjectIsDirectory"), and on a loaded machine a staging PUT can also outlast its
- * timeout. Either way the gateway rightly answers 503 (object storage unavailable). Counted and
- * reported, so a rise shows.
+ * final answer must still be what the property expects. The Versity gateway's posix backend
+ * (CI runs this file on it too, STACK_S3=versity) creates an object's parent folders while the
+ * worker's deletes of finished staging objects prune empty ones; when the two meet, its PUT fails
+ * ("ExistingObjectIsDirectory"). MinIO, the default local server, showed no such 503 in our runs;
+ * on a loaded machine a staging PUT can still outlast its timeout. Either way the gateway rightly answers 503
+ * (object storage unavailable). Counted and reported, so a rise shows.
  */
 async function putPhotoAsDevice(put: () => Promise<{ status: number | null; body: string }>) {
   let res = await put()
