@@ -1,4 +1,4 @@
-// Least privilege (issue 13 §3), checked on the running local stack: the users and policies come
+// Least privilege (README "Least privilege"), checked on the running local stack: the users and policies come
 // from the production sources (deploy/redis/users.acl.in, deploy/minio/policies/), and every
 // other test runs the gateway, workers, admin panel and CLI under them, which proves the rights
 // are enough. This file proves they are not more: the build fails if the internet-facing gateway's
