@@ -91,7 +91,8 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
       prefix: config.redisPrefix,
       publicUrl: config.publicUrl,
       now,
-      onMirrorError: (err, action) => app.log.warn({ action, err: (err as Error).message }, 'token mirror not updated; the next worker sync will repair it'),
+      onMirrorError: (err, action) =>
+        app.log.warn({ action, err: (err as Error).message }, 'token mirror not updated; the next worker sync will repair it'),
     }),
   )
   app.decorate('sessions', createSessionStore(app.db, { ttlMs: adminConfig.sessionTtlMs, now }))
@@ -131,25 +132,50 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
     if (request.method !== 'POST' || request.routeOptions.config?.public === true) return
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers['sec-fetch-site'] === 'cross-site' || !request.admin || !safeEqual(body._csrf, request.admin.csrf)) {
-      return reply.code(403).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Forbidden', 'The form has expired or did not come from this panel. Go back, reload the page and try again.'))
+      return reply
+        .code(403)
+        .type('text/html; charset=utf-8')
+        .send(
+          errorPage(
+            request.admin,
+            'Forbidden',
+            'The form has expired or did not come from this panel. Go back, reload the page and try again.',
+          ),
+        )
     }
   })
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err instanceof NotFound) return reply.code(404).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Not found', err.message))
+    if (err instanceof NotFound)
+      return reply
+        .code(404)
+        .type('text/html; charset=utf-8')
+        .send(errorPage(request.admin, 'Not found', err.message))
     if (err instanceof TokenAdminError) {
       const status = err.code === 'unknown_workspace' || err.code === 'unknown_token' ? 404 : 400
-      return reply.code(status).type('text/html; charset=utf-8').send(errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message))
+      return reply
+        .code(status)
+        .type('text/html; charset=utf-8')
+        .send(errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message))
     }
     if (err.statusCode && err.statusCode < 500) {
-      return reply.code(err.statusCode).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Bad request', err.message))
+      return reply
+        .code(err.statusCode)
+        .type('text/html; charset=utf-8')
+        .send(errorPage(request.admin, 'Bad request', err.message))
     }
     request.log.error({ err }, 'request failed')
-    return reply.code(500).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Error', 'Something went wrong; the details are in the admin service log.'))
+    return reply
+      .code(500)
+      .type('text/html; charset=utf-8')
+      .send(errorPage(request.admin, 'Error', 'Something went wrong; the details are in the admin service log.'))
   })
   app.setNotFoundHandler((request, reply) => {
     if (!request.admin) return refuseAnonymous(request, reply)
-    return reply.code(404).type('text/html; charset=utf-8').send(errorPage(request.admin, 'Not found', 'No such page.'))
+    return reply
+      .code(404)
+      .type('text/html; charset=utf-8')
+      .send(errorPage(request.admin, 'Not found', 'No such page.'))
   })
 
   await app.register(staticRoutes)

@@ -5,7 +5,9 @@ import { Readable } from 'node:stream'
 export async function readStdinPassword(input: Readable = process.stdin): Promise<string> {
   const chunks: Buffer[] = []
   for await (const c of input) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)))
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '')
 }
 
 function promptHidden(prompt: string): Promise<string> {

@@ -81,7 +81,8 @@ function trustProxyHops(env: Record<string, string | undefined>): number {
   const legacy = env.ADMIN_TRUST_PROXY
   let legacyHops = 0
   if (legacy === 'true' || legacy === '1') legacyHops = 1
-  else if (legacy !== undefined && legacy !== '' && legacy !== 'false' && legacy !== '0') fail('ADMIN_TRUST_PROXY', `must be true or false, got "${legacy}"`)
+  else if (legacy !== undefined && legacy !== '' && legacy !== 'false' && legacy !== '0')
+    fail('ADMIN_TRUST_PROXY', `must be true or false, got "${legacy}"`)
   const hops = env.ADMIN_TRUST_PROXY_HOPS
   if (hops === undefined || hops === '') return legacyHops
   return int(env, 'ADMIN_TRUST_PROXY_HOPS', 0, 0, 10)

@@ -3,7 +3,17 @@
 // later than an expiry it already had). The old token's mirror entry is re-published, so every
 // gateway applies the new expiry at once. Built on shared/token-admin.ts's createToken.
 import { collections } from '../shared/mongo.ts'
-import { pushToMirror, QUICK_PUSH_MS, REVOCATION_PUSH_MS, TOKEN_ID_PATTERN, TokenAdminError, tokenStatus, type CreatedToken, type TokenAdmin, type TokenAdminDeps } from '../shared/token-admin.ts'
+import {
+  pushToMirror,
+  QUICK_PUSH_MS,
+  REVOCATION_PUSH_MS,
+  TOKEN_ID_PATTERN,
+  TokenAdminError,
+  tokenStatus,
+  type CreatedToken,
+  type TokenAdmin,
+  type TokenAdminDeps,
+} from '../shared/token-admin.ts'
 import { publishEntries, toEntry } from '../shared/token-registry.ts'
 
 export const MAX_GRACE_MS = 90 * 86400_000
@@ -21,13 +31,16 @@ export interface RotateDeps extends Pick<TokenAdminDeps, 'db' | 'redis' | 'prefi
 }
 
 export async function rotateToken(deps: RotateDeps, id: string, graceMs: number, actor: string): Promise<RotatedToken> {
-  if (typeof id !== 'string' || !TOKEN_ID_PATTERN.test(id)) throw new TokenAdminError('bad_token_id', `invalid token id ${JSON.stringify(id)}`)
-  if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_GRACE_MS) throw new TokenAdminError('bad_expiry', 'the grace period must be between 0 and 90 days')
+  if (typeof id !== 'string' || !TOKEN_ID_PATTERN.test(id))
+    throw new TokenAdminError('bad_token_id', `invalid token id ${JSON.stringify(id)}`)
+  if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_GRACE_MS)
+    throw new TokenAdminError('bad_expiry', 'the grace period must be between 0 and 90 days')
   const c = collections(deps.db)
   const now = (deps.now ?? (() => new Date()))()
   const old = await c.tokens.findOne({ _id: id })
   if (!old) throw new TokenAdminError('unknown_token', `unknown token "${id}"`)
-  if (tokenStatus(old, now) !== 'active') throw new TokenAdminError('unknown_token', `token ${id} is ${tokenStatus(old, now)}; only an active token can be rotated`)
+  if (tokenStatus(old, now) !== 'active')
+    throw new TokenAdminError('unknown_token', `token ${id} is ${tokenStatus(old, now)}; only an active token can be rotated`)
 
   // The new token first: if anything below fails, the old one still works and nothing is lost.
   const created = await deps.admin.createToken({ workspace: old.workspace_id, permissions: old.permissions, label: old.label, actor })
@@ -37,7 +50,11 @@ export async function rotateToken(deps: RotateDeps, id: string, graceMs: number,
   const doc = (await c.tokens.findOne({ _id: id }))!
   const ws = await c.workspaces.findOne({ _id: doc.workspace_id })
   // With no grace period the old token stops now, which takes access away like a revocation.
-  const pushed = await pushToMirror(deps.redis, (r) => publishEntries(r, deps.prefix, new Map([[doc.token_hash, toEntry(doc, ws)]])), graceMs === 0 ? REVOCATION_PUSH_MS : QUICK_PUSH_MS)
+  const pushed = await pushToMirror(
+    deps.redis,
+    (r) => publishEntries(r, deps.prefix, new Map([[doc.token_hash, toEntry(doc, ws)]])),
+    graceMs === 0 ? REVOCATION_PUSH_MS : QUICK_PUSH_MS,
+  )
   if (!pushed.ok) deps.onMirrorError?.(pushed.error, 'token.rotate')
   const mirrored = pushed.ok
   await c.audit.insertOne({

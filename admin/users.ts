@@ -52,7 +52,13 @@ export async function createAdminUser(db: Db, emailInput: string, password: stri
   if (problem) throw new AdminUserError(problem)
   const c = adminCollections(db)
   await ensureAdminUserIndexes(db) // the unique email index is what refuses a second "admin create"
-  const doc: AdminUserDoc = { _id: 'u' + randomBytes(8).toString('hex'), email, password: await hashPassword(password), created_at: new Date(), disabled: false }
+  const doc: AdminUserDoc = {
+    _id: 'u' + randomBytes(8).toString('hex'),
+    email,
+    password: await hashPassword(password),
+    created_at: new Date(),
+    disabled: false,
+  }
   try {
     await c.users.insertOne(doc)
   } catch (err) {
@@ -75,7 +81,11 @@ export async function ensureAdminUserIndexes(db: Db): Promise<void> {
  * once (deleted; a session lookup also refuses a disabled user, so one created concurrently is
  * refused too). Audited as `admin.disable` with the number of sessions ended.
  */
-export async function disableAdminUser(db: Db, emailInput: string, actor: string): Promise<{ id: string; email: string; already_disabled: boolean; sessions_ended: number }> {
+export async function disableAdminUser(
+  db: Db,
+  emailInput: string,
+  actor: string,
+): Promise<{ id: string; email: string; already_disabled: boolean; sessions_ended: number }> {
   const email = normaliseEmail(emailInput)
   if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
   const c = adminCollections(db)
@@ -84,7 +94,12 @@ export async function disableAdminUser(db: Db, emailInput: string, actor: string
   await c.users.updateOne({ _id: user._id }, { $set: { disabled: true } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, already_disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.disable', target: { user_id: user._id, email, already_disabled: res.already_disabled, sessions_ended: res.sessions_ended } })
+  await db.collection('audit_log').insertOne({
+    at: new Date(),
+    actor,
+    action: 'admin.disable',
+    target: { user_id: user._id, email, already_disabled: res.already_disabled, sessions_ended: res.sessions_ended },
+  })
   return res
 }
 
@@ -93,7 +108,12 @@ export async function disableAdminUser(db: Db, emailInput: string, actor: string
  * today's parameters); the account's sessions end, so whoever knew the old password is logged
  * out. A disabled account stays disabled. Audited as `admin.reset_password` (never the password).
  */
-export async function resetAdminPassword(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string; disabled: boolean; sessions_ended: number }> {
+export async function resetAdminPassword(
+  db: Db,
+  emailInput: string,
+  password: string,
+  actor: string,
+): Promise<{ id: string; email: string; disabled: boolean; sessions_ended: number }> {
   const email = normaliseEmail(emailInput)
   if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
   const problem = checkPasswordPolicy(password)
@@ -104,6 +124,11 @@ export async function resetAdminPassword(db: Db, emailInput: string, password: s
   await c.users.updateOne({ _id: user._id }, { $set: { password: await hashPassword(password) } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.reset_password', target: { user_id: user._id, email, sessions_ended: res.sessions_ended } })
+  await db.collection('audit_log').insertOne({
+    at: new Date(),
+    actor,
+    action: 'admin.reset_password',
+    target: { user_id: user._id, email, sessions_ended: res.sessions_ended },
+  })
   return res
 }

@@ -64,8 +64,13 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
       const cpuBefore = hello.cpu()
       const res = await closedLoop('hello')
       rounds.b1!.push(res.rps)
-      helloCpu.push({ server: ((hello.cpu() - cpuBefore) / res.totalAnswers) * 1e6, generator: (res.generatorCpuS / res.totalAnswers) * 1e6 })
-      b.log(`  B1 round ${r + 1}: ${Math.round(res.rps)} req/s (p99 ${res.p99} ms); CPU us/req: server ${helloCpu.at(-1)!.server.toFixed(1)}, generator ${helloCpu.at(-1)!.generator.toFixed(1)}`)
+      helloCpu.push({
+        server: ((hello.cpu() - cpuBefore) / res.totalAnswers) * 1e6,
+        generator: (res.generatorCpuS / res.totalAnswers) * 1e6,
+      })
+      b.log(
+        `  B1 round ${r + 1}: ${Math.round(res.rps)} req/s (p99 ${res.p99} ms); CPU us/req: server ${helloCpu.at(-1)!.server.toFixed(1)}, generator ${helloCpu.at(-1)!.generator.toFixed(1)}`,
+      )
       // C-B1 right after, on the same process and the same generator settings as T1.
       const cpuParse = hello.cpu()
       const parse = await closedLoop('sessions')
@@ -165,7 +170,8 @@ async function insertManyRate(b: Bench, count: number): Promise<{ rate: number; 
     await ensureIndexes(db)
     // Built a batch at a time (100k documents at once would be ~1 GB of heap); the build of one
     // batch overlaps the server's write of the other in flight.
-    const batchOf = (start: number) => Array.from({ length: Math.min(INSERT_BATCH, count - start) }, (_, i) => sessionDocument(sessionJob(b.workspaceId, start + i)))
+    const batchOf = (start: number) =>
+      Array.from({ length: Math.min(INSERT_BATCH, count - start) }, (_, i) => sessionDocument(sessionJob(b.workspaceId, start + i)))
     const sessions = db.collection('test_sessions')
     let next = 0
     const ferretPid = b.stack.mongo.pid

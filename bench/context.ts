@@ -98,7 +98,10 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
     },
     async resetIngestCollections() {
       for (const name of [COLLECTIONS.sessions, COLLECTIONS.conflicts, COLLECTIONS.logs, COLLECTIONS.logBatches, COLLECTIONS.media]) {
-        await db.collection(name).drop().catch(() => {})
+        await db
+          .collection(name)
+          .drop()
+          .catch(() => {})
       }
     },
     async close() {

@@ -38,7 +38,13 @@ export interface JsonFigures {
     t1b_rounds: number[]
     /** Per accepted request: every command Redis ran (scripts' inner commands included), the round
      * trips (script calls + MULTI/EXEC), and of those the token-cache misses (MULTI: HGET + EXISTS). */
-    t1c_rounds: { commands_per_accept: number; round_trips_per_accept: number; script_calls_per_accept: number; token_lookups_per_accept: number; by_command: Record<string, number> }[]
+    t1c_rounds: {
+      commands_per_accept: number
+      round_trips_per_accept: number
+      script_calls_per_accept: number
+      token_lookups_per_accept: number
+      by_command: Record<string, number>
+    }[]
     redis_round_trips_per_accept: number
     redis_script_calls_per_accept: number
     /** CPU microseconds per accepted request in each process (machine-independent-ish: what the 2 cores are spent on). */
@@ -62,7 +68,12 @@ export interface GatewayScaling {
   rounds_2: number[]
 }
 
-function autocannonSpec(b: Bench, g: AppProcess, kind: 'sessions' | 'duplicates', connections = b.opts.connections): Extract<LoadSpec, { mode: 'autocannon' }> {
+function autocannonSpec(
+  b: Bench,
+  g: AppProcess,
+  kind: 'sessions' | 'duplicates',
+  connections = b.opts.connections,
+): Extract<LoadSpec, { mode: 'autocannon' }> {
   return {
     mode: 'autocannon',
     target: { host: '127.0.0.1', port: g.port },
@@ -101,7 +112,9 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
     for (let r = 0; r < opts.rounds; r++) {
       await b.resetRedis()
       const before = await commandCalls(b.redis)
-      const { res, served, cpu } = await withAccounting(b, g, 'sessions', () => runLoad<AutocannonSummary>(b.dir, autocannonSpec(b, g, 'sessions')))
+      const { res, served, cpu } = await withAccounting(b, g, 'sessions', () =>
+        runLoad<AutocannonSummary>(b.dir, autocannonSpec(b, g, 'sessions')),
+      )
       const calls = delta(await commandCalls(b.redis), before)
       delete calls.info // our own INFO reads
       // Jobs the gateway queued in the round, warm-up included (Redis counted all their commands).
@@ -139,7 +152,9 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
     const t1bcpu: CpuPerRequest[] = []
     for (let r = 0; r < opts.rounds; r++) {
       await b.resetRedis()
-      const { res, cpu } = await withAccounting(b, g, 'duplicates', () => runLoad<AutocannonSummary>(b.dir, autocannonSpec(b, g, 'duplicates')))
+      const { res, cpu } = await withAccounting(b, g, 'duplicates', () =>
+        runLoad<AutocannonSummary>(b.dir, autocannonSpec(b, g, 'duplicates')),
+      )
       t1b.push(res.rps)
       t1bcpu.push(cpu)
       b.log(
@@ -166,7 +181,10 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
     // load with rewrites held off, to show how much of the tail that is.
     const openRounds = async (rate: number, label: string, holdAofRewrite = false) => {
       b.log(`${label}: open loop at ${rate} req/s for ${opts.openSeconds} s`)
-      const out: (OpenLoopResult & { gateway: LoopHealth; redis: { latencyEventsMs: Record<string, number>; aofRewrites: number; latestForkMs: number } })[] = []
+      const out: (OpenLoopResult & {
+        gateway: LoopHealth
+        redis: { latencyEventsMs: Record<string, number>; aofRewrites: number; latestForkMs: number }
+      })[] = []
       for (let r = 0; r < opts.rounds; r++) {
         await b.resetRedis()
         const healthBefore = await loopHealth(g)
@@ -186,7 +204,11 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         const res = {
           ...load,
           gateway: healthDelta(healthBefore, await loopHealth(g)),
-          redis: { latencyEventsMs: await latencyEvents(b.redis), aofRewrites: aofAfter.aofRewrites - aofBefore.aofRewrites, latestForkMs: aofAfter.latestForkMs },
+          redis: {
+            latencyEventsMs: await latencyEvents(b.redis),
+            aofRewrites: aofAfter.aofRewrites - aofBefore.aofRewrites,
+            latestForkMs: aofAfter.latestForkMs,
+          },
         }
         out.push(res)
         b.log(
@@ -194,7 +216,9 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
             `(waited for a connection p99 ${res.sendLagP99.toFixed(1)} ms, generator's own lag p99 ${res.scheduleLagP99.toFixed(1)} ms, ` +
             `${res.generatorCpuUs.toFixed(0)} us CPU/request), statuses ${JSON.stringify(res.statuses)}; gateway: ` +
             `event-loop delay p99 ${res.gateway.eventLoopP99Ms.toFixed(0)} max ${res.gateway.eventLoopMaxMs.toFixed(0)} ms, ` +
-            `GC ${res.gateway.gcMsPerSecond.toFixed(0)} ms/s (${Object.entries(res.gateway.gcMsByKind).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms); ` +
+            `GC ${res.gateway.gcMsPerSecond.toFixed(0)} ms/s (${Object.entries(res.gateway.gcMsByKind)
+              .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+              .join(', ')} ms); ` +
             `Redis: worst stalls ${JSON.stringify(res.redis.latencyEventsMs)} ms, ${res.redis.aofRewrites} AOF rewrite(s), last fork ${res.redis.latestForkMs.toFixed(1)} ms`,
         )
       }
@@ -207,7 +231,13 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
     const t1aNoRewrite = await openRounds(rate, 'C-T1a: T1a with AOF rewrites held off', true)
     // The figure the issue names (autocannon -R), for reference; see open-loop.ts for why it is not the one we report.
     await b.resetRedis()
-    const ref = await runLoad<AutocannonSummary>(b.dir, { ...autocannonSpec(b, g, 'sessions'), pipelining: 1, overallRate: rate, warmupS: 0, durationS: opts.openSeconds })
+    const ref = await runLoad<AutocannonSummary>(b.dir, {
+      ...autocannonSpec(b, g, 'sessions'),
+      pipelining: 1,
+      overallRate: rate,
+      warmupS: 0,
+      durationS: opts.openSeconds,
+    })
     b.log(`  T1a reference, autocannon -R ${rate} -c ${opts.connections}: p99 ${ref.p99} ms at ${Math.round(ref.rps)} req/s`)
 
     return {
@@ -261,7 +291,13 @@ async function loopHealth(g: AppProcess): Promise<LoopHealth> {
   const gc: Record<string, number> = {}
   for (const s of res?.samples ?? []) if (s.name === 'nodejs_gc_duration_seconds_sum') gc[s.labels.kind ?? '?'] = s.value * 1000
   const ms = (name: string) => (res ? sumOf(res.samples, name) * 1000 : NaN)
-  return { at: performance.now(), eventLoopP99Ms: ms('nodejs_eventloop_lag_p99_seconds'), eventLoopMaxMs: ms('nodejs_eventloop_lag_max_seconds'), gcMsByKind: gc, gcMsPerSecond: 0 }
+  return {
+    at: performance.now(),
+    eventLoopP99Ms: ms('nodejs_eventloop_lag_p99_seconds'),
+    eventLoopMaxMs: ms('nodejs_eventloop_lag_max_seconds'),
+    gcMsByKind: gc,
+    gcMsPerSecond: 0,
+  }
 }
 
 function healthDelta(before: LoopHealth, after: LoopHealth): LoopHealth {
@@ -311,7 +347,12 @@ async function withAccounting(b: Bench, g: AppProcess, kind: 'sessions' | 'dupli
   }
   served ||= res.totalAnswers
   const us = (seconds: number) => (seconds / served) * 1e6
-  return { res, served, answered, cpu: { gateway: us(gwCpu), redis: us(redisCpuS), generator: (res.generatorCpuS / res.totalAnswers) * 1e6 } }
+  return {
+    res,
+    served,
+    answered,
+    cpu: { gateway: us(gwCpu), redis: us(redisCpuS), generator: (res.generatorCpuS / res.totalAnswers) * 1e6 },
+  }
 }
 
 function perAccept(calls: Record<string, number>, accepted: number): Record<string, number> {
@@ -334,7 +375,9 @@ export async function measureGatewayScaling(b: Bench, oneGatewayRps: number): Pr
         gs.map((g) => autocannonSpec(b, g, 'sessions', Math.round(b.opts.connections / 2))),
       )
       rounds.push(res.reduce((a, x) => a + x.rps, 0))
-      b.log(`  2 gateways round ${r + 1}: ${Math.round(rounds.at(-1)!)} accepted/s (${res.map((x) => `${Math.round(x.rps)} ${JSON.stringify(x.statuses)}`).join(' + ')})`)
+      b.log(
+        `  2 gateways round ${r + 1}: ${Math.round(rounds.at(-1)!)} accepted/s (${res.map((x) => `${Math.round(x.rps)} ${JSON.stringify(x.statuses)}`).join(' + ')})`,
+      )
     }
     return { gateways_1_rps: oneGatewayRps, gateways_2_rps: median(rounds), rounds_2: rounds }
   } finally {

@@ -18,9 +18,23 @@ export interface MediaFigures {
   gateway_rss_growth_mb_32x5mb: number
   redis_bytes_per_media_job: number
   details: {
-    t3_rounds: { mb_s_final: number; mb_s_gateway: number; photos: number; mb: number; seconds_final: number; statuses: Record<string, number> }[]
+    t3_rounds: {
+      mb_s_final: number
+      mb_s_gateway: number
+      photos: number
+      mb: number
+      seconds_final: number
+      statuses: Record<string, number>
+    }[]
     t3a_rounds: { baseline_mb: number; peak_mb: number; growth_mb: number; statuses: Record<string, number> }[]
-    t3b: { job_hash: number; idempotency_key: number; staged_entry: number; wait_list_entry: number; used_memory_delta_per_job: number; jobs: number }
+    t3b: {
+      job_hash: number
+      idempotency_key: number
+      staged_entry: number
+      wait_list_entry: number
+      used_memory_delta_per_job: number
+      jobs: number
+    }
   }
 }
 
@@ -30,7 +44,15 @@ const FIVE_MB = 5 * 1024 * 1024
 const sessionPrefix = () => `bench-m-${randomUUID().slice(0, 8)}`
 
 async function upload(b: Bench, g: AppProcess, prefix: string, sizes: number[], count: number, concurrency: number): Promise<UploadResult> {
-  return runLoad<UploadResult>(b.dir, { mode: 'media', target: { host: '127.0.0.1', port: g.port }, tokensFile: b.tokensFile, sessionPrefix: prefix, sizes, count, concurrency })
+  return runLoad<UploadResult>(b.dir, {
+    mode: 'media',
+    target: { host: '127.0.0.1', port: g.port },
+    tokensFile: b.tokensFile,
+    sessionPrefix: prefix,
+    sizes,
+    count,
+    concurrency,
+  })
 }
 
 export async function measureMedia(b: Bench): Promise<MediaFigures> {
@@ -62,12 +84,16 @@ export async function measureMedia(b: Bench): Promise<MediaFigures> {
       sampling = false
       await sampler
       t3a.push({ baseline_mb: mb(baseline), peak_mb: mb(peak), growth_mb: mb(peak - baseline), statuses: res.statuses })
-      b.log(`  T3a round ${r + 1}: RSS ${mb(baseline).toFixed(1)} -> peak ${mb(peak).toFixed(1)} MB (+${mb(peak - baseline).toFixed(1)}), statuses ${JSON.stringify(res.statuses)}`)
+      b.log(
+        `  T3a round ${r + 1}: RSS ${mb(baseline).toFixed(1)} -> peak ${mb(peak).toFixed(1)} MB (+${mb(peak - baseline).toFixed(1)}), statuses ${JSON.stringify(res.statuses)}`,
+      )
       if (r === 0) t3b = await mediaJobBytes(b, prefix, 32, memBefore)
     }
     b.log(`  T3b: ${JSON.stringify(t3b)}`)
 
-    b.log(`T3: ${opts.photos} photos of 1-5 MB at concurrency ${opts.photoConcurrency}, through the gateway and a worker into final storage`)
+    b.log(
+      `T3: ${opts.photos} photos of 1-5 MB at concurrency ${opts.photoConcurrency}, through the gateway and a worker into final storage`,
+    )
     await b.resetRedis()
     const worker = await startWorker('worker-media', b.appEnv, b.dir)
     const t3: MediaFigures['details']['t3_rounds'] = []

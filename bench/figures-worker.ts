@@ -49,7 +49,13 @@ export interface DrainFigures {
   persistent_growth_mb_per_100k: number
   /** Growth per 100k jobs of keys with a TTL (idempotency keys): bounded by IDEMPOTENCY_TTL_MS, whatever the rate. */
   expiring_growth_mb_per_100k: number
-  breakdown: { idempotency_keys: number; idempotency_key_bytes: number; completed_jobs_kept: number; job_hash_bytes: number; events_stream_entries: number }
+  breakdown: {
+    idempotency_keys: number
+    idempotency_key_bytes: number
+    completed_jobs_kept: number
+    job_hash_bytes: number
+    events_stream_entries: number
+  }
 }
 
 const WAITING_STATES = ['waiting', 'active', 'delayed', 'prioritized'] as const
@@ -81,7 +87,11 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
     try {
       const callsBefore = await commandCalls(b.redis)
       const ferretPid = b.stack.mongo.pid
-      const before = { workers: procs.reduce((a, p) => a + p.cpu(), 0), redis: await redisCpu(b.redis), ferretdb: ferretPid ? cpuOf(ferretPid) : NaN }
+      const before = {
+        workers: procs.reduce((a, p) => a + p.cpu(), 0),
+        redis: await redisCpu(b.redis),
+        ferretdb: ferretPid ? cpuOf(ferretPid) : NaN,
+      }
       const started = performance.now()
       await queue.resume()
       while ((await backlog(queue)) > 0) await sleep(100)
@@ -94,10 +104,19 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
       }
       const calls = Object.entries(delta(await commandCalls(b.redis), callsBefore)).sort((x, y) => y[1] - x[1])
       const perDocCalls = (n: number) => Math.round((n / sessions) * 100) / 100
-      commands = { total: perDocCalls(calls.reduce((a, [, n]) => a + n, 0)), top: Object.fromEntries(calls.slice(0, 8).map(([k, n]) => [k, perDocCalls(n)])) }
+      commands = {
+        total: perDocCalls(calls.reduce((a, [, n]) => a + n, 0)),
+        top: Object.fromEntries(calls.slice(0, 8).map(([k, n]) => [k, perDocCalls(n)])),
+      }
       const batches = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
-      const sum = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_sum', { collection: 'test_sessions' }) : 0), 0)
-      const count = batches.reduce((a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_count', { collection: 'test_sessions' }) : 0), 0)
+      const sum = batches.reduce(
+        (a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_sum', { collection: 'test_sessions' }) : 0),
+        0,
+      )
+      const count = batches.reduce(
+        (a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_count', { collection: 'test_sessions' }) : 0),
+        0,
+      )
       avgBatch = count > 0 ? sum / count : null
     } finally {
       await Promise.all(procs.map((p) => p.stop()))
@@ -128,7 +147,11 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
  * T2 with `workers` processes, `rounds` times back to back without emptying Redis (so T4a sees the
  * accumulation). `env` overrides the workers' environment (e.g. WORKER_CONCURRENCY), for context rows.
  */
-export async function measureDrain(b: Bench, workers: number, o: { rounds?: number; env?: Record<string, string> } = {}): Promise<DrainFigures> {
+export async function measureDrain(
+  b: Bench,
+  workers: number,
+  o: { rounds?: number; env?: Record<string, string> } = {},
+): Promise<DrainFigures> {
   const { opts } = b
   await b.resetRedis()
   const rounds: DrainRound[] = []
@@ -142,11 +165,17 @@ export async function measureDrain(b: Bench, workers: number, o: { rounds?: numb
         `  T2 ${workers} worker(s) round ${r + 1}: ${Math.round(round.docs_per_s)} docs/s (${round.sessions} in ${round.seconds.toFixed(1)} s; ` +
           `stored ${round.stored}, failed ${round.failed}, avg batch ${round.avg_batch_documents?.toFixed(1) ?? '?'}; ` +
           `CPU us/doc: workers ${round.cpu_us_per_doc.workers.toFixed(0)}, redis ${round.cpu_us_per_doc.redis.toFixed(0)}, ferretdb ${round.cpu_us_per_doc.ferretdb.toFixed(0)}); ` +
-          `Redis commands/doc ${round.redis_commands_per_doc.total} (${Object.entries(round.redis_commands_per_doc.top).map(([k, v]) => `${k} ${v}`).join(', ')}); ` +
+          `Redis commands/doc ${round.redis_commands_per_doc.total} (${Object.entries(round.redis_commands_per_doc.top)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}); ` +
           `Redis ${round.redis_used_mb_before.toFixed(1)} -> ${round.redis_used_mb_prefilled.toFixed(1)} (full) -> ${round.redis_used_mb_after.toFixed(1)} MB (drained); ` +
           `keys with a TTL ${round.keyspace_after.expiring.keys} (${mb(round.keyspace_after.expiring.bytes).toFixed(1)} MB, longest ${(round.keyspace_after.expiring.maxTtlMs / 3600_000).toFixed(1)} h), ` +
           `without ${round.keyspace_after.persistent.keys} (${mb(round.keyspace_after.persistent.bytes).toFixed(1)} MB: ` +
-          `${Object.entries(round.keyspace_after.persistent.byKind).sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${mb(v).toFixed(1)}`).join(', ')})`,
+          `${Object.entries(round.keyspace_after.persistent.byKind)
+            .sort((x, y) => y[1] - x[1])
+            .slice(0, 4)
+            .map(([k, v]) => `${k} ${mb(v).toFixed(1)}`)
+            .join(', ')})`,
       )
     }
   } finally {
@@ -347,7 +376,14 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
 function put(agent: Agent, port: number, path: string, body: Buffer): Promise<number> {
   return new Promise((resolve) => {
     const req = request(
-      { agent, host: '127.0.0.1', port, method: 'PUT', path, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(body.length) } },
+      {
+        agent,
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path,
+        headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(body.length) },
+      },
       (res) => {
         res.resume()
         res.once('end', () => resolve(res.statusCode ?? 0))

@@ -67,12 +67,19 @@ function sessionRequests(tokens: string[]) {
   }
 }
 
-async function sendOnce(target: Target, agent: Agent, r: { method: string; path: string; body: Buffer; headers: Record<string, string> }): Promise<number> {
+async function sendOnce(
+  target: Target,
+  agent: Agent,
+  r: { method: string; path: string; body: Buffer; headers: Record<string, string> },
+): Promise<number> {
   return new Promise((resolve) => {
-    const req = request({ agent, ...target, method: r.method, path: r.path, headers: { ...r.headers, 'content-length': String(r.body.length) } }, (res) => {
-      res.resume()
-      res.once('end', () => resolve(res.statusCode ?? 0))
-    })
+    const req = request(
+      { agent, ...target, method: r.method, path: r.path, headers: { ...r.headers, 'content-length': String(r.body.length) } },
+      (res) => {
+        res.resume()
+        res.once('end', () => resolve(res.statusCode ?? 0))
+      },
+    )
     req.once('error', () => resolve(0))
     req.end(r.body)
   })
@@ -119,7 +126,9 @@ async function runAutocannon(spec: Extract<LoadSpec, { mode: 'autocannon' }>): P
   // autocannon inside the measured window. Host header as autocannon would send it.
   const wire = (list: Static[] | undefined) =>
     list?.map((r) => {
-      const headers = Object.entries(r.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+      const headers = Object.entries(r.headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')
       const head = `${r.method} ${r.path} HTTP/1.1\r\nHost: ${spec.target.host}:${spec.target.port}\r\nConnection: keep-alive\r\n${headers}Content-Length: ${r.body.length}\r\n\r\n`
       return { method: r.method, path: r.path, requestBuffer: Buffer.concat([Buffer.from(head), r.body]) }
     })
@@ -156,7 +165,10 @@ async function runAutocannon(spec: Extract<LoadSpec, { mode: 'autocannon' }>): P
     })
   }
   const countOf = (r: autocannon.Result) =>
-    Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, (v as { count: number }).count])) as Record<string, number>
+    Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, (v as { count: number }).count])) as Record<
+      string,
+      number
+    >
   const cpuBefore = process.cpuUsage()
   const sum = (c: Record<string, number>) => Object.values(c).reduce((a, n) => a + n, 0)
   const warmCounts = spec.warmupS > 0 ? countOf(await run(spec.warmupS, warmWire)) : {}
@@ -187,20 +199,29 @@ async function main(): Promise<unknown> {
       return runAutocannon(spec)
     case 'open': {
       const tokens = JSON.parse(readFileSync(spec.tokensFile, 'utf8')) as string[]
-      return openLoop({ ...spec.target, rate: spec.rate, durationS: spec.durationS, connections: spec.connections }, sessionRequests(tokens))
+      return openLoop(
+        { ...spec.target, rate: spec.rate, durationS: spec.durationS, connections: spec.connections },
+        sessionRequests(tokens),
+      )
     }
     case 's3put': {
       const photo = jpegLike(Math.max(...spec.sizes))
       const s3 = createS3(spec.s3)
       const res = await s3Puts(s3, spec.s3.bucket, spec.prefix, photo, spec.sizes, spec.concurrency)
       // Out of the way of the next figure (the S3 server's disk is shared with it).
-      await s3.removeObjects(spec.s3.bucket, spec.sizes.map((_, i) => `${spec.prefix}/${i}.jpg`))
+      await s3.removeObjects(
+        spec.s3.bucket,
+        spec.sizes.map((_, i) => `${spec.prefix}/${i}.jpg`),
+      )
       return res
     }
     case 'media': {
       const tokens = JSON.parse(readFileSync(spec.tokensFile, 'utf8')) as string[]
       const photo = jpegLike(Math.max(...spec.sizes))
-      const paths = Array.from({ length: spec.count }, (_, i) => `/ingest/${tokens[i % tokens.length]}/test_session/${spec.sessionPrefix}-${i}/media/cropped/`)
+      const paths = Array.from(
+        { length: spec.count },
+        (_, i) => `/ingest/${tokens[i % tokens.length]}/test_session/${spec.sessionPrefix}-${i}/media/cropped/`,
+      )
       return gatewayPuts(spec.target, paths, photo, spec.sizes, spec.concurrency)
     }
   }

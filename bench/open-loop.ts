@@ -116,7 +116,9 @@ export async function openLoop(spec: OpenLoopSpec, next: () => WireRequest): Pro
   const done = new Promise<void>((r) => (resolveDone = r))
 
   const wire = (r: WireRequest) => {
-    const headers = Object.entries(r.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+    const headers = Object.entries(r.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')
     const head = `${r.method} ${r.path} HTTP/1.1\r\nHost: ${hostHeader}\r\n${headers}Content-Length: ${r.body.length}\r\n\r\n`
     return Buffer.concat([Buffer.from(head, 'latin1'), r.body])
   }
@@ -195,16 +197,19 @@ export async function openLoop(spec: OpenLoopSpec, next: () => WireRequest): Pro
   if (total === 0) resolveDone()
   else setTimeout(tick, 5)
   const overrunMs = (spec.overrunS ?? Math.max(10, spec.durationS / 4)) * 1000
-  const deadline = setTimeout(() => {
-    const now = performance.now()
-    // Due but never scheduled (only if this process itself stalled) count like queued ones.
-    for (; scheduled < total; scheduled++) queue.push({ index: scheduled, intended: t0 + scheduled * interval })
-    for (const job of queue.splice(0)) {
-      latencies[job.index] = now - job.intended
-      unsent++
-      if (++finished === total) resolveDone()
-    }
-  }, 5 + spec.durationS * 1000 + overrunMs)
+  const deadline = setTimeout(
+    () => {
+      const now = performance.now()
+      // Due but never scheduled (only if this process itself stalled) count like queued ones.
+      for (; scheduled < total; scheduled++) queue.push({ index: scheduled, intended: t0 + scheduled * interval })
+      for (const job of queue.splice(0)) {
+        latencies[job.index] = now - job.intended
+        unsent++
+        if (++finished === total) resolveDone()
+      }
+    },
+    5 + spec.durationS * 1000 + overrunMs,
+  )
   await done
   clearTimeout(deadline)
   const seconds = (performance.now() - t0) / 1000
@@ -228,6 +233,6 @@ export async function openLoop(spec: OpenLoopSpec, next: () => WireRequest): Pro
     scheduleLagP99: percentile(scheduleLags, 99),
     achievedRate: completed / seconds,
     seconds,
-    generatorCpuUs: ((cpu.user + cpu.system) / Math.max(1, total)),
+    generatorCpuUs: (cpu.user + cpu.system) / Math.max(1, total),
   }
 }

@@ -37,7 +37,11 @@ function short(url: string): string {
   if (i >= 0) return url.slice(i + 6)
   const nm = url.lastIndexOf('/node_modules/')
   if (nm >= 0) return url.slice(nm + 14)
-  return url.replace(/^file:\/\//, '').split('/').slice(-2).join('/')
+  return url
+    .replace(/^file:\/\//, '')
+    .split('/')
+    .slice(-2)
+    .join('/')
 }
 
 export function summarise(file: string, top = 25): ProfileSummary {
@@ -100,7 +104,10 @@ export function summarise(file: string, top = 25): ProfileSummary {
 }
 
 export function formatSummary(s: ProfileSummary): string {
-  const lines = [`${s.file}: ${(s.totalMs / 1000).toFixed(1)} s profiled, ${(s.busyMs / 1000).toFixed(1)} s busy (shares below are of busy time)`, '  by package (self time):']
+  const lines = [
+    `${s.file}: ${(s.totalMs / 1000).toFixed(1)} s profiled, ${(s.busyMs / 1000).toFixed(1)} s busy (shares below are of busy time)`,
+    '  by package (self time):',
+  ]
   for (const a of s.byArea.slice(0, 15)) lines.push(`    ${a.pct.toFixed(1).padStart(5)}%  ${a.area}`)
   lines.push('  top functions (self time):')
   for (const f of s.topSelf) lines.push(`    ${f.pct.toFixed(1).padStart(5)}%  ${f.fn}  [${f.area}]`)

@@ -61,7 +61,8 @@ export interface Report {
   notes: string[]
 }
 
-const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? round(a / b, 3) : null)
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? round(a / b, 3) : null
 const num = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? null : round(x, d))
 
 export function buildReport(parts: {
@@ -114,9 +115,27 @@ export function buildReport(parts: {
   const check = (x: number | null, ok: (v: number) => boolean) => (x === null ? null : ok(x))
   const t = (id: string, figure: string, value: string, target: string, met: boolean | null) => ({ id, figure, value, target, met })
   const targets = [
-    t('T1', 'accepted session PUTs/s', `${results.session_put_rps ?? '-'} (${ratios.session_put_vs_hello ?? '-'} x B1)`, '>= 0.35 x B1', check(ratios.session_put_vs_hello, (v) => v >= 0.35)),
-    t('T1a', 'p99 at 70% of T1, open loop', `${results.session_put_p99_ms_at_70pct ?? '-'} ms`, '<= 15 ms', check(results.session_put_p99_ms_at_70pct, (v) => v <= 15)),
-    t('T1b', 'duplicate (409) PUTs/s', `${results.duplicate_put_rps ?? '-'} (${ratios.duplicate_put_vs_hello ?? '-'} x B1)`, '>= 0.5 x B1', check(ratios.duplicate_put_vs_hello, (v) => v >= 0.5)),
+    t(
+      'T1',
+      'accepted session PUTs/s',
+      `${results.session_put_rps ?? '-'} (${ratios.session_put_vs_hello ?? '-'} x B1)`,
+      '>= 0.35 x B1',
+      check(ratios.session_put_vs_hello, (v) => v >= 0.35),
+    ),
+    t(
+      'T1a',
+      'p99 at 70% of T1, open loop',
+      `${results.session_put_p99_ms_at_70pct ?? '-'} ms`,
+      '<= 15 ms',
+      check(results.session_put_p99_ms_at_70pct, (v) => v <= 15),
+    ),
+    t(
+      'T1b',
+      'duplicate (409) PUTs/s',
+      `${results.duplicate_put_rps ?? '-'} (${ratios.duplicate_put_vs_hello ?? '-'} x B1)`,
+      '>= 0.5 x B1',
+      check(ratios.duplicate_put_vs_hello, (v) => v >= 0.5),
+    ),
     t(
       'T1c',
       'Redis commands / round trips per accept',
@@ -125,12 +144,48 @@ export function buildReport(parts: {
       // The request path itself: claim script + BullMQ add. Cache misses are the cold start of the round.
       check(results.redis_script_calls_per_accept, (v) => v <= 2.02),
     ),
-    t('T2', 'worker drain, docs/s (1 worker)', `${results.worker_drain_docs_per_s ?? '-'} (${ratios.worker_drain_vs_insertmany ?? '-'} x B3)`, '>= 0.7 x B3', check(ratios.worker_drain_vs_insertmany, (v) => v >= 0.7)),
-    t('T2a', 'PUT -> visible p99 at 50% of T1; backlog slope', `${results.e2e_p99_ms_at_50pct ?? '-'} ms; ${results.e2e_backlog_slope_jobs_per_s ?? '-'} jobs/s`, '<= 250 ms, flat', check(results.e2e_p99_ms_at_50pct, (v) => v <= 250 && Math.abs(results.e2e_backlog_slope_jobs_per_s ?? 0) < 5)),
-    t('T3', 'media MB/s into final storage', `${results.media_mb_s ?? '-'} (${ratios.media_vs_direct_s3 ?? '-'} x B4)`, '>= 0.6 x B4', check(ratios.media_vs_direct_s3, (v) => v >= 0.6)),
-    t('T3a', 'gateway RSS growth, 32 x 5 MB', `${results.gateway_rss_growth_mb_32x5mb ?? '-'} MB`, '<= 64 MB', check(results.gateway_rss_growth_mb_32x5mb, (v) => v <= 64)),
-    t('T3b', 'Redis bytes per media job', `${results.redis_bytes_per_media_job ?? '-'} B`, '<= 2048 B', check(results.redis_bytes_per_media_job, (v) => v <= 2048)),
-    t('T4', 'gateway idle RSS', `${results.gateway_idle_rss_mb ?? '-'} MB (${ratios.gateway_idle_rss_vs_bare ?? '-'} x B5)`, '<= 1.5 x B5', check(ratios.gateway_idle_rss_vs_bare, (v) => v <= 1.5)),
+    t(
+      'T2',
+      'worker drain, docs/s (1 worker)',
+      `${results.worker_drain_docs_per_s ?? '-'} (${ratios.worker_drain_vs_insertmany ?? '-'} x B3)`,
+      '>= 0.7 x B3',
+      check(ratios.worker_drain_vs_insertmany, (v) => v >= 0.7),
+    ),
+    t(
+      'T2a',
+      'PUT -> visible p99 at 50% of T1; backlog slope',
+      `${results.e2e_p99_ms_at_50pct ?? '-'} ms; ${results.e2e_backlog_slope_jobs_per_s ?? '-'} jobs/s`,
+      '<= 250 ms, flat',
+      check(results.e2e_p99_ms_at_50pct, (v) => v <= 250 && Math.abs(results.e2e_backlog_slope_jobs_per_s ?? 0) < 5),
+    ),
+    t(
+      'T3',
+      'media MB/s into final storage',
+      `${results.media_mb_s ?? '-'} (${ratios.media_vs_direct_s3 ?? '-'} x B4)`,
+      '>= 0.6 x B4',
+      check(ratios.media_vs_direct_s3, (v) => v >= 0.6),
+    ),
+    t(
+      'T3a',
+      'gateway RSS growth, 32 x 5 MB',
+      `${results.gateway_rss_growth_mb_32x5mb ?? '-'} MB`,
+      '<= 64 MB',
+      check(results.gateway_rss_growth_mb_32x5mb, (v) => v <= 64),
+    ),
+    t(
+      'T3b',
+      'Redis bytes per media job',
+      `${results.redis_bytes_per_media_job ?? '-'} B`,
+      '<= 2048 B',
+      check(results.redis_bytes_per_media_job, (v) => v <= 2048),
+    ),
+    t(
+      'T4',
+      'gateway idle RSS',
+      `${results.gateway_idle_rss_mb ?? '-'} MB (${ratios.gateway_idle_rss_vs_bare ?? '-'} x B5)`,
+      '<= 1.5 x B5',
+      check(ratios.gateway_idle_rss_vs_bare, (v) => v <= 1.5),
+    ),
     t(
       'T4a',
       'Redis after 100k completed jobs; growth per 100k: all / no TTL / TTL',
@@ -171,7 +226,13 @@ export function buildReport(parts: {
             }
           : null,
       t1a_without_aof_rewrites: J ? { rate: J.details.t1a_rate, p99_ms: round(J.details.t1a_no_aof_rewrite_p99_ms, 1) } : null,
-      t1_without_pipelining: J ? { rps: round(J.details.t1_nopipelining_rps, 0), t1a_rate: J.details.t1a_nopipelining_rate, t1a_p99_ms: round(J.details.t1a_nopipelining_p99_ms, 1) } : null,
+      t1_without_pipelining: J
+        ? {
+            rps: round(J.details.t1_nopipelining_rps, 0),
+            t1a_rate: J.details.t1a_nopipelining_rate,
+            t1a_p99_ms: round(J.details.t1a_nopipelining_p99_ms, 1),
+          }
+        : null,
     },
     details: {
       baseline_rounds: B?.rounds,
@@ -197,14 +258,26 @@ export function formatTable(r: Report): string {
   rows.push(['B4', 'direct S3 PUT, MB/s', String(b.s3_put_mb_s ?? '-'), '', ''])
   rows.push(['B5', 'bare Fastify idle RSS, MB', String(b.fastify_idle_rss_mb ?? '-'), '', ''])
   if (b.fastify_parse_put_rps) {
-    rows.push(['C-B1', 'ceiling: session PUT read+hash+parse only, req/s', `${b.fastify_parse_put_rps} (${r.ratios.parse_put_ceiling_vs_hello ?? '-'} x B1)`, '', ''])
+    rows.push([
+      'C-B1',
+      'ceiling: session PUT read+hash+parse only, req/s',
+      `${b.fastify_parse_put_rps} (${r.ratios.parse_put_ceiling_vs_hello ?? '-'} x B1)`,
+      '',
+      '',
+    ])
   }
   for (const t of r.targets) rows.push([t.id, t.figure, t.value, t.target, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])
   const g = r.scaling.gateways as GatewayScaling | null
-  if (g) rows.push(['S-gw', 'accepted PUTs/s, 1 -> 2 gateways', `${Math.round(g.gateways_1_rps)} -> ${Math.round(g.gateways_2_rps)}`, '', ''])
-  const w = r.scaling.workers as { workers_1_docs_per_s: number; workers_2_docs_per_s: number; workers_1_concurrency_64_docs_per_s: number | null } | null
+  if (g)
+    rows.push(['S-gw', 'accepted PUTs/s, 1 -> 2 gateways', `${Math.round(g.gateways_1_rps)} -> ${Math.round(g.gateways_2_rps)}`, '', ''])
+  const w = r.scaling.workers as {
+    workers_1_docs_per_s: number
+    workers_2_docs_per_s: number
+    workers_1_concurrency_64_docs_per_s: number | null
+  } | null
   if (w) rows.push(['S-wk', 'drain docs/s, 1 -> 2 workers', `${w.workers_1_docs_per_s} -> ${w.workers_2_docs_per_s}`, '', ''])
-  if (w?.workers_1_concurrency_64_docs_per_s) rows.push(['C-T2', 'drain docs/s, 1 worker, sessions concurrency 64', String(w.workers_1_concurrency_64_docs_per_s), '', ''])
+  if (w?.workers_1_concurrency_64_docs_per_s)
+    rows.push(['C-T2', 'drain docs/s, 1 worker, sessions concurrency 64', String(w.workers_1_concurrency_64_docs_per_s), '', ''])
   const p1 = r.scaling.t1_without_pipelining as { rps: number; t1a_rate: number; t1a_p99_ms: number } | null
   if (p1) rows.push(['C-T1', 'T1 without pipelining; p99 at 70% of it', `${p1.rps} /s; ${p1.t1a_p99_ms} ms at ${p1.t1a_rate}/s`, '', ''])
   const nr = r.scaling.t1a_without_aof_rewrites as { rate: number; p99_ms: number } | null

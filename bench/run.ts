@@ -123,9 +123,26 @@ try {
   await b.close().catch((err: Error) => log(`stack stop failed: ${err.message}`))
 }
 
-const report = buildReport({ machine: host, quick: opts.quick, rounds: opts.rounds, startedAt, baselines, json, gatewayScaling, drain1, drain2, drainConcurrency, e2e, e2eAtDrainRate, media, profiles })
+const report = buildReport({
+  machine: host,
+  quick: opts.quick,
+  rounds: opts.rounds,
+  startedAt,
+  baselines,
+  json,
+  gatewayScaling,
+  drain1,
+  drain2,
+  drainConcurrency,
+  e2e,
+  e2eAtDrainRate,
+  media,
+  profiles,
+})
 console.log('\n' + formatTable(report) + '\n')
-console.log('Targets are reported, never enforced: the benchmark is not a test. Absolute figures on a shared machine are noisy; the ratios are what count.')
+console.log(
+  'Targets are reported, never enforced: the benchmark is not a test. Absolute figures on a shared machine are noisy; the ratios are what count.',
+)
 mkdirSync(join(repoRoot, 'bench'), { recursive: true })
 const out = join(repoRoot, 'bench', 'last-run.json')
 writeFileSync(out, JSON.stringify(report, null, 2) + '\n')

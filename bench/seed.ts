@@ -17,7 +17,14 @@ export async function seedTokens(db: Db, redis: Redis, prefix: string, count: nu
   const c = collections(db)
   const workspaceId = 'w' + randomBytes(8).toString('hex')
   const now = new Date()
-  await c.workspaces.insertOne({ _id: workspaceId, slug: `bench-${workspaceId}`, name: 'bench', active: true, created_at: now, updated_at: now })
+  await c.workspaces.insertOne({
+    _id: workspaceId,
+    slug: `bench-${workspaceId}`,
+    name: 'bench',
+    active: true,
+    created_at: now,
+    updated_at: now,
+  })
   const tokens = Array.from({ length: count }, () => generateToken())
   await c.tokens.insertMany(
     tokens.map((token) => ({

@@ -23,7 +23,14 @@ async function pool(count: number, concurrency: number, task: (i: number) => Pro
   )
 }
 
-export async function s3Puts(s3: Client, bucket: string, prefix: string, photo: Buffer, sizes: number[], concurrency: number): Promise<UploadResult> {
+export async function s3Puts(
+  s3: Client,
+  bucket: string,
+  prefix: string,
+  photo: Buffer,
+  sizes: number[],
+  concurrency: number,
+): Promise<UploadResult> {
   const statuses: Record<string, number> = {}
   let bytes = 0
   const startedAt = Date.now()

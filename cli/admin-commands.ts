@@ -35,13 +35,20 @@ export async function adminResetPassword(db: Db, email: string, password: string
   return { res, human }
 }
 
-export async function tokenRotate(deps: { db: Db; redis: Redis | null; prefix: string; admin: TokenAdmin }, id: string, graceMs: number, actor: string): Promise<{ res: RotatedToken; json: Record<string, unknown>; human: string }> {
+export async function tokenRotate(
+  deps: { db: Db; redis: Redis | null; prefix: string; admin: TokenAdmin },
+  id: string,
+  graceMs: number,
+  actor: string,
+): Promise<{ res: RotatedToken; json: Record<string, unknown>; human: string }> {
   const res = await rotateToken(deps, id, graceMs, actor)
   const { mirrored: _m, ...created } = res.created
   const json = { old_id: res.old_id, old_expires_at: res.old_expires_at, grace_ms: graceMs, old_mirrored: res.old_mirrored, new: created }
   const human =
     `Token ${res.old_id} rotated: ` +
-    (graceMs === 0 ? 'the old token stopped working now.\n\n' : `the old token works until ${res.old_expires_at.toISOString()}, then gets 403.\n\n`) +
+    (graceMs === 0
+      ? 'the old token stopped working now.\n\n'
+      : `the old token works until ${res.old_expires_at.toISOString()}, then gets 403.\n\n`) +
     createdTokenBlock(res.created)
   return { res, json, human }
 }

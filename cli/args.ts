@@ -43,7 +43,13 @@ export const COMMANDS = {
   'workspace set-rate-limit': { positionals: ['slug', 'limit'], options: json, writes: true },
   'token create': {
     positionals: [],
-    options: { workspace: { type: 'string' }, permissions: { type: 'string' }, label: { type: 'string' }, expires: { type: 'string' }, ...json },
+    options: {
+      workspace: { type: 'string' },
+      permissions: { type: 'string' },
+      label: { type: 'string' },
+      expires: { type: 'string' },
+      ...json,
+    },
     required: ['workspace'],
     writes: true,
   },
@@ -54,7 +60,10 @@ export const COMMANDS = {
     options: { grace: { type: 'string' }, ...json },
     required: ['grace'],
     writes: true,
-    check: (_a, v) => (/^(0|[1-9][0-9]{0,6}[smhd])$/.test(String(v.grace)) ? null : '--grace must be 0 or a number with a unit: 90s, 30m, 1h, 7d (at most 90d)'),
+    check: (_a, v) =>
+      /^(0|[1-9][0-9]{0,6}[smhd])$/.test(String(v.grace))
+        ? null
+        : '--grace must be 0 or a number with a unit: 90s, 30m, 1h, 7d (at most 90d)',
   },
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
   'admin disable': { positionals: ['email'], options: json, writes: false },
@@ -66,7 +75,9 @@ export const COMMANDS = {
     options: { queue: { type: 'string' }, limit: { type: 'string' }, ...json },
     writes: false,
     queues: true,
-    check: (_a, v) => queueProblem(v.queue) ?? (v.limit !== undefined && !/^[1-9][0-9]{0,5}$/.test(String(v.limit)) ? '--limit must be a number from 1 to 999999' : null),
+    check: (_a, v) =>
+      queueProblem(v.queue) ??
+      (v.limit !== undefined && !/^[1-9][0-9]{0,5}$/.test(String(v.limit)) ? '--limit must be a number from 1 to 999999' : null),
   },
   'jobs retry': {
     positionals: [],
@@ -75,7 +86,12 @@ export const COMMANDS = {
     writes: false,
     queues: true,
     check: (a, v) =>
-      queueProblem(v.queue) ?? (a.id !== undefined && v.all ? 'give a job id or --all, not both' : a.id === undefined && !v.all ? '"jobs retry" needs <id> or --all' : null),
+      queueProblem(v.queue) ??
+      (a.id !== undefined && v.all
+        ? 'give a job id or --all, not both'
+        : a.id === undefined && !v.all
+          ? '"jobs retry" needs <id> or --all'
+          : null),
   },
 } as const satisfies Record<string, CommandSpec>
 

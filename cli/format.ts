@@ -83,7 +83,9 @@ export function failedJobsTable(res: { total: Partial<Record<string, number>>; j
 }
 
 export function retryBlock(res: RetryOutcome): string {
-  const lines = res.retried.map((j) => `Retried ${j.queue} job ${j.id} (failed after ${j.attempts_made} attempt(s): ${oneLine(j.failed_reason, 80)}).`)
+  const lines = res.retried.map(
+    (j) => `Retried ${j.queue} job ${j.id} (failed after ${j.attempts_made} attempt(s): ${oneLine(j.failed_reason, 80)}).`,
+  )
   for (const s of res.skipped) lines.push(`Skipped ${s.queue} job ${s.id}: ${s.reason}`)
   if (lines.length === 0) lines.push('No failed jobs to retry.')
   return lines.join('\n') + '\n'

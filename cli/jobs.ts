@@ -61,7 +61,9 @@ export function describeJob(queue: QueueName, job: Job): FailedJobInfo {
 
 export function createJobsAdmin(deps: { redis: Redis; prefix: string; db: Db }) {
   const audit = collections(deps.db).audit
-  const queues = new Map<QueueName, Queue>(QUEUE_NAMES.map((name) => [name, new Queue(name, { connection: deps.redis, prefix: deps.prefix })]))
+  const queues = new Map<QueueName, Queue>(
+    QUEUE_NAMES.map((name) => [name, new Queue(name, { connection: deps.redis, prefix: deps.prefix })]),
+  )
   const pick = (queue?: QueueName): [QueueName, Queue][] => [...queues].filter(([name]) => queue === undefined || name === queue)
 
   /**
@@ -80,7 +82,10 @@ export function createJobsAdmin(deps: { redis: Redis; prefix: string; db: Db }) 
 
   return {
     /** Newest failures first, at most `limit` in all; `total` counts every failed job per queue. */
-    async listFailed(opts: { queue?: QueueName; limit: number }): Promise<{ total: Partial<Record<QueueName, number>>; jobs: FailedJobInfo[] }> {
+    async listFailed(opts: {
+      queue?: QueueName
+      limit: number
+    }): Promise<{ total: Partial<Record<QueueName, number>>; jobs: FailedJobInfo[] }> {
       const total: Partial<Record<QueueName, number>> = {}
       const jobs: FailedJobInfo[] = []
       for (const [name, q] of pick(opts.queue)) {

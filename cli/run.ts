@@ -10,7 +10,16 @@ import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
 import { readAdminPassword } from '../admin/cli-password.ts'
 import { createAdminUser } from '../admin/users.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
-import { createdTokenBlock, failedJobsTable, retryBlock, revalidateBlock, revalidateProgress, shortDate, tokenTable, workspaceTable } from './format.ts'
+import {
+  createdTokenBlock,
+  failedJobsTable,
+  retryBlock,
+  revalidateBlock,
+  revalidateProgress,
+  shortDate,
+  tokenTable,
+  workspaceTable,
+} from './format.ts'
 import type { JobsAdmin } from './jobs.ts'
 import type { QueueName } from '../shared/queue-settings.ts'
 
@@ -85,7 +94,7 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
       ;({ client: mongo, db } = await connectMongo(config.mongodbUrl, config.mongoWriteConcern))
       await ensureIndexes(db)
     } catch (err) {
-      throw new Error(`MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`)
+      throw new Error(`MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`, { cause: err })
     }
     // Read-only commands never touch the mirror, so they work with Redis down.
     if (cmd.writes || cmd.queues) redis = await connectRedis(config.redisUrl)
@@ -132,7 +141,12 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
  */
 async function connectRedis(url: string): Promise<Redis> {
   // Not fail-fast like the gateway: a slow reply under load must not turn into a skipped mirror push.
-  const redis = createProducerRedis(url, { lazyConnect: true, retryStrategy: (times) => Math.min(times * 100, 500), connectTimeout: 2000, commandTimeout: 10_000 })
+  const redis = createProducerRedis(url, {
+    lazyConnect: true,
+    retryStrategy: (times) => Math.min(times * 100, 500),
+    connectTimeout: 2000,
+    commandTimeout: 10_000,
+  })
   redis.on('error', () => {}) // surfaced through the failing commands instead
   await redis.connect().catch(() => {})
   return redis
@@ -176,7 +190,14 @@ function unconfirmed(io: CliIO, what: string, again: string): number {
 }
 
 /** Runs one command; returns the exit code when it is not 0. */
-async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: string, db: Db, mirror: { redis: Redis | null; prefix: string }): Promise<number | void> {
+async function execute(
+  cmd: ParsedCommand,
+  admin: TokenAdmin,
+  io: CliIO,
+  actor: string,
+  db: Db,
+  mirror: { redis: Redis | null; prefix: string },
+): Promise<number | void> {
   const asJson = cmd.values.json === true
   const str = (k: string): string | undefined => {
     const v = cmd.values[k]
@@ -203,7 +224,8 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
           (res.tokens_republished === null ? '.\n' : `; ${res.tokens_republished} token(s) updated in the gateway mirror.\n`)
         : `Workspace "${res.slug}" was already ${state}.\n`
       print(io, asJson, res, human)
-      if (!active && res.tokens_republished === null) return unconfirmed(io, `the deactivation of "${res.slug}"`, `npm run cli -- workspace deactivate ${res.slug}`)
+      if (!active && res.tokens_republished === null)
+        return unconfirmed(io, `the deactivation of "${res.slug}"`, `npm run cli -- workspace deactivate ${res.slug}`)
       return
     }
     case 'workspace rename': {
@@ -214,12 +236,16 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
     case 'workspace set-rate-limit': {
       const raw = cmd.args.limit!
       // Parsed here, not in token-admin: "default" and the digits-only rule are CLI spelling.
-      if (raw !== 'default' && !/^\d{1,9}$/.test(raw)) throw new Error(`invalid rate limit "${raw}": use a whole number of requests per minute (0 = no limit) or "default"`)
+      if (raw !== 'default' && !/^\d{1,9}$/.test(raw))
+        throw new Error(`invalid rate limit "${raw}": use a whole number of requests per minute (0 = no limit) or "default"`)
       const res = await admin.setWorkspaceRateLimit(cmd.args.slug!, raw === 'default' ? null : Number(raw), actor)
-      const show = (n: number | null) => (n === null ? 'the gateway default (RATE_LIMIT_PER_MINUTE)' : n === 0 ? 'no limit' : `${n} requests per minute per token`)
+      const show = (n: number | null) =>
+        n === null ? 'the gateway default (RATE_LIMIT_PER_MINUTE)' : n === 0 ? 'no limit' : `${n} requests per minute per token`
       const human =
         `Workspace "${res.slug}": ${show(res.rate_limit_per_minute)}` +
-        (res.previous_rate_limit_per_minute === res.rate_limit_per_minute ? ' (unchanged)' : ` (was ${show(res.previous_rate_limit_per_minute)})`) +
+        (res.previous_rate_limit_per_minute === res.rate_limit_per_minute
+          ? ' (unchanged)'
+          : ` (was ${show(res.previous_rate_limit_per_minute)})`) +
         (res.tokens_republished === null ? '.\n' : `; ${res.tokens_republished} token(s) updated in the gateway mirror.\n`)
       print(io, asJson, res, human)
       return
@@ -255,11 +281,17 @@ async function execute(cmd: ParsedCommand, admin: TokenAdmin, io: CliIO, actor: 
       const { parseGrace, tokenRotate } = await import('./admin-commands.ts')
       const graceMs = parseGrace(str('grace')!)
       if (graceMs === null) throw new Error(`invalid --grace "${str('grace')}": use 0 or 90s, 30m, 1h, 7d … (at most 90 days)`)
-      const { res, json, human } = await tokenRotate({ db, redis: mirror.redis, prefix: mirror.prefix, admin }, cmd.args.id!, graceMs, actor)
+      const { res, json, human } = await tokenRotate(
+        { db, redis: mirror.redis, prefix: mirror.prefix, admin },
+        cmd.args.id!,
+        graceMs,
+        actor,
+      )
       print(io, asJson, json, human)
       // With no grace the old token stops now: like a revocation, an unconfirmed push is a failure.
       // (Rotating again is refused, the old token being expired: `token revoke` pushes it.)
-      if (graceMs === 0 && !res.old_mirrored) return unconfirmed(io, `the end of ${res.old_id}`, `npm run cli -- token revoke ${res.old_id}`)
+      if (graceMs === 0 && !res.old_mirrored)
+        return unconfirmed(io, `the end of ${res.old_id}`, `npm run cli -- token revoke ${res.old_id}`)
       return
     }
     case 'admin disable': {

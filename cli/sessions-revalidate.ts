@@ -121,7 +121,8 @@ export function rebuild(stored: Document): Rebuilt {
   for (const k of OPTIONAL_FIELDS) if (!Object.hasOwn($set, k) && Object.hasOwn(stored, k)) $unset[k] = ''
 
   const asStored = BSON.deserialize(BSON.serialize($set))
-  const same = Object.keys($unset).length === 0 && Object.keys($set).every((k) => Object.hasOwn(stored, k) && sameStoredValue(stored[k], asStored[k]))
+  const same =
+    Object.keys($unset).length === 0 && Object.keys($set).every((k) => Object.hasOwn(stored, k) && sameStoredValue(stored[k], asStored[k]))
   if (same) return { update: null }
   // The whole document as it would be after the update: the worker's own size rule.
   if (BSON.calculateObjectSize({ ...stored, ...$set }) > DEFAULT_MAX_DOCUMENT_BYTES) return { skip: 'refused' }
@@ -137,7 +138,8 @@ export function rebuild(stored: Document): Rebuilt {
 export function sameStoredValue(a: unknown, b: unknown): boolean {
   if (a === b) return true
   if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime()
-  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameStoredValue(v, b[i]))
+  if (Array.isArray(a) || Array.isArray(b))
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameStoredValue(v, b[i]))
   if (!isJsonObject(a) || !isJsonObject(b)) return isDeepStrictEqual(a, b)
   const keys = Object.keys(a)
   return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && sameStoredValue(a[k], b[k]))
@@ -219,7 +221,13 @@ export async function revalidateSessions(opts: {
         at: new Date(),
         actor: opts.actor,
         action: 'sessions.revalidate',
-        target: { workspace_id: opts.workspace?.id ?? null, slug: opts.workspace?.slug ?? null, ...counts, completed, ...(failure ? { error: failure } : {}) },
+        target: {
+          workspace_id: opts.workspace?.id ?? null,
+          slug: opts.workspace?.slug ?? null,
+          ...counts,
+          completed,
+          ...(failure ? { error: failure } : {}),
+        },
       })
       .catch((err: unknown) => {
         if (completed) throw err

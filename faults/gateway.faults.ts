@@ -6,7 +6,7 @@ import { startCluster } from './lib/cluster.ts'
 import { newUpload, put, sessionBody, sessionUrl, startLoad } from './lib/load.ts'
 import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
-import { check, drain } from './lib/verify.ts'
+import { drain } from './lib/verify.ts'
 import { waitFor } from '../test/helpers/env.ts'
 import { collections } from '../shared/mongo.ts'
 import { idempotencyValue } from '../shared/idempotency.ts'
@@ -25,19 +25,29 @@ t.test('a gateway killed with SIGKILL between the idempotency claim and the enqu
     for (const k of await c.redis.keys(`${prefix}*`)) {
       const v = await c.redis.get(k)
       const guid = k.slice(prefix.length)
-      if (idempotencyValue.parse(v)?.state === 'pending' && !(await c.redis.exists(`${c.config.redisPrefix}:sessions:s.${c.seeded.workspaceId}.${guid}`))) found.push(guid)
+      if (
+        idempotencyValue.parse(v)?.state === 'pending' &&
+        !(await c.redis.exists(`${c.config.redisPrefix}:sessions:s.${c.seeded.workspaceId}.${guid}`))
+      )
+        found.push(guid)
     }
     return found
   }
   await load.reached(10)
-  const caught = await waitFor(async () => {
-    const g = await inWindow()
-    return g.length >= 3 ? g : null
-  }, { intervalMs: 20, what: 'sessions claimed but not yet enqueued' })
+  const caught = await waitFor(
+    async () => {
+      const g = await inWindow()
+      return g.length >= 3 ? g : null
+    },
+    { intervalMs: 20, what: 'sessions claimed but not yet enqueued' },
+  )
   await a.kill()
   // The keys the dead gateway claimed are still "pending" in Redis.
   const stillPending = await inWindow()
-  t.ok(caught.every((g) => stillPending.includes(g)), 'the claims outlive the killed gateway')
+  t.ok(
+    caught.every((g) => stillPending.includes(g)),
+    'the claims outlive the killed gateway',
+  )
   const b = await c.gateway()
   await load.done
   const f = await drain(c, load.uploads)
@@ -46,7 +56,13 @@ t.test('a gateway killed with SIGKILL between the idempotency claim and the enqu
     t.equal(u.final, 201, `session ${guid}, claimed by the killed gateway, is accepted on retry`)
     t.notOk(u.answers['409'], 'and was never answered 409')
   }
-  report(t, rowOf('gateway SIGKILL between idempotency claim and enqueue', f, [`${caught.length} sessions were inside the window; every retry got 201, none 409`, `new gateway pid ${b.pid}`]))
+  report(
+    t,
+    rowOf('gateway SIGKILL between idempotency claim and enqueue', f, [
+      `${caught.length} sessions were inside the window; every retry got 201, none 409`,
+      `new gateway pid ${b.pid}`,
+    ]),
+  )
   assertIntact(t, f)
 })
 
@@ -83,9 +99,18 @@ t.test('the same GUID uploaded 20 times at once', async (t) => {
     t.equal(stored.length, 1, 'one stored session')
     t.equal(stored[0]?.raw_sha256, winner[0]?.sha256, 'it is the body that got 201')
     const kept = await conflicts.find({ workspace_id: ws, session_id: guid }).toArray()
-    t.same(new Set(kept.map((d) => d.sha256)), new Set(uploads.filter((u) => u.final === 409).map((u) => u.sha256)), "the 19 others' bodies are in test_session_conflicts")
+    t.same(
+      new Set(kept.map((d) => d.sha256)),
+      new Set(uploads.filter((u) => u.final === 409).map((u) => u.sha256)),
+      "the 19 others' bodies are in test_session_conflicts",
+    )
     t.equal(f.conflictsKept, 19)
-    report(t, rowOf('20 concurrent PUTs of one GUID, 20 different bodies', f, [`1 session stored, ${kept.length} bodies kept in test_session_conflicts`]))
+    report(
+      t,
+      rowOf('20 concurrent PUTs of one GUID, 20 different bodies', f, [
+        `1 session stored, ${kept.length} bodies kept in test_session_conflicts`,
+      ]),
+    )
     assertIntact(t, f)
   })
 })

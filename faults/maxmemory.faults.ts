@@ -73,11 +73,20 @@ const variants: { name: string; env: Record<string, string>; limit: number; prob
   // Without it, Redis refuses writes at 100 %: the gateway must still answer 503, not 500, and
   // nothing may be evicted; the workers' own writes are refused too, so they drain once memory
   // is freed (which is why the mark exists).
-  { name: "Redis's own OOM refusal (high-water mark off)", env: { REDIS_MEMORY_HIGH_WATER: '0' }, limit: MAXMEMORY, probeRatio: 1.03, drainsAtLimit: false },
+  {
+    name: "Redis's own OOM refusal (high-water mark off)",
+    env: { REDIS_MEMORY_HIGH_WATER: '0' },
+    limit: MAXMEMORY,
+    probeRatio: 1.03,
+    drainsAtLimit: false,
+  },
 ]
 for (const variant of variants) {
   t.test(`Redis at maxmemory: ${variant.name}`, async (t) => {
-    const c = await startCluster(t, 'redis-maxmemory', { redisArgs: ['--maxmemory', String(MAXMEMORY)], gatewayEnv: { ...variant.env, BACKPRESSURE_POLL_MS: '100' } })
+    const c = await startCluster(t, 'redis-maxmemory', {
+      redisArgs: ['--maxmemory', String(MAXMEMORY)],
+      gatewayEnv: { ...variant.env, BACKPRESSURE_POLL_MS: '100' },
+    })
     // Its metrics listener shows what the backpressure poller last read (see the probe below).
     const metricsPort = await freePort()
     await c.gateway({ METRICS_PORT: String(metricsPort) })
@@ -109,8 +118,15 @@ for (const variant of variants) {
     // A fresh request past the limit: 503 with Retry-After. The gateway decides on the figures
     // its poller last read, so the probe waits until that poll has seen the new maxmemory.
     const probeMax = await pushPastLimit(c, variant.probeRatio)
-    await waitFor(async () => (await polledMaxMemory(metricsPort)) === probeMax, { timeoutMs: 10_000, what: 'the gateway to poll the lowered maxmemory' })
-    const probe = await fetch(`${c.dsn}/test_session/probe-at-limit/`, { method: 'PUT', body: '{"id":"probe"}', headers: { 'content-type': 'application/json' } })
+    await waitFor(async () => (await polledMaxMemory(metricsPort)) === probeMax, {
+      timeoutMs: 10_000,
+      what: 'the gateway to poll the lowered maxmemory',
+    })
+    const probe = await fetch(`${c.dsn}/test_session/probe-at-limit/`, {
+      method: 'PUT',
+      body: '{"id":"probe"}',
+      headers: { 'content-type': 'application/json' },
+    })
     t.equal(probe.status, 503, 'a new upload gets 503 at the limit')
     t.ok(Number(probe.headers.get('retry-after')) > 0, 'with Retry-After')
     await probe.arrayBuffer()
@@ -128,12 +144,16 @@ for (const variant of variants) {
     const w = await c.worker()
     let drainedAtLimit = true
     try {
-      await waitFor(async () => (await check(c, accepted, { bytes: false })).lost === 0, { timeoutMs: variant.drainsAtLimit ? 60_000 : 10_000, what: 'accepted work to drain at the limit' })
+      await waitFor(async () => (await check(c, accepted, { bytes: false })).lost === 0, {
+        timeoutMs: variant.drainsAtLimit ? 60_000 : 10_000,
+        what: 'accepted work to drain at the limit',
+      })
     } catch {
       drainedAtLimit = false
     }
     // The operator frees memory (here: the filler); new work is accepted again, without a restart.
-    for (let i = 0; i < fillers; i += 500) await c.redis.del(...Array.from({ length: Math.min(500, fillers - i) }, (_, j) => `filler:${i + j}`))
+    for (let i = 0; i < fillers; i += 500)
+      await c.redis.del(...Array.from({ length: Math.min(500, fillers - i) }, (_, j) => `filler:${i + j}`))
     await load.done
     const f = await drain(c, load.uploads)
     report(
@@ -141,7 +161,9 @@ for (const variant of variants) {
       rowOf(`Redis at maxmemory: ${variant.name}`, f, [
         `${accepted.length} accepted before the limit, ${refused()} answers 503 at ${Math.round((100 * used) / MAXMEMORY)}% of maxmemory`,
         '0 evicted',
-        drainedAtLimit ? 'the worker drained the accepted work while the gateway still refused new work' : 'the worker could NOT drain at the limit (drained once memory was freed)',
+        drainedAtLimit
+          ? 'the worker drained the accepted work while the gateway still refused new work'
+          : 'the worker could NOT drain at the limit (drained once memory was freed)',
       ]),
     )
     if (variant.drainsAtLimit) t.ok(drainedAtLimit, 'accepted work drains while new work is refused at the mark')

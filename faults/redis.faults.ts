@@ -80,7 +80,9 @@ t.test('Redis crash (SIGKILL) with appendfsync everysec: loss reported, only ins
   report(
     t,
     rowOf('Redis SIGKILL under load, AOF appendfsync everysec', f, [
-      f.lost ? `${f.lost} lost, acknowledged at most ${latest} ms before the crash (allowed: ≤ 2 s window)` : 'no loss: a process crash keeps the written AOF in the OS page cache; the window is lost only when the machine itself crashes',
+      f.lost
+        ? `${f.lost} lost, acknowledged at most ${latest} ms before the crash (allowed: ≤ 2 s window)`
+        : 'no loss: a process crash keeps the written AOF in the OS page cache; the window is lost only when the machine itself crashes',
     ]),
   )
   assertIntact(t, f, { lostAllowed: f.lost })
@@ -107,7 +109,10 @@ t.test('Redis down for 12 s (longer than drainDelay) while the worker waits for 
   await second.done
   const uploads = [...first.uploads, ...second.uploads]
   const f = await drain(c, uploads)
-  t.ok(second.uploads.some((u) => u.answers['503'] || u.answers.error), 'the gateway refused work during the outage')
+  t.ok(
+    second.uploads.some((u) => u.answers['503'] || u.answers.error),
+    'the gateway refused work during the outage',
+  )
   report(t, rowOf('Redis down 12 s (> drainDelay 5 s) with an idle worker, load during the outage', f, ['same worker process resumed']))
   assertIntact(t, f)
   assertNoRestart(t, [gw, w], c)
@@ -121,7 +126,11 @@ t.test('Redis down when the gateway and the worker start', async (t) => {
   const ready = await fetch(`${c.gatewayUrl}/readyz`)
   t.equal(ready.status, 503, 'readiness says 503 while Redis is down')
   const guid = 'f0000000-0000-4000-8000-000000000001'
-  const res = await fetch(`${c.dsn}/test_session/${guid}/`, { method: 'PUT', body: new Uint8Array(sessionBody(guid)), headers: { 'content-type': 'application/json' } })
+  const res = await fetch(`${c.dsn}/test_session/${guid}/`, {
+    method: 'PUT',
+    body: new Uint8Array(sessionBody(guid)),
+    headers: { 'content-type': 'application/json' },
+  })
   t.equal(res.status, 503, 'an upload gets 503 while Redis is down')
   t.ok(Number(res.headers.get('retry-after')) > 0, 'with Retry-After')
   await res.arrayBuffer()

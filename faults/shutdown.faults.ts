@@ -18,7 +18,14 @@ function slowUpload(url: string, bytes: Buffer, bytesPerTick: number, tickMs: nu
   let sent = 0
   const done = new Promise<number | 'error'>((resolve) => {
     const req = request(
-      { host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers: { 'content-type': 'image/jpeg', 'content-length': bytes.length }, agent: false },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'PUT',
+        headers: { 'content-type': 'image/jpeg', 'content-length': bytes.length },
+        agent: false,
+      },
       (res) => {
         res.resume()
         res.on('end', () => resolve(res.statusCode ?? 0))
@@ -45,7 +52,11 @@ t.test('gateway: SIGTERM under load, with a slow upload in flight and idle keep-
   const load = startLoad({ dsn: c.dsn, devices: 40, concurrency: 6, thinkMs: 50 })
   // An idle keep-alive connection (a phone between uploads) must not hold the shutdown open.
   const agent = new Agent({ keepAlive: true })
-  await new Promise<void>((resolve, reject) => request(`${c.gatewayUrl}/healthz`, { agent }, (res) => res.resume().on('end', resolve)).on('error', reject).end())
+  await new Promise<void>((resolve, reject) =>
+    request(`${c.gatewayUrl}/healthz`, { agent }, (res) => res.resume().on('end', resolve))
+      .on('error', reject)
+      .end(),
+  )
   // A 600 kB photo at 20 kB per 100 ms: 3 s of upload, under way when SIGTERM arrives.
   const slow = slowUpload(`${c.dsn}/test_session/slow-0001/media/cropped/`, fakeJpeg(600_000), 20_000, 100)
   await load.reached(40)
@@ -61,7 +72,12 @@ t.test('gateway: SIGTERM under load, with a slow upload in flight and idle keep-
   await c.gateway()
   await load.done
   const f = await drain(c, load.uploads)
-  report(t, rowOf('gateway SIGTERM under load (then a new gateway)', f, [`exit ${exit.code} after ${exit.ms} ms; slow upload in flight: ${slowStatus}`]))
+  report(
+    t,
+    rowOf('gateway SIGTERM under load (then a new gateway)', f, [
+      `exit ${exit.code} after ${exit.ms} ms; slow upload in flight: ${slowStatus}`,
+    ]),
+  )
   assertIntact(t, f)
 })
 
@@ -84,7 +100,13 @@ t.test('gateway: SIGTERM with an upload slower than the shutdown bound', async (
   await put(`${c.dsn}/test_session/slow-0002/media/cropped/`, retry, { 'content-type': 'image/jpeg' })
   t.equal(retry.final, 201, 'the retry is accepted')
   const f = await drain(c, [retry])
-  report(t, rowOf('gateway SIGTERM with an upload slower than its grace (cut, then retried)', f, [`exit ${exit.code} after ${exit.ms} ms; the cut upload got ${status}, its retry ${retry.final}`, `${w.count(/partial upload; discarded/)} partial staged object discarded by the sweeper`]))
+  report(
+    t,
+    rowOf('gateway SIGTERM with an upload slower than its grace (cut, then retried)', f, [
+      `exit ${exit.code} after ${exit.ms} ms; the cut upload got ${status}, its retry ${retry.final}`,
+      `${w.count(/partial upload; discarded/)} partial staged object discarded by the sweeper`,
+    ]),
+  )
   assertIntact(t, f)
 })
 
@@ -104,7 +126,9 @@ t.test('admin: SIGTERM with an idle keep-alive connection and a request in fligh
   const admin = await c.admin()
   const agent = new Agent({ keepAlive: true })
   const status = await new Promise<number>((resolve, reject) =>
-    request(`${c.adminUrl}/healthz`, { agent }, (res) => res.resume().on('end', () => resolve(res.statusCode ?? 0))).on('error', reject).end(),
+    request(`${c.adminUrl}/healthz`, { agent }, (res) => res.resume().on('end', () => resolve(res.statusCode ?? 0)))
+      .on('error', reject)
+      .end(),
   )
   t.equal(status, 200)
   // A request the server is reading when the signal arrives: a log-in form trickling in.
@@ -113,7 +137,14 @@ t.test('admin: SIGTERM with an idle keep-alive connection and a request in fligh
   let written = 0
   const inFlight = new Promise<number | 'error'>((resolve) => {
     const req = request(
-      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length },
+      },
       (res) => res.resume().on('end', () => resolve(res.statusCode ?? 0)),
     )
     req.on('error', () => resolve('error'))

@@ -42,7 +42,13 @@ t.test('the S3 server stopped and restarted while photos are uploaded and proces
   await c.stack.s3.start()
   await load.done
   const f = await drain(c, load.uploads, { timeoutMs: 180_000 })
-  report(t, rowOf('S3 server stopped 5 s and restarted during photo uploads and processing', f, [`${refused()} photo uploads were refused and retried`, `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`]))
+  report(
+    t,
+    rowOf('S3 server stopped 5 s and restarted during photo uploads and processing', f, [
+      `${refused()} photo uploads were refused and retried`,
+      `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`,
+    ]),
+  )
   assertIntact(t, f)
   t.ok(gw.alive() && w.alive(), 'no process was restarted')
 })

@@ -42,7 +42,10 @@ t.test('a worker sent SIGTERM with jobs in flight', async (t) => {
   const w2 = await c.worker()
   await load.done
   const f = await drain(c, load.uploads)
-  report(t, rowOf('worker SIGTERM with jobs in flight', f, [`exit ${exit.code} after ${exit.ms} ms`, `${w2.count(/job stalled/)} jobs re-run`]))
+  report(
+    t,
+    rowOf('worker SIGTERM with jobs in flight', f, [`exit ${exit.code} after ${exit.ms} ms`, `${w2.count(/job stalled/)} jobs re-run`]),
+  )
   assertIntact(t, f)
 })
 

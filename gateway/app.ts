@@ -44,14 +44,20 @@ export interface GatewayDeps {
 /** The answers every route shares: errors, 404, one log line per request (DSN redacted), and the route list. */
 function installAnswers(app: FastifyInstance): void {
   app.decorate('gatewayRoutes', [])
-  app.addHook('onRoute', (r) => void app.gatewayRoutes.push(...[r.method].flat().map((method) => ({ method, url: r.url, schema: r.schema }))))
+  app.addHook(
+    'onRoute',
+    (r) => void app.gatewayRoutes.push(...[r.method].flat().map((method) => ({ method, url: r.url, schema: r.schema }))),
+  )
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
     request.log.info({ url: redactUrl(request.url) }, 'no such route')
     reply.code(404).send({ error: 'not_found', message: 'no such route' })
   })
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
+    request.log.info(
+      { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    )
   })
 }
 
@@ -61,7 +67,11 @@ function createAuthentication(app: FastifyInstance, config: Config) {
   app.decorate('tokenCache', tokens)
   const unknownTokens =
     config.unknownTokenMaxPerIp > 0
-      ? createUnknownTokenLimiter(app.redis, { keyFor: keys(config.redisPrefix).unknownTokenIp, max: config.unknownTokenMaxPerIp, windowMs: config.unknownTokenWindowMs })
+      ? createUnknownTokenLimiter(app.redis, {
+          keyFor: keys(config.redisPrefix).unknownTokenIp,
+          max: config.unknownTokenMaxPerIp,
+          windowMs: config.unknownTokenWindowMs,
+        })
       : undefined
   return createAuthenticator(tokens, { defaultRateLimitPerMinute: config.rateLimitPerMinute, unknownTokens })
 }
@@ -139,7 +149,16 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   }
 
   await app.register(healthRoutes)
-  await app.register(jsonIngestRoutes, { ...common, maxJsonBytes: config.maxJsonBytes, faultPauseAfterClaimMs: config.faultPauseAfterClaimMs })
-  await app.register(mediaRoutes, { ...common, s3: config.s3, maxMediaBytes: config.maxMediaBytes, pendingTimeoutMs: config.pendingTimeoutMs })
+  await app.register(jsonIngestRoutes, {
+    ...common,
+    maxJsonBytes: config.maxJsonBytes,
+    faultPauseAfterClaimMs: config.faultPauseAfterClaimMs,
+  })
+  await app.register(mediaRoutes, {
+    ...common,
+    s3: config.s3,
+    maxMediaBytes: config.maxMediaBytes,
+    pendingTimeoutMs: config.pendingTimeoutMs,
+  })
   return app
 }

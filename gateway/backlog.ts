@@ -106,7 +106,8 @@ export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
     for (const q of QUEUE_NAMES) {
       const before = verdict[q]
       const after = next[q]
-      if (after && (!before || before.reason !== after.reason)) opts.logger?.warn({ queue: q, reason: after.reason, detail: after.detail }, 'backpressure: refusing new work')
+      if (after && (!before || before.reason !== after.reason))
+        opts.logger?.warn({ queue: q, reason: after.reason, detail: after.detail }, 'backpressure: refusing new work')
       else if (!after && before) opts.logger?.info({ queue: q, reason: before.reason }, 'backpressure: accepting again')
     }
     verdict = next

@@ -36,7 +36,6 @@ function decodeExtValueLenient(v: string): string | null {
 export function sanitizeFilename(name: string): string | null {
   // Keep only the last path segment (both separators), and drop control characters.
   const base = name.split(/[/\\]/).pop() ?? ''
-  // eslint-disable-next-line no-control-regex
   const clean = base.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim()
   if (!clean || clean === '.' || clean === '..') return null
   return [...clean].slice(0, MAX_NAME).join('')

@@ -37,7 +37,10 @@ export const overloaded = (reason: 'backlog' | 'staged_media' | 'redis_memory', 
 /** Dependency failures other than Redis: S3 unreachable or refusing. */
 export function isStorageUnavailable(err: unknown): boolean {
   const e = err as { code?: string; statusCode?: number }
-  return ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(e?.code ?? '') || (e?.statusCode !== undefined && e.statusCode >= 500)
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(e?.code ?? '') ||
+    (e?.statusCode !== undefined && e.statusCode >= 500)
+  )
 }
 
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {

@@ -31,9 +31,18 @@ const DESCRIPTION = `The HTTP API that the [RDToolkit](https://github.com/dimagi
 
 function operation(route: ApiRoute) {
   const params = (route.schema.params ?? { properties: {} }) as { properties: Record<string, { description?: string }> }
-  const headers = (route.schema.headers ?? { properties: {} }) as { properties: Record<string, { description?: string }>; required?: string[] }
+  const headers = (route.schema.headers ?? { properties: {} }) as {
+    properties: Record<string, { description?: string }>
+    required?: string[]
+  }
   const parameters = [
-    ...Object.entries(params.properties).map(([name, schema]) => ({ name, in: 'path', required: true, description: schema.description, schema: plain(schema) })),
+    ...Object.entries(params.properties).map(([name, schema]) => ({
+      name,
+      in: 'path',
+      required: true,
+      description: schema.description,
+      schema: plain(schema),
+    })),
     ...Object.entries(headers.properties).map(([name, schema]) => ({
       name,
       in: 'header',
@@ -46,10 +55,15 @@ function operation(route: ApiRoute) {
   for (const [status, body] of Object.entries(route.schema.response)) {
     const doc = route.responses[Number(status)]
     if (!doc) throw new Error(`${route.method} ${route.url}: response ${status} has a schema but no description`)
-    responses[status] = { description: doc.description, ...(doc.headers ? { headers: doc.headers } : {}), content: { 'application/json': { schema: plain(body) } } }
+    responses[status] = {
+      description: doc.description,
+      ...(doc.headers ? { headers: doc.headers } : {}),
+      content: { 'application/json': { schema: plain(body) } },
+    }
   }
   for (const status of Object.keys(route.responses)) {
-    if (!(status in route.schema.response)) throw new Error(`${route.method} ${route.url}: response ${status} is described but has no schema`)
+    if (!(status in route.schema.response))
+      throw new Error(`${route.method} ${route.url}: response ${status} is described but has no schema`)
   }
   return {
     operationId: route.operationId,
@@ -104,7 +118,8 @@ export const openApiJson = () => JSON.stringify(buildOpenApi(), null, 2) + '\n'
  * ingest routes share most of their answers, which a generated TypeScript file would spell out
  * three times; gateway/route-schemas.ts types them as their TypeBox originals.
  */
-export const routeSchemasJson = () => JSON.stringify(Object.fromEntries(Object.entries(routeSchemaExports).map(([name, schema]) => [name, plain(schema)])), null, 2) + '\n'
+export const routeSchemasJson = () =>
+  JSON.stringify(Object.fromEntries(Object.entries(routeSchemaExports).map(([name, schema]) => [name, plain(schema)])), null, 2) + '\n'
 
 export const OPENAPI_FILE = fileURLToPath(new URL('../docs/openapi.json', import.meta.url))
 export const ROUTE_SCHEMAS_FILE = fileURLToPath(new URL('./route-schemas.json', import.meta.url))

@@ -27,7 +27,9 @@ const Dsn = Type.String({
 
 const id = (description: string) => Type.String({ pattern: ID_PATTERN.source, description })
 
-const SessionId = id('The test session GUID, as the device sends it. 1 to 128 characters of `[0-9A-Za-z_-]`; anything else is 400 `invalid_id`.')
+const SessionId = id(
+  'The test session GUID, as the device sends it. 1 to 128 characters of `[0-9A-Za-z_-]`; anything else is 400 `invalid_id`.',
+)
 const MediaId = id(
   'The image key: `raw`, `cropped`, `secondary_raw`, `secondary_cropped` or `attempt_{n}_{key}` from RDToolkit; any id of 1 to 128 characters of `[0-9A-Za-z_-]` is accepted, anything else is 400 `invalid_id`.',
 )
@@ -40,7 +42,10 @@ export const MediaParams = Type.Object({ dsn: Dsn, session: SessionId, media: Me
 const JsonHeaders = Type.Object(
   {
     'content-encoding': Type.Optional(
-      Type.String({ description: '`identity` (or none) or `gzip` / `x-gzip`: the body is inflated, with the size limit applied to the inflated bytes. Any other coding is 415.' }),
+      Type.String({
+        description:
+          '`identity` (or none) or `gzip` / `x-gzip`: the body is inflated, with the size limit applied to the inflated bytes. Any other coding is 415.',
+      }),
     ),
   },
   { additionalProperties: true },
@@ -80,7 +85,11 @@ const LogEntry = Type.Object(
     timestamp: Type.String({ format: 'date-time' }),
     tag: Type.String(),
     message: Type.String(),
-    json: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.String()], { description: 'An object (what RDToolkit sends) or a string (what the spec says); either is kept.' })),
+    json: Type.Optional(
+      Type.Union([Type.Object({}, { additionalProperties: true }), Type.String()], {
+        description: 'An object (what RDToolkit sends) or a string (what the spec says); either is kept.',
+      }),
+    ),
     media_key: Type.Optional(Type.String({ description: 'The image key this entry is about, e.g. `attempt_1_cropped`.' })),
   },
   { additionalProperties: true },
@@ -113,22 +122,37 @@ interface ResponseDoc {
 /** The statuses every ingest route can answer besides its own, with the error codes each carries. */
 function ingestErrors(o: { codes400: string[]; bad400: string; limit413: string; text415: string }) {
   const schema = {
-    400: ErrorBody(['invalid_id', ...o.codes400, 'bad_url', 'bad_request'], 'Nothing was stored; the same request will get the same answer.'),
+    400: ErrorBody(
+      ['invalid_id', ...o.codes400, 'bad_url', 'bad_request'],
+      'Nothing was stored; the same request will get the same answer.',
+    ),
     403: ErrorBody(['forbidden'], 'Nothing was stored.'),
     408: ErrorBody(['request_timeout'], 'Written by Node.js itself; the connection is closed.'),
     413: ErrorBody(['too_large'], 'Nothing was stored.'),
     414: ErrorBody(['bad_url'], 'Nothing was stored.'),
     415: ErrorBody(['unsupported_encoding'], 'Nothing was stored.'),
-    429: ErrorBody(['rate_limited', 'byte_budget_exceeded', 'too_many_in_flight', 'ip_rate_limited'], 'Nothing was stored; retry after Retry-After.'),
+    429: ErrorBody(
+      ['rate_limited', 'byte_budget_exceeded', 'too_many_in_flight', 'ip_rate_limited'],
+      'Nothing was stored; retry after Retry-After.',
+    ),
     431: ErrorBody(['header_too_large'], 'Written by Node.js itself; the connection is closed.'),
-    503: ErrorBody(['unavailable', 'overloaded_backlog', 'overloaded_staged_media', 'overloaded_redis_memory'], 'Nothing was stored; retry after Retry-After.'),
+    503: ErrorBody(
+      ['unavailable', 'overloaded_backlog', 'overloaded_staged_media', 'overloaded_redis_memory'],
+      'Nothing was stored; retry after Retry-After.',
+    ),
   }
   const docs: Record<keyof typeof schema, ResponseDoc> = {
     400: {
       description: `Unusable request: a path id is invalid (\`invalid_id\`), ${o.bad400}, the URL has bad percent-encoding (\`bad_url\`), or Node.js's HTTP parser refused the request (\`bad_request\`, the connection is closed).`,
     },
-    403: { description: 'The token is unknown, malformed, revoked or expired, its workspace is inactive, or the token lacks the permission for this route (`forbidden`).' },
-    408: { description: 'The request did not arrive in time: its headers within HEADERS_TIMEOUT_MS or the whole request within REQUEST_TIMEOUT_MS (`request_timeout`). The connection is closed.' },
+    403: {
+      description:
+        'The token is unknown, malformed, revoked or expired, its workspace is inactive, or the token lacks the permission for this route (`forbidden`).',
+    },
+    408: {
+      description:
+        'The request did not arrive in time: its headers within HEADERS_TIMEOUT_MS or the whole request within REQUEST_TIMEOUT_MS (`request_timeout`). The connection is closed.',
+    },
     413: { description: `The body is larger than ${o.limit413} (\`too_large\`).` },
     414: { description: 'A path segment is longer than 1024 characters (`bad_url`).' },
     415: { description: o.text415 },
@@ -148,7 +172,8 @@ function ingestErrors(o: { codes400: string[]; bad400: string; limit413: string;
 }
 
 const JSON_LIMIT = 'MAX_JSON_BYTES (as received, after gzip inflation, and as UTF-8 text once invalid bytes are replaced)'
-const JSON_415 = 'A `Content-Encoding` other than `identity`, `gzip` or `x-gzip` (`unsupported_encoding`). Never given for a `Content-Type`: any value is accepted, even a malformed one.'
+const JSON_415 =
+  'A `Content-Encoding` other than `identity`, `gzip` or `x-gzip` (`unsupported_encoding`). Never given for a `Content-Type`: any value is accepted, even a malformed one.'
 
 const sessionErrors = ingestErrors({
   codes400: ['invalid_json', 'not_an_object', 'bad_encoding'],
@@ -158,7 +183,8 @@ const sessionErrors = ingestErrors({
 })
 const logsErrors = ingestErrors({
   codes400: ['invalid_json', 'not_an_object', 'bad_encoding'],
-  bad400: 'the body is not JSON (`invalid_json`) or is neither an object nor an array (`not_an_object`), the gzip body is corrupt (`bad_encoding`)',
+  bad400:
+    'the body is not JSON (`invalid_json`) or is neither an object nor an array (`not_an_object`), the gzip body is corrupt (`bad_encoding`)',
   limit413: JSON_LIMIT,
   text415: JSON_415,
 })
@@ -166,7 +192,8 @@ const mediaErrors = ingestErrors({
   codes400: ['aborted'],
   bad400: 'the upload ended before its declared length (`aborted`)',
   limit413: 'MAX_MEDIA_BYTES (the declared Content-Length, checked before a byte is read, or the bytes received)',
-  text415: 'Any `Content-Encoding` other than `identity` (`unsupported_encoding`). Never given for a `Content-Type`: any value is accepted, even a malformed one.',
+  text415:
+    'Any `Content-Encoding` other than `identity` (`unsupported_encoding`). Never given for a `Content-Type`: any value is accepted, even a malformed one.',
 })
 
 // --- The routes -----------------------------------------------------------------------------
@@ -207,7 +234,10 @@ export const healthzSchema = {
 export const readyzSchema = {
   response: {
     200: Type.Object({ status: Type.Literal('ready') }),
-    503: Type.Object({ status: Type.Literal('unavailable'), redis: Type.String({ description: '`down` or `loading scripts`.', examples: ['down', 'loading scripts'] }) }),
+    503: Type.Object({
+      status: Type.Literal('unavailable'),
+      redis: Type.String({ description: '`down` or `loading scripts`.', examples: ['down', 'loading scripts'] }),
+    }),
   },
 }
 
@@ -235,7 +265,8 @@ export interface ApiRoute {
 }
 
 const STORED = 'The data is stored (or queued for storage, durably): the device may delete its copy.'
-const ANY_TYPE = 'Any `Content-Type` is accepted, even a missing or malformed one (RDToolkit sends `application/json; charset=utf-8`); the body is read as bytes and kept exactly.'
+const ANY_TYPE =
+  'Any `Content-Type` is accepted, even a missing or malformed one (RDToolkit sends `application/json; charset=utf-8`); the body is read as bytes and kept exactly.'
 
 export const apiRoutes: ApiRoute[] = [
   {
@@ -293,7 +324,9 @@ export const apiRoutes: ApiRoute[] = [
     },
     responses: {
       201: { description: `Accepted. ${STORED}` },
-      409: { description: `This media id already exists for this session. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)}` },
+      409: {
+        description: `This media id already exists for this session. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)}`,
+      },
       ...mediaErrors.docs,
     },
   },

@@ -23,10 +23,17 @@ export interface LateParts {
   drain?: BodyDrain
 }
 
-export function gatewayServerOptions(config: Config, logger: FastifyBaseLogger | false | undefined, late: LateParts): FastifyHttpOptions<Server> {
+export function gatewayServerOptions(
+  config: Config,
+  logger: FastifyBaseLogger | false | undefined,
+  late: LateParts,
+): FastifyHttpOptions<Server> {
   const serverOptions = {
     headersTimeout: config.headersTimeoutMs,
-    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4))),
+    connectionsCheckingInterval: Math.min(
+      30_000,
+      Math.max(250, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4)),
+    ),
   }
   return {
     loggerInstance: logger || undefined,
@@ -42,7 +49,9 @@ export function gatewayServerOptions(config: Config, logger: FastifyBaseLogger |
     frameworkErrors: (err, request, reply: FastifyReply) => {
       const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
       reply.errorCode = 'bad_url' // the refusal reason in metrics (plugins/metrics.ts)
-      void reply.code(tooLong ? 414 : 400).send({ error: 'bad_url', message: tooLong ? 'a path segment is too long' : 'the URL is not valid' })
+      void reply
+        .code(tooLong ? 414 : 400)
+        .send({ error: 'bad_url', message: tooLong ? 'a path segment is too long' : 'the URL is not valid' })
       // No onResponse hook runs for these answers, so they are counted here.
       request.server.observeAnswer(request, reply)
     },
@@ -73,7 +82,9 @@ export function gatewayServerOptions(config: Config, logger: FastifyBaseLogger |
       const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
       if (socket.writable && !answering?.headersSent) {
         const body = JSON.stringify({ error: reason, message })
-        socket.write(`HTTP/1.1 ${status} ${reason.replace(/_/g, ' ')}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+        socket.write(
+          `HTTP/1.1 ${status} ${reason.replace(/_/g, ' ')}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        )
       }
       socket.destroy(err)
     },

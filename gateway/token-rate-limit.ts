@@ -22,7 +22,10 @@ export function workspaceByteBudget(prefix: string, ctx: IngestContext, bytesPer
 /** The 429 for a claim refused by one of the limits. */
 export function claimLimited(request: FastifyRequest, ctx: IngestContext, claim: Extract<ClaimResult, { state: 'limited' }>): HttpError {
   if (claim.limit === 'bytes') {
-    request.log.info({ reason: 'rate_limited', limit: 'workspace_bytes', token_id: ctx.tokenId, workspace_id: ctx.workspaceId }, 'rate limited')
+    request.log.info(
+      { reason: 'rate_limited', limit: 'workspace_bytes', token_id: ctx.tokenId, workspace_id: ctx.workspaceId },
+      'rate limited',
+    )
     return rateLimited('byte_budget_exceeded', claim.retryAfterMs)
   }
   return tokenRateLimited(request, ctx, claim.retryAfterMs)

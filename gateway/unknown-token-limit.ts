@@ -39,7 +39,10 @@ export function addressKey(ip: string | undefined): string {
   const h = head ? head.split(':') : []
   const t = tail ? tail.split(':') : []
   const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`
 }
 
 export interface UnknownTokenLimitOptions {

@@ -211,7 +211,10 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:'], `http://127.0.0.1:${port}`).replace(/\/+$/, '')
   const prefix = env.REDIS_PREFIX || '{rdt}'
   if (!/^[A-Za-z0-9{}_-]{1,64}$/.test(prefix) || prefix.includes(':')) fail('REDIS_PREFIX', 'must be 1-64 of [A-Za-z0-9{}_-]')
-  const queues = (env.WORKER_QUEUES || 'sessions,logs,media').split(',').map((s) => s.trim()).filter(Boolean)
+  const queues = (env.WORKER_QUEUES || 'sessions,logs,media')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   const wc = env.MONGODB_WRITE_CONCERN || 'majority'
   if (!/^(majority|\d+)$/.test(wc)) fail('MONGODB_WRITE_CONCERN', 'must be "majority" or a number')
 
@@ -222,12 +225,16 @@ export function loadConfig(processEnv: Record<string, string | undefined> = proc
   const workspaceBytesPerMinute = int(env, 'WORKSPACE_BYTES_PER_MINUTE', 256 * 1024 * 1024, 0)
   const largestBody = Math.max(maxJsonBytes, maxMediaBytes)
   if (workspaceBytesPerMinute > 0 && workspaceBytesPerMinute < largestBody) {
-    fail('WORKSPACE_BYTES_PER_MINUTE', `must be 0 (off) or at least the largest body allowed (${largestBody} bytes, MAX_JSON_BYTES / MAX_MEDIA_BYTES), got ${workspaceBytesPerMinute}`)
+    fail(
+      'WORKSPACE_BYTES_PER_MINUTE',
+      `must be 0 (off) or at least the largest body allowed (${largestBody} bytes, MAX_JSON_BYTES / MAX_MEDIA_BYTES), got ${workspaceBytesPerMinute}`,
+    )
   }
   // A photo on a slow phone link takes minutes: the whole-request limit must leave room for it.
   const requestTimeoutMs = int(env, 'REQUEST_TIMEOUT_MS', 600_000, 1000, 3_600_000)
   const headersTimeoutMs = int(env, 'HEADERS_TIMEOUT_MS', 30_000, 1000, 3_600_000)
-  if (headersTimeoutMs > requestTimeoutMs) fail('HEADERS_TIMEOUT_MS', `must not be more than REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
+  if (headersTimeoutMs > requestTimeoutMs)
+    fail('HEADERS_TIMEOUT_MS', `must not be more than REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
 
   return {
     host: env.HOST || '127.0.0.1',

@@ -177,7 +177,13 @@ export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
   }
   const maxWaitMs = opts.maxWaitMs ?? opts.pendingTimeoutMs + 1000
 
-  async function claimOnce(idemKey: string, jobKey: string, sha256: string, rate: RateLimit | undefined, budget: ByteBudget | undefined): Promise<ClaimResult | { state: 'inflight' }> {
+  async function claimOnce(
+    idemKey: string,
+    jobKey: string,
+    sha256: string,
+    rate: RateLimit | undefined,
+    budget: ByteBudget | undefined,
+  ): Promise<ClaimResult | { state: 'inflight' }> {
     // Without a limit, its key is only a placeholder in the same hash slot (never touched).
     const [state, value, which] = await r.rdtClaim(
       idemKey,

@@ -25,7 +25,10 @@ const KEY_NEEDS_ENCODING = /[%.\u0000]|^\$|^_bsontype$/
 /** Encodes one object key per the storage rule. Keys that need nothing are returned unchanged. */
 export function encodeKey(key: string): string {
   if (!KEY_NEEDS_ENCODING.test(key)) return key
-  let out = key.replace(/%/g, '%25').replace(/\./g, '%2E').replace(/\u0000/g, '%00')
+  let out = key
+    .replace(/%/g, '%25')
+    .replace(/\./g, '%2E')
+    .replace(/\u0000/g, '%00')
   if (out.startsWith('$')) out = '%24' + out.slice(1)
   if (out === '_bsontype') out = '%5Fbsontype'
   return out
@@ -143,7 +146,13 @@ export function stringifyJson(root: unknown, sortKeys = false): string {
       }
       return
     }
-    out.push(v === undefined || typeof v === 'function' || typeof v === 'symbol' ? 'null' : typeof v === 'bigint' ? v.toString() : JSON.stringify(v))
+    out.push(
+      v === undefined || typeof v === 'function' || typeof v === 'symbol'
+        ? 'null'
+        : typeof v === 'bigint'
+          ? v.toString()
+          : JSON.stringify(v),
+    )
   }
   emit(root)
   while (stack.length > 0) {

@@ -47,7 +47,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       Promise.resolve()
         .then(() => (opts.healthy ? opts.healthy() : true))
         .then(
-          (ok) => res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'unhealthy' })),
+          (ok) =>
+            res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'unhealthy' })),
           () => res.writeHead(503, { 'content-type': 'application/json' }).end('{"status":"unhealthy"}'),
         )
       return

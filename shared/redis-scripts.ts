@@ -44,7 +44,10 @@ export interface ScriptLoader {
  * Loads the client's scripts on every 'ready'. `before` runs first, so that commands defined once
  * connected (BullMQ defines its scripts when its connection initialises) are included.
  */
-export function keepScriptsLoaded(redis: Redis, opts: { before?: () => Promise<unknown>; onError?: (err: unknown) => void } = {}): ScriptLoader {
+export function keepScriptsLoaded(
+  redis: Redis,
+  opts: { before?: () => Promise<unknown>; onError?: (err: unknown) => void } = {},
+): ScriptLoader {
   let loaded = false
   // Bumped on every close: a load that finished for an earlier connection says nothing about this one.
   let connection = 0

@@ -112,7 +112,9 @@ export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const msg = err.message
   return (
-    /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(msg) ||
+    /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(
+      msg,
+    ) ||
     // Redis lost its script cache (restart, SCRIPT FLUSH) under a connection that kept its own
     // idea of what is loaded: transient, the scripts are loaded again (shared/redis-scripts.ts).
     isNoScript(err) ||

@@ -20,7 +20,10 @@ function encodePath(path: string): string {
 }
 
 export class S3PutError extends Error {
-  constructor(message: string, readonly statusCode?: number) {
+  constructor(
+    message: string,
+    readonly statusCode?: number,
+  ) {
     super(message)
   }
 }
@@ -36,7 +39,10 @@ export function streamPut(s3: Config['s3'], bucket: string, key: string, body: R
   const endpoint = new URL(s3.endpoint)
   const path = `/${bucket}/${encodePath(key)}`
   const now = new Date()
-  const amzDate = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')
+  const amzDate = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '')
   const day = amzDate.slice(0, 8)
 
   const headers: Record<string, string> = {

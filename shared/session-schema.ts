@@ -115,7 +115,8 @@ export function parseTimestamp(value: unknown): ParsedTimestamp {
     offsetMin = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4)))
   }
   const [Y, MO, D, H, MI, S] = [y, mo, d, h, mi, s].map(Number) as [number, number, number, number, number, number]
-  if (MO < 1 || MO > 12 || D < 1 || D > 31 || H > 23 || MI > 59 || S > 60) return { date: null, issue: 'not a valid date-time; stored as null' }
+  if (MO < 1 || MO > 12 || D < 1 || D > 31 || H > 23 || MI > 59 || S > 60)
+    return { date: null, issue: 'not a valid date-time; stored as null' }
   // setUTCFullYear, not Date.UTC: Date.UTC reads years 0-99 as 1900-1999.
   const date = new Date(0)
   date.setUTCFullYear(Y, MO - 1, D)

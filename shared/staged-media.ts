@@ -64,7 +64,10 @@ export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix:
     throw new Error('addMediaJobWithStaging: the queue does not use the given Redis connection')
   }
   const once = async (): Promise<[Error | null, unknown][]> => {
-    const multi = client.multi() as unknown as ReturnType<Redis['multi']> & { rdtStageMedia: StageCommands['rdtStageMedia']; length: number }
+    const multi = client.multi() as unknown as ReturnType<Redis['multi']> & {
+      rdtStageMedia: StageCommands['rdtStageMedia']
+      length: number
+    }
     const job = new Job(queue, 'media', data, { ...defaultJobOptions, jobId }, jobId)
     const before = multi.length
     // Queues the add script into the transaction synchronously; its own promise settles with the

@@ -11,7 +11,16 @@ import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
 import { collections, isDuplicateKey, type TokenDoc, type WorkspaceDoc } from './mongo.ts'
-import { generateToken, hashToken, PERMISSIONS, publishEntries, republishWorkspace, toEntry, type Permission, type TokenEntry } from './token-registry.ts'
+import {
+  generateToken,
+  hashToken,
+  PERMISSIONS,
+  publishEntries,
+  republishWorkspace,
+  toEntry,
+  type Permission,
+  type TokenEntry,
+} from './token-registry.ts'
 
 export type TokenAdminErrorCode =
   | 'unknown_workspace'
@@ -75,7 +84,11 @@ export const QUICK_PUSH_MS = 1_500
  * until it is pushed a gateway may still hold the old entry, so the caller must learn whether it
  * was confirmed. Unconfirmed, it is applied at the next worker sync (TOKEN_SYNC_INTERVAL_MS).
  */
-export async function pushToMirror(redis: Redis | null, fn: (redis: Redis) => Promise<void>, deadlineMs: number): Promise<{ ok: true } | { ok: false; error: unknown }> {
+export async function pushToMirror(
+  redis: Redis | null,
+  fn: (redis: Redis) => Promise<void>,
+  deadlineMs: number,
+): Promise<{ ok: true } | { ok: false; error: unknown }> {
   const deadline = Date.now() + deadlineMs
   let error: unknown = new Error('no Redis connection')
   for (let attempt = 0; redis; attempt++) {
@@ -187,7 +200,10 @@ export interface RenameInput {
 
 export function validateSlug(slug: unknown): string {
   if (typeof slug !== 'string' || !SLUG_PATTERN.test(slug)) {
-    throw new TokenAdminError('bad_slug', `invalid slug ${JSON.stringify(slug)}: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit`)
+    throw new TokenAdminError(
+      'bad_slug',
+      `invalid slug ${JSON.stringify(slug)}: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit`,
+    )
   }
   // A slug shaped like a workspace id would make "slug or id" lookups ambiguous.
   if (WORKSPACE_ID_PATTERN.test(slug)) {
@@ -230,8 +246,12 @@ export function parseExpiry(input: Date | string, now: Date = new Date()): Date 
     utc.setUTCFullYear(fields[0]) // Date.UTC maps years 0-99 to 1900-1999
     // Reject dates that Date would silently roll over (2030-02-30 -> March 2).
     const ok =
-      utc.getUTCFullYear() === fields[0] && utc.getUTCMonth() === fields[1] && utc.getUTCDate() === fields[2] &&
-      utc.getUTCHours() === fields[3] && utc.getUTCMinutes() === fields[4] && utc.getUTCSeconds() === fields[5]
+      utc.getUTCFullYear() === fields[0] &&
+      utc.getUTCMonth() === fields[1] &&
+      utc.getUTCDate() === fields[2] &&
+      utc.getUTCHours() === fields[3] &&
+      utc.getUTCMinutes() === fields[4] &&
+      utc.getUTCSeconds() === fields[5]
     if (!ok) throw new TokenAdminError('bad_expiry', `invalid expiry "${s}": no such date or time`)
     let offsetMin = 0
     if (off.toUpperCase() !== 'Z') {
@@ -266,7 +286,6 @@ function cleanText(value: string | null | undefined, max: number, code: 'bad_nam
   if (typeof value !== 'string') throw new TokenAdminError(code, `${what} must be text`)
   const v = value.trim()
   if (v.length > max) throw new TokenAdminError(code, `${what} is too long (at most ${max} characters)`)
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new TokenAdminError(code, `${what} must not contain control characters`)
   return v === '' ? null : v
 }
@@ -366,7 +385,11 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     if (changed) await c.workspaces.updateOne({ _id: ws._id }, { $set: { active, updated_at: at } })
     // Re-published even when nothing changed: it is cheap and repairs a mirror that missed the last change.
     let republished: number | null = null
-    const ok = await mirror(active ? 'workspace.activate' : 'workspace.deactivate', (r) => republishWorkspace(db, r, prefix, ws._id), active ? QUICK_PUSH_MS : revocationPushMs)
+    const ok = await mirror(
+      active ? 'workspace.activate' : 'workspace.deactivate',
+      (r) => republishWorkspace(db, r, prefix, ws._id),
+      active ? QUICK_PUSH_MS : revocationPushMs,
+    )
     if (ok) republished = await c.tokens.countDocuments({ workspace_id: ws._id })
     await audit(actor, active ? 'workspace.activate' : 'workspace.deactivate', { workspace_id: ws._id, slug: ws.slug, changed })
     return { ...wsInfo({ ...ws, active, updated_at: changed ? at : ws.updated_at }), changed, tokens_republished: republished }
@@ -381,7 +404,10 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
   async function setWorkspaceRateLimit(slugOrId: string, perMinute: number | null, actor: string): Promise<WorkspaceRateLimit> {
     checkActor(actor)
     if (perMinute !== null && (!Number.isSafeInteger(perMinute) || perMinute < 0 || perMinute > MAX_RATE_LIMIT_PER_MINUTE)) {
-      throw new TokenAdminError('bad_rate_limit', `invalid rate limit ${JSON.stringify(perMinute)}: use a whole number of requests per minute from 0 (no limit) to ${MAX_RATE_LIMIT_PER_MINUTE}, or "default"`)
+      throw new TokenAdminError(
+        'bad_rate_limit',
+        `invalid rate limit ${JSON.stringify(perMinute)}: use a whole number of requests per minute from 0 (no limit) to ${MAX_RATE_LIMIT_PER_MINUTE}, or "default"`,
+      )
     }
     const ws = await findWorkspace(slugOrId)
     const previous = ws.rate_limit_per_minute ?? null
@@ -393,7 +419,13 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     if (await mirror('workspace.set_rate_limit', (r) => republishWorkspace(db, r, prefix, ws._id))) {
       republished = await c.tokens.countDocuments({ workspace_id: ws._id })
     }
-    await audit(actor, 'workspace.set_rate_limit', { workspace_id: ws._id, slug: ws.slug, rate_limit_per_minute: perMinute, previous, changed })
+    await audit(actor, 'workspace.set_rate_limit', {
+      workspace_id: ws._id,
+      slug: ws.slug,
+      rate_limit_per_minute: perMinute,
+      previous,
+      changed,
+    })
     return { ...wsInfo(updated), previous_rate_limit_per_minute: previous, tokens_republished: republished }
   }
 

@@ -34,7 +34,10 @@ export function generateToken(): string {
   return 'rdt_' + randomBytes(32).toString('base64url')
 }
 
-export function toEntry(token: TokenDoc, workspace: Pick<WorkspaceDoc, 'active' | 'updated_at' | 'rate_limit_per_minute'> | null): TokenEntry {
+export function toEntry(
+  token: TokenDoc,
+  workspace: Pick<WorkspaceDoc, 'active' | 'updated_at' | 'rate_limit_per_minute'> | null,
+): TokenEntry {
   return {
     id: token._id,
     workspace_id: token.workspace_id,
@@ -75,7 +78,12 @@ end
 return changed
 `
 
-async function writeNewer(redis: Redis, prefix: string, entries: [hash: string, entry: TokenEntry][], alwaysPublish: boolean): Promise<number> {
+async function writeNewer(
+  redis: Redis,
+  prefix: string,
+  entries: [hash: string, entry: TokenEntry][],
+  alwaysPublish: boolean,
+): Promise<number> {
   const k = keys(prefix)
   let changed = 0
   // Chunks keep each script run short: Redis runs nothing else meanwhile.

@@ -23,7 +23,10 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
 
 if (process.argv.includes('--test') && !existsSync('/usr/bin/chromium')) {
   const sudo = process.getuid?.() === 0 ? [] : ['sudo']
-  const apt = (...args) => (sudo.length ? run('sudo', ['apt-get', ...args], { DEBIAN_FRONTEND: 'noninteractive' }) : run('apt-get', args, { DEBIAN_FRONTEND: 'noninteractive' }))
+  const apt = (...args) =>
+    sudo.length
+      ? run('sudo', ['apt-get', ...args], { DEBIAN_FRONTEND: 'noninteractive' })
+      : run('apt-get', args, { DEBIAN_FRONTEND: 'noninteractive' })
   apt('update', '-qq')
   apt('install', '-y', '-qq', 'chromium')
 }

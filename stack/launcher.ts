@@ -1,79 +1,79 @@
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { Client as MinioClient } from 'minio';
-import { ensureBinaries, s3ServerFromEnv, type Binaries, type S3Server } from './install.ts';
-import { runMinioInit } from './minio-init.ts';
-import { defaultStackDir } from './paths.ts';
-import { writeAclFile } from './redis-acl.ts';
-import { loadOrCreateRoleSecrets, roleVars } from './roles.ts';
-import { startFerretDB, startMinio, startRedis, startVersityGW, type ServiceHandle } from './services.ts';
-import { claimStackDir, loadOrCreateCredentials, readEnvFile, writeEnvFile } from './stack-dir.ts';
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { Client as MinioClient } from 'minio'
+import { ensureBinaries, s3ServerFromEnv, type Binaries, type S3Server } from './install.ts'
+import { runMinioInit } from './minio-init.ts'
+import { defaultStackDir } from './paths.ts'
+import { writeAclFile } from './redis-acl.ts'
+import { loadOrCreateRoleSecrets, roleVars } from './roles.ts'
+import { startFerretDB, startMinio, startRedis, startVersityGW, type ServiceHandle } from './services.ts'
+import { claimStackDir, loadOrCreateCredentials, readEnvFile, writeEnvFile } from './stack-dir.ts'
 
-export type { ServiceHandle } from './services.ts';
+export type { ServiceHandle } from './services.ts'
 
 export interface StackOptions {
   /** Stack dir holding data, logs and the env file; default `<repo>/.stack`. */
-  dir?: string;
+  dir?: string
   /** Extra redis-server flags, e.g. ['--appendfsync', 'always', '--maxmemory', '64mb']. */
-  redisArgs?: string[];
+  redisArgs?: string[]
   /** Per-service readiness deadline; default 60 s. */
-  readyTimeoutMs?: number;
+  readyTimeoutMs?: number
   /** Binary paths; default: ensureBinaries(). */
-  binaries?: Binaries;
+  binaries?: Binaries
   /** The S3 server; default STACK_S3 from the environment, else MinIO. */
-  s3Server?: S3Server;
+  s3Server?: S3Server
   /**
    * The Redis key prefix the ACL users are limited to; default `{*}`, any hash-tagged prefix,
    * so that every test file can use its own (stack/redis-acl.ts says more).
    */
-  redisKeyPrefix?: string;
+  redisKeyPrefix?: string
 }
 
 export interface Stack {
-  dir: string;
+  dir: string
   /**
    * STACK_S3, REDIS_URL (no user: Redis answers NOAUTH), MONGODB_URL, S3_ENDPOINT, S3_REGION,
    * S3_BUCKET, every role's secrets and the test-only TEST_INSPECTOR_* root credentials
    * (stack/roles.ts; roleEnv() gives a process its own).
    */
-  env: Record<string, string>;
-  s3Server: S3Server;
+  env: Record<string, string>
+  s3Server: S3Server
   /** `<dir>/env`, the same variables as NAME=value lines. */
-  envFile: string;
-  redis: ServiceHandle;
-  mongo: ServiceHandle;
-  s3: ServiceHandle;
+  envFile: string
+  redis: ServiceHandle
+  mongo: ServiceHandle
+  s3: ServiceHandle
   /** Stops all three services; safe to call twice. */
-  stop(): Promise<void>;
+  stop(): Promise<void>
 }
 
-export const S3_REGION = 'us-east-1';
-export const S3_BUCKET = 'rdt-media';
+export const S3_REGION = 'us-east-1'
+export const S3_BUCKET = 'rdt-media'
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
-  const dir = resolve(opts.dir ?? defaultStackDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const s3Server = opts.s3Server ?? s3ServerFromEnv();
-  const bins = opts.binaries ?? (await ensureBinaries(s3Server));
-  const claim = await claimStackDir(dir);
-  const envFile = join(dir, 'env');
+  const dir = resolve(opts.dir ?? defaultStackDir)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const s3Server = opts.s3Server ?? s3ServerFromEnv()
+  const bins = opts.binaries ?? (await ensureBinaries(s3Server))
+  const claim = await claimStackDir(dir)
+  const envFile = join(dir, 'env')
   try {
-    const creds = await loadOrCreateCredentials(dir);
-    const roles = await loadOrCreateRoleSecrets(dir);
-    const aclFile = await writeAclFile(dir, opts.redisKeyPrefix ?? '{*}', roles.redis);
+    const creds = await loadOrCreateCredentials(dir)
+    const roles = await loadOrCreateRoleSecrets(dir)
+    const aclFile = await writeAclFile(dir, opts.redisKeyPrefix ?? '{*}', roles.redis)
     // Reuse last run's ports when they are free, so that a shell that
     // sourced .stack/env keeps working after a restart.
-    const prev = await readEnvFile(envFile);
+    const prev = await readEnvFile(envFile)
     const common = (name: string, url: string | undefined) => ({
       dataDir: join(dir, name),
       logFile: join(dir, `${name}.log`),
       port: portOf(url),
       readyTimeoutMs: opts.readyTimeoutMs ?? 60_000,
       onSpawn: (pid: number) => claim.setServicePid(name, pid),
-    });
+    })
 
     // Separate data dirs: Versity's posix backend would take MinIO's drive folders for buckets.
-    const s3Opts = { ...common(s3Server === 'minio' ? 'minio' : 's3', prev.S3_ENDPOINT), ...creds, region: S3_REGION };
+    const s3Opts = { ...common(s3Server === 'minio' ? 'minio' : 's3', prev.S3_ENDPOINT), ...creds, region: S3_REGION }
     const results = await Promise.allSettled([
       startRedis(bins.redisServer, {
         ...common('redis', prev.REDIS_URL),
@@ -83,12 +83,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       }),
       startFerretDB(bins.ferretdb, common('ferretdb', prev.MONGODB_URL)),
       s3Server === 'minio' ? startMinio(need(bins.minio, 'minio'), s3Opts) : startVersityGW(need(bins.versitygw, 'versitygw'), s3Opts),
-    ]);
-    const [redis, mongo, s3] = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+    ])
+    const [redis, mongo, s3] = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined))
     if (!redis || !mongo || !s3) {
-      await Promise.all([redis?.stop(), mongo?.stop(), s3?.stop()]);
-      const reasons = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
-      throw new Error(`local stack failed to start in ${dir}:\n- ${reasons.join('\n- ')}`);
+      await Promise.all([redis?.stop(), mongo?.stop(), s3?.stop()])
+      const reasons = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []))
+      throw new Error(`local stack failed to start in ${dir}:\n- ${reasons.join('\n- ')}`)
     }
 
     const env: Record<string, string> = {
@@ -99,49 +99,49 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       S3_REGION,
       S3_BUCKET,
       ...roleVars(redis.url, roles, creds, s3Server === 'minio'),
-    };
+    }
     try {
       if (s3Server === 'minio') {
         // Bucket, policies and users: compose.yaml's own minio-init job.
-        await runMinioInit({ dir, mc: need(bins.mc, 'mc'), endpoint: s3.url, bucket: S3_BUCKET, root: creds, users: roles.s3 });
+        await runMinioInit({ dir, mc: need(bins.mc, 'mc'), endpoint: s3.url, bucket: S3_BUCKET, root: creds, users: roles.s3 })
       } else {
-        await ensureBucket(s3.port, creds.accessKey, creds.secretKey);
+        await ensureBucket(s3.port, creds.accessKey, creds.secretKey)
       }
-      await writeEnvFile(envFile, env);
+      await writeEnvFile(envFile, env)
     } catch (err) {
-      await Promise.all([redis.stop(), mongo.stop(), s3.stop()]);
-      throw err;
+      await Promise.all([redis.stop(), mongo.stop(), s3.stop()])
+      throw err
     }
 
-    let stopping: Promise<void> | undefined;
+    let stopping: Promise<void> | undefined
     const stop = () =>
       (stopping ??= (async () => {
-        await Promise.all([redis.stop(), mongo.stop(), s3.stop()]);
-        await claim.release();
-      })());
-    return { dir, env, envFile, s3Server, redis, mongo, s3, stop };
+        await Promise.all([redis.stop(), mongo.stop(), s3.stop()])
+        await claim.release()
+      })())
+    return { dir, env, envFile, s3Server, redis, mongo, s3, stop }
   } catch (err) {
-    await claim.release();
-    throw err;
+    await claim.release()
+    throw err
   }
 }
 
 /** Private bucket (no policy): objects are only reachable signed or presigned. */
 async function ensureBucket(port: number, accessKey: string, secretKey: string): Promise<void> {
-  const client = new MinioClient({ endPoint: '127.0.0.1', port, useSSL: false, accessKey, secretKey, region: S3_REGION, pathStyle: true });
-  if (!(await client.bucketExists(S3_BUCKET))) await client.makeBucket(S3_BUCKET, S3_REGION);
+  const client = new MinioClient({ endPoint: '127.0.0.1', port, useSSL: false, accessKey, secretKey, region: S3_REGION, pathStyle: true })
+  if (!(await client.bucketExists(S3_BUCKET))) await client.makeBucket(S3_BUCKET, S3_REGION)
 }
 
 function need(bin: string | undefined, name: string): string {
-  if (!bin) throw new Error(`no ${name} binary: ensureBinaries() was called for another S3 server than STACK_S3`);
-  return bin;
+  if (!bin) throw new Error(`no ${name} binary: ensureBinaries() was called for another S3 server than STACK_S3`)
+  return bin
 }
 
 function portOf(url: string | undefined): number | undefined {
-  if (!url) return undefined;
+  if (!url) return undefined
   try {
-    return Number(new URL(url).port) || undefined;
+    return Number(new URL(url).port) || undefined
   } catch {
-    return undefined;
+    return undefined
   }
 }

@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, rm, symlink } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-import { repoRoot } from './paths.ts';
-import type { RoleSecrets } from './roles.ts';
+import { spawn } from 'node:child_process'
+import { closeSync, openSync, writeSync } from 'node:fs'
+import { mkdir, rm, symlink } from 'node:fs/promises'
+import { delimiter, join } from 'node:path'
+import { repoRoot } from './paths.ts'
+import type { RoleSecrets } from './roles.ts'
 
 /**
  * Creates the bucket, the three policies and the three users on the local MinIO by running
@@ -12,20 +12,20 @@ import type { RoleSecrets } from './roles.ts';
  * so it runs on every start. Its output goes to `<dir>/minio-init.log`.
  */
 export async function runMinioInit(opts: {
-  dir: string;
-  mc: string;
-  endpoint: string;
-  bucket: string;
-  root: { accessKey: string; secretKey: string };
-  users: RoleSecrets['s3'];
+  dir: string
+  mc: string
+  endpoint: string
+  bucket: string
+  root: { accessKey: string; secretKey: string }
+  users: RoleSecrets['s3']
 }): Promise<void> {
   // init.sh calls `mc`; the cached binary is named mc-<version>.
-  const binDir = join(opts.dir, 'bin');
-  await mkdir(binDir, { recursive: true });
-  await rm(join(binDir, 'mc'), { force: true });
-  await symlink(opts.mc, join(binDir, 'mc'));
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_|S3_)/.test(k)) env[k] = v;
+  const binDir = join(opts.dir, 'bin')
+  await mkdir(binDir, { recursive: true })
+  await rm(join(binDir, 'mc'), { force: true })
+  await symlink(opts.mc, join(binDir, 'mc'))
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_|S3_)/.test(k)) env[k] = v
   Object.assign(env, {
     PATH: [binDir, process.env.PATH].filter(Boolean).join(delimiter),
     // mc keeps a config folder; never the developer's ~/.mc.
@@ -37,22 +37,22 @@ export async function runMinioInit(opts: {
     S3_BUCKET: opts.bucket,
     // Policies for any bucket: each test file has its own (deploy/minio/init.sh).
     MINIO_POLICY_BUCKET: '*',
-  });
+  })
   for (const r of ['gateway', 'worker', 'admin'] as const) {
-    env[`S3_${r.toUpperCase()}_ACCESS_KEY`] = opts.users[r].accessKey;
-    env[`S3_${r.toUpperCase()}_SECRET_KEY`] = opts.users[r].secretKey;
+    env[`S3_${r.toUpperCase()}_ACCESS_KEY`] = opts.users[r].accessKey
+    env[`S3_${r.toUpperCase()}_SECRET_KEY`] = opts.users[r].secretKey
   }
-  const logFile = join(opts.dir, 'minio-init.log');
-  const fd = openSync(logFile, 'a', 0o600);
-  writeSync(fd, `\n--- ${new Date().toISOString()} deploy/minio/init.sh\n`);
+  const logFile = join(opts.dir, 'minio-init.log')
+  const fd = openSync(logFile, 'a', 0o600)
+  writeSync(fd, `\n--- ${new Date().toISOString()} deploy/minio/init.sh\n`)
   try {
     const code = await new Promise<number | string>((resolve) => {
-      const child = spawn('sh', [join(repoRoot, 'deploy', 'minio', 'init.sh')], { env, stdio: ['ignore', fd, fd] });
-      child.once('error', (err) => resolve(err.message));
-      child.once('exit', (c, s) => resolve(c ?? String(s)));
-    });
-    if (code !== 0) throw new Error(`deploy/minio/init.sh failed (${code}); see ${logFile}`);
+      const child = spawn('sh', [join(repoRoot, 'deploy', 'minio', 'init.sh')], { env, stdio: ['ignore', fd, fd] })
+      child.once('error', (err) => resolve(err.message))
+      child.once('exit', (c, s) => resolve(c ?? String(s)))
+    })
+    if (code !== 0) throw new Error(`deploy/minio/init.sh failed (${code}); see ${logFile}`)
   } finally {
-    closeSync(fd);
+    closeSync(fd)
   }
 }

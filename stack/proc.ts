@@ -1,14 +1,14 @@
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs'
 
 /** True when a process with this pid exists (signal 0 only checks). */
 export function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (!Number.isInteger(pid) || pid <= 0) return false
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(pid, 0)
+    return true
   } catch (err) {
     // EPERM means it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
@@ -18,21 +18,21 @@ export function isAlive(pid: number): boolean {
  */
 export function cmdline(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
   } catch {
-    return [];
+    return []
   }
 }
 
 /** util-linux setpriv, on every Debian/Ubuntu; undefined elsewhere (macOS). */
 export const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
   try {
-    accessSync(p, constants.X_OK);
-    return true;
+    accessSync(p, constants.X_OK)
+    return true
   } catch {
-    return false;
+    return false
   }
-});
+})
 
 /**
  * Wraps a command so that the kernel SIGKILLs it when our process dies in any
@@ -41,5 +41,5 @@ export const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
  * the spawning *thread* exits: spawn from the main thread, not a worker.)
  */
 export function withParentDeathSignal(command: string, args: string[]): [string, string[]] {
-  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
+  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args]
 }

@@ -1,42 +1,48 @@
-import { mkdir, readFile } from 'node:fs/promises';
-import { Redis } from 'ioredis';
-import { Client as MinioClient } from 'minio';
-import { MongoClient } from 'mongodb';
-import { freePort } from './ports.ts';
-import { ChildService, ServiceError, type ServiceHandle } from './service.ts';
+import { mkdir, readFile } from 'node:fs/promises'
+import { Redis } from 'ioredis'
+import { Client as MinioClient } from 'minio'
+import { MongoClient } from 'mongodb'
+import { freePort } from './ports.ts'
+import { ChildService, ServiceError, type ServiceHandle } from './service.ts'
 
-export type { ServiceHandle } from './service.ts';
+export type { ServiceHandle } from './service.ts'
 
 export interface ServiceOptions {
   /** Data directory; created if missing. */
-  dataDir: string;
-  logFile: string;
+  dataDir: string
+  logFile: string
   /** Port to try first (e.g. last run's); a free one is chosen otherwise. */
-  port?: number;
-  readyTimeoutMs?: number;
-  onSpawn?: (pid: number) => void;
+  port?: number
+  readyTimeoutMs?: number
+  onSpawn?: (pid: number) => void
 }
 
 /** Durable settings the pipeline relies on (AOF, no eviction: BullMQ needs every key). */
 export const REDIS_BASE_ARGS = [
-  '--appendonly', 'yes',
-  '--appendfsync', 'everysec',
-  '--maxmemory-policy', 'noeviction',
-  '--save', '',
-  '--daemonize', 'no',
-  '--protected-mode', 'yes',
-];
+  '--appendonly',
+  'yes',
+  '--appendfsync',
+  'everysec',
+  '--maxmemory-policy',
+  'noeviction',
+  '--save',
+  '',
+  '--daemonize',
+  'no',
+  '--protected-mode',
+  'yes',
+]
 
 export interface RedisOptions extends ServiceOptions {
-  extraArgs?: string[];
+  extraArgs?: string[]
   /** ACL file (users with passwords); unauthenticated connections then get NOAUTH. */
-  aclFile?: string;
+  aclFile?: string
   /** A user of that file allowed INFO, for the readiness probe. */
-  probeUser?: { username: string; password: string };
+  probeUser?: { username: string; password: string }
 }
 
 export async function startRedis(bin: string, opts: RedisOptions): Promise<ServiceHandle> {
-  const acl = opts.aclFile ? ['--aclfile', opts.aclFile] : [];
+  const acl = opts.aclFile ? ['--aclfile', opts.aclFile] : []
   return startOnFreePort(opts, (port) => ({
     name: 'redis',
     url: `redis://127.0.0.1:${port}`,
@@ -44,7 +50,7 @@ export async function startRedis(bin: string, opts: RedisOptions): Promise<Servi
     // Later flags win in redis, so extraArgs can override the defaults.
     args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dataDir, ...acl, ...REDIS_BASE_ARGS, ...(opts.extraArgs ?? [])],
     probe: () => pingRedis(port, opts.probeUser),
-  }));
+  }))
 }
 
 export async function startFerretDB(bin: string, opts: ServiceOptions): Promise<ServiceHandle> {
@@ -54,25 +60,25 @@ export async function startFerretDB(bin: string, opts: ServiceOptions): Promise<
     command: bin,
     args: ['-listen', `127.0.0.1:${port}`, '-dir', opts.dataDir, '-log-level', 'error'],
     probe: () => pingMongo(port),
-  }));
+  }))
 }
 
 export interface S3Options extends ServiceOptions {
-  accessKey: string;
-  secretKey: string;
-  region: string;
+  accessKey: string
+  secretKey: string
+  region: string
 }
 
 export async function startVersityGW(bin: string, opts: S3Options): Promise<ServiceHandle> {
   // versitygw reads many settings from the environment (VGW_*, ROOT_*,
   // even LOGFILE and WEBHOOK), so drop inherited ones that could change it.
-  const env: NodeJS.ProcessEnv = {};
+  const env: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) {
-    if (!/^(VGW_|ROOT_)|^(LOGFILE|WEBHOOK)$/.test(k)) env[k] = v;
+    if (!/^(VGW_|ROOT_)|^(LOGFILE|WEBHOOK)$/.test(k)) env[k] = v
   }
   // Credentials via the environment, not argv, so they don't show in `ps`.
-  env.ROOT_ACCESS_KEY = opts.accessKey;
-  env.ROOT_SECRET_KEY = opts.secretKey;
+  env.ROOT_ACCESS_KEY = opts.accessKey
+  env.ROOT_SECRET_KEY = opts.secretKey
   return startOnFreePort(opts, (port) => ({
     name: 's3',
     url: `http://127.0.0.1:${port}`,
@@ -82,7 +88,7 @@ export async function startVersityGW(bin: string, opts: S3Options): Promise<Serv
     args: ['--port', `127.0.0.1:${port}`, '--region', opts.region, '--quiet', '--keep-alive', 'posix', opts.dataDir],
     env,
     probe: () => pingS3(port, opts),
-  }));
+  }))
 }
 
 /**
@@ -91,11 +97,11 @@ export async function startVersityGW(bin: string, opts: S3Options): Promise<Serv
  * console listens on loopback only (a second free port); nothing here uses it.
  */
 export async function startMinio(bin: string, opts: S3Options): Promise<ServiceHandle> {
-  const drives = [1, 2, 3, 4].map((i) => `${opts.dataDir}/d${i}`);
-  for (const d of drives) await mkdir(d, { recursive: true, mode: 0o700 });
+  const drives = [1, 2, 3, 4].map((i) => `${opts.dataDir}/d${i}`)
+  for (const d of drives) await mkdir(d, { recursive: true, mode: 0o700 })
   // MinIO reads much from MINIO_* (even a KMS or an identity provider), so drop inherited ones.
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_)/.test(k)) env[k] = v;
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_)/.test(k)) env[k] = v
   // Credentials via the environment, not argv, so they don't show in `ps`.
   Object.assign(env, {
     MINIO_CI_CD: '1',
@@ -104,51 +110,59 @@ export async function startMinio(bin: string, opts: S3Options): Promise<ServiceH
     MINIO_REGION: opts.region,
     // No phone-home and no update checks from a test service.
     MINIO_UPDATE: 'off',
-  });
-  const consolePort = await freePort();
+  })
+  const consolePort = await freePort()
   return startOnFreePort(opts, (port) => ({
     name: 's3',
     url: `http://127.0.0.1:${port}`,
     command: bin,
     // `{1...4}` is MinIO's own expansion (not the shell's): one argument, four drives.
-    args: ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, `${opts.dataDir}/d{1...4}`],
+    args: [
+      'server',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--console-address',
+      `127.0.0.1:${consolePort}`,
+      `${opts.dataDir}/d{1...4}`,
+    ],
     env,
     probe: () => pingS3(port, opts),
-  }));
+  }))
 }
 
-type Def = Pick<ConstructorParameters<typeof ChildService>[0], 'name' | 'url' | 'command' | 'args' | 'env' | 'probe'>;
+type Def = Pick<ConstructorParameters<typeof ChildService>[0], 'name' | 'url' | 'command' | 'args' | 'env' | 'probe'>
 
 /**
  * Starts a service, retrying on a fresh port when it dies with "address in
  * use": the port we picked can be taken between our probe and its bind.
  */
 async function startOnFreePort(opts: ServiceOptions, def: (port: number) => Def): Promise<ServiceHandle> {
-  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
-  let preferred = opts.port;
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 })
+  let preferred = opts.port
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort(preferred);
-    preferred = undefined;
-    const svc = new ChildService({ ...def(port), port, logFile: opts.logFile, readyTimeoutMs: opts.readyTimeoutMs, onSpawn: opts.onSpawn });
+    const port = await freePort(preferred)
+    preferred = undefined
+    const svc = new ChildService({ ...def(port), port, logFile: opts.logFile, readyTimeoutMs: opts.readyTimeoutMs, onSpawn: opts.onSpawn })
     try {
-      await svc.start();
-      return svc;
+      await svc.start()
+      return svc
     } catch (err) {
-      const diedByItself = svc.pid === undefined;
-      await svc.kill();
-      if (attempt < 3 && err instanceof ServiceError && diedByItself && (await addrInUse(opts.logFile))) continue;
-      throw err;
+      const diedByItself = svc.pid === undefined
+      await svc.kill()
+      if (attempt < 3 && err instanceof ServiceError && diedByItself && (await addrInUse(opts.logFile))) continue
+      throw err
     }
   }
 }
 
 async function addrInUse(logFile: string): Promise<boolean> {
-  const text = await readFile(logFile, 'utf8').catch(() => '');
-  const lastRun = text.slice(text.lastIndexOf('\n--- '));
-  return /address already in use|EADDRINUSE/i.test(lastRun);
+  const text = await readFile(logFile, 'utf8').catch(() => '')
+  const lastRun = text.slice(text.lastIndexOf('\n--- '))
+  return /address already in use|EADDRINUSE/i.test(lastRun)
 }
 
-const PROBE_TIMEOUT_MS = 2_000;
+const PROBE_TIMEOUT_MS = 2_000
 
 async function pingRedis(port: number, user?: { username: string; password: string }): Promise<void> {
   const r = new Redis({
@@ -161,13 +175,13 @@ async function pingRedis(port: number, user?: { username: string; password: stri
     retryStrategy: () => null,
     enableOfflineQueue: false,
     // The default ready check waits out AOF loading, which is what we want.
-  });
-  r.on('error', () => {}); // failures surface through connect()/ping()
+  })
+  r.on('error', () => {}) // failures surface through connect()/ping()
   try {
-    await r.connect();
-    await r.ping();
+    await r.connect()
+    await r.ping()
   } finally {
-    r.disconnect();
+    r.disconnect()
   }
 }
 
@@ -176,11 +190,11 @@ async function pingMongo(port: number): Promise<void> {
     directConnection: true,
     serverSelectionTimeoutMS: PROBE_TIMEOUT_MS,
     connectTimeoutMS: PROBE_TIMEOUT_MS,
-  });
+  })
   try {
-    await client.db('admin').command({ ping: 1 });
+    await client.db('admin').command({ ping: 1 })
   } finally {
-    await client.close();
+    await client.close()
   }
 }
 
@@ -196,16 +210,16 @@ async function pingS3(port: number, opts: S3Options): Promise<void> {
     // This loop retries by itself; the client's own retry of a 503 (MinIO while its drives
     // come up) only adds a console warning.
     retryOptions: { disableRetry: true },
-  });
+  })
   // The minio client has no per-call timeout; a gateway that accepts but
   // never answers must not stall the readiness loop.
-  let timer: NodeJS.Timeout | undefined;
+  let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('listBuckets timed out')), PROBE_TIMEOUT_MS);
-  });
+    timer = setTimeout(() => reject(new Error('listBuckets timed out')), PROBE_TIMEOUT_MS)
+  })
   try {
-    await Promise.race([client.listBuckets(), timeout]);
+    await Promise.race([client.listBuckets(), timeout])
   } finally {
-    clearTimeout(timer);
+    clearTimeout(timer)
   }
 }

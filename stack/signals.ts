@@ -1,9 +1,9 @@
-import { constants } from 'node:os';
+import { constants } from 'node:os'
 
 /** Shell convention for a child killed by a signal: 128 + its number. */
 export function exitCodeFor(code: number | null, signal: NodeJS.Signals | null): number {
-  if (code !== null) return code;
-  return 128 + (signal ? (constants.signals[signal] ?? 1) : 1);
+  if (code !== null) return code
+  return 128 + (signal ? (constants.signals[signal] ?? 1) : 1)
 }
 
 /**
@@ -12,12 +12,12 @@ export function exitCodeFor(code: number | null, signal: NodeJS.Signals | null):
  * repeats are ignored instead of aborting a clean shutdown.
  */
 export function onShutdownSignal(handler: (signal: NodeJS.Signals) => void): void {
-  let fired = false;
+  let fired = false
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
-      if (fired) return;
-      fired = true;
-      handler(sig);
-    });
+      if (fired) return
+      fired = true
+      handler(sig)
+    })
   }
 }

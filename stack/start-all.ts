@@ -2,45 +2,45 @@
 // environment already names the services), then gateway, worker and, when
 // present, admin, with their output prefixed by name. Whatever exits on its
 // own is started again (stack/supervisor.ts); Ctrl-C stops everything.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { AppProcess } from './app-process.ts';
-import { ensureBinaries } from './install.ts';
-import { startStack, type Stack } from './launcher.ts';
-import { stackTlsSettings, type StackTlsSettings } from './local-tls.ts';
-import { defaultStackDir, repoRoot } from './paths.ts';
-import { roleEnv, type Role } from './roles.ts';
-import { onShutdownSignal } from './signals.ts';
-import { readEnvFile, writeEnvFile } from './stack-dir.ts';
-import { ServiceUnit, Supervisor } from './supervisor.ts';
-import { NODE_FLAGS } from '../shared/node-flags.ts';
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { AppProcess } from './app-process.ts'
+import { ensureBinaries } from './install.ts'
+import { startStack, type Stack } from './launcher.ts'
+import { stackTlsSettings, type StackTlsSettings } from './local-tls.ts'
+import { defaultStackDir, repoRoot } from './paths.ts'
+import { roleEnv, type Role } from './roles.ts'
+import { onShutdownSignal } from './signals.ts'
+import { readEnvFile, writeEnvFile } from './stack-dir.ts'
+import { ServiceUnit, Supervisor } from './supervisor.ts'
+import { NODE_FLAGS } from '../shared/node-flags.ts'
 
-const CHILD_STOP_TIMEOUT_MS = 15_000;
-const log = (line: string) => console.error(`[start-all] ${line}`);
+const CHILD_STOP_TIMEOUT_MS = 15_000
+const log = (line: string) => console.error(`[start-all] ${line}`)
 
 // STACK_DIR: another stack dir than <repo>/.stack (a second instance, or a test's fresh one).
-const stackDir = process.env.STACK_DIR || defaultStackDir;
-let stack: Stack | undefined;
-let tls: StackTlsSettings | null = null;
+const stackDir = process.env.STACK_DIR || defaultStackDir
+let stack: Stack | undefined
+let tls: StackTlsSettings | null = null
 try {
   // STACK_TLS=1: certificates first, so that a bad setting stops us before anything runs.
-  tls = await stackTlsSettings(process.env, stackDir);
+  tls = await stackTlsSettings(process.env, stackDir)
   if (!['REDIS_URL', 'MONGODB_URL', 'S3_ENDPOINT'].every((k) => process.env[k])) {
     // Persistent data in the stack dir, unlike with-stack's throwaway dirs.
-    stack = await startStack({ dir: stackDir, binaries: await ensureBinaries() });
-    if (tls) await writeEnvFile(stack.envFile, { ...(await readEnvFile(stack.envFile)), ...tls.envFile });
+    stack = await startStack({ dir: stackDir, binaries: await ensureBinaries() })
+    if (tls) await writeEnvFile(stack.envFile, { ...(await readEnvFile(stack.envFile)), ...tls.envFile })
   }
 } catch (err) {
-  console.error(`start-all: ${(err as Error).message}`);
-  await stack?.stop();
-  process.exit(1);
+  console.error(`start-all: ${(err as Error).message}`)
+  await stack?.stop()
+  process.exit(1)
 }
-const env = { ...process.env, ...stack?.env, ...tls?.env };
+const env = { ...process.env, ...stack?.env, ...tls?.env }
 
-const apps: Record<string, string> = { gateway: 'gateway/server.ts', worker: 'worker/server.ts' };
-if (existsSync(join(repoRoot, 'admin', 'server.ts'))) apps.admin = 'admin/server.ts';
+const apps: Record<string, string> = { gateway: 'gateway/server.ts', worker: 'worker/server.ts' }
+if (existsSync(join(repoRoot, 'admin', 'server.ts'))) apps.admin = 'admin/server.ts'
 
-const supervisor = new Supervisor({ log });
+const supervisor = new Supervisor({ log })
 const processes = Object.entries(apps).map(
   ([name, entry]) =>
     new AppProcess({
@@ -52,26 +52,29 @@ const processes = Object.entries(apps).map(
       env: roleEnv(name === 'worker' ? env : { ...env, ...tls?.serverEnv }, name as Role),
       log,
     }),
-);
-for (const app of processes) void supervisor.add(app);
-if (stack) for (const svc of [stack.redis, stack.mongo, stack.s3]) void supervisor.add(new ServiceUnit(svc, log));
+)
+for (const app of processes) void supervisor.add(app)
+if (stack) for (const svc of [stack.redis, stack.mongo, stack.s3]) void supervisor.add(new ServiceUnit(svc, log))
 // The services are unref'd children; between two restarts nothing else may be pending.
-const keepAlive = setInterval(() => {}, 1 << 30);
+const keepAlive = setInterval(() => {}, 1 << 30)
 
-const port = process.env.PORT || '8080';
-console.log(`[start-all] gateway: ${env.PUBLIC_URL || `http://127.0.0.1:${port}`}`);
-if (stack) console.log(`[start-all] stack env file: ${stack.envFile}`);
-if (tls) console.log(`[start-all] HTTPS with the local CA ${tls.tls.caFile} (GATEWAY_CA_FILE; certificates ${tls.tls.made === 'nothing' ? 'reused' : 'made'})`);
-console.log('[start-all] Ctrl-C to stop');
+const port = process.env.PORT || '8080'
+console.log(`[start-all] gateway: ${env.PUBLIC_URL || `http://127.0.0.1:${port}`}`)
+if (stack) console.log(`[start-all] stack env file: ${stack.envFile}`)
+if (tls)
+  console.log(
+    `[start-all] HTTPS with the local CA ${tls.tls.caFile} (GATEWAY_CA_FILE; certificates ${tls.tls.made === 'nothing' ? 'reused' : 'made'})`,
+  )
+console.log('[start-all] Ctrl-C to stop')
 
 onShutdownSignal((sig) => {
-  log(`${sig}: stopping`);
-  supervisor.stop();
+  log(`${sig}: stopping`)
+  supervisor.stop()
   void (async () => {
-    await Promise.all(processes.map((app) => app.stop(CHILD_STOP_TIMEOUT_MS)));
+    await Promise.all(processes.map((app) => app.stop(CHILD_STOP_TIMEOUT_MS)))
     // Stack last: the apps may still flush to Redis/Mongo/S3 while draining.
-    await stack?.stop();
-    clearInterval(keepAlive);
-    process.exit(0);
-  })();
-});
+    await stack?.stop()
+    clearInterval(keepAlive)
+    process.exit(0)
+  })()
+})

@@ -5,7 +5,17 @@ import { Redis } from 'ioredis'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { createPasswordChecks, hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
 import { randomBytes } from 'node:crypto'
-import { addAdmin, browser, csrfOf, login, seedMedia, seedSession, sessionBody, startAdmin, TEST_PASSWORD } from './helpers/admin-support.ts'
+import {
+  addAdmin,
+  browser,
+  csrfOf,
+  login,
+  seedMedia,
+  seedSession,
+  sessionBody,
+  startAdmin,
+  TEST_PASSWORD,
+} from './helpers/admin-support.ts'
 import { isLocalHttp, loadAdminConfig } from '../admin/config.ts'
 import { CSP } from '../admin/app.ts'
 import { fakeJpeg } from './helpers/media.ts'
@@ -66,7 +76,10 @@ t.test('log-in: wrong password refused, right one gives an HttpOnly SameSite=Str
   t.notMatch(setCookie, /Secure/, 'not Secure on http://127.0.0.1')
   const sessions = await app.db.collection('admin_sessions').find().toArray()
   const cookie = b.cookies.get('rdt_admin')!
-  t.notOk(sessions.some((s) => JSON.stringify(s).includes(cookie)), 'only the hash of the session id is stored')
+  t.notOk(
+    sessions.some((s) => JSON.stringify(s).includes(cookie)),
+    'only the hash of the session id is stored',
+  )
   const home = await b.get('/workspaces')
   t.equal(home.statusCode, 200)
   t.match(home.body, 'ops@example.org')
@@ -75,7 +88,10 @@ t.test('log-in: wrong password refused, right one gives an HttpOnly SameSite=Str
   const evil = await b.get('/login?next=//evil.example/x')
   t.equal(evil.headers.location, '/workspaces', 'no open redirect')
 
-  const audit = await app.db.collection('audit_log').find({ action: { $in: ['admin.login', 'admin.login_failed'] } }).toArray()
+  const audit = await app.db
+    .collection('audit_log')
+    .find({ action: { $in: ['admin.login', 'admin.login_failed'] } })
+    .toArray()
   t.ok(audit.some((a) => a.action === 'admin.login' && a.actor === 'admin:ops@example.org'))
   t.ok(audit.some((a) => a.action === 'admin.login_failed'))
 })
@@ -97,7 +113,11 @@ t.test('CSRF: forms without the session token are refused', async (t) => {
   const before = await app.db.collection('workspaces').countDocuments()
   t.equal((await b.post('/workspaces', { slug: 'csrf-a' })).statusCode, 403, 'no token')
   t.equal((await b.post('/workspaces', { slug: 'csrf-a', _csrf: 'x'.repeat(43) })).statusCode, 403, 'wrong token')
-  t.equal((await b.post('/workspaces', { slug: 'csrf-a', _csrf: b.csrf }, { 'sec-fetch-site': 'cross-site' })).statusCode, 403, 'cross-site')
+  t.equal(
+    (await b.post('/workspaces', { slug: 'csrf-a', _csrf: b.csrf }, { 'sec-fetch-site': 'cross-site' })).statusCode,
+    403,
+    'cross-site',
+  )
   const other = await login(app, 'ops@example.org')
   t.equal((await b.post('/workspaces', { slug: 'csrf-a', _csrf: other.csrf })).statusCode, 403, "another session's token")
   t.equal(await app.db.collection('workspaces').countDocuments(), before, 'nothing was created')
@@ -112,7 +132,11 @@ t.test('failed log-ins are rate-limited per email and per IP (429, in Redis)', a
   const b = browser(app)
   let body = (await b.get('/login')).body
   for (let i = 0; i < 3; i++) {
-    const r = await b.post('/login', { _csrf: csrfOf(body), email: 'limited@example.org', password: 'not the password' }, { 'x-test': String(i) })
+    const r = await b.post(
+      '/login',
+      { _csrf: csrfOf(body), email: 'limited@example.org', password: 'not the password' },
+      { 'x-test': String(i) },
+    )
     t.equal(r.statusCode, 401)
     body = r.body
   }
@@ -122,7 +146,10 @@ t.test('failed log-ins are rate-limited per email and per IP (429, in Redis)', a
   t.match(blocked.body, 'Too many log-in attempts')
   const keys = await redis.keys(`${config.redisPrefix}:admin:login-fail:*`)
   t.ok(keys.length >= 2, 'counters live in Redis under the prefix')
-  t.notOk(keys.some((k) => k.includes('limited@')), 'emails are hashed in key names')
+  t.notOk(
+    keys.some((k) => k.includes('limited@')),
+    'emails are hashed in key names',
+  )
   // Per IP: other emails from the same address, until the IP limit (8 failures in all so far: 2 + 3 + these).
   let ipBlocked = false
   for (let i = 0; i < 6 && !ipBlocked; i++) {
@@ -134,31 +161,50 @@ t.test('failed log-ins are rate-limited per email and per IP (429, in Redis)', a
   await redis.del(...keys, ...(await redis.keys(`${config.redisPrefix}:admin:login-fail:*`)))
 })
 
-t.test('100 parallel wrong passwords for one email: at most the limit are verified, the rest get 429; another admin on the same address still logs in at once', async (t) => {
-  await addAdmin(app, 'burst@example.org')
-  await addAdmin(app, 'colleague@example.org')
-  const page = await browser(app).get('/login')
-  const csrf = csrfOf(page.body)
-  const cookie = `rdt_admin_login=${csrf}`
-  const before = app.passwordChecks.stats.verified
-  const res = await Promise.all(
-    Array.from({ length: 100 }, () =>
-      app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, payload: `_csrf=${csrf}&email=burst%40example.org&password=wrong+password+${randomBytes(4).toString('hex')}` }),
-    ),
-  )
-  const codes = res.map((r) => r.statusCode)
-  const verified = app.passwordChecks.stats.verified - before
-  t.ok(verified <= 3, `${verified} scrypt verifications for 100 attempts (limit 3)`)
-  t.equal(codes.filter((c) => c === 401).length, verified, 'each verified attempt is a 401')
-  t.equal(codes.filter((c) => c === 429).length, 100 - verified, 'every other one is a 429')
-  t.ok(res.filter((r) => r.statusCode === 429).every((r) => Number(r.headers['retry-after']) > 0), 'with Retry-After')
-  t.equal(await app.db.collection('audit_log').countDocuments({ action: 'admin.login_failed', 'target.email': 'burst@example.org' }), verified, 'the audit log agrees')
-  // Same address (app.inject: 127.0.0.1), another account, the right password: in at once.
-  const t0 = Date.now()
-  const colleague = await login(app, 'colleague@example.org')
-  t.ok(colleague.csrf, `the colleague logged in (${Date.now() - t0} ms)`)
-  t.equal((await login(app, 'burst@example.org').catch((e: Error) => e.message)).toString().includes('429'), true, 'the attacked account itself waits for its budget to refill')
-})
+t.test(
+  '100 parallel wrong passwords for one email: at most the limit are verified, the rest get 429; another admin on the same address still logs in at once',
+  async (t) => {
+    await addAdmin(app, 'burst@example.org')
+    await addAdmin(app, 'colleague@example.org')
+    const page = await browser(app).get('/login')
+    const csrf = csrfOf(page.body)
+    const cookie = `rdt_admin_login=${csrf}`
+    const before = app.passwordChecks.stats.verified
+    const res = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        app.inject({
+          method: 'POST',
+          url: '/login',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+          payload: `_csrf=${csrf}&email=burst%40example.org&password=wrong+password+${randomBytes(4).toString('hex')}`,
+        }),
+      ),
+    )
+    const codes = res.map((r) => r.statusCode)
+    const verified = app.passwordChecks.stats.verified - before
+    t.ok(verified <= 3, `${verified} scrypt verifications for 100 attempts (limit 3)`)
+    t.equal(codes.filter((c) => c === 401).length, verified, 'each verified attempt is a 401')
+    t.equal(codes.filter((c) => c === 429).length, 100 - verified, 'every other one is a 429')
+    t.ok(
+      res.filter((r) => r.statusCode === 429).every((r) => Number(r.headers['retry-after']) > 0),
+      'with Retry-After',
+    )
+    t.equal(
+      await app.db.collection('audit_log').countDocuments({ action: 'admin.login_failed', 'target.email': 'burst@example.org' }),
+      verified,
+      'the audit log agrees',
+    )
+    // Same address (app.inject: 127.0.0.1), another account, the right password: in at once.
+    const t0 = Date.now()
+    const colleague = await login(app, 'colleague@example.org')
+    t.ok(colleague.csrf, `the colleague logged in (${Date.now() - t0} ms)`)
+    t.equal(
+      (await login(app, 'burst@example.org').catch((e: Error) => e.message)).toString().includes('429'),
+      true,
+      'the attacked account itself waits for its budget to refill',
+    )
+  },
+)
 
 t.test('scrypt checks in flight are capped per process; past the queue the attempt is refused, not queued', async (t) => {
   let running = 0
@@ -176,7 +222,12 @@ t.test('scrypt checks in flight are capped per process; past the queue the attem
     },
   })
   const stored = await hashPassword('irrelevant password', { N: 2 ** 10, r: 8, p: 1 })
-  const all = Array.from({ length: 10 }, () => checks.verify('x', stored).then(() => 'checked', (e: Error) => e.name))
+  const all = Array.from({ length: 10 }, () =>
+    checks.verify('x', stored).then(
+      () => 'checked',
+      (e: Error) => e.name,
+    ),
+  )
   await waitFor(() => release.length === 2, { what: 'two checks running' })
   while (release.length) {
     release.shift()!()
@@ -190,7 +241,9 @@ t.test('scrypt checks in flight are capped per process; past the queue the attem
 })
 
 t.test('an address that sprays many emails is slowed to its refill rate, not locked out for the window', async (t) => {
-  const { app: sprayApp } = await startAdmin(config, { adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 4, loginWindowMs: 15 * 60_000, trustProxyHops: 1 } })
+  const { app: sprayApp } = await startAdmin(config, {
+    adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 4, loginWindowMs: 15 * 60_000, trustProxyHops: 1 },
+  })
   t.teardown(() => sprayApp.close())
   const b = browser(sprayApp)
   let body = (await b.get('/login')).body
@@ -202,8 +255,15 @@ t.test('an address that sprays many emails is slowed to its refill rate, not loc
   }
   t.equal(last!.statusCode, 429, 'the 5th attempt from the address (budget 4) waits')
   const retry = Number(last!.headers['retry-after'])
-  t.ok(retry > 0 && retry <= (15 * 60) / 4, `Retry-After ${retry} s: one attempt comes back every window / budget (225 s), not the whole 15 minutes`)
-  const other = await b.post('/login', { _csrf: csrfOf(body), email: 'ops@example.org', password: TEST_PASSWORD }, { 'x-forwarded-for': '198.51.100.8' })
+  t.ok(
+    retry > 0 && retry <= (15 * 60) / 4,
+    `Retry-After ${retry} s: one attempt comes back every window / budget (225 s), not the whole 15 minutes`,
+  )
+  const other = await b.post(
+    '/login',
+    { _csrf: csrfOf(body), email: 'ops@example.org', password: TEST_PASSWORD },
+    { 'x-forwarded-for': '198.51.100.8' },
+  )
   t.equal(other.statusCode, 303, 'another address is not affected')
 })
 
@@ -222,34 +282,63 @@ t.test('proxy trust is a hop count: a spoofed leftmost X-Forwarded-For changes n
   let body = (await b.get('/login')).body
   // What a client behind one proxy (Caddy appends the address it saw) sends, with made-up entries on the left.
   for (const spoof of ['1.2.3.4', '5.6.7.8, 9.9.9.9', 'garbage']) {
-    const r = await b.post('/login', { _csrf: csrfOf(body), email: 'proxied@example.org', password: 'not the password' }, { 'x-forwarded-for': `${spoof}, 203.0.113.9` })
+    const r = await b.post(
+      '/login',
+      { _csrf: csrfOf(body), email: 'proxied@example.org', password: 'not the password' },
+      { 'x-forwarded-for': `${spoof}, 203.0.113.9` },
+    )
     body = r.body
   }
-  const ips = (await proxied.db.collection('audit_log').find({ action: 'admin.login_failed', 'target.email': 'proxied@example.org' }).toArray()).map((a) => a.target.ip)
+  const ips = (
+    await proxied.db.collection('audit_log').find({ action: 'admin.login_failed', 'target.email': 'proxied@example.org' }).toArray()
+  ).map((a) => a.target.ip)
   t.same(ips, ['203.0.113.9', '203.0.113.9', '203.0.113.9'], 'the address the trusted proxy saw, whatever the client wrote')
   const direct = await startAdmin(config, { adminConfig: loadAdminConfig(config, {}) })
   t.teardown(() => direct.app.close())
   const d = browser(direct.app)
-  const dr = await d.post('/login', { _csrf: csrfOf((await d.get('/login')).body), email: 'direct@example.org', password: 'not the password' }, { 'x-forwarded-for': '1.2.3.4' })
+  const dr = await d.post(
+    '/login',
+    { _csrf: csrfOf((await d.get('/login')).body), email: 'direct@example.org', password: 'not the password' },
+    { 'x-forwarded-for': '1.2.3.4' },
+  )
   t.equal(dr.statusCode, 401)
-  t.equal((await direct.app.db.collection('audit_log').findOne({ 'target.email': 'direct@example.org' }))?.target.ip, '127.0.0.1', 'without trust, X-Forwarded-For is ignored')
+  t.equal(
+    (await direct.app.db.collection('audit_log').findOne({ 'target.email': 'direct@example.org' }))?.target.ip,
+    '127.0.0.1',
+    'without trust, X-Forwarded-For is ignored',
+  )
 })
 
 t.test('a hash with older scrypt parameters is upgraded at the next successful log-in', async (t) => {
   const old = await hashPassword(TEST_PASSWORD, { N: 2 ** 14, r: 8, p: 1 })
   t.ok(needsRehash(old))
   t.notOk(needsRehash(await hashPassword('another long password')))
-  await app.db.collection('admin_users').insertOne({ _id: 'uold' as never, email: 'old@example.org', password: old, created_at: new Date(), disabled: false })
+  await app.db
+    .collection('admin_users')
+    .insertOne({ _id: 'uold' as never, email: 'old@example.org', password: old, created_at: new Date(), disabled: false })
   const wrong = browser(app)
-  const w = await wrong.post('/login', { _csrf: csrfOf((await wrong.get('/login')).body), email: 'old@example.org', password: 'not the password' })
+  const w = await wrong.post('/login', {
+    _csrf: csrfOf((await wrong.get('/login')).body),
+    email: 'old@example.org',
+    password: 'not the password',
+  })
   t.equal(w.statusCode, 401)
-  t.match((await app.db.collection('admin_users').findOne({ email: 'old@example.org' }))!.password, { N: 2 ** 14 }, 'a wrong password upgrades nothing')
+  t.match(
+    (await app.db.collection('admin_users').findOne({ email: 'old@example.org' }))!.password,
+    { N: 2 ** 14 },
+    'a wrong password upgrades nothing',
+  )
   await login(app, 'old@example.org')
   const stored = (await app.db.collection('admin_users').findOne({ email: 'old@example.org' }))!.password
   t.match(stored, { alg: 'scrypt', N: SCRYPT_PARAMS.N, r: 8, p: 1 })
   t.not(stored.salt, old.salt, 'a new salt')
   t.ok(await verifyPassword(TEST_PASSWORD, stored))
-  t.ok(await app.db.collection('audit_log').findOne({ action: 'admin.password_rehash', 'target.user_id': 'uold', 'target.from.N': 2 ** 14, 'target.to.N': SCRYPT_PARAMS.N }), 'audited')
+  t.ok(
+    await app.db
+      .collection('audit_log')
+      .findOne({ action: 'admin.password_rehash', 'target.user_id': 'uold', 'target.from.N': 2 ** 14, 'target.to.N': SCRYPT_PARAMS.N }),
+    'audited',
+  )
   await login(app, 'old@example.org') // and it still works
 })
 
@@ -278,23 +367,55 @@ t.test('without a log-in, no route gives any data or image', async (t) => {
   const ws = (await app.db.collection('workspaces').findOne({ slug: 'secret-ws' }))!
   const created = await app.tokenAdmin.createToken({ workspace: ws._id as unknown as string, actor: 'test', label: 'secret-label' })
   const sid = 'secret-session-1'
-  await seedSession(app.db, { workspaceId: String(ws._id), sessionId: sid, tokenId: created.id, body: sessionBody({ profile: 'secret_profile' }) })
+  await seedSession(app.db, {
+    workspaceId: String(ws._id),
+    sessionId: sid,
+    tokenId: created.id,
+    body: sessionBody({ profile: 'secret_profile' }),
+  })
   const jpeg = fakeJpeg(2000)
-  await seedMedia(app.db, s3, config.s3.bucket, { workspaceId: String(ws._id), sessionId: sid, mediaId: 'cropped', tokenId: created.id, bytes: jpeg })
-  await app.db.collection('test_session_conflicts').insertOne({ workspace_id: ws._id, session_id: sid, sha256: 'f'.repeat(64), raw_body: '{"secret_conflict":1}', received_at: new Date(), original_sha256: null })
+  await seedMedia(app.db, s3, config.s3.bucket, {
+    workspaceId: String(ws._id),
+    sessionId: sid,
+    mediaId: 'cropped',
+    tokenId: created.id,
+    bytes: jpeg,
+  })
+  await app.db.collection('test_session_conflicts').insertOne({
+    workspace_id: ws._id,
+    session_id: sid,
+    sha256: 'f'.repeat(64),
+    raw_body: '{"secret_conflict":1}',
+    received_at: new Date(),
+    original_sha256: null,
+  })
 
   const params: Record<string, string> = { ws: String(ws._id), sid, mid: 'cropped', tid: created.id }
   const secrets = ['Secret clinic', 'secret-ws', sid, 'secret_profile', 'secret-label', 'secret_conflict', created.id]
   const routes = app.adminRoutes.filter((r) => !r.public)
   t.ok(routes.length >= 20, `${routes.length} protected routes`)
-  t.same(app.adminRoutes.filter((r) => r.public).map((r) => r.url).sort(), ['/favicon.ico', '/healthz', '/login', '/login', '/static/admin.css', '/static/admin.js'])
+  t.same(
+    app.adminRoutes
+      .filter((r) => r.public)
+      .map((r) => r.url)
+      .sort(),
+    ['/favicon.ico', '/healthz', '/login', '/login', '/static/admin.css', '/static/admin.js'],
+  )
   const withLogin = await b.get(`/workspaces/${params.ws}/sessions/${sid}`)
   t.match(withLogin.body, 'secret_profile', 'the data is there for a logged-in admin')
 
   for (const r of routes) {
-    const url = r.url.replace(/:(\w+)/g, (_, name: string) => params[name] ?? 'x') + '?format=csv&from=2000-01-01&to=2100-01-01&workspace=' + params.ws
+    const url =
+      r.url.replace(/:(\w+)/g, (_, name: string) => params[name] ?? 'x') +
+      '?format=csv&from=2000-01-01&to=2100-01-01&workspace=' +
+      params.ws
     for (const accept of ['text/html', 'image/avif,image/webp,*/*', 'application/json']) {
-      const res = await app.inject({ method: r.method as 'GET', url, headers: { accept, 'content-type': 'application/x-www-form-urlencoded' }, payload: r.method === 'POST' ? '_csrf=x&slug=hacked&label=x' : undefined })
+      const res = await app.inject({
+        method: r.method as 'GET',
+        url,
+        headers: { accept, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: r.method === 'POST' ? '_csrf=x&slug=hacked&label=x' : undefined,
+      })
       t.ok([303, 401, 403].includes(res.statusCode), `${r.method} ${r.url} (${accept}) -> ${res.statusCode}`)
       if (res.statusCode === 303) t.match(res.headers.location, /^\/login\?next=/)
       for (const s of secrets) if (res.body.includes(s)) t.fail(`${r.method} ${r.url} leaks ${s}`)
@@ -305,7 +426,10 @@ t.test('without a log-in, no route gives any data or image', async (t) => {
   t.equal(await app.db.collection('workspaces').countDocuments({ slug: 'hacked' }), 0, 'no anonymous change')
   t.equal((await app.db.collection('tokens').findOne({ _id: created.id as never }))?.revoked_at, null, 'the token was not revoked')
   // A forged or stale cookie is no log-in either.
-  const forged = await app.inject({ url: `/workspaces/${params.ws}/sessions/${sid}/media/cropped`, headers: { cookie: 'rdt_admin=' + 'A'.repeat(43) } })
+  const forged = await app.inject({
+    url: `/workspaces/${params.ws}/sessions/${sid}/media/cropped`,
+    headers: { cookie: 'rdt_admin=' + 'A'.repeat(43) },
+  })
   t.equal(forged.statusCode, 303)
   const unknownPath = await app.inject({ url: '/no/such/page', headers: { accept: 'text/html' } })
   t.equal(unknownPath.statusCode, 303, 'even a 404 asks for a log-in first')

@@ -81,7 +81,10 @@ t.test('admin disable (real process): the sessions end at once, log-in is refuse
   t.equal((await other.get('/workspaces')).statusCode, 200, "another admin's session is untouched")
   await t.rejects(login(app, 'leaver@example.org', 'the leaver password'), /401/, 'a disabled admin cannot log in')
   t.equal(await db.collection('admin_sessions').countDocuments({ email: 'leaver@example.org' }), 0)
-  t.match(await db.collection('audit_log').findOne({ action: 'admin.disable' }), { actor: /^cli:/, target: { email: 'leaver@example.org', sessions_ended: 2 } })
+  t.match(await db.collection('audit_log').findOne({ action: 'admin.disable' }), {
+    actor: /^cli:/,
+    target: { email: 'leaver@example.org', sessions_ended: 2 },
+  })
 
   const again = await cli(['admin', 'disable', 'leaver@example.org'], '')
   t.equal(again.code, 0)
@@ -103,7 +106,11 @@ t.test('admin reset-password --password-stdin (real process): the new password w
   t.notMatch(res.out + res.err, 'second password', 'the password is never printed')
   t.equal((await before.get('/workspaces')).statusCode, 303, 'sessions made with the old password end')
   const b = browser(app)
-  const old = await b.post('/login', { _csrf: csrfOf((await b.get('/login')).body), email: 'forgetful@example.org', password: 'the first password' })
+  const old = await b.post('/login', {
+    _csrf: csrfOf((await b.get('/login')).body),
+    email: 'forgetful@example.org',
+    password: 'the first password',
+  })
   t.equal(old.statusCode, 401, 'the old password is refused')
   t.ok(await login(app, 'forgetful@example.org', 'the second password'), 'the new one works')
   const audit = await db.collection('audit_log').findOne({ action: 'admin.reset_password' })

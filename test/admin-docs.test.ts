@@ -45,12 +45,13 @@ t.test('/docs renders every path, method and status, under the CSP and with noth
       for (const [method, op] of Object.entries(item)) {
         t.match(res.body, `<code>${path}</code>`, `${path} is on the page`)
         t.match(res.body, `id="${op.operationId}"`, `${method} ${path} has its section`)
-        for (const status of Object.keys(op.responses)) t.match(res.body, `<td class="num"><b>${status}</b></td>`, `${method} ${path} ${status}`)
+        for (const status of Object.keys(op.responses))
+          t.match(res.body, `<td class="num"><b>${status}</b></td>`, `${method} ${path} ${status}`)
       }
     }
     // The CSP allows scripts, styles and images from 'self' only, and no inline script or style.
     const scripts = [...res.body.matchAll(/<script\b[^>]*>/g)].map((m) => m[0])
-    t.same(scripts, ['<script src="/static/admin.js" defer>'], 'only the panel\'s own script')
+    t.same(scripts, ['<script src="/static/admin.js" defer>'], "only the panel's own script")
     t.notMatch(res.body, /\sstyle=|<style|\son[a-z]+=/i, 'no inline style or event handler')
     for (const m of res.body.matchAll(/\s(?:src|href)="([^"]*)"/g)) {
       const target = m[1]!

@@ -44,11 +44,23 @@ await createAdminUser(admin.db, 'ops@example.org', 'e2e password for ops', 'test
 const profile = await mkdtemp(join(tmpdir(), 'rdt-admin-e2e-'))
 // The browser trusts our certificate by its public key: Chromium on Linux takes extra CAs only
 // from an NSS database (certutil, not installed here). Any other certificate still fails.
-const spki = createHash('sha256').update(new X509Certificate(readFileSync(certs.certFile)).publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
+const spki = createHash('sha256')
+  .update(new X509Certificate(readFileSync(certs.certFile)).publicKey.export({ type: 'spki', format: 'der' }))
+  .digest('base64')
 const context: BrowserContext = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   headless: true,
-  args: [`--ignore-certificate-errors-spki-list=${spki}`, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [
+    `--ignore-certificate-errors-spki-list=${spki}`,
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
   viewport: { width: 1280, height: 900 },
   acceptDownloads: true,
 })
@@ -108,7 +120,11 @@ t.test('the admin journey in a real browser', async (t) => {
   // Over HTTPS the session cookie is Secure, host-only, Path=/: the __Host- prefix, which
   // browsers refuse to set otherwise. The log-in form's cookie is gone after the log-in.
   const cookies = await context.cookies(adminUrl)
-  t.same(cookies.map((c) => c.name), ['__Host-rdt_admin'], 'only the session cookie, with the __Host- prefix')
+  t.same(
+    cookies.map((c) => c.name),
+    ['__Host-rdt_admin'],
+    'only the session cookie, with the __Host- prefix',
+  )
   t.match(cookies[0], { secure: true, httpOnly: true, sameSite: 'Strict', path: '/', domain: '127.0.0.1' })
   t.equal((await fetch(`${adminUrl}/login`)).headers.get('strict-transport-security'), 'max-age=31536000', 'HSTS over https')
 
@@ -142,8 +158,16 @@ t.test('the admin journey in a real browser', async (t) => {
       headers: { 'content-type': 'image/jpeg', 'content-disposition': `attachment; filename=20210125_111802_${key}.jpg` },
     })
   const statuses = await Promise.all([put('cropped'), put('raw')])
-  t.same(statuses.map((r) => r.status), [201, 201])
-  await waitFor(async () => (await admin.db.collection('test_session_media').countDocuments({ session_id: guid })) === 2 && (await admin.db.collection('test_session_logs').countDocuments({ session_id: guid })) === 3, { timeoutMs: 30_000, what: 'worker stored everything' })
+  t.same(
+    statuses.map((r) => r.status),
+    [201, 201],
+  )
+  await waitFor(
+    async () =>
+      (await admin.db.collection('test_session_media').countDocuments({ session_id: guid })) === 2 &&
+      (await admin.db.collection('test_session_logs').countDocuments({ session_id: guid })) === 3,
+    { timeoutMs: 30_000, what: 'worker stored everything' },
+  )
 
   // 5. Find the session in the list.
   await page.click('.tabs >> text=Sessions')
@@ -191,10 +215,20 @@ t.test('the admin journey in a real browser', async (t) => {
   await page.fill('input[name=to]:below(:text("Export"))', today)
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Export")')])
   const csv = await readFile((await download.path())!, 'utf8')
-  const rows = csv.replace(/^\ufeff/, '').trim().split('\r\n')
+  const rows = csv
+    .replace(/^\ufeff/, '')
+    .trim()
+    .split('\r\n')
   t.match(rows[0], /^session_id,received_at,token_id,state,/)
-  t.ok(rows.some((r) => r.startsWith(`${guid},`) && r.includes(',QUEUED,sd_bioline_mal_pf_pv,')), 'the session row is in the CSV')
+  t.ok(
+    rows.some((r) => r.startsWith(`${guid},`) && r.includes(',QUEUED,sd_bioline_mal_pf_pv,')),
+    'the session row is in the CSV',
+  )
   t.match(download.suggestedFilename(), /^clinic-e2e-sessions-.*\.csv$/)
 
-  t.same(cspErrors.filter((e) => /Content Security Policy/i.test(e)), [], 'no CSP violation on any page')
+  t.same(
+    cspErrors.filter((e) => /Content Security Policy/i.test(e)),
+    [],
+    'no CSP violation on any page',
+  )
 })

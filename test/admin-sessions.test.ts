@@ -40,31 +40,112 @@ const now = Date.now()
 const ago = (min: number) => new Date(now - min * 60_000)
 
 // s1: positive, agree, on time, both photos stored
-await seedSession(app.db, { workspaceId: W, sessionId: 's1', tokenId: tok.id, receivedAt: ago(120), body: sessionBody({ images: { cropped: '/c.jpg', raw: '/r.jpg' } }) })
+await seedSession(app.db, {
+  workspaceId: W,
+  sessionId: 's1',
+  tokenId: tok.id,
+  receivedAt: ago(120),
+  body: sessionBody({ images: { cropped: '/c.jpg', raw: '/r.jpg' } }),
+})
 // s2: negative, classifier disagrees, read too late, photo missing (received 2 h ago)
 await seedSession(app.db, {
-  workspaceId: W, sessionId: 's2', tokenId: tok.id, receivedAt: ago(125),
-  body: sessionBody({ results: { mal_pf: 'mal_pf_neg', mal_pv: 'mal_pv_neg' }, classifier: { mal_pf: 'mal_pf_pos', mal_pv: 'mal_pv_neg' }, timeRead: '2021-01-25T11:40:00.000+00:00', images: { cropped: '/c.jpg' } }),
+  workspaceId: W,
+  sessionId: 's2',
+  tokenId: tok.id,
+  receivedAt: ago(125),
+  body: sessionBody({
+    results: { mal_pf: 'mal_pf_neg', mal_pv: 'mal_pv_neg' },
+    classifier: { mal_pf: 'mal_pf_pos', mal_pv: 'mal_pv_neg' },
+    timeRead: '2021-01-25T11:40:00.000+00:00',
+    images: { cropped: '/c.jpg' },
+  }),
 })
 // s3: flagged (bad state), hostile strings, keys needing encoding, too early, recent (photo not due yet)
 await seedSession(app.db, {
-  workspaceId: W, sessionId: 's3', tokenId: tok.id, receivedAt: ago(5),
-  body: sessionBody({ state: 'WEIRD', profile: '<script>alert(1)</script>', results: { 'a.b': 'positive' }, classifier: {}, timeRead: '2021-01-25T11:10:00.000+00:00', images: { cropped: '/c.jpg' } }),
+  workspaceId: W,
+  sessionId: 's3',
+  tokenId: tok.id,
+  receivedAt: ago(5),
+  body: sessionBody({
+    state: 'WEIRD',
+    profile: '<script>alert(1)</script>',
+    results: { 'a.b': 'positive' },
+    classifier: {},
+    timeRead: '2021-01-25T11:10:00.000+00:00',
+    images: { cropped: '/c.jpg' },
+  }),
 })
 // s4: another profile, no results at all, no images
-await seedSession(app.db, { workspaceId: W, sessionId: 's4', tokenId: tok.id, receivedAt: ago(60 * 24 * 3), body: sessionBody({ profile: 'covid_ag', results: {}, classifier: {}, images: {} }) })
+await seedSession(app.db, {
+  workspaceId: W,
+  sessionId: 's4',
+  tokenId: tok.id,
+  receivedAt: ago(60 * 24 * 3),
+  body: sessionBody({ profile: 'covid_ag', results: {}, classifier: {}, images: {} }),
+})
 // In another workspace, same session id: never visible here.
 await seedSession(app.db, { workspaceId: other.id, sessionId: 's1', tokenId: 'tother', body: sessionBody({ profile: 'other_ws_profile' }) })
 
 const jpeg = fakeJpeg(3000)
-await seedMedia(app.db, s3, config.s3.bucket, { workspaceId: W, sessionId: 's1', mediaId: 'cropped', tokenId: tok.id, bytes: jpeg, filename: '20210125_111802_cropped.jpg', receivedAt: ago(119) })
-await seedMedia(app.db, s3, config.s3.bucket, { workspaceId: W, sessionId: 's1', mediaId: 'raw', tokenId: tok.id, bytes: Buffer.from('<html><script>alert(1)</script></html>'), filename: 'evil"name\r\n.html', sniffed: 'application/octet-stream', receivedAt: ago(119) })
+await seedMedia(app.db, s3, config.s3.bucket, {
+  workspaceId: W,
+  sessionId: 's1',
+  mediaId: 'cropped',
+  tokenId: tok.id,
+  bytes: jpeg,
+  filename: '20210125_111802_cropped.jpg',
+  receivedAt: ago(119),
+})
+await seedMedia(app.db, s3, config.s3.bucket, {
+  workspaceId: W,
+  sessionId: 's1',
+  mediaId: 'raw',
+  tokenId: tok.id,
+  bytes: Buffer.from('<html><script>alert(1)</script></html>'),
+  filename: 'evil"name\r\n.html',
+  sniffed: 'application/octet-stream',
+  receivedAt: ago(119),
+})
 await app.db.collection('test_session_logs').insertMany([
-  { workspace_id: W, session_id: 's1', token_id: tok.id, timestamp: new Date('2021-01-25T11:02:41.563Z'), tag: 'user_action', message: 'Skipped <b>instructions</b>', json: null, media_key: null, received_at: ago(119), batch_sha256: 'a'.repeat(64), batch_index: 0 },
-  { workspace_id: W, session_id: 's1', token_id: tok.id, timestamp: new Date('2021-01-25T11:17:44.120Z'), tag: 'capture', message: 'Image captured', json: { 'exposure%2Eiso': 200 }, media_key: 'cropped', received_at: ago(119), batch_sha256: 'a'.repeat(64), batch_index: 1 },
+  {
+    workspace_id: W,
+    session_id: 's1',
+    token_id: tok.id,
+    timestamp: new Date('2021-01-25T11:02:41.563Z'),
+    tag: 'user_action',
+    message: 'Skipped <b>instructions</b>',
+    json: null,
+    media_key: null,
+    received_at: ago(119),
+    batch_sha256: 'a'.repeat(64),
+    batch_index: 0,
+  },
+  {
+    workspace_id: W,
+    session_id: 's1',
+    token_id: tok.id,
+    timestamp: new Date('2021-01-25T11:17:44.120Z'),
+    tag: 'capture',
+    message: 'Image captured',
+    json: { 'exposure%2Eiso': 200 },
+    media_key: 'cropped',
+    received_at: ago(119),
+    batch_sha256: 'a'.repeat(64),
+    batch_index: 1,
+  },
 ])
-await app.db.collection('test_session_log_batches').insertOne({ workspace_id: W, session_id: 's1', token_id: tok.id, sha256: 'a'.repeat(64), received_at: ago(119) })
-await app.db.collection('test_session_conflicts').insertOne({ workspace_id: W, session_id: 's1', token_id: tok.id, sha256: 'b'.repeat(64), raw_body: sessionBody({ results: { mal_pf: 'mal_pf_neg', mal_pv: 'mal_pv_neg' } }), received_at: ago(100), original_sha256: 'c'.repeat(64) })
+await app.db
+  .collection('test_session_log_batches')
+  .insertOne({ workspace_id: W, session_id: 's1', token_id: tok.id, sha256: 'a'.repeat(64), received_at: ago(119) })
+await app.db.collection('test_session_conflicts').insertOne({
+  workspace_id: W,
+  session_id: 's1',
+  token_id: tok.id,
+  sha256: 'b'.repeat(64),
+  raw_body: sessionBody({ results: { mal_pf: 'mal_pf_neg', mal_pv: 'mal_pv_neg' } }),
+  received_at: ago(100),
+  original_sha256: 'c'.repeat(64),
+})
 
 const idsIn = (html: string) => [...html.matchAll(/sessions\/(s\d)">/g)].map((m) => m[1])
 
@@ -162,13 +243,23 @@ t.test('photos: sniffed type, nosniff, safe Content-Disposition; anything else i
   t.match(evil.headers['content-disposition'], /^attachment; filename=evil_name__\.html; filename\*=UTF-8''evil%22name__\.html$/)
   t.equal((await b.get(`${base}/sessions/s2/media/cropped`)).statusCode, 404)
   t.equal((await b.get(`/workspaces/${other.id}/sessions/s1/media/cropped`)).statusCode, 404, 'another workspace cannot reach it')
-  t.equal(contentDisposition('inline', 'ünïcode "x".jpg'), `inline; filename="_n_code _x_.jpg"; filename*=UTF-8''%C3%BCn%C3%AFcode%20%22x%22.jpg`)
+  t.equal(
+    contentDisposition('inline', 'ünïcode "x".jpg'),
+    `inline; filename="_n_code _x_.jpg"; filename*=UTF-8''%C3%BCn%C3%AFcode%20%22x%22.jpg`,
+  )
 })
 
 t.test('a file name with an emoji at the 200-character cut: the photo page answers 200 and the S3 stream is closed', async (t) => {
   const name = 'a'.repeat(199) + '\u{1F600}\u{1F600}.jpg' // the cut at 200 UTF-16 units would split the first emoji
   const bytes = fakeJpeg(5000)
-  await seedMedia(app.db, s3, config.s3.bucket, { workspaceId: other.id, sessionId: 's1', mediaId: 'emoji', tokenId: 'tother', bytes, filename: name })
+  await seedMedia(app.db, s3, config.s3.bucket, {
+    workspaceId: other.id,
+    sessionId: 's1',
+    mediaId: 'emoji',
+    tokenId: 'tother',
+    bytes,
+    filename: name,
+  })
   const res = await b.get(`/workspaces/${other.id}/sessions/s1/media/emoji`)
   t.equal(res.statusCode, 200)
   t.ok(res.rawPayload.equals(bytes), 'the whole photo')
@@ -180,7 +271,12 @@ t.test('a file name with an emoji at the 200-character cut: the photo page answe
   const streams: Readable[] = []
   const spy = new Proxy(s3, {
     get(target, prop, recv) {
-      if (prop === 'getObject') return async (...a: Parameters<S3Client['getObject']>) => { const st = (await target.getObject(...a)) as Readable; streams.push(st); return st }
+      if (prop === 'getObject')
+        return async (...a: Parameters<S3Client['getObject']>) => {
+          const st = (await target.getObject(...a)) as Readable
+          streams.push(st)
+          return st
+        }
       const v = Reflect.get(target, prop, recv)
       return typeof v === 'function' ? v.bind(target) : v
     },
@@ -223,26 +319,57 @@ t.test('exports: CSV and NDJSON, streamed, for a date range', async (t) => {
   t.equal(csv.headers['content-type'], 'text/csv; charset=utf-8')
   t.match(csv.headers['content-disposition'], /^attachment; filename=clinic-s-sessions-/)
   t.equal(csv.headers['transfer-encoding'], 'chunked', 'streamed')
-  const lines = csv.body.replace(/^\ufeff/, '').trim().split('\r\n')
+  const lines = csv.body
+    .replace(/^\ufeff/, '')
+    .trim()
+    .split('\r\n')
   t.equal(lines[0], CSV_COLUMNS.join(','))
   t.equal(lines.length, 5)
   t.match(lines[1], /^s4,/, 'oldest first')
   const s2 = lines.find((l) => l.startsWith('s2,'))!
   t.match(s2, ',too_late,negative,')
   t.match(s2, '"{""mal_pf"":""mal_pf_neg"",""mal_pv"":""mal_pv_neg""}"')
-  t.match(lines.find((l) => l.startsWith('s3,'))!, '"{""a.b"":""positive""}"', 'decoded keys')
+  t.match(
+    lines.find((l) => l.startsWith('s3,'))!,
+    '"{""a.b"":""positive""}"',
+    'decoded keys',
+  )
   const nd = await b.get(`${base}/export?format=ndjson&from=${from}&to=${today}`)
-  const docs = nd.body.trim().split('\n').map((l) => JSON.parse(l))
+  const docs = nd.body
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
   t.equal(docs.length, 4)
-  t.match(docs.find((d) => d.session_id === 's1'), { workspace_id: W, state: 'QUEUED', derived: { validity: 'on_time', overall_result: 'positive' } })
+  t.match(
+    docs.find((d) => d.session_id === 's1'),
+    { workspace_id: W, state: 'QUEUED', derived: { validity: 'on_time', overall_result: 'positive' } },
+  )
   t.type(docs[0].raw_body, 'string')
   t.equal((await b.get(`${base}/export?format=csv&from=2021-02-01&to=2021-01-01`)).statusCode, 400)
   t.equal(csvField('=HYPERLINK("x")'), `"'=HYPERLINK(""x"")"`, 'no formula injection')
   // The OWASP list, the full-width forms, and leading white space before any of them.
-  for (const v of ['=1+1', '+1', '-1', '@SUM(A1)', '\tx', '\rx', '\uff1d1+1', '\uff0b1', '\uff0d1', '\uff20SUM(A1)', ' =1', '  \t+1', '\u3000=1', '\u00a0@x', ' \uff1d1', '\n-1']) {
+  for (const v of [
+    '=1+1',
+    '+1',
+    '-1',
+    '@SUM(A1)',
+    '\tx',
+    '\rx',
+    '\uff1d1+1',
+    '\uff0b1',
+    '\uff0d1',
+    '\uff20SUM(A1)',
+    ' =1',
+    '  \t+1',
+    '\u3000=1',
+    '\u00a0@x',
+    ' \uff1d1',
+    '\n-1',
+  ]) {
     t.ok(csvField(v).replace(/^"/, '').startsWith("'"), `guarded: ${JSON.stringify(v)}`)
   }
-  for (const v of ['abc', '1', ' a=1', 'x@example.org', '{"a":1}', '']) t.notOk(csvField(v).replace(/^"/, '').startsWith("'"), `left alone: ${JSON.stringify(v)}`)
+  for (const v of ['abc', '1', ' a=1', 'x@example.org', '{"a":1}', ''])
+    t.notOk(csvField(v).replace(/^"/, '').startsWith("'"), `left alone: ${JSON.stringify(v)}`)
   t.ok(await app.db.collection('audit_log').findOne({ action: 'sessions.export', 'target.format': 'ndjson' }), 'exports are audited')
 })
 
@@ -252,16 +379,35 @@ t.test('dashboard figures (aggregations on the real stack)', async (t) => {
   const d = await buildDashboard(app.db, W, { from, to, now: new Date(now) })
   t.equal(d.sessions, 4)
   t.equal(d.flagged, 1)
-  t.equal(d.perDay.total.reduce((a, x) => a + x, 0), 4)
+  t.equal(
+    d.perDay.total.reduce((a, x) => a + x, 0),
+    4,
+  )
   t.equal(d.days.length, 30)
   t.same(d.validity, { too_early: 1, on_time: 2, too_late: 1, unknown: 0 })
   const pf = d.diagnoses.find((x) => x.key === 'mal_pf')!
   t.match(pf, { positive: 1, negative: 1, compared: 2, agreed: 1 })
-  t.match(d.diagnoses.find((x) => x.key === 'a.b'), { positive: 1 })
-  t.same(d.byState.find((s) => s.state === 'WEIRD'), { state: 'WEIRD', n: 1 })
-  t.equal(d.perHour.sessions.reduce((a, x) => a + x, 0), 3, 'three sessions in the last 48 h')
-  t.equal(d.perHour.media.reduce((a, x) => a + x, 0), 2)
-  t.equal(d.perHour.logs.reduce((a, x) => a + x, 0), 1)
+  t.match(
+    d.diagnoses.find((x) => x.key === 'a.b'),
+    { positive: 1 },
+  )
+  t.same(
+    d.byState.find((s) => s.state === 'WEIRD'),
+    { state: 'WEIRD', n: 1 },
+  )
+  t.equal(
+    d.perHour.sessions.reduce((a, x) => a + x, 0),
+    3,
+    'three sessions in the last 48 h',
+  )
+  t.equal(
+    d.perHour.media.reduce((a, x) => a + x, 0),
+    2,
+  )
+  t.equal(
+    d.perHour.logs.reduce((a, x) => a + x, 0),
+    1,
+  )
   const page = await b.get(`${base}/dashboard`)
   t.equal(page.statusCode, 200)
   for (const id of ['fig-readings', 'fig-positivity', 'fig-agreement', 'fig-validity', 'fig-uploads']) t.match(page.body, `id="${id}"`)

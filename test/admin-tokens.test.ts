@@ -48,7 +48,12 @@ t.test('create and rename a workspace', async (t) => {
 let token = ''
 let tokenId = ''
 t.test('create a token: DSN shown once with a QR code; then revoke it', async (t) => {
-  const res = await b.post(`/workspaces/${wsId}/tokens`, { label: 'tablet 7', permissions: ['test_session', 'media'], expires: '', _csrf: b.csrf })
+  const res = await b.post(`/workspaces/${wsId}/tokens`, {
+    label: 'tablet 7',
+    permissions: ['test_session', 'media'],
+    expires: '',
+    _csrf: b.csrf,
+  })
   t.equal(res.statusCode, 200)
   const dsn = dsnOf(res.body)!
   t.match(dsn, /^https:\/\/rdt\.example\.org\/ingest\/rdt_[A-Za-z0-9_-]{43}$/)
@@ -69,7 +74,12 @@ t.test('create a token: DSN shown once with a QR code; then revoke it', async (t
   t.equal(bad.statusCode, 400)
   t.match(bad.body, 'must be in the future')
 
-  const withExpiry = await b.post(`/workspaces/${wsId}/tokens`, { label: 'short', permissions: 'logs', expires: '2099-12-31', _csrf: b.csrf })
+  const withExpiry = await b.post(`/workspaces/${wsId}/tokens`, {
+    label: 'short',
+    permissions: 'logs',
+    expires: '2099-12-31',
+    _csrf: b.csrf,
+  })
   t.equal(withExpiry.statusCode, 200)
   const short = await app.db.collection('tokens').findOne({ label: 'short' })
   t.equal(short?.expires_at?.toISOString(), '2099-12-31T00:00:00.000Z')
@@ -90,7 +100,11 @@ t.test('deactivate and reactivate: the mirror follows at once', async (t) => {
 
 t.test('rotate: a new token, the old one works for the grace period', async (t) => {
   const before = Date.now()
-  t.equal((await b.post(`/workspaces/${wsId}/tokens/${tokenId}/rotate`, { grace: '12345', _csrf: b.csrf })).statusCode, 400, 'only listed grace periods')
+  t.equal(
+    (await b.post(`/workspaces/${wsId}/tokens/${tokenId}/rotate`, { grace: '12345', _csrf: b.csrf })).statusCode,
+    400,
+    'only listed grace periods',
+  )
   const res = await b.post(`/workspaces/${wsId}/tokens/${tokenId}/rotate`, { grace: String(3600_000), _csrf: b.csrf })
   t.equal(res.statusCode, 200)
   const dsn = dsnOf(res.body)!
@@ -125,8 +139,20 @@ t.test('last used per token and per-workspace counts, from stored uploads', asyn
   const fresh = (await app.db.collection('tokens').find({ workspace_id: wsId, revoked_at: null }).sort({ created_at: -1 }).toArray())[0]!
   const at = new Date(Date.now() - 5 * 60_000)
   await seedSession(app.db, { workspaceId: wsId, sessionId: 's-used-1', tokenId: String(fresh._id), body: sessionBody(), receivedAt: at })
-  await app.db.collection('test_session_media').insertOne({ workspace_id: wsId, session_id: 's-used-1', media_id: 'raw', token_id: String(fresh._id), received_at: new Date(at.getTime() + 60_000) })
-  await seedSession(app.db, { workspaceId: wsId, sessionId: 's-old', tokenId: String(fresh._id), body: sessionBody(), receivedAt: new Date(periodStarts(new Date()).week.getTime() - 1000) })
+  await app.db.collection('test_session_media').insertOne({
+    workspace_id: wsId,
+    session_id: 's-used-1',
+    media_id: 'raw',
+    token_id: String(fresh._id),
+    received_at: new Date(at.getTime() + 60_000),
+  })
+  await seedSession(app.db, {
+    workspaceId: wsId,
+    sessionId: 's-old',
+    tokenId: String(fresh._id),
+    body: sessionBody(),
+    receivedAt: new Date(periodStarts(new Date()).week.getTime() - 1000),
+  })
   const page = await b.get(`/workspaces/${wsId}/tokens`)
   const row = new RegExp(`<tr data-token="${fresh._id}">[\\s\\S]*?</tr>`).exec(page.body)![0]
   t.match(row, /title="[^"]+">4 min ago</, 'last used = newest upload (the photo, 4 minutes ago)')
@@ -141,7 +167,16 @@ t.test('last used per token and per-workspace counts, from stored uploads', asyn
 
 t.test('every action is in the audit log, visible in the panel', async (t) => {
   const page = await b.get('/audit')
-  for (const a of ['workspace.create', 'workspace.rename', 'workspace.deactivate', 'workspace.activate', 'token.create', 'token.revoke', 'token.rotate', 'admin.login']) {
+  for (const a of [
+    'workspace.create',
+    'workspace.rename',
+    'workspace.deactivate',
+    'workspace.activate',
+    'token.create',
+    'token.revoke',
+    'token.rotate',
+    'admin.login',
+  ]) {
     t.match(page.body, a)
   }
   t.match(page.body, 'admin:ops@example.org')

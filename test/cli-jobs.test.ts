@@ -37,7 +37,15 @@ const session = randomId('s')
 const badId = jobIds.session('wbad', session)
 await stack.queues.sessions.add(
   'session',
-  { kind: 'session', workspace_id: 'not a valid id', session_id: session, token_id: 't1', received_at: new Date().toISOString(), sha256: '0'.repeat(64), body: `{"secret":"${SECRET}"}` },
+  {
+    kind: 'session',
+    workspace_id: 'not a valid id',
+    session_id: session,
+    token_id: 't1',
+    received_at: new Date().toISOString(),
+    sha256: '0'.repeat(64),
+    body: `{"secret":"${SECRET}"}`,
+  },
   { jobId: badId, attempts: 300, removeOnFail: false },
 )
 
@@ -58,7 +66,12 @@ const media: MediaJob = {
   content_type: 'image/jpeg',
 }
 const mediaId = jobIds.media(ws, session, 'cropped')
-await stack.queues.media.add('media', media, { jobId: mediaId, attempts: 2, backoff: { type: 'capped-jitter', delay: 100 }, removeOnFail: false })
+await stack.queues.media.add('media', media, {
+  jobId: mediaId,
+  attempts: 2,
+  backoff: { type: 'capped-jitter', delay: 100 },
+  removeOnFail: false,
+})
 
 const bad = await stack.settled('sessions', badId)
 const missing = await stack.settled('media', mediaId)
@@ -89,15 +102,37 @@ t.test('jobs failed lists them, newest first, without bodies', async (t) => {
   t.same(list.total, { sessions: 1, logs: 0, media: 1 })
   const ids = list.jobs.map((j) => j.id)
   t.same(ids.sort(), [badId, mediaId].sort())
-  t.same(Object.keys(list.jobs[0]!).sort(), ['attempts_made', 'created_at', 'failed_at', 'failed_reason', 'id', 'media_id', 'name', 'queue', 'session_id', 'workspace_id'])
+  t.same(Object.keys(list.jobs[0]!).sort(), [
+    'attempts_made',
+    'created_at',
+    'failed_at',
+    'failed_reason',
+    'id',
+    'media_id',
+    'name',
+    'queue',
+    'session_id',
+    'workspace_id',
+  ])
   const m = list.jobs.find((j) => j.id === mediaId)!
-  t.match(m, { queue: 'media', name: 'media', workspace_id: ws, session_id: session, media_id: 'cropped', attempts_made: 2, failed_reason: /staged object not found/ })
+  t.match(m, {
+    queue: 'media',
+    name: 'media',
+    workspace_id: ws,
+    session_id: session,
+    media_id: 'cropped',
+    attempts_made: 2,
+    failed_reason: /staged object not found/,
+  })
   t.ok(Date.parse(String(m.failed_at)) >= Date.parse(String(m.created_at)))
   const b = list.jobs.find((j) => j.id === badId)!
   t.match(b, { queue: 'sessions', workspace_id: null, session_id: session }, 'an invalid id from the payload is not echoed')
 
   const only = await cli(['jobs', 'failed', '--queue', 'media', '--json'])
-  t.same(JSON.parse(only.out).jobs.map((j: { id: string }) => j.id), [mediaId])
+  t.same(
+    JSON.parse(only.out).jobs.map((j: { id: string }) => j.id),
+    [mediaId],
+  )
   t.same(JSON.parse(only.out).total, { media: 1 })
 
   const human = await cli(['jobs', 'failed'])
@@ -113,7 +148,11 @@ t.test('jobs failed lists them, newest first, without bodies', async (t) => {
 
 t.test('the real process prints the same list', async (t) => {
   const res = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'jobs', 'failed', '--json'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'jobs', 'failed', '--json'], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let err = ''
     p.stdout.on('data', (c) => (out += c))
@@ -125,7 +164,13 @@ t.test('the real process prints the same list', async (t) => {
 })
 
 t.test('usage errors exit 2 before connecting', async (t) => {
-  for (const args of [['jobs', 'retry'], ['jobs', 'retry', 'x', '--all'], ['jobs', 'failed', '--queue', 'photos'], ['jobs', 'failed', '--limit', '0'], ['jobs', 'retry', 'a', 'b']]) {
+  for (const args of [
+    ['jobs', 'retry'],
+    ['jobs', 'retry', 'x', '--all'],
+    ['jobs', 'failed', '--queue', 'photos'],
+    ['jobs', 'failed', '--limit', '0'],
+    ['jobs', 'retry', 'a', 'b'],
+  ]) {
     const res = await cli(args)
     t.equal(res.code, 2, args.join(' '))
     t.match(res.err, /^error: /)
@@ -143,7 +188,9 @@ t.test('retrying something that is not a failed job is refused', async (t) => {
 
 t.test('once the photo exists, jobs retry <id> stores it, and the retry is audited', async (t) => {
   // The transient cause goes away: the staged object appears.
-  await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, media.staging_key, Readable.from([photo]), { contentLength: photo.length })
+  await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, media.staging_key, Readable.from([photo]), {
+    contentLength: photo.length,
+  })
   const res = await cli(['jobs', 'retry', mediaId, '--json'])
   t.equal(res.code, 0, res.err)
   t.match(JSON.parse(res.out), { retried: [{ queue: 'media', id: mediaId, attempts_made: 2 }], skipped: [] })
@@ -157,7 +204,15 @@ t.test('once the photo exists, jobs retry <id> stores it, and the retry is audit
   const audit = await stack.db.collection('audit_log').findOne({ action: 'job.retry', 'target.job_id': mediaId })
   t.match(audit, {
     actor: /^cli:/,
-    target: { queue: 'media', job_id: mediaId, workspace_id: ws, session_id: session, media_id: 'cropped', attempts_made: 2, failed_reason: /staged object not found/ },
+    target: {
+      queue: 'media',
+      job_id: mediaId,
+      workspace_id: ws,
+      session_id: session,
+      media_id: 'cropped',
+      attempts_made: 2,
+      failed_reason: /staged object not found/,
+    },
   })
   t.notOk(JSON.stringify(audit).includes(SECRET))
 
@@ -170,9 +225,14 @@ t.test('jobs retry --all retries what is failed; an invalid payload fails again 
   const res = await cli(['jobs', 'retry', '--all', '--json'])
   t.equal(res.code, 0, res.err)
   t.match(JSON.parse(res.out), { retried: [{ queue: 'sessions', id: badId }], skipped: [] })
-  await waitFor(async () => (await stack.queues.sessions.getJobState(badId)) === 'failed' && (await stack.queues.sessions.getJob(badId))?.finishedOn !== bad.job.finishedOn, {
-    what: 'the invalid job to fail again',
-  })
+  await waitFor(
+    async () =>
+      (await stack.queues.sessions.getJobState(badId)) === 'failed' &&
+      (await stack.queues.sessions.getJob(badId))?.finishedOn !== bad.job.finishedOn,
+    {
+      what: 'the invalid job to fail again',
+    },
+  )
   t.equal(await stack.queues.sessions.getFailedCount(), 1, 'still kept, never dropped')
   t.equal(await stack.db.collection('audit_log').countDocuments({ action: 'job.retry' }), 2, 'one audit entry per retried job')
   const human = await cli(['jobs', 'retry', '--all', '--queue', 'media'])

@@ -45,7 +45,11 @@ interface Run {
 function cli(args: string[], env: Record<string, string> = cliEnv): Promise<Run> {
   const started = Date.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -122,7 +126,18 @@ t.test('token create --json prints one parseable object and stores only the hash
 })
 
 t.test('token create (human) shows the DSN once with a warning; options are honoured', async (t) => {
-  const r = await cli(['token', 'create', '--workspace', 'field-x', '--permissions', 'logs,media', '--label', 'tablet 3', '--expires', '2099-12-31T23:00:00Z'])
+  const r = await cli([
+    'token',
+    'create',
+    '--workspace',
+    'field-x',
+    '--permissions',
+    'logs,media',
+    '--label',
+    'tablet 3',
+    '--expires',
+    '2099-12-31T23:00:00Z',
+  ])
   t.equal(r.code, 0, r.stderr)
   const dsn = new RegExp(`${PUBLIC_URL.replace(/[.]/g, '\\.')}/ingest/rdt_[A-Za-z0-9_-]+`).exec(r.stdout)?.[0]
   t.ok(dsn, 'DSN printed')
@@ -155,7 +170,10 @@ t.test('token create errors', async (t) => {
 })
 
 t.test('token list, revoke, workspace deactivate', async (t) => {
-  const created = JSON.parse((await cli(['token', 'create', '--workspace', 'field-y', '--label', 'to revoke', '--json'])).stdout) as { id: string; token: string }
+  const created = JSON.parse((await cli(['token', 'create', '--workspace', 'field-y', '--label', 'to revoke', '--json'])).stdout) as {
+    id: string
+    token: string
+  }
   const hash = hashToken(created.token)
 
   const list = await cli(['token', 'list'])
@@ -194,7 +212,16 @@ t.test('token list, revoke, workspace deactivate', async (t) => {
 })
 
 t.test('usage errors exit 2 with usage on stderr', async (t) => {
-  for (const args of [[], ['help'], ['token', 'frob'], ['token'], ['token', 'create'], ['token', 'list', '--bogus'], ['token', 'revoke'], ['workspace', 'create', 'a', 'b']]) {
+  for (const args of [
+    [],
+    ['help'],
+    ['token', 'frob'],
+    ['token'],
+    ['token', 'create'],
+    ['token', 'list', '--bogus'],
+    ['token', 'revoke'],
+    ['workspace', 'create', 'a', 'b'],
+  ]) {
     const r = await cli(args)
     t.equal(r.code, 2, `exit 2 for ${JSON.stringify(args)}`)
     t.match(r.stderr, /usage: /)

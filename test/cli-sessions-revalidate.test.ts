@@ -22,7 +22,12 @@ if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS
 const mongoUrl = new URL(base.MONGODB_URL)
 mongoUrl.pathname = `/t_reval_${randomBytes(4).toString('hex')}`
 const cliEnv: Record<string, string> = roleEnv(
-  { ...base, MONGODB_URL: mongoUrl.toString(), REDIS_PREFIX: `{t-${randomBytes(5).toString('hex')}}`, PUBLIC_URL: 'https://ingest.test.example' },
+  {
+    ...base,
+    MONGODB_URL: mongoUrl.toString(),
+    REDIS_PREFIX: `{t-${randomBytes(5).toString('hex')}}`,
+    PUBLIC_URL: 'https://ingest.test.example',
+  },
   'cli',
 )
 
@@ -36,7 +41,11 @@ t.teardown(async () => {
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: root, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
+      cwd: root,
+      env: cliEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -73,7 +82,11 @@ function clientBody(id: string, changes: Record<string, unknown> = {}): string {
 
 /** What the worker stores today for this body. */
 function current(ws: string, session: string, body: string, opts: { invalidUtf8?: boolean } = {}): Document {
-  const job = { ...sessionJob(ws, session, body), kind: 'session' as const, ...(opts.invalidUtf8 ? { body_invalid_utf8: true as const } : {}) }
+  const job = {
+    ...sessionJob(ws, session, body),
+    kind: 'session' as const,
+    ...(opts.invalidUtf8 ? { body_invalid_utf8: true as const } : {}),
+  }
   return buildSessionDocument(job, JSON.parse(body) as Record<string, unknown>, new Date('2024-03-01T10:00:00Z'))
 }
 
@@ -90,16 +103,24 @@ const docsExample = readFileSync(new URL('session-rdtoolkit-docs-example.json', 
 const fallback = (ws: string, session: string, body: string) =>
   sessionFallbackDocument(sessionJob(ws, session, body) as never, new Date('2024-03-01T10:00:00Z'), 'BadValue 2: invalid value')
 // Every storage rewrite, and numbers whose BSON type is not JavaScript's (int32, double, -0).
-const rewrites = JSON.stringify({ ...JSON.parse(clientBody('a11')), box: [[1, 2], [3]], 'a.b': { $x: 1 }, big: 12345678901234, half: 1.5 }).replace(/\}$/, ',"neg0":-0,"inf":1e999}')
+const rewrites = JSON.stringify({
+  ...JSON.parse(clientBody('a11')),
+  box: [[1, 2], [3]],
+  'a.b': { $x: 1 },
+  big: 12345678901234,
+  half: 1.5,
+}).replace(/\}$/, ',"neg0":-0,"inf":1e999}')
 
 const A: Record<string, Document> = {
   a1: old(WS.a, 'a1', clientBody('a1', { state: 'BUILDING' }), ['/state']),
   a2: old(WS.a, 'a2', clientBody('a2', { 'configuration.classifier_mode': 'BLIND' }), ['/configuration/classifier_mode']),
   a3: old(WS.a, '693991be-fed2-4463-8422-ee7aaad12d4d', docsExample, ['/configuration/provision_mode']),
-  a4: old(WS.a, 'a4', clientBody('a4', { 'configuration.classifier_mode': 'AUTHORITY', 'configuration.provision_mode': 'CRITERIA_SET_OR' }), [
-    '/configuration/provision_mode',
-    '/configuration/classifier_mode',
-  ]),
+  a4: old(
+    WS.a,
+    'a4',
+    clientBody('a4', { 'configuration.classifier_mode': 'AUTHORITY', 'configuration.provision_mode': 'CRITERIA_SET_OR' }),
+    ['/configuration/provision_mode', '/configuration/classifier_mode'],
+  ),
   a5: current(WS.a, 'a5', clientBody('a5')),
   a6: current(WS.a, 'a6', clientBody('a6', { state: 'BOGUS' })),
   a7: fallback(WS.a, 'a7', clientBody('a7', { 'configuration.classifier_mode': 'BLIND' })),
@@ -132,7 +153,11 @@ const before = new Map((await c.sessions.find({ workspace_id: WS.a }).toArray())
 const get = (session: string) => c.sessions.findOne({ workspace_id: WS.a, session_id: session })
 
 t.test('the test data is what the old code stored', async (t) => {
-  t.same(A.a11!.storage_notes?.map((n: { rule: string }) => n.rule).sort(), ['nested_array_as_json', 'nested_array_as_json', 'non_finite_number_as_string'], 'a11 has storage rewrites')
+  t.same(
+    A.a11!.storage_notes?.map((n: { rule: string }) => n.rule).sort(),
+    ['nested_array_as_json', 'nested_array_as_json', 'non_finite_number_as_string'],
+    'a11 has storage rewrites',
+  )
   t.equal(await c.sessions.countDocuments({ workspace_id: WS.bulk, 'validation.ok': false }), BULK_OLD)
 })
 
@@ -153,7 +178,11 @@ t.test('--workspace: old documents become valid, the rest are left as they are',
   t.same(a3?.validation, { ok: true, errors: [] }, "the docs' example (CRITERIA_SET_AND) is valid now")
 
   const a7 = await get('a7')
-  t.match(a7, { state: 'QUEUED', test_profile_id: 'sd_bioline_mal_pf_pv', configuration: { classifier_mode: 'BLIND' } }, 'the fallback document got its normalised fields')
+  t.match(
+    a7,
+    { state: 'QUEUED', test_profile_id: 'sd_bioline_mal_pf_pv', configuration: { classifier_mode: 'BLIND' } },
+    'the fallback document got its normalised fields',
+  )
   t.ok(a7?.time_started instanceof Date)
 
   t.same((await get('a10'))?.validation, { ok: false, errors: [INVALID_UTF8_ISSUE] }, 'invalid UTF-8 is still flagged, the enum no longer')
@@ -201,8 +230,13 @@ t.test('without --workspace, every workspace, across batches', async (t) => {
 
   const human = await cli(['sessions', 'revalidate'])
   t.equal(human.code, 0, human.stderr)
-  t.equal(human.stdout, `Sessions revalidated (all workspaces): ${12 + 1 + BULK} scanned, 0 changed, ${10 + 1 + BULK} unchanged, 2 skipped (1 not json, 1 not an object).\n`)
-  t.match(await c.audit.findOne({ action: 'sessions.revalidate', 'target.changed': 1 + BULK_OLD }), { target: { workspace_id: null, slug: null, completed: true } })
+  t.equal(
+    human.stdout,
+    `Sessions revalidated (all workspaces): ${12 + 1 + BULK} scanned, 0 changed, ${10 + 1 + BULK} unchanged, 2 skipped (1 not json, 1 not an object).\n`,
+  )
+  t.match(await c.audit.findOne({ action: 'sessions.revalidate', 'target.changed': 1 + BULK_OLD }), {
+    target: { workspace_id: null, slug: null, completed: true },
+  })
   t.equal(await c.audit.countDocuments({ action: 'sessions.revalidate' }), 4, 'one audit entry per run')
 })
 

@@ -15,7 +15,12 @@ import { privateRedis } from './helpers/private-redis.ts'
 const run = promisify(execFile)
 
 async function cli(config: Config, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl })
+  const env = roleProcessEnv('cli', {
+    MONGODB_URL: config.mongodbUrl,
+    REDIS_URL: config.redisUrl,
+    REDIS_PREFIX: config.redisPrefix,
+    PUBLIC_URL: config.publicUrl,
+  })
   try {
     const r = await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env })
     return { code: 0, stdout: r.stdout, stderr: r.stderr }
@@ -27,7 +32,12 @@ async function cli(config: Config, args: string[]): Promise<{ code: number; stdo
 
 let n = 0
 const put = (app: FastifyInstance, token: string) =>
-  app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/rot-${process.pid}-${n++}/`, payload: '{"state":"QUEUED"}', headers: { 'content-type': 'application/json' } })
+  app.inject({
+    method: 'PUT',
+    url: `/ingest/${token}/test_session/rot-${process.pid}-${n++}/`,
+    payload: '{"state":"QUEUED"}',
+    headers: { 'content-type': 'application/json' },
+  })
 
 const tokenOf = (dsn: string) => dsn.split('/ingest/')[1]!.replace(/\/$/, '')
 
@@ -78,7 +88,10 @@ t.test('--grace 2s: the old DSN works during the grace period and gets 403 after
 
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
-  t.match(await collections(db).audit.findOne({ action: 'token.rotate', 'target.token_id': seeded.tokenId }), { actor: /^cli:/, target: { new_token_id: out.new.id, grace_ms: 2000 } })
+  t.match(await collections(db).audit.findOne({ action: 'token.rotate', 'target.token_id': seeded.tokenId }), {
+    actor: /^cli:/,
+    target: { new_token_id: out.new.id, grace_ms: 2000 },
+  })
 })
 
 t.test('--grace 0: the old DSN is refused at once, the new one works; human output', async (t) => {
@@ -109,7 +122,15 @@ t.test('durations: bounded like the panel, typos are usage errors', async (t) =>
   const unknown = await cli(config, ['token', 'rotate', 'tdoesnotexist00', '--grace', '1h'])
   t.equal(unknown.code, 1)
   const { parseGrace } = await import('../cli/admin-commands.ts')
-  t.same(['0', '30s', '30m', '1h', '7d', '90d', '91d'].map(parseGrace), [0, 30_000, 1_800_000, 3_600_000, 7 * 86_400_000, 90 * 86_400_000, null])
+  t.same(['0', '30s', '30m', '1h', '7d', '90d', '91d'].map(parseGrace), [
+    0,
+    30_000,
+    1_800_000,
+    3_600_000,
+    7 * 86_400_000,
+    90 * 86_400_000,
+    null,
+  ])
 })
 
 t.test('--grace 0 with the gateways unreachable: the rotation stands, the CLI exits 1 and says so', async (t) => {

@@ -26,7 +26,8 @@ const env = {
   SWEEP_INTERVAL_MS: '1000',
   LOG_LEVEL: 'warn',
 }
-const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: roleProcessEnv('cli', env) })).stdout
+const cli = async (...args: string[]) =>
+  (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: roleProcessEnv('cli', env) })).stdout
 
 const app = spawn(process.execPath, ['--import', 'tsx', 'stack/start-all.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
 let output = ''
@@ -47,8 +48,8 @@ t.test('npm start serves the real client end to end', async (t) => {
   const dsn: string = created.dsn
   // The worker loads the token mirror; the CLI also pushes it. Either way the DSN works promptly.
   const guid = '5f0c2a4e-8d1b-4c7e-9a3f-2b6d8e1f4a90'
-  const session = new Uint8Array(readFileSync(new URL("session-rdtoolkit.json", fixturesDir)))
-  const logs = new Uint8Array(readFileSync(new URL("logs-rdtoolkit.json", fixturesDir)))
+  const session = new Uint8Array(readFileSync(new URL('session-rdtoolkit.json', fixturesDir)))
+  const logs = new Uint8Array(readFileSync(new URL('logs-rdtoolkit.json', fixturesDir)))
   const jpeg = fakeJpeg(1_500_000)
   const jpegBody = new Uint8Array(jpeg)
   const json = { 'content-type': 'application/json; charset=utf-8' }
@@ -68,7 +69,7 @@ t.test('npm start serves the real client end to end', async (t) => {
   t.teardown(() => client.close())
   const c = collections(db)
   const doc = await waitFor(() => c.sessions.findOne({ session_id: guid }), { timeoutMs: 30_000, what: 'session stored' })
-  t.equal(doc.raw_body, Buffer.from(session).toString("utf8"), "exact body kept")
+  t.equal(doc.raw_body, Buffer.from(session).toString('utf8'), 'exact body kept')
   t.ok(doc.time_started instanceof Date, 'dates are BSON dates')
   t.equal(doc.state, 'QUEUED')
   t.equal(doc.test_profile_id, 'sd_bioline_mal_pf_pv')
@@ -86,7 +87,10 @@ t.test('npm start serves the real client end to end', async (t) => {
   t.teardown(() => redis.disconnect())
   await cli('token', 'revoke', created.id)
   // The change is pushed to the gateway over pub/sub, which is asynchronous: poll with a deadline.
-  await waitFor(async () => (await fetch(`${dsn}/test_session/other/`, { method: 'PUT', body: session, headers: json })).status === 403, { timeoutMs: 10_000, what: 'revocation' })
+  await waitFor(async () => (await fetch(`${dsn}/test_session/other/`, { method: 'PUT', body: session, headers: json })).status === 403, {
+    timeoutMs: 10_000,
+    what: 'revocation',
+  })
   t.pass('the revoked DSN is refused')
 })
 

@@ -47,7 +47,12 @@ const putSession = (app: FastifyInstance, token: string, guid: string) =>
 const putLogs = (app: FastifyInstance, token: string, guid: string) =>
   app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${guid}/logs/`, payload: `[{"tag":"${guid}"}]`, headers: json })
 const putMedia = (app: FastifyInstance, token: string, guid: string, media: string, bytes: Buffer) =>
-  app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${guid}/media/${media}/`, payload: bytes, headers: { 'content-type': 'image/jpeg' } })
+  app.inject({
+    method: 'PUT',
+    url: `/ingest/${token}/test_session/${guid}/media/${media}/`,
+    payload: bytes,
+    headers: { 'content-type': 'image/jpeg' },
+  })
 
 t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 201 again once workers drain it', async (t) => {
   const config = testConfig({ BACKLOG_HIGH_WATER: '3', BACKPRESSURE_POLL_MS: '50', BACKPRESSURE_RETRY_AFTER_S: '7' })
@@ -69,15 +74,22 @@ t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 20
   // A worker drains what was accepted; the gateway accepts again at the next poll after that.
   const worker = await workerFor(config, 'sessions')
   t.teardown(() => worker.close())
-  const again = await waitFor(async () => ((await putSession(app, seeded.token, 'b-4')).statusCode === 201 ? true : null), { what: 'the backlog to drain' })
+  const again = await waitFor(async () => ((await putSession(app, seeded.token, 'b-4')).statusCode === 201 ? true : null), {
+    what: 'the backlog to drain',
+  })
   t.ok(again, 'accepted again once drained')
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
-  const stored = await waitFor(async () => ((await collections(db).sessions.countDocuments({ workspace_id: seeded.workspaceId })) === 4 ? 4 : null), { what: 'all accepted sessions stored' })
+  const stored = await waitFor(
+    async () => ((await collections(db).sessions.countDocuments({ workspace_id: seeded.workspaceId })) === 4 ? 4 : null),
+    { what: 'all accepted sessions stored' },
+  )
   t.equal(stored, 4, 'every session answered 201 was stored, including those accepted before the refusal')
 
   // Delayed jobs (retries waiting out their backoff) count too.
-  const delayed = await Promise.all(['d-1', 'd-2', 'd-3'].map((id) => queues.sessions.add('session', { kind: 'test' }, { jobId: `x.${id}`, delay: 3_600_000 })))
+  const delayed = await Promise.all(
+    ['d-1', 'd-2', 'd-3'].map((id) => queues.sessions.add('session', { kind: 'test' }, { jobId: `x.${id}`, delay: 3_600_000 })),
+  )
   await app.backlog.pollOnce()
   t.equal(app.backlog.snapshot().queues.sessions.delayed, 3)
   t.equal((await putSession(app, seeded.token, 'b-5')).statusCode, 503, 'delayed jobs count towards the backlog')
@@ -116,7 +128,9 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
 
   const worker = await workerFor(config, 'media')
   t.teardown(() => worker.close())
-  await waitFor(async () => (await counter()) === 0 && (await redis.hlen(k.stagedMedia)) === 0, { what: 'the worker to release the staged bytes' })
+  await waitFor(async () => (await counter()) === 0 && (await redis.hlen(k.stagedMedia)) === 0, {
+    what: 'the worker to release the staged bytes',
+  })
   t.pass('back to 0 once the worker has moved both photos')
   await app.backlog.pollOnce()
   t.equal((await putMedia(app, seeded.token, 'm-1', 'attempt_1_raw', fakeJpeg(1000))).statusCode, 201, 'media accepted again')
@@ -158,7 +172,10 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
     t.teardown(() => admin.config('SET', 'maxmemory', '0'))
     await app.backlog.pollOnce()
     const snap = app.backlog.snapshot()
-    t.ok(snap.redis.maxMemory > 0 && snap.redis.usedMemory >= 0.9 * snap.redis.maxMemory, `used ${snap.redis.usedMemory} of ${snap.redis.maxMemory}`)
+    t.ok(
+      snap.redis.maxMemory > 0 && snap.redis.usedMemory >= 0.9 * snap.redis.maxMemory,
+      `used ${snap.redis.usedMemory} of ${snap.redis.maxMemory}`,
+    )
     for (const res of [
       await putSession(app, seeded.token, 'mem-2'),
       await putLogs(app, seeded.token, 'mem-2'),
@@ -183,7 +200,10 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
     await app.backlog.pollOnce()
     t.ok(app.backlog.snapshot().error, 'the poller reports its failure (and keeps the last verdict)')
     await server.start()
-    await waitFor(async () => (await putSession(app, seeded.token, 'down-1')).statusCode === 201, { what: 'the gateway to recover', timeoutMs: 20_000 })
+    await waitFor(async () => (await putSession(app, seeded.token, 'down-1')).statusCode === 201, {
+      what: 'the gateway to recover',
+      timeoutMs: 20_000,
+    })
     t.pass('accepted again without a restart')
     await waitFor(async () => {
       await app.backlog.pollOnce()
@@ -206,7 +226,10 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
       METRICS_PORT: '0',
       LOG_LEVEL: 'error',
     }
-    for (const [role, entry] of [['gateway', 'gateway/server.ts'], ['admin', 'admin/server.ts']] as const) {
+    for (const [role, entry] of [
+      ['gateway', 'gateway/server.ts'],
+      ['admin', 'admin/server.ts'],
+    ] as const) {
       const run = await runProcess(entry, roleProcessEnv(role, env))
       t.equal(run.code, 1, `${entry} exits 1`)
       // A pino line: the quotes come JSON-escaped.
@@ -214,7 +237,11 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
     }
     await t.rejects(workerFor(config, 'sessions'), /maxmemory-policy is "allkeys-lru"/, 'the worker refuses to start')
     let err = ''
-    const code = await runCli(['workspace', 'create', 'evicting'], { out: () => {}, err: (s) => void (err += s), env: roleProcessEnv('cli', env) })
+    const code = await runCli(['workspace', 'create', 'evicting'], {
+      out: () => {},
+      err: (s) => void (err += s),
+      env: roleProcessEnv('cli', env),
+    })
     t.equal(code, 1, 'the CLI refuses a write')
     t.match(err, /maxmemory-policy/)
     const { client, db } = await connectMongo(config.mongodbUrl, 1)

@@ -17,7 +17,15 @@ export function valueImports(src: string): string[] {
     const clause = m[3]!.trim()
     // `import { type A, type B } from` is type-only too.
     const braces = /^\{([^}]*)\}$/.exec(clause)
-    if (braces && braces[1]!.split(',').map((s) => s.trim()).filter(Boolean).every((s) => s.startsWith('type '))) continue
+    if (
+      braces &&
+      braces[1]!
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .every((s) => s.startsWith('type '))
+    )
+      continue
     out.push(m[4]!)
   }
   for (const m of src.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm)) out.push(m[1]!)

@@ -36,5 +36,8 @@ t.test('no log line contains the DSN token', async (t) => {
   t.ok(lines.length >= results.length, `captured ${lines.length} log lines`)
   const leaked = lines.filter((l) => l.includes(seeded.token) || l.includes(seeded.token.slice(4, 30)))
   t.same(leaked, [], 'no line carries the token')
-  t.ok(lines.some((l) => l.includes('/ingest/[dsn]/test_session/s1')), 'URLs are logged with the DSN redacted')
+  t.ok(
+    lines.some((l) => l.includes('/ingest/[dsn]/test_session/s1')),
+    'URLs are logged with the DSN redacted',
+  )
 })

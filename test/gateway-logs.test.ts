@@ -9,13 +9,17 @@ const seeded = await seedToken(config)
 const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
 t.teardown(() => app.close())
 const logs = readFileSync(new URL('logs-rdtoolkit.json', fixturesDir))
-const put = (url: string, payload: Buffer | string) => app.inject({ method: 'PUT', url, payload, headers: { 'content-type': 'application/json; charset=utf-8' } })
+const put = (url: string, payload: Buffer | string) =>
+  app.inject({ method: 'PUT', url, payload, headers: { 'content-type': 'application/json; charset=utf-8' } })
 
 t.test('a logs batch is queued once however often it is replayed', async (t) => {
   const url = `/ingest/${seeded.token}/test_session/s1/logs/`
   for (let i = 0; i < 3; i++) t.equal((await put(url, logs)).statusCode, 201)
   const concurrent = await Promise.all(Array.from({ length: 10 }, () => put(url, logs)))
-  t.same(concurrent.map((r) => r.statusCode), Array(10).fill(201))
+  t.same(
+    concurrent.map((r) => r.statusCode),
+    Array(10).fill(201),
+  )
   const counts = await app.queues.logs.getJobCounts()
   t.equal(counts.waiting, 1, 'one job for one batch')
 })

@@ -24,11 +24,14 @@ t.teardown(() => app.close())
 
 function put(path: string, body: Buffer, headers: Record<string, string | number>, chunked = false) {
   return new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'PUT', path, headers: chunked ? headers : { 'content-length': body.length, ...headers } }, (res) => {
-      let text = ''
-      res.on('data', (c) => (text += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body: text }))
-    })
+    const req = request(
+      { host: '127.0.0.1', port, method: 'PUT', path, headers: chunked ? headers : { 'content-length': body.length, ...headers } },
+      (res) => {
+        let text = ''
+        res.on('data', (c) => (text += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body: text }))
+      },
+    )
     req.on('error', reject)
     if (chunked) {
       for (let i = 0; i < body.length; i += 16 * 1024) req.write(body.subarray(i, i + 16 * 1024))
@@ -41,12 +44,22 @@ for (const size of [200, 20_000, 600_000]) {
   for (const chunked of [false, true]) {
     t.test(`a ${size}-byte photo${chunked ? ' (chunked)' : ''} with S3 unreachable gets 503`, async (t) => {
       const media = `m${size}${chunked ? 'c' : ''}`
-      const res = await put(`/ingest/${seeded.token}/test_session/s3-down/media/${media}/`, fakeJpeg(size), { 'content-type': 'image/jpeg' }, chunked)
+      const res = await put(
+        `/ingest/${seeded.token}/test_session/s3-down/media/${media}/`,
+        fakeJpeg(size),
+        { 'content-type': 'image/jpeg' },
+        chunked,
+      )
       t.equal(res.status, 503, res.body)
       t.ok(Number(res.retryAfter) > 0, 'with Retry-After')
       // The retry (on the same keep-alive agent, as a phone would) is answered at once, and
       // the same way: the claim was given back, so it is not 409 either.
-      const again = await put(`/ingest/${seeded.token}/test_session/s3-down/media/${media}/`, fakeJpeg(size), { 'content-type': 'image/jpeg' }, chunked)
+      const again = await put(
+        `/ingest/${seeded.token}/test_session/s3-down/media/${media}/`,
+        fakeJpeg(size),
+        { 'content-type': 'image/jpeg' },
+        chunked,
+      )
       t.equal(again.status, 503, 'a retry is refused the same way, not answered 409')
     })
   }

@@ -19,13 +19,21 @@ const port = (app.server.address() as AddressInfo).port
 const s3 = createS3(config.s3)
 t.teardown(() => app.close())
 
-function put(path: string, body: Buffer, headers: Record<string, string | number> = {}, chunked = false): Promise<{ status: number; body: string }> {
+function put(
+  path: string,
+  body: Buffer,
+  headers: Record<string, string | number> = {},
+  chunked = false,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'PUT', path, headers: chunked ? headers : { 'content-length': body.length, ...headers } }, (res) => {
-      let text = ''
-      res.on('data', (c) => (text += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
-    })
+    const req = request(
+      { host: '127.0.0.1', port, method: 'PUT', path, headers: chunked ? headers : { 'content-length': body.length, ...headers } },
+      (res) => {
+        let text = ''
+        res.on('data', (c) => (text += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+      },
+    )
     req.on('error', reject)
     if (chunked) {
       // Several writes without Content-Length: Node sends Transfer-Encoding: chunked.
@@ -39,7 +47,10 @@ const base = `/ingest/${seeded.token}/test_session/sess-1/media`
 
 t.test('a JPEG is streamed to a staging object and the job carries only a reference', async (t) => {
   const jpeg = fakeJpeg(300_000)
-  const res = await put(`${base}/cropped/`, jpeg, { 'content-type': 'image/jpeg', 'content-disposition': 'attachment; filename=20210125_111802_cropped.jpg' })
+  const res = await put(`${base}/cropped/`, jpeg, {
+    'content-type': 'image/jpeg',
+    'content-disposition': 'attachment; filename=20210125_111802_cropped.jpg',
+  })
   t.equal(res.status, 201, res.body)
   const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'cropped'))
   t.ok(job)

@@ -60,7 +60,13 @@ async function cli(args: string[]) {
 const mirrorEntry = async (token: string) => JSON.parse((await redis.hget(k.tokens, hashToken(token))) ?? 'null') as TokenEntry | null
 
 const session = (app: FastifyInstance, token: string, guid: string, remoteAddress = '127.0.0.1') =>
-  app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${guid}/`, payload: '{"state":"QUEUED"}', remoteAddress, headers: { 'content-type': 'application/json; charset=utf-8' } })
+  app.inject({
+    method: 'PUT',
+    url: `/ingest/${token}/test_session/${guid}/`,
+    payload: '{"state":"QUEUED"}',
+    remoteAddress,
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+  })
 
 t.test('workspace set-rate-limit: validated, audited, mirrored with a newer version', async (t) => {
   const before = await mirrorEntry(limited.token)
@@ -73,7 +79,11 @@ t.test('workspace set-rate-limit: validated, audited, mirrored with a newer vers
 
   const set = await cli(['workspace', 'set-rate-limit', 'limited-ws', '3', '--json'])
   t.equal(set.code, 0, set.err)
-  const out = JSON.parse(set.out) as { rate_limit_per_minute: number; previous_rate_limit_per_minute: number | null; tokens_republished: number }
+  const out = JSON.parse(set.out) as {
+    rate_limit_per_minute: number
+    previous_rate_limit_per_minute: number | null
+    tokens_republished: number
+  }
   t.equal(out.rate_limit_per_minute, 3)
   t.equal(out.previous_rate_limit_per_minute, null)
   t.equal(out.tokens_republished, 1)
@@ -122,11 +132,17 @@ t.test('a workspace limit of 3/min: the 4th request is 429 with Retry-After, on 
   // The same limit covers the other routes (their claims go through the same script).
   const logs = await gwA.inject({ method: 'PUT', url: `/ingest/${limited.token}/test_session/rl-0/logs`, payload: '[]' })
   t.equal(logs.statusCode, 429)
-  const media = await gwA.inject({ method: 'PUT', url: `/ingest/${limited.token}/test_session/rl-0/media/raw`, payload: Buffer.from('jpeg'), headers: { 'content-type': 'image/jpeg' } })
+  const media = await gwA.inject({
+    method: 'PUT',
+    url: `/ingest/${limited.token}/test_session/rl-0/media/raw`,
+    payload: Buffer.from('jpeg'),
+    headers: { 'content-type': 'image/jpeg' },
+  })
   t.equal(media.statusCode, 429)
   t.ok(media.headers['retry-after'])
 
-  for (let i = 0; i < 5; i++) t.equal((await session(i % 2 ? gwA : gwB, other.token, `other-${i}`)).statusCode, 201, 'another workspace is not limited')
+  for (let i = 0; i < 5; i++)
+    t.equal((await session(i % 2 ? gwA : gwB, other.token, `other-${i}`)).statusCode, 201, 'another workspace is not limited')
 
   const logged = lines.filter((l) => l.reason === 'rate_limited' && l.limit === 'token')
   t.ok(logged.length >= 2, 'every 429 is logged with reason rate_limited')
@@ -150,7 +166,11 @@ t.test('the bucket refills: after Retry-After the token is accepted again', asyn
   t.equal(refused?.statusCode, 429)
   t.equal(refused?.headers['retry-after'], '1', 'one request every 500 ms: retry within the second')
   // Polls with a deadline; refused attempts use up nothing, so one is accepted as soon as a slot frees.
-  await waitFor(async () => (await session(gwB, refill.token, 'fill-over')).statusCode === 201, { timeoutMs: 10_000, intervalMs: 100, what: 'a refilled slot' })
+  await waitFor(async () => (await session(gwB, refill.token, 'fill-over')).statusCode === 201, {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+    what: 'a refilled slot',
+  })
   t.pass('accepted once a slot freed')
 })
 
@@ -174,10 +194,20 @@ t.test('unknown tokens: per address, shared by gateways, then 429 for the unknow
   // The clinic on the same address, interleaved with the guesser, on both gateways.
   for (let i = 0; i < 4; i++) {
     const app = i % 2 ? gwA : gwB
-    t.equal((await guess(app, other.token)).statusCode, 201, `the valid token from the shared address is served (#${i}, gateway ${i % 2 ? 'A' : 'B'})`)
+    t.equal(
+      (await guess(app, other.token)).statusCode,
+      201,
+      `the valid token from the shared address is served (#${i}, gateway ${i % 2 ? 'A' : 'B'})`,
+    )
     t.equal((await guess(app, `rdt_guess-more${i}`)).statusCode, 429, `while the guesser's next unknown token is refused (#${i})`)
   }
-  const media = await gwA.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/g-nat/media/raw`, payload: Buffer.from('jpeg'), remoteAddress: nat, headers: { 'content-type': 'image/jpeg' } })
+  const media = await gwA.inject({
+    method: 'PUT',
+    url: `/ingest/${other.token}/test_session/g-nat/media/raw`,
+    payload: Buffer.from('jpeg'),
+    remoteAddress: nat,
+    headers: { 'content-type': 'image/jpeg' },
+  })
   t.equal(media.statusCode, 201, 'every route: a photo from the shared address')
   const logs = await gwB.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/g-nat/logs`, payload: '[]', remoteAddress: nat })
   t.equal(logs.statusCode, 201, 'and its logs')
@@ -189,7 +219,10 @@ t.test('unknown tokens: per address, shared by gateways, then 429 for the unknow
   t.equal(await redis.exists(k.unknownTokenIp('198.51.100.2')), 0)
   t.equal((await guess(gwA, other.token, '198.51.100.2')).statusCode, 201)
   t.equal(await redis.exists(k.unknownTokenIp('198.51.100.2')), 0, 'accepted requests are never counted')
-  t.ok(lines.some((l) => l.reason === 'rate_limited' && l.limit === 'unknown_token_ip'), 'logged with reason rate_limited')
+  t.ok(
+    lines.some((l) => l.reason === 'rate_limited' && l.limit === 'unknown_token_ip'),
+    'logged with reason rate_limited',
+  )
 })
 
 t.test('addresses are counted per IPv4 address and per IPv6 /64', async (t) => {
@@ -242,7 +275,11 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
     writes = 0
     t.equal((await req()).statusCode, 201, what)
     t.equal(writes, 2, `${what}: 2 round trips (commands: ${commands.join(', ')})`)
-    t.same(commands.map((c) => (c === 'evalsha' ? 'eval' : c)), ['eval', 'eval'], `${what}: the claim script (with the rate limit), then BullMQ's add script`)
+    t.same(
+      commands.map((c) => (c === 'evalsha' ? 'eval' : c)),
+      ['eval', 'eval'],
+      `${what}: the claim script (with the rate limit), then BullMQ's add script`,
+    )
   }
   await redis.del(k.tokenRate(other.tokenId))
   await measure('session PUT', () => session(app, other.token, 'rt-1'))
@@ -251,14 +288,24 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   // check that the claim carried the workspace's budget key and this body's size instead.
   t.ok(cfg.workspaceBytesPerMinute > 0, 'with the workspace byte budget on (the default)')
   const claimArgs = args[0] ?? []
-  t.ok(claimArgs.includes(k.workspaceBytes(other.workspaceId)), 'the claim script checked the workspace byte budget within those two as well')
-  t.equal(claimArgs.at(-1), '18', 'charging the body\'s 18 bytes')
-  await measure('logs PUT', () => app.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/rt-1/logs/`, payload: '[{"tag":"x"}]' }))
+  t.ok(
+    claimArgs.includes(k.workspaceBytes(other.workspaceId)),
+    'the claim script checked the workspace byte budget within those two as well',
+  )
+  t.equal(claimArgs.at(-1), '18', "charging the body's 18 bytes")
+  await measure('logs PUT', () =>
+    app.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/rt-1/logs/`, payload: '[{"tag":"x"}]' }),
+  )
 
   // Media is not bound by the budget, but its staged-bytes accounting rides in the enqueue's MULTI
   // (one socket write), so it stays at two as well: the claim, then MULTI {add job, stage bytes} EXEC.
   writes = 0
-  const media = await app.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/rt-1/media/raw/`, payload: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]), headers: { 'content-type': 'image/jpeg' } })
+  const media = await app.inject({
+    method: 'PUT',
+    url: `/ingest/${other.token}/test_session/rt-1/media/raw/`,
+    payload: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]),
+    headers: { 'content-type': 'image/jpeg' },
+  })
   t.equal(media.statusCode, 201, media.body)
   t.equal(writes, 2, 'media PUT: 2 round trips to Redis (the photo itself goes to S3)')
 })

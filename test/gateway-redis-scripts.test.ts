@@ -27,7 +27,12 @@ async function setup(t: Test) {
 }
 
 const session = (app: FastifyInstance, token: string, id: string) =>
-  app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${id}/`, payload: JSON.stringify({ id, state: 'QUEUED' }), headers: { 'content-type': 'application/json' } })
+  app.inject({
+    method: 'PUT',
+    url: `/ingest/${token}/test_session/${id}/`,
+    payload: JSON.stringify({ id, state: 'QUEUED' }),
+    headers: { 'content-type': 'application/json' },
+  })
 const photo = (app: FastifyInstance, token: string, id: string) =>
   app.inject({
     method: 'PUT',
@@ -55,14 +60,27 @@ async function overLimit(direct: Redis): Promise<() => Promise<void>> {
  * A photo whose claim passes before Redis reaches its limit and whose enqueue comes after: over
  * real HTTP, the body held back until the claim is in Redis, then `between()`, then the rest.
  */
-async function photoAcrossTheLimit(app: FastifyInstance, direct: Redis, prefix: string, seeded: SeededToken, session: string, between: () => Promise<unknown>) {
+async function photoAcrossTheLimit(
+  app: FastifyInstance,
+  direct: Redis,
+  prefix: string,
+  seeded: SeededToken,
+  session: string,
+  between: () => Promise<unknown>,
+) {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as AddressInfo
   const body = fakeJpeg(200_000)
   const claim = keys(prefix).idempotency('m', seeded.workspaceId, session, 'cropped')
   return new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method: 'PUT', path: `/ingest/${seeded.token}/test_session/${session}/media/cropped/`, headers: { 'content-type': 'image/jpeg', 'content-length': body.length } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path: `/ingest/${seeded.token}/test_session/${session}/media/cropped/`,
+        headers: { 'content-type': 'image/jpeg', 'content-length': body.length },
+      },
       (res) => {
         let text = ''
         res.on('data', (c) => (text += c))
@@ -102,7 +120,11 @@ t.test('at the memory limit every upload is 503 with Retry-After; afterwards the
 
 t.test('a Redis that lost its script cache under a live connection: 201, never 500', async (t) => {
   const { app, direct, seeded } = await setup(t)
-  t.equal((await photo(app, seeded.token, `warm-${randomBytes(3).toString('hex')}`)).statusCode, 201, 'warm: the scripts are in use on this connection')
+  t.equal(
+    (await photo(app, seeded.token, `warm-${randomBytes(3).toString('hex')}`)).statusCode,
+    201,
+    'warm: the scripts are in use on this connection',
+  )
   t.equal((await session(app, seeded.token, 'warm-session')).statusCode, 201)
   // As after an operator's SCRIPT FLUSH: the gateway's connection still takes the scripts as loaded.
   await direct.script('FLUSH')

@@ -23,11 +23,21 @@ import { privateRedis } from './helpers/private-redis.ts'
 const run = promisify(execFile)
 
 const put = (app: FastifyInstance, token: string, session: string) =>
-  app.inject({ method: 'PUT', url: `/ingest/${token}/test_session/${session}/`, payload: '{"state":"QUEUED"}', headers: { 'content-type': 'application/json' } })
+  app.inject({
+    method: 'PUT',
+    url: `/ingest/${token}/test_session/${session}/`,
+    payload: '{"state":"QUEUED"}',
+    headers: { 'content-type': 'application/json' },
+  })
 
 /** `npm run cli -- token revoke <id>` as the real child process, against this test's services. */
 async function cliRevoke(config: Config, id: string): Promise<{ code: number; stderr: string }> {
-  const env = roleProcessEnv('cli', { MONGODB_URL: config.mongodbUrl, REDIS_URL: config.redisUrl, REDIS_PREFIX: config.redisPrefix, PUBLIC_URL: config.publicUrl })
+  const env = roleProcessEnv('cli', {
+    MONGODB_URL: config.mongodbUrl,
+    REDIS_URL: config.redisUrl,
+    REDIS_PREFIX: config.redisPrefix,
+    PUBLIC_URL: config.publicUrl,
+  })
   try {
     const r = await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'token', 'revoke', id], { env })
     return { code: 0, stderr: r.stderr }
@@ -53,7 +63,10 @@ async function refusedAfter(t: Test, app: FastifyInstance, token: string, from?:
   }
 }
 
-async function gatewayWithCachedToken(t: Test, redis: ServiceHandle): Promise<{ app: FastifyInstance; config: Config; seeded: SeededToken }> {
+async function gatewayWithCachedToken(
+  t: Test,
+  redis: ServiceHandle,
+): Promise<{ app: FastifyInstance; config: Config; seeded: SeededToken }> {
   const config = testConfig({ REDIS_URL: redis.url })
   const seeded = await seedToken(config)
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
@@ -77,18 +90,30 @@ t.test('a subscription made during the connection handshake still hears every ch
     main.disconnect()
     sub.disconnect()
   })
-  const cache = await new Promise<TokenCache>((resolve) => sub.once('connect', () => resolve(createTokenCache(main, sub, { prefix, ttlMs: 60_000 }))))
+  const cache = await new Promise<TokenCache>((resolve) =>
+    sub.once('connect', () => resolve(createTokenCache(main, sub, { prefix, ttlMs: 60_000 }))),
+  )
   await waitFor(() => cache.subscribed(), { what: 'the subscription' })
 
   const token = 'rdt_' + randomBytes(16).toString('base64url')
-  const entry: TokenEntry = { id: 't0000000000000001', workspace_id: 'w0000000000000001', permissions: ['test_session'], expires_at: null, revoked: false, workspace_active: true, v: 1 }
+  const entry: TokenEntry = {
+    id: 't0000000000000001',
+    workspace_id: 'w0000000000000001',
+    permissions: ['test_session'],
+    expires_at: null,
+    revoked: false,
+    workspace_active: true,
+    v: 1,
+  }
   // Written without an announcement: the announcement of a first write could evict the entry
   // that the lookup below caches, and this test is about the announcement of the second one.
   await main.hset(keys(prefix).tokens, hashToken(token), JSON.stringify(entry))
   t.match(await cache.lookup(token), { revoked: false })
   t.equal(cache.size(), 1, 'cached')
   await publishEntries(main, prefix, new Map([[hashToken(token), { ...entry, revoked: true, v: 2 }]]))
-  await waitFor(async () => (await cache.lookup(token)) !== null && ((await cache.lookup(token)) as TokenEntry).revoked, { what: 'the pushed revocation' })
+  await waitFor(async () => (await cache.lookup(token)) !== null && ((await cache.lookup(token)) as TokenEntry).revoked, {
+    what: 'the pushed revocation',
+  })
   t.pass('the cached entry was replaced by the pushed one')
   t.same(errors, [], 'the subscriber connection never sent a command Redis refused')
 })
@@ -117,7 +142,10 @@ t.test('Redis down when the revocation starts: the CLI waits for it, then refuse
   await redis.stop()
   const cli = cliRevoke(config, seeded.tokenId)
   // Redis comes back only after the revocation is in MongoDB, so the CLI's push must be retried.
-  await waitFor(async () => (await collections(db).tokens.findOne({ _id: seeded.tokenId }))?.revoked_at, { timeoutMs: 30_000, what: 'the revocation in MongoDB' })
+  await waitFor(async () => (await collections(db).tokens.findOne({ _id: seeded.tokenId }))?.revoked_at, {
+    timeoutMs: 30_000,
+    what: 'the revocation in MongoDB',
+  })
   // Until the gateway's own connection is back it cannot read the mirror, so it answers 503
   // (never 201: its cache was dropped when the subscription closed). The second counts from
   // whichever comes later, the CLI's success or the gateway reaching Redis again.

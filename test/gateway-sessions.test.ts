@@ -63,7 +63,11 @@ t.test('schema-breaking JSON objects are accepted; other bodies are 400', async 
   t.equal((await put(`${base}/test_session/odd-4`, '[1,2]')).statusCode, 400, 'arrays are not sessions')
   t.equal((await put(`${base}/test_session/odd-5`, '"str"')).statusCode, 400)
   t.equal((await put(`${base}/test_session/odd-6`, '')).statusCode, 400, 'an empty body is not JSON')
-  t.equal((await put(`${base}/test_session/odd-7`, '{"a":1}', { 'content-type': 'text/plain' })).statusCode, 201, 'a wrong content type is tolerated')
+  t.equal(
+    (await put(`${base}/test_session/odd-7`, '{"a":1}', { 'content-type': 'text/plain' })).statusCode,
+    201,
+    'a wrong content type is tolerated',
+  )
   const noType = await app.inject({ method: 'PUT', url: `${base}/test_session/odd-8`, payload: '{"a":1}' })
   t.equal(noType.statusCode, 201, 'a missing content type is tolerated')
 })
@@ -149,7 +153,11 @@ t.test('tokens: unknown, wrong permission, inactive workspace, expired and revok
   await client.close()
   // Pushed, not polled: the cached entry is dropped when the change is announced. How fast is a
   // figure for the benchmark (shared machines are noisy), so the deadline here is generous.
-  await waitFor(async () => (await put(`/ingest/${victim.token}/test_session/v2`, '{}')).statusCode === 403, { timeoutMs: 10_000, intervalMs: 20, what: 'revocation' })
+  await waitFor(async () => (await put(`/ingest/${victim.token}/test_session/v2`, '{}')).statusCode === 403, {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    what: 'revocation',
+  })
   t.pass(`revocation seen ${Date.now() - started} ms after the change was announced`)
 })
 

@@ -59,7 +59,10 @@ gateway.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
 t.teardown(() => {
   gateway.kill('SIGKILL')
 })
-await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, { timeoutMs: 60_000, what: `gateway ready (stderr: ${stderr.slice(-500)})` })
+await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, {
+  timeoutMs: 60_000,
+  what: `gateway ready (stderr: ${stderr.slice(-500)})`,
+})
 
 async function rssKb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
@@ -70,7 +73,8 @@ const spools = async () => (await readdir(spool)).filter((d) => d.startsWith('rd
 async function spoolBytes(): Promise<number> {
   let total = 0
   for (const dir of await spools()) {
-    for (const f of await readdir(join(spool, dir)).catch(() => [])) total += (await stat(join(spool, dir, f)).catch(() => ({ size: 0 }))).size
+    for (const f of await readdir(join(spool, dir)).catch(() => []))
+      total += (await stat(join(spool, dir, f)).catch(() => ({ size: 0 }))).size
   }
   return total
 }
@@ -116,86 +120,135 @@ function trickle(kind: Trickle['kind'], token: string, n: number): Trickle {
   return { kind, openedAt: Date.now(), closedAt, answer: () => /^HTTP\/1\.1 (\d+)/.exec(got)?.[1] ?? 'none' }
 }
 
-t.test(`${BODY_TRICKLERS} connections trickling bodies and ${HEADER_TRICKLERS} trickling headers are cut at their timeout; memory and spool stay bounded; another token gets 201s`, async (t) => {
-  // Warm up (JIT, connections to Redis and S3), then take the baseline.
-  for (let i = 0; i < 20; i++) {
-    const r = await writeThenRead(port, [withLength('PUT', `/ingest/${good.token}/test_session/warm-${i}/`, Buffer.from('{"state":"QUEUED"}'), { 'Content-Type': 'application/json' }, true)])
-    t.equal(r.responses[0]?.status, 201, 'warm-up')
-  }
-  const rssBefore = await rssKb(gateway.pid!)
-
-  const conns: Trickle[] = []
-  for (let i = 0; i < BODY_TRICKLERS; i++) conns.push(trickle(i % 2 ? 'photo' : 'session', attackers[i % TOKENS]!.token, i))
-  for (let i = 0; i < HEADER_TRICKLERS; i++) conns.push(trickle('headers', attackers[0]!.token, i))
-  let allClosed = false
-  const closed = Promise.all(conns.map((c) => c.closedAt)).then((x) => {
-    allClosed = true
-    return x
-  })
-
-  // Meanwhile: the gateway's RSS and spool, sampled until every trickler is gone...
-  let rssPeak = rssBefore
-  let spoolPeak = 0
-  let inFlightPeak = 0
-  const sampling = (async () => {
-    while (!allClosed) {
-      rssPeak = Math.max(rssPeak, await rssKb(gateway.pid!))
-      spoolPeak = Math.max(spoolPeak, await spoolBytes())
-      inFlightPeak = Math.max(inFlightPeak, sumOf(await metrics(), 'rdt_gateway_uploads_in_flight'))
-      await new Promise((r) => setTimeout(r, 100))
+t.test(
+  `${BODY_TRICKLERS} connections trickling bodies and ${HEADER_TRICKLERS} trickling headers are cut at their timeout; memory and spool stay bounded; another token gets 201s`,
+  async (t) => {
+    // Warm up (JIT, connections to Redis and S3), then take the baseline.
+    for (let i = 0; i < 20; i++) {
+      const r = await writeThenRead(port, [
+        withLength(
+          'PUT',
+          `/ingest/${good.token}/test_session/warm-${i}/`,
+          Buffer.from('{"state":"QUEUED"}'),
+          { 'Content-Type': 'application/json' },
+          true,
+        ),
+      ])
+      t.equal(r.responses[0]?.status, 201, 'warm-up')
     }
-  })()
-  // ...and a well-behaved client with its own token, one request after another (bounded).
-  const goodStatuses: number[] = []
-  let photoStatus = 0
-  while (!allClosed && goodStatuses.length < 300) {
-    const i = goodStatuses.length
-    const r = await writeThenRead(port, [withLength('PUT', `/ingest/${good.token}/test_session/good-${i}/`, Buffer.from('{"state":"QUEUED"}'), { 'Content-Type': 'application/json' }, true)], { timeoutMs: 10_000 })
-    goodStatuses.push(r.responses[0]?.status ?? 0)
-    if (i === 5) {
-      const p = await writeThenRead(port, [withLength('PUT', `/ingest/${good.token}/test_session/good-photo/media/raw/`, fakeJpeg(300_000), { 'Content-Type': 'image/jpeg' }, true)], { timeoutMs: 10_000 })
-      photoStatus = p.responses[0]?.status ?? 0
+    const rssBefore = await rssKb(gateway.pid!)
+
+    const conns: Trickle[] = []
+    for (let i = 0; i < BODY_TRICKLERS; i++) conns.push(trickle(i % 2 ? 'photo' : 'session', attackers[i % TOKENS]!.token, i))
+    for (let i = 0; i < HEADER_TRICKLERS; i++) conns.push(trickle('headers', attackers[0]!.token, i))
+    let allClosed = false
+    const closed = Promise.all(conns.map((c) => c.closedAt)).then((x) => {
+      allClosed = true
+      return x
+    })
+
+    // Meanwhile: the gateway's RSS and spool, sampled until every trickler is gone...
+    let rssPeak = rssBefore
+    let spoolPeak = 0
+    let inFlightPeak = 0
+    const sampling = (async () => {
+      while (!allClosed) {
+        rssPeak = Math.max(rssPeak, await rssKb(gateway.pid!))
+        spoolPeak = Math.max(spoolPeak, await spoolBytes())
+        inFlightPeak = Math.max(inFlightPeak, sumOf(await metrics(), 'rdt_gateway_uploads_in_flight'))
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    })()
+    // ...and a well-behaved client with its own token, one request after another (bounded).
+    const goodStatuses: number[] = []
+    let photoStatus = 0
+    while (!allClosed && goodStatuses.length < 300) {
+      const i = goodStatuses.length
+      const r = await writeThenRead(
+        port,
+        [
+          withLength(
+            'PUT',
+            `/ingest/${good.token}/test_session/good-${i}/`,
+            Buffer.from('{"state":"QUEUED"}'),
+            { 'Content-Type': 'application/json' },
+            true,
+          ),
+        ],
+        { timeoutMs: 10_000 },
+      )
+      goodStatuses.push(r.responses[0]?.status ?? 0)
+      if (i === 5) {
+        const p = await writeThenRead(
+          port,
+          [
+            withLength(
+              'PUT',
+              `/ingest/${good.token}/test_session/good-photo/media/raw/`,
+              fakeJpeg(300_000),
+              { 'Content-Type': 'image/jpeg' },
+              true,
+            ),
+          ],
+          { timeoutMs: 10_000 },
+        )
+        photoStatus = p.responses[0]?.status ?? 0
+      }
     }
-  }
-  const closedAt = await closed
-  await sampling
+    const closedAt = await closed
+    await sampling
 
-  // Every connection was cut by the server at its timeout, with a 408.
-  const late: string[] = []
-  const answers = new Map<string, number>()
-  conns.forEach((c, i) => {
-    const limit = c.kind === 'headers' ? HEADERS_TIMEOUT_MS : REQUEST_TIMEOUT_MS
-    const ms = closedAt[i]! - c.openedAt
-    if (ms < limit - 200 || ms > limit + SLACK_MS) late.push(`${c.kind} #${i}: ${ms} ms`)
-    const key = `${c.kind} ${c.answer()}`
-    answers.set(key, (answers.get(key) ?? 0) + 1)
-  })
-  t.same(late, [], `every connection cut between its timeout and timeout + ${SLACK_MS} ms`)
-  t.same(Object.fromEntries(answers), { 'session 408': BODY_TRICKLERS / 2, 'photo 408': BODY_TRICKLERS / 2, 'headers 408': HEADER_TRICKLERS }, 'each answered 408')
-  const spread = closedAt.map((c, i) => c - conns[i]!.openedAt)
-  t.comment(`cut after ${Math.min(...spread)}-${Math.max(...spread)} ms`)
+    // Every connection was cut by the server at its timeout, with a 408.
+    const late: string[] = []
+    const answers = new Map<string, number>()
+    conns.forEach((c, i) => {
+      const limit = c.kind === 'headers' ? HEADERS_TIMEOUT_MS : REQUEST_TIMEOUT_MS
+      const ms = closedAt[i]! - c.openedAt
+      if (ms < limit - 200 || ms > limit + SLACK_MS) late.push(`${c.kind} #${i}: ${ms} ms`)
+      const key = `${c.kind} ${c.answer()}`
+      answers.set(key, (answers.get(key) ?? 0) + 1)
+    })
+    t.same(late, [], `every connection cut between its timeout and timeout + ${SLACK_MS} ms`)
+    t.same(
+      Object.fromEntries(answers),
+      { 'session 408': BODY_TRICKLERS / 2, 'photo 408': BODY_TRICKLERS / 2, 'headers 408': HEADER_TRICKLERS },
+      'each answered 408',
+    )
+    const spread = closedAt.map((c, i) => c - conns[i]!.openedAt)
+    t.comment(`cut after ${Math.min(...spread)}-${Math.max(...spread)} ms`)
 
-  t.ok(goodStatuses.length > 0, `the well-behaved client made ${goodStatuses.length} requests meanwhile`)
-  t.same([...new Set(goodStatuses)], [201], 'every one of them 201')
-  t.equal(photoStatus, 201, 'and its photo too')
+    t.ok(goodStatuses.length > 0, `the well-behaved client made ${goodStatuses.length} requests meanwhile`)
+    t.same([...new Set(goodStatuses)], [201], 'every one of them 201')
+    t.equal(photoStatus, 201, 'and its photo too')
 
-  const growthMb = (rssPeak - rssBefore) / 1024
-  t.comment(`gateway RSS ${Math.round(rssBefore / 1024)} MB before, peak ${Math.round(rssPeak / 1024)} MB (+${growthMb.toFixed(1)} MB) with ${inFlightPeak} uploads in flight; spool peak ${spoolPeak} bytes`)
-  // (+ the well-behaved client's request, if one was in flight at that sample)
-  t.ok(inFlightPeak >= BODY_TRICKLERS && inFlightPeak <= BODY_TRICKLERS + 1, 'every body trickler was in flight at once')
-  // 520 connections holding a few KB each; the bound is generous for GC timing, and far below
-  // what 500 buffered bodies at MAX_JSON_BYTES (2.5 GB) or unbounded spools would be.
-  t.ok(growthMb < 150, `RSS growth ${growthMb.toFixed(1)} MB < 150 MB`)
-  // Each photo trickler spooled at most what it sent before its cut: PIECE bytes per tick.
-  const perPhoto = PIECE * Math.ceil((REQUEST_TIMEOUT_MS + SLACK_MS) / TICK_MS + 1)
-  t.ok(spoolPeak <= (BODY_TRICKLERS / 2) * perPhoto, `spool peak ${spoolPeak} bytes <= ${(BODY_TRICKLERS / 2) * perPhoto}`)
-  await waitFor(async () => (await spools()).length === 0, { timeoutMs: 15_000, what: 'every spool directory to be removed' })
-  t.pass('no spool file is left')
+    const growthMb = (rssPeak - rssBefore) / 1024
+    t.comment(
+      `gateway RSS ${Math.round(rssBefore / 1024)} MB before, peak ${Math.round(rssPeak / 1024)} MB (+${growthMb.toFixed(1)} MB) with ${inFlightPeak} uploads in flight; spool peak ${spoolPeak} bytes`,
+    )
+    // (+ the well-behaved client's request, if one was in flight at that sample)
+    t.ok(inFlightPeak >= BODY_TRICKLERS && inFlightPeak <= BODY_TRICKLERS + 1, 'every body trickler was in flight at once')
+    // 520 connections holding a few KB each; the bound is generous for GC timing, and far below
+    // what 500 buffered bodies at MAX_JSON_BYTES (2.5 GB) or unbounded spools would be.
+    t.ok(growthMb < 150, `RSS growth ${growthMb.toFixed(1)} MB < 150 MB`)
+    // Each photo trickler spooled at most what it sent before its cut: PIECE bytes per tick.
+    const perPhoto = PIECE * Math.ceil((REQUEST_TIMEOUT_MS + SLACK_MS) / TICK_MS + 1)
+    t.ok(spoolPeak <= (BODY_TRICKLERS / 2) * perPhoto, `spool peak ${spoolPeak} bytes <= ${(BODY_TRICKLERS / 2) * perPhoto}`)
+    await waitFor(async () => (await spools()).length === 0, { timeoutMs: 15_000, what: 'every spool directory to be removed' })
+    t.pass('no spool file is left')
 
-  const m = await metrics()
-  t.equal(sumOf(m, 'rdt_gateway_refusals_total', { reason: 'request_timeout', status: '408' }), BODY_TRICKLERS + HEADER_TRICKLERS, 'each cut counted as a refusal, reason request_timeout')
-  t.equal(sumOf(m, 'rdt_gateway_refusals_total', { route: '/ingest/:dsn/test_session/:session/media/:media', reason: 'request_timeout' }), BODY_TRICKLERS / 2, 'by route where the request was routed')
-  t.equal(sumOf(m, 'rdt_gateway_refusals_total', { reason: 'aborted' }), 0, 'and not counted twice (as the aborted upload that follows)')
-  await waitFor(async () => sumOf(await metrics(), 'rdt_gateway_uploads_in_flight') === 0, { what: 'no upload left in flight' })
-  t.pass('no upload left in flight')
-})
+    const m = await metrics()
+    t.equal(
+      sumOf(m, 'rdt_gateway_refusals_total', { reason: 'request_timeout', status: '408' }),
+      BODY_TRICKLERS + HEADER_TRICKLERS,
+      'each cut counted as a refusal, reason request_timeout',
+    )
+    t.equal(
+      sumOf(m, 'rdt_gateway_refusals_total', { route: '/ingest/:dsn/test_session/:session/media/:media', reason: 'request_timeout' }),
+      BODY_TRICKLERS / 2,
+      'by route where the request was routed',
+    )
+    t.equal(sumOf(m, 'rdt_gateway_refusals_total', { reason: 'aborted' }), 0, 'and not counted twice (as the aborted upload that follows)')
+    await waitFor(async () => sumOf(await metrics(), 'rdt_gateway_uploads_in_flight') === 0, { what: 'no upload left in flight' })
+    t.pass('no upload left in flight')
+  },
+)

@@ -26,10 +26,19 @@ t.test('keys $where, a.b, __proto__ and constructor are data, stored under the d
   t.ok(Object.hasOwn(extra, '__proto__'), '__proto__ is an own key')
   t.same(extra.__proto__, { polluted: true })
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'and no prototype was polluted')
-  t.same((doc.configuration as Document).flags, Object.assign(Object.create(null), { '%24where': 'TRUE', 'a%2Eb': 'FALSE', ['__proto__']: 'TRUE' }))
-  t.same(Object.keys((doc.result as Document).results as object).map(decodeKey).sort(), ['$ne', 'constructor'])
+  t.same(
+    (doc.configuration as Document).flags,
+    Object.assign(Object.create(null), { '%24where': 'TRUE', 'a%2Eb': 'FALSE', ['__proto__']: 'TRUE' }),
+  )
+  t.same(
+    Object.keys((doc.result as Document).results as object)
+      .map(decodeKey)
+      .sort(),
+    ['$ne', 'constructor'],
+  )
 
-  const logsBody = '{"entries":[{"timestamp":"2021-01-25T11:02:41.118+00:00","tag":"t","message":"m","json":{"$where":"1","a.b":2,"__proto__":3,"constructor":4}}]}'
+  const logsBody =
+    '{"entries":[{"timestamp":"2021-01-25T11:02:41.118+00:00","tag":"t","message":"m","json":{"$where":"1","a.b":2,"__proto__":3,"constructor":4}}]}'
   t.equal((await send(stack.port, { path: p(id).logs, body: logsBody })).status, 201)
   await storedBatch(id)
   const entry = await waitFor(() => col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))
@@ -48,10 +57,19 @@ t.test('nesting deeper than 100 levels, and 10,000 levels, is stored as JSON tex
     const doc = await storedSession(id)
     t.equal(doc.raw_body, body)
     t.equal(doc.raw_sha256, sha256(body))
-    t.notOk((doc.validation.errors as { path: string }[]).some((e) => e.path === 'storage_fallback'), 'the normalised document went in, not the fallback')
+    t.notOk(
+      (doc.validation.errors as { path: string }[]).some((e) => e.path === 'storage_fallback'),
+      'the normalised document went in, not the fallback',
+    )
     const notes = doc.storage_notes as { path: string; rule: string }[]
-    t.ok(notes.some((n) => n.path === '/deep_array/0' && n.rule === 'nested_array_as_json'), 'an array directly in an array becomes JSON text')
-    t.ok(notes.some((n) => n.path.startsWith('/metrics/data/a/') && n.rule === 'too_deep_as_json'), 'an object past level 32 becomes JSON text')
+    t.ok(
+      notes.some((n) => n.path === '/deep_array/0' && n.rule === 'nested_array_as_json'),
+      'an array directly in an array becomes JSON text',
+    )
+    t.ok(
+      notes.some((n) => n.path.startsWith('/metrics/data/a/') && n.rule === 'too_deep_as_json'),
+      'an object past level 32 becomes JSON text',
+    )
     // Walk the stored object down to where it turns into text.
     let node: unknown = (doc.extra as Document).deep_object
     let levels = 0
@@ -65,7 +83,10 @@ t.test('nesting deeper than 100 levels, and 10,000 levels, is stored as JSON tex
 
     const logs = `{"entries":[{"timestamp":"2021-01-25T11:02:41Z","json":${deepObj}}, ${deepArr}]}`
     t.equal((await send(stack.port, { path: p(id).logs, body: logs })).status, 201)
-    await waitFor(async () => (await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id })) === 2, { timeoutMs: 60_000, what: 'both deep entries' })
+    await waitFor(async () => (await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id })) === 2, {
+      timeoutMs: 60_000,
+      what: 'both deep entries',
+    })
     const bare = await col('test_session_logs').findOne({ workspace_id: ws, session_id: id, batch_index: 1 })
     t.equal(typeof (bare?.value as unknown[])[0], 'string', 'a non-object entry (an array of arrays) is kept, its inner array as JSON text')
   }
@@ -87,9 +108,20 @@ t.test('100,000-element arrays: in a session, and in a log entry (100,000 entrie
   const doc = await storedSession(id)
   t.same((doc.extra as Document).big, big, 'stored as an array of 100,000 numbers')
   t.same((doc.metrics as Document).data, big)
-  t.ok((doc.validation.errors as { path: string }[]).some((e) => e.path === '/metrics/data'), 'and flagged where the schema wants a map')
+  t.ok(
+    (doc.validation.errors as { path: string }[]).some((e) => e.path === '/metrics/data'),
+    'and flagged where the schema wants a map',
+  )
 
-  t.equal((await send(stack.port, { path: p(id).logs, body: JSON.stringify({ entries: [{ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: 'm', json: { values: big } }] }) })).status, 201)
+  t.equal(
+    (
+      await send(stack.port, {
+        path: p(id).logs,
+        body: JSON.stringify({ entries: [{ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: 'm', json: { values: big } }] }),
+      })
+    ).status,
+    201,
+  )
   await storedBatch(id)
   const entry = await waitFor(() => col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))
   t.equal(((entry.json as Document).values as number[]).length, 100_000)
@@ -108,33 +140,57 @@ t.test('NUL characters in values and keys; raw NUL bytes', async (t) => {
   const res = await send(stack.port, { path: p(randomId('nulraw-')).session, body: rawNul })
   t.equal(res.status, 400, 'a NUL byte outside a string is not JSON')
   const inString = Buffer.from('{"state":"QUE\u0000UED"}', 'utf8')
-  t.equal((await send(stack.port, { path: p(randomId('nulraw-')).session, body: inString })).status, 400, 'nor is an unescaped NUL in a string')
+  t.equal(
+    (await send(stack.port, { path: p(randomId('nulraw-')).session, body: inString })).status,
+    400,
+    'nor is an unescaped NUL in a string',
+  )
 })
 
 t.test('invalid UTF-8: accepted, hashed over the exact bytes, flagged; a byte-order mark is ignored', async (t) => {
   const id = randomId('utf8-')
   // 0xff, an overlong '/', a CESU-8 surrogate, a truncated 3-byte sequence.
-  const bytes = Buffer.concat([Buffer.from('{"state":"QUEUED","note":"a'), Buffer.from([0xff, 0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xe2, 0x82]), Buffer.from('z"}')])
+  const bytes = Buffer.concat([
+    Buffer.from('{"state":"QUEUED","note":"a'),
+    Buffer.from([0xff, 0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xe2, 0x82]),
+    Buffer.from('z"}'),
+  ])
   const res = await send(stack.port, { path: p(id).session, body: bytes })
   t.equal(res.status, 201)
   const doc = await storedSession(id)
   t.equal(doc.raw_sha256, sha256(bytes), 'raw_sha256 is over the bytes received')
   t.match(doc.raw_body, /^\{"state":"QUEUED","note":"a\ufffd+z"\}$/, 'raw_body has U+FFFD where the invalid bytes were')
-  const flagged = (d: Document) => (d.validation.errors as { path: string; message: string }[]).some((e) => e.path === 'raw_body' && /not valid UTF-8/.test(e.message))
+  const flagged = (d: Document) =>
+    (d.validation.errors as { path: string; message: string }[]).some((e) => e.path === 'raw_body' && /not valid UTF-8/.test(e.message))
   t.ok(flagged(doc), 'and the record says so')
   t.match((doc.extra as Document).note, /^a\ufffd+z$/)
 
-  t.equal((await send(stack.port, { path: p(id).logs, body: Buffer.concat([Buffer.from('{"entries":[{"tag":"'), Buffer.from([0xfe]), Buffer.from('"}]}')]) })).status, 201)
+  t.equal(
+    (
+      await send(stack.port, {
+        path: p(id).logs,
+        body: Buffer.concat([Buffer.from('{"entries":[{"tag":"'), Buffer.from([0xfe]), Buffer.from('"}]}')]),
+      })
+    ).status,
+    201,
+  )
   const batch = await storedBatch(id)
   t.ok(flagged(batch), 'the logs batch too')
 
   const valid = randomId('utf8ok-')
   t.equal((await send(stack.port, { path: p(valid).session, body: FIXTURES.sessionRdtoolkit })).status, 201)
-  t.notOk(((await storedSession(valid)).validation.errors as { path: string }[]).some((e) => e.path === 'raw_body'), 'valid UTF-8 is not flagged')
+  t.notOk(
+    ((await storedSession(valid)).validation.errors as { path: string }[]).some((e) => e.path === 'raw_body'),
+    'valid UTF-8 is not flagged',
+  )
 
   const bom = randomId('bom-')
   const withBom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(FIXTURES.sessionRdtoolkit)])
-  t.equal((await send(stack.port, { path: p(bom).session, body: withBom })).status, 201, 'a leading byte-order mark is not a reason to refuse')
+  t.equal(
+    (await send(stack.port, { path: p(bom).session, body: withBom })).status,
+    201,
+    'a leading byte-order mark is not a reason to refuse',
+  )
   const bomDoc = await storedSession(bom)
   t.equal(bomDoc.raw_body, FIXTURES.sessionRdtoolkit)
   t.equal(bomDoc.raw_sha256, sha256(withBom))
@@ -147,7 +203,11 @@ t.test('invalid UTF-8: accepted, hashed over the exact bytes, flagged; a byte-or
   t.equal((await send(stack.port, { path: p(over).session, body: big })).status, 413, 'invalid bytes whose text passes the limit: 413')
   t.same(await nothingFor(over), [], 'nothing queued')
   const within = randomId('utf8third-')
-  const third = Buffer.concat([Buffer.from('{"state":"QUEUED","x":"'), Buffer.alloc(Math.floor(MAX_JSON / 3) - 40, 0xff), Buffer.from('"}')])
+  const third = Buffer.concat([
+    Buffer.from('{"state":"QUEUED","x":"'),
+    Buffer.alloc(Math.floor(MAX_JSON / 3) - 40, 0xff),
+    Buffer.from('"}'),
+  ])
   t.equal((await send(stack.port, { path: p(within).session, body: third })).status, 201)
   const thirdDoc = await storedSession(within)
   t.equal(thirdDoc.raw_sha256, sha256(third))
@@ -163,7 +223,10 @@ t.test('non-finite numbers and other literal oddities', async (t) => {
   t.equal((await send(stack.port, { path: p(id).session, body })).status, 201)
   const doc = await storedSession(id)
   t.match(doc.extra, { big: 'Infinity', neg: '-Infinity', huge: 1.2345678901234568e29, tiny: 0 })
-  t.match(doc.storage_notes, [{ path: '/big', rule: 'non_finite_number_as_string' }, { path: '/neg', rule: 'non_finite_number_as_string' }])
+  t.match(doc.storage_notes, [
+    { path: '/big', rule: 'non_finite_number_as_string' },
+    { path: '/neg', rule: 'non_finite_number_as_string' },
+  ])
 })
 
 checkAfterEveryCase()

@@ -4,7 +4,17 @@
 // sets another size; the elapsed time is printed either way). Only the first LOGS_MAX_ENTRIES
 // become documents (amplification), and the batch keeps the whole body.
 import t from 'tap'
-import { drain, knownGoodRoundTrip, paths, randomId, seedVictim, send, snapshotWorkspace, startHostileStack, waitFor } from './helpers/hostile.ts'
+import {
+  drain,
+  knownGoodRoundTrip,
+  paths,
+  randomId,
+  seedVictim,
+  send,
+  snapshotWorkspace,
+  startHostileStack,
+  waitFor,
+} from './helpers/hostile.ts'
 
 const ENTRIES = Number(process.env.HOSTILE_BULK_ENTRIES ?? 20_000)
 // Many inserts on a machine shared with the rest of the suite: a deadline, not a target.
@@ -18,7 +28,11 @@ const CAP = stack.config.logsMaxEntries
 const STORED = Math.min(ENTRIES, CAP)
 const p = (session: string) => paths(stack.attacker.token, session)
 const col = (name: string) => stack.db.collection(name)
-const storedBatch = (session: string) => waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), { timeoutMs: 60_000, what: `logs of ${session} to be stored` })
+const storedBatch = (session: string) =>
+  waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), {
+    timeoutMs: 60_000,
+    what: `logs of ${session} to be stored`,
+  })
 
 t.test(`a ${ENTRIES}-element entries array: the first ${STORED} become log documents, the batch keeps all ${ENTRIES}`, async (t) => {
   t.equal(CAP, 10_000, 'the default LOGS_MAX_ENTRIES')
@@ -38,7 +52,11 @@ t.test(`a ${ENTRIES}-element entries array: the first ${STORED} become log docum
     what: `${STORED} log entries`,
   })
   t.comment(`${STORED} log entries stored in ${Date.now() - started} ms`)
-  t.equal(await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id, batch_index: { $gte: CAP } }), 0, 'none past the cap')
+  t.equal(
+    await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id, batch_index: { $gte: CAP } }),
+    0,
+    'none past the cap',
+  )
 })
 
 t.test('afterwards: the worker still works, nothing is stuck, the other workspace is untouched', async (t) => {

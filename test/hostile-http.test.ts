@@ -8,10 +8,34 @@ import { gzipSync } from 'node:zlib'
 import { openMedia } from '../admin/data/media.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import { fakeJpeg, readObject } from './helpers/media.ts'
-import { buildRawRequest, chunked, FIXTURES, parseResponses, randomId, rawSend, send, sha256, waitFor, leftoverSpools } from './helpers/hostile.ts'
+import {
+  buildRawRequest,
+  chunked,
+  FIXTURES,
+  parseResponses,
+  randomId,
+  rawSend,
+  send,
+  sha256,
+  waitFor,
+  leftoverSpools,
+} from './helpers/hostile.ts'
 import { startHostileCases } from './helpers/hostile-cases.ts'
 
-const { stack, ws, token, maxJson: MAX_JSON, maxMedia: MAX_MEDIA, k, p, storedSession, storedBatch, storedMedia, nothingFor, checkAfterEveryCase } = await startHostileCases(t)
+const {
+  stack,
+  ws,
+  token,
+  maxJson: MAX_JSON,
+  maxMedia: MAX_MEDIA,
+  k,
+  p,
+  storedSession,
+  storedBatch,
+  storedMedia,
+  nothingFor,
+  checkAfterEveryCase,
+} = await startHostileCases(t)
 
 t.test('Content-Length that does not match the body (raw sockets)', async (t) => {
   // Shorter: the body is what Content-Length says; the rest is read as a next request and refused.
@@ -29,11 +53,25 @@ t.test('Content-Length that does not match the body (raw sockets)', async (t) =>
 
   const mid = randomId('clshortm-')
   const photo = fakeJpeg(40_000)
-  const mres = await rawSend(stack.port, Buffer.concat([Buffer.from(`PUT ${p(mid).media('raw')} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 30000\r\n\r\n`), photo]), { timeoutMs: 5000 })
+  const mres = await rawSend(
+    stack.port,
+    Buffer.concat([
+      Buffer.from(`PUT ${p(mid).media('raw')} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 30000\r\n\r\n`),
+      photo,
+    ]),
+    { timeoutMs: 5000 },
+  )
   const mAnswers = parseResponses(mres.raw).map((r) => r.status)
-  t.ok(mAnswers.every((s) => s === 201 || s === 400), `media answers: ${mAnswers.join(', ') || 'none'}`)
+  t.ok(
+    mAnswers.every((s) => s === 201 || s === 400),
+    `media answers: ${mAnswers.join(', ') || 'none'}`,
+  )
   const mRetry = await waitFor(async () => {
-    const r = await send(stack.port, { path: p(mid).media('raw'), headers: [['Content-Type', 'image/jpeg']], body: photo.subarray(0, 30_000) })
+    const r = await send(stack.port, {
+      path: p(mid).media('raw'),
+      headers: [['Content-Type', 'image/jpeg']],
+      body: photo.subarray(0, 30_000),
+    })
     return r.status === 503 ? null : r
   })
   t.ok(mRetry.status === 201 || mRetry.status === 409, `media retry: ${mRetry.status}`)
@@ -60,7 +98,8 @@ t.test('Content-Length that does not match the body (raw sockets)', async (t) =>
         { timeoutMs: 20_000, what: 'the retry to be answered' },
       )
       t.equal(retry.status, 201, `${endpoint}, ${how}: the retry is accepted`)
-      const stored = endpoint === 'session' ? await storedSession(sid) : endpoint === 'logs' ? await storedBatch(sid) : await storedMedia(sid, 'raw')
+      const stored =
+        endpoint === 'session' ? await storedSession(sid) : endpoint === 'logs' ? await storedBatch(sid) : await storedMedia(sid, 'raw')
       t.equal(stored.raw_sha256 ?? stored.sha256, sha256(body), 'and what is stored is the full body')
     }
   }
@@ -71,14 +110,33 @@ t.test('Content-Length that does not match the body (raw sockets)', async (t) =>
 t.test('Transfer-Encoding: chunked over the limit is 413, leaves nothing behind, and the gateway stays healthy', async (t) => {
   const id = randomId('chunk-')
   const bigJson = Buffer.concat([Buffer.from('{"state":"QUEUED","pad":"'), Buffer.alloc(MAX_JSON, 0x61), Buffer.from('"}')])
-  const r1 = await rawSend(stack.port, buildRawRequest({ path: p(id).session, headers: [['Transfer-Encoding', 'chunked']], rawBody: chunked(bigJson) }), { timeoutMs: 20_000 })
+  const r1 = await rawSend(
+    stack.port,
+    buildRawRequest({ path: p(id).session, headers: [['Transfer-Encoding', 'chunked']], rawBody: chunked(bigJson) }),
+    { timeoutMs: 20_000 },
+  )
   t.equal(r1.status, 413, 'session')
-  const r2 = await rawSend(stack.port, buildRawRequest({ path: p(id).logs, headers: [['Transfer-Encoding', 'chunked']], rawBody: chunked(bigJson) }), { timeoutMs: 20_000 })
+  const r2 = await rawSend(
+    stack.port,
+    buildRawRequest({ path: p(id).logs, headers: [['Transfer-Encoding', 'chunked']], rawBody: chunked(bigJson) }),
+    { timeoutMs: 20_000 },
+  )
   t.equal(r2.status, 413, 'logs')
   const bigPhoto = fakeJpeg(MAX_MEDIA + 100_000)
-  const r3 = await rawSend(stack.port, buildRawRequest({ path: p(id).media('raw'), headers: [['Transfer-Encoding', 'chunked'], ['Content-Type', 'image/jpeg']], rawBody: chunked(bigPhoto) }), {
-    timeoutMs: 20_000,
-  })
+  const r3 = await rawSend(
+    stack.port,
+    buildRawRequest({
+      path: p(id).media('raw'),
+      headers: [
+        ['Transfer-Encoding', 'chunked'],
+        ['Content-Type', 'image/jpeg'],
+      ],
+      rawBody: chunked(bigPhoto),
+    }),
+    {
+      timeoutMs: 20_000,
+    },
+  )
   t.equal(r3.status, 413, 'media')
   t.same(await nothingFor(id), [], 'no job, no staged object')
   t.same(await leftoverSpools(stack), [], 'the spool file is removed')
@@ -99,17 +157,39 @@ t.test('Transfer-Encoding: chunked over the limit is 413, leaves nothing behind,
 
   // Within the limit, chunked photos are spooled to disk and the spool is removed after.
   const ok = fakeJpeg(300_000)
-  const r4 = await rawSend(stack.port, buildRawRequest({ path: p(id).media('cropped'), headers: [['Transfer-Encoding', 'chunked'], ['Content-Type', 'image/jpeg']], rawBody: chunked(ok, 7777) }))
+  const r4 = await rawSend(
+    stack.port,
+    buildRawRequest({
+      path: p(id).media('cropped'),
+      headers: [
+        ['Transfer-Encoding', 'chunked'],
+        ['Content-Type', 'image/jpeg'],
+      ],
+      rawBody: chunked(ok, 7777),
+    }),
+  )
   t.equal(r4.status, 201)
   t.equal((await storedMedia(id, 'cropped')).sha256, sha256(ok))
   t.same(await leftoverSpools(stack), [])
 })
 
 t.test('a wrong, missing or malformed Content-Type is accepted and stored as declared', async (t) => {
-  for (const [i, ct] of [undefined, 'text/plain', 'image/jpeg', 'application/x-www-form-urlencoded', 'garbage', ';;;', 'application/json; charset=latin1'].entries()) {
+  for (const [i, ct] of [
+    undefined,
+    'text/plain',
+    'image/jpeg',
+    'application/x-www-form-urlencoded',
+    'garbage',
+    ';;;',
+    'application/json; charset=latin1',
+  ].entries()) {
     const id = randomId(`ct${i}-`)
     const headers: [string, string][] = ct === undefined ? [] : [['Content-Type', ct]]
-    t.equal((await send(stack.port, { path: p(id).session, headers, body: FIXTURES.sessionRdtoolkit })).status, 201, `session, ${ct ?? 'none'}`)
+    t.equal(
+      (await send(stack.port, { path: p(id).session, headers, body: FIXTURES.sessionRdtoolkit })).status,
+      201,
+      `session, ${ct ?? 'none'}`,
+    )
     t.equal((await send(stack.port, { path: p(id).logs, headers, body: FIXTURES.logsRdtoolkit })).status, 201, `logs, ${ct ?? 'none'}`)
     const photo = fakeJpeg(5000)
     t.equal((await send(stack.port, { path: p(id).media('raw'), headers, body: photo })).status, 201, `media, ${ct ?? 'none'}`)
@@ -127,9 +207,17 @@ t.test('Content-Encoding: gzip is inflated with a cap (a bomb is 413); other cod
   t.equal((await send(stack.port, { path: p(id).session, headers: [['Content-Encoding', 'gzip']], body: gz })).status, 201)
   const doc = await storedSession(id)
   t.equal(doc.raw_body, FIXTURES.sessionRdtoolkit, 'stored inflated')
-  t.equal(doc.raw_sha256, sha256(FIXTURES.sessionRdtoolkit), 'the hash is of the inflated body, so a replay without gzip is the same record')
+  t.equal(
+    doc.raw_sha256,
+    sha256(FIXTURES.sessionRdtoolkit),
+    'the hash is of the inflated body, so a replay without gzip is the same record',
+  )
   t.equal((await send(stack.port, { path: p(id).session, body: FIXTURES.sessionRdtoolkit })).status, 409)
-  t.equal((await send(stack.port, { path: p(id).logs, headers: [['Content-Encoding', 'x-gzip']], body: gzipSync(FIXTURES.logsRdtoolkit) })).status, 201)
+  t.equal(
+    (await send(stack.port, { path: p(id).logs, headers: [['Content-Encoding', 'x-gzip']], body: gzipSync(FIXTURES.logsRdtoolkit) }))
+      .status,
+    201,
+  )
   t.equal((await storedBatch(id)).sha256, sha256(FIXTURES.logsRdtoolkit))
 
   // 64 MiB of JSON whitespace in 64 KiB of gzip: refused at the cap, not inflated.
@@ -139,14 +227,37 @@ t.test('Content-Encoding: gzip is inflated with a cap (a bomb is 413); other cod
   const rss = process.memoryUsage().rss
   t.equal((await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', 'gzip']], body: bomb })).status, 413)
   t.ok(process.memoryUsage().rss - rss < 48 * 1024 * 1024, 'the bomb was not inflated in full')
-  t.equal((await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', 'gzip']], body: Buffer.from('not gzip at all') })).status, 400, 'corrupt gzip')
+  t.equal(
+    (await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', 'gzip']], body: Buffer.from('not gzip at all') }))
+      .status,
+    400,
+    'corrupt gzip',
+  )
   for (const coding of ['deflate', 'br', 'compress', 'zstd', 'gzip, gzip', 'identity, gzip']) {
-    t.equal((await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', coding]], body: gz })).status, 415, `session, ${coding}`)
+    t.equal(
+      (await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', coding]], body: gz })).status,
+      415,
+      `session, ${coding}`,
+    )
   }
-  t.equal((await send(stack.port, { path: p(bombId).media('raw'), headers: [['Content-Encoding', 'gzip']], body: gzipSync(fakeJpeg(1000)) })).status, 415, 'media, gzip')
-  t.equal((await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', 'identity']], body: FIXTURES.sessionRdtoolkit })).status, 201, 'identity is fine')
+  t.equal(
+    (await send(stack.port, { path: p(bombId).media('raw'), headers: [['Content-Encoding', 'gzip']], body: gzipSync(fakeJpeg(1000)) }))
+      .status,
+    415,
+    'media, gzip',
+  )
+  t.equal(
+    (await send(stack.port, { path: p(bombId).session, headers: [['Content-Encoding', 'identity']], body: FIXTURES.sessionRdtoolkit }))
+      .status,
+    201,
+    'identity is fine',
+  )
   await storedSession(bombId)
-  t.same((await nothingFor(bombId)).filter((x) => !x.startsWith('sessions job')), [], 'nothing else was queued or staged')
+  t.same(
+    (await nothingFor(bombId)).filter((x) => !x.startsWith('sessions job')),
+    [],
+    'nothing else was queued or staged',
+  )
 })
 
 t.test('Content-Disposition: path tricks, filename*, very long names, control characters', async (t) => {
@@ -168,14 +279,25 @@ t.test('Content-Disposition: path tricks, filename*, very long names, control ch
   ]
   for (const [i, [cd, want]] of cases.entries()) {
     const media = `m${i}`
-    const res = await send(stack.port, { path: p(id).media(media), headers: [['Content-Type', 'image/jpeg'], ['Content-Disposition', cd]], body: fakeJpeg(2000) })
+    const res = await send(stack.port, {
+      path: p(id).media(media),
+      headers: [
+        ['Content-Type', 'image/jpeg'],
+        ['Content-Disposition', cd],
+      ],
+      body: fakeJpeg(2000),
+    })
     t.equal(res.status, 201, cd.slice(0, 80))
     const doc = await storedMedia(id, media)
     t.equal(doc.filename, want, `${cd.slice(0, 60)} -> ${String(want).slice(0, 40)}`)
     t.equal(doc.key, objectKeys.final(ws, id, media), 'the object key is built from the ids only')
   }
   // A raw control character in a header is refused by the HTTP parser itself: nothing claimed.
-  const ctl = await send(stack.port, { path: p(id).media('ctl'), headers: [['Content-Disposition', 'attachment; filename=a\u0001b.jpg']], body: fakeJpeg(1000) })
+  const ctl = await send(stack.port, {
+    path: p(id).media('ctl'),
+    headers: [['Content-Disposition', 'attachment; filename=a\u0001b.jpg']],
+    body: fakeJpeg(1000),
+  })
   t.equal(ctl.status, 400)
   t.equal(await stack.redis.exists(k.idempotency('m', ws, id, 'ctl')), 0, 'no idempotency key was claimed')
 
@@ -205,7 +327,14 @@ t.test('HTML and SVG sent as image/jpeg are stored as application/octet-stream a
     bomhtml: Buffer.from('\ufeff<html><body onload=alert(1)>', 'utf8'),
   }
   for (const [media, bytes] of Object.entries(bodies)) {
-    const res = await send(stack.port, { path: p(id).media(media), headers: [['Content-Type', 'image/jpeg'], ['Content-Disposition', `attachment; filename=${media}.jpg`]], body: bytes })
+    const res = await send(stack.port, {
+      path: p(id).media(media),
+      headers: [
+        ['Content-Type', 'image/jpeg'],
+        ['Content-Disposition', `attachment; filename=${media}.jpg`],
+      ],
+      body: bytes,
+    })
     t.equal(res.status, 201)
     const doc = await storedMedia(id, media)
     t.match(doc, { content_type: 'image/jpeg', sniffed_type: 'application/octet-stream', sha256: sha256(bytes) })
@@ -226,7 +355,10 @@ t.test('ids at 128 characters are accepted, at 129 refused (and a 129-character 
   const m128 = 'M'.repeat(128)
   t.equal((await send(stack.port, { path: p(id128).session, body: FIXTURES.sessionRdtoolkit })).status, 201)
   t.equal((await send(stack.port, { path: p(id128).logs, body: FIXTURES.logsRdtoolkit })).status, 201)
-  t.equal((await send(stack.port, { path: p(id128).media(m128), headers: [['Content-Type', 'image/jpeg']], body: fakeJpeg(1000) })).status, 201)
+  t.equal(
+    (await send(stack.port, { path: p(id128).media(m128), headers: [['Content-Type', 'image/jpeg']], body: fakeJpeg(1000) })).status,
+    201,
+  )
   t.equal((await storedSession(id128)).session_id, id128)
   await storedBatch(id128)
   t.equal((await storedMedia(id128, m128)).key, `${ws}/${id128}/${m128}`)
@@ -244,7 +376,11 @@ t.test('ids at 128 characters are accepted, at 129 refused (and a 129-character 
 })
 
 t.test('malformed URLs are refused without echoing the DSN', async (t) => {
-  for (const path of [`/ingest/${token}/test_session/%zz/`, `/ingest/${token}/test_session/${'A'.repeat(2000)}/`, `/ingest/${token}/test_session/%E0%A4%A/logs`]) {
+  for (const path of [
+    `/ingest/${token}/test_session/%zz/`,
+    `/ingest/${token}/test_session/${'A'.repeat(2000)}/`,
+    `/ingest/${token}/test_session/%E0%A4%A/logs`,
+  ]) {
     const res = await send(stack.port, { path, body: '{}' })
     t.ok(res.status === 400 || res.status === 414, `${res.status}`)
     t.notOk(res.body.includes(token), 'the token is not in the answer')

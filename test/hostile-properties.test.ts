@@ -98,7 +98,8 @@ t.test('random JSON to the session and logs endpoints', async (t) => {
         // A JSON object is always accepted (stored and flagged if it breaks the schema); logs
         // also take a bare array; anything else is the one thing not worth keeping: 400.
         const want = kind === 'object' || (endpoint === 'logs' && kind === 'array') ? 201 : 400
-        if (res.status !== want) throw new Error(`${endpoint} ${JSON.stringify(text.slice(0, 200))}: got ${res.status} ${res.body}, want ${want}`)
+        if (res.status !== want)
+          throw new Error(`${endpoint} ${JSON.stringify(text.slice(0, 200))}: got ${res.status} ${res.body}, want ${want}`)
         if (want === 201) accepted.push({ kind: endpoint, ws, session, sha256: sha256(Buffer.from(text, 'utf8')) })
       },
     ),
@@ -129,7 +130,9 @@ t.test('random bytes to all three endpoints', async (t) => {
         let parsed: unknown = undefined
         try {
           parsed = JSON.parse(body.toString('utf8'))
-        } catch {}
+        } catch {
+          // Not JSON: `parsed` stays undefined and the body must be refused as such.
+        }
         const isObj = typeof parsed === 'object' && parsed !== null
         const want = endpoint === 'media' ? 201 : isObj && (endpoint === 'logs' || !Array.isArray(parsed)) ? 201 : 400
         if (res.status !== want) throw new Error(`${endpoint} ${body.length} random bytes: got ${res.status} ${res.body}, want ${want}`)
@@ -152,14 +155,18 @@ t.test('random headers (raw sockets) to all three endpoints', async (t) => {
       headersArb,
       validId,
       fc.boolean(),
-      fc.oneof(fc.constant('{"state":"QUEUED"}'), fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.from(b))),
+      fc.oneof(
+        fc.constant('{"state":"QUEUED"}'),
+        fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.from(b)),
+      ),
       async (endpoint, hdrs, id, slash, body) => {
         tried[name]!++
         const p = paths(token, uniq(id))
         const full = endpoint === 'session' ? p.session : endpoint === 'logs' ? p.logs : p.media('raw')
         const put = () => send(stack.port, { path: slash ? full : full.slice(0, -1), headers: hdrs, body })
         const res = endpoint === 'media' ? await putPhotoAsDevice(put) : await put()
-        if (res.status === null || res.status >= 500) throw new Error(`headers ${JSON.stringify(hdrs).slice(0, 300)}: got ${res.status} ${res.body}`)
+        if (res.status === null || res.status >= 500)
+          throw new Error(`headers ${JSON.stringify(hdrs).slice(0, 300)}: got ${res.status} ${res.body}`)
       },
     ),
   )
@@ -167,7 +174,11 @@ t.test('random headers (raw sockets) to all three endpoints', async (t) => {
 
 t.test('random path ids and segments, with and without trailing slashes', async (t) => {
   const name = 'random paths'
-  const dsn = fc.oneof({ weight: 3, arbitrary: fc.constant(token) }, { weight: 1, arbitrary: fc.constant(stack.victim.token.slice(0, -1)) }, { weight: 2, arbitrary: segment(fc.constant(token)) })
+  const dsn = fc.oneof(
+    { weight: 3, arbitrary: fc.constant(token) },
+    { weight: 1, arbitrary: fc.constant(stack.victim.token.slice(0, -1)) },
+    { weight: 2, arbitrary: segment(fc.constant(token)) },
+  )
   await check(
     t,
     name,
@@ -216,7 +227,19 @@ t.test('after the run: nothing crashed, stuck, lost or touched', async (t) => {
     .find({ workspace_id: ws, session_id: { $not: /^probe-/ } })
     .toArray()
   t.ok(media.length > 0, `${media.length} random photos stored`)
-  const wrongType = media.filter((m) => !['application/octet-stream', 'image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/heic', 'image/heif', 'application/pdf'].includes(String(m.sniffed_type)))
+  const wrongType = media.filter(
+    (m) =>
+      ![
+        'application/octet-stream',
+        'image/jpeg',
+        'image/png',
+        'image/gif',
+        'image/webp',
+        'image/heic',
+        'image/heif',
+        'application/pdf',
+      ].includes(String(m.sniffed_type)),
+  )
   t.same(wrongType, [], 'sniffed types come from the allowlist only')
   const sample = media.find((m) => m.size > 0)
   if (sample) {
@@ -238,5 +261,9 @@ t.test('after the run: nothing crashed, stuck, lost or touched', async (t) => {
     [],
     'the worker logged no error',
   )
-  t.comment(`generated inputs tried: ${Object.entries(tried).map(([k, n]) => `${k} ${n}`).join(', ')}; total ${Object.values(tried).reduce((a, b) => a + b, 0)}`)
+  t.comment(
+    `generated inputs tried: ${Object.entries(tried)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}; total ${Object.values(tried).reduce((a, b) => a + b, 0)}`,
+  )
 })

@@ -15,55 +15,67 @@ import { readObject } from './helpers/media.ts'
 const config = testConfig()
 const k = keys(config.redisPrefix)
 
-t.test('object storage: each key has its role\'s rights and no more', { skip: process.env.STACK_S3 === 'versity' && 'the Versity gateway cannot express per-prefix policies; the local stack uses its root key for every role there (README "Least privilege")' }, async (t) => {
-  const root = createS3(config.s3) // the test-only inspector (root) key
-  const gateway = createS3(asRole(config, 'gateway').s3)
-  const worker = createS3(asRole(config, 'worker').s3)
-  const admin = createS3(asRole(config, 'admin').s3)
-  const { bucket, region } = config.s3
-  await ensureBucket(root, bucket, region)
-  const id = randomBytes(6).toString('hex')
-  const finalKey = `wlp${id}/session/photo`
-  const body = Buffer.from(`least privilege ${id}`)
-  await root.putObject(bucket, finalKey, body)
-  t.teardown(() => root.removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`]).catch(() => {}))
-  const denied = { code: 'AccessDenied' }
+t.test(
+  "object storage: each key has its role's rights and no more",
+  {
+    skip:
+      process.env.STACK_S3 === 'versity' &&
+      'the Versity gateway cannot express per-prefix policies; the local stack uses its root key for every role there (README "Least privilege")',
+  },
+  async (t) => {
+    const root = createS3(config.s3) // the test-only inspector (root) key
+    const gateway = createS3(asRole(config, 'gateway').s3)
+    const worker = createS3(asRole(config, 'worker').s3)
+    const admin = createS3(asRole(config, 'admin').s3)
+    const { bucket, region } = config.s3
+    await ensureBucket(root, bucket, region)
+    const id = randomBytes(6).toString('hex')
+    const finalKey = `wlp${id}/session/photo`
+    const body = Buffer.from(`least privilege ${id}`)
+    await root.putObject(bucket, finalKey, body)
+    t.teardown(() => root.removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`]).catch(() => {}))
+    const denied = { code: 'AccessDenied' }
 
-  t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
-    await gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('staged'))
-    t.pass('PUT under staging/ is allowed')
-    await t.rejects(readObject(gateway, bucket, `staging/wlp${id}/a`), denied, 'GET of its own staged upload')
-    await t.rejects(readObject(gateway, bucket, finalKey), denied, 'GET of a stored photo')
-    await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
-    await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
-    await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
-    await t.rejects(gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`), denied, 'server-side copy of a photo into staging/')
-    const listing = new Promise((resolve, reject) => {
-      const s = gateway.listObjectsV2(bucket, '', true)
-      s.on('data', () => {})
-      s.once('error', reject)
-      s.once('end', resolve)
+    t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
+      await gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('staged'))
+      t.pass('PUT under staging/ is allowed')
+      await t.rejects(readObject(gateway, bucket, `staging/wlp${id}/a`), denied, 'GET of its own staged upload')
+      await t.rejects(readObject(gateway, bucket, finalKey), denied, 'GET of a stored photo')
+      await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
+      await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
+      await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
+      await t.rejects(
+        gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`),
+        denied,
+        'server-side copy of a photo into staging/',
+      )
+      const listing = new Promise((resolve, reject) => {
+        const s = gateway.listObjectsV2(bucket, '', true)
+        s.on('data', () => {})
+        s.once('error', reject)
+        s.once('end', resolve)
+      })
+      await t.rejects(listing, denied, 'LIST')
+      await t.rejects(gateway.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
+      t.ok((await readObject(root, bucket, finalKey)).equals(body), 'the stored photo is unchanged')
     })
-    await t.rejects(listing, denied, 'LIST')
-    await t.rejects(gateway.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
-    t.ok((await readObject(root, bucket, finalKey)).equals(body), 'the stored photo is unchanged')
-  })
 
-  t.test('admin panel: reads only', async (t) => {
-    t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
-    await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
-    await t.rejects(admin.removeObject(bucket, finalKey), denied, 'DELETE')
-  })
+    t.test('admin panel: reads only', async (t) => {
+      t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
+      await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
+      await t.rejects(admin.removeObject(bucket, finalKey), denied, 'DELETE')
+    })
 
-  t.test('worker: reads and writes objects, but no bucket administration', async (t) => {
-    await worker.putObject(bucket, `wlp${id}/worker`, Buffer.from('w'))
-    t.ok((await readObject(worker, bucket, finalKey)).equals(body), 'GET')
-    await worker.removeObject(bucket, `wlp${id}/worker`)
-    t.pass('PUT and DELETE')
-    await t.rejects(worker.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
-    await t.rejects(worker.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
-  })
-})
+    t.test('worker: reads and writes objects, but no bucket administration', async (t) => {
+      await worker.putObject(bucket, `wlp${id}/worker`, Buffer.from('w'))
+      t.ok((await readObject(worker, bucket, finalKey)).equals(body), 'GET')
+      await worker.removeObject(bucket, `wlp${id}/worker`)
+      t.pass('PUT and DELETE')
+      await t.rejects(worker.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
+      await t.rejects(worker.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
+    })
+  },
+)
 
 t.test('Redis: the gateway user runs only its commands on its keys', async (t) => {
   const gw = new Redis(asRole(config, 'gateway').redisUrl, { maxRetriesPerRequest: 0 })
@@ -122,5 +134,5 @@ t.test('Redis: the worker and admin users cannot administer the server', async (
   }
   const admin = new Redis(asRole(config, 'admin').redisUrl, { maxRetriesPerRequest: 0 })
   t.teardown(() => admin.disconnect())
-  await t.rejects(admin.get(`${config.redisPrefix}:idem:x`), /NOPERM/, 'admin: the gateway\'s idempotency keys')
+  await t.rejects(admin.get(`${config.redisPrefix}:idem:x`), /NOPERM/, "admin: the gateway's idempotency keys")
 })

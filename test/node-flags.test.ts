@@ -11,7 +11,7 @@ t.test('compose.yaml and the Dockerfile start the gateway with shared/node-flags
   const expected = JSON.stringify(['node', ...NODE_FLAGS.gateway, 'dist/gateway/server.js'])
   const compact = (s: string) => s.replace(/\s+/g, '')
   const compose = read('compose.yaml')
-  const gateway = /\n  gateway:\n([\s\S]*?)\n  \S/.exec(compose)?.[1] ?? ''
+  const gateway = /\n {2}gateway:\n([\s\S]*?)\n {2}\S/.exec(compose)?.[1] ?? ''
   t.match(compact(gateway), compact(`command: ${expected}`), 'compose.yaml gateway command')
   t.match(compact(read('Dockerfile')), compact(`CMD ${expected}`), 'Dockerfile CMD')
   t.ok(NODE_FLAGS.gateway.length > 0, 'the gateway has flags to check')

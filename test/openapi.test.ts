@@ -16,14 +16,24 @@ import { HttpError } from '../gateway/errors.ts'
 import { asRole, fixturesDir, seedToken, testConfig } from './helpers/env.ts'
 import { fakeJpeg } from './helpers/media.ts'
 
+// The document is walked by key path; each walk asserts what it finds.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = Record<string, any>
 const doc = buildOpenApi() as Json
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']
 
 t.test('docs/openapi.json and gateway/route-schemas.json are the committed output of `npm run openapi`', async (t) => {
   t.equal(readFileSync(OPENAPI_FILE, 'utf8'), openApiJson(), 'docs/openapi.json is stale: run `npm run openapi` and commit it')
-  t.equal(readFileSync(ROUTE_SCHEMAS_FILE, 'utf8'), routeSchemasJson(), 'gateway/route-schemas.json is stale: run `npm run openapi` and commit it')
-  t.same(Object.keys(routeSchemas).sort(), Object.keys(routeSchemaExports).sort(), 'gateway/route-schemas.ts exports every generated schema, and only those')
+  t.equal(
+    readFileSync(ROUTE_SCHEMAS_FILE, 'utf8'),
+    routeSchemasJson(),
+    'gateway/route-schemas.json is stale: run `npm run openapi` and commit it',
+  )
+  t.same(
+    Object.keys(routeSchemas).sort(),
+    Object.keys(routeSchemaExports).sort(),
+    'gateway/route-schemas.ts exports every generated schema, and only those',
+  )
 })
 
 t.test('the document is structurally OpenAPI 3.1', async (t) => {
@@ -32,7 +42,8 @@ t.test('the document is structurally OpenAPI 3.1', async (t) => {
   t.type(doc.info?.version, 'string')
   t.ok(Array.isArray(doc.servers) && doc.servers.length > 0, 'servers')
   for (const server of doc.servers) {
-    for (const v of server.url.match(/\{([^}]+)\}/g) ?? []) t.ok(server.variables?.[v.slice(1, -1)]?.default !== undefined, `server variable ${v} has a default`)
+    for (const v of server.url.match(/\{([^}]+)\}/g) ?? [])
+      t.ok(server.variables?.[v.slice(1, -1)]?.default !== undefined, `server variable ${v} has a default`)
   }
   const operationIds = new Set<string>()
   for (const [path, item] of Object.entries(doc.paths as Json)) {
@@ -43,11 +54,19 @@ t.test('the document is structurally OpenAPI 3.1', async (t) => {
       t.notOk(operationIds.has(op.operationId), `${op.operationId} is unique`)
       operationIds.add(op.operationId)
       const pathParams = (op.parameters ?? []).filter((p: Json) => p.in === 'path')
-      t.same(pathParams.map((p: Json) => p.name).sort(), [...templated].sort(), `${method} ${path}: every template variable is a path parameter and vice versa`)
+      t.same(
+        pathParams.map((p: Json) => p.name).sort(),
+        [...templated].sort(),
+        `${method} ${path}: every template variable is a path parameter and vice versa`,
+      )
       for (const p of op.parameters ?? []) {
         t.ok(['path', 'query', 'header', 'cookie'].includes(p.in), `${p.name}: valid "in"`)
         if (p.in === 'path') t.equal(p.required, true, `${p.name}: path parameters are required`)
-        if (p.in === 'header') t.notOk(['accept', 'content-type', 'authorization'].includes(p.name.toLowerCase()), `${p.name}: OpenAPI ignores this header parameter`)
+        if (p.in === 'header')
+          t.notOk(
+            ['accept', 'content-type', 'authorization'].includes(p.name.toLowerCase()),
+            `${p.name}: OpenAPI ignores this header parameter`,
+          )
         t.ok(p.schema, `${p.name} has a schema`)
       }
       t.ok(Object.keys(op.responses ?? {}).length > 0, `${method} ${path} has responses`)
@@ -65,8 +84,8 @@ t.test('the document is structurally OpenAPI 3.1', async (t) => {
   for (const ref of refs) {
     const target = ref.slice(8, -1)
     t.match(target, /^#\//)
-    let node: any = doc
-    for (const part of target.slice(2).split('/')) node = node?.[part]
+    let node: unknown = doc
+    for (const part of target.slice(2).split('/')) node = (node as Json | undefined)?.[part]
     t.ok(node, `${target} resolves`)
   }
 })
@@ -77,7 +96,9 @@ t.test('the routes of the real gateway and the document agree', async (t) => {
   t.teardown(() => app.close())
   await app.ready()
   const routes = app.gatewayRoutes.filter((r) => r.method !== 'HEAD')
-  const documented = Object.entries(doc.paths as Json).flatMap(([path, item]) => Object.keys(item as Json).map((m) => `${m.toUpperCase()} ${path}`))
+  const documented = Object.entries(doc.paths as Json).flatMap(([path, item]) =>
+    Object.keys(item as Json).map((m) => `${m.toUpperCase()} ${path}`),
+  )
   t.same(routes.map((r) => `${r.method} ${openApiPath(r.url)}`).sort(), documented.sort(), 'the same methods and paths')
 
   const plain = (s: unknown) => JSON.parse(JSON.stringify(s))
@@ -90,7 +111,11 @@ t.test('the routes of the real gateway and the document agree', async (t) => {
     t.equal(schema?.body, undefined, `${name} has no body schema: bodies stay raw and lenient`)
     t.same(Object.keys(op.responses).sort(), Object.keys(schema?.response ?? {}).sort(), `${name}: the same statuses`)
     for (const [status, body] of Object.entries(schema?.response ?? {})) {
-      t.same(op.responses[status]?.content?.['application/json']?.schema, plain(body), `${name} ${status}: the documented body is the serialisation schema`)
+      t.same(
+        op.responses[status]?.content?.['application/json']?.schema,
+        plain(body),
+        `${name} ${status}: the documented body is the serialisation schema`,
+      )
     }
     const params = (kind: string) => (op.parameters ?? []).filter((p: Json) => p.in === kind)
     t.same(
@@ -104,22 +129,28 @@ t.test('the routes of the real gateway and the document agree', async (t) => {
       `${name}: the same header parameters`,
     )
     // 429 and 503 always come with Retry-After.
-    for (const status of ['429', '503']) if (op.responses[status]) t.ok(op.responses[status].headers?.['Retry-After'], `${name} ${status} documents Retry-After`)
+    for (const status of ['429', '503'])
+      if (op.responses[status]) t.ok(op.responses[status].headers?.['Retry-After'], `${name} ${status} documents Retry-After`)
   }
 })
 
 t.test('params are validated with the 400 body of routes/params.ts; headers are never enforced', async (t) => {
-  const compile = (schema: unknown, httpPart: string) => ingestValidatorCompiler({ schema: schema as Json, httpPart, method: 'PUT', url: '/x' }) as (v: unknown) => any
+  const compile = (schema: unknown, httpPart: string) =>
+    ingestValidatorCompiler({ schema: schema as Json, httpPart, method: 'PUT', url: '/x' }) as (v: unknown) => { error?: HttpError }
   const params = compile(routeSchemas.mediaSchema.params, 'params')
   t.same(params({ dsn: 'anything at all', session: 's-1', media: 'cropped' }).error, undefined, 'any DSN string and valid ids pass')
-  const bad = params({ dsn: 'x', session: 's-1', media: 'a'.repeat(129) }).error
+  const bad = params({ dsn: 'x', session: 's-1', media: 'a'.repeat(129) }).error as HttpError
   t.ok(bad instanceof HttpError)
   t.same([bad.statusCode, bad.code, bad.message], [400, 'invalid_id', 'media must match [0-9A-Za-z_-]{1,128}'])
   t.equal(params({ dsn: 'x', session: 'a/b', media: 'm' }).error?.message, 'session must match [0-9A-Za-z_-]{1,128}')
   t.equal(params({ dsn: 'x', session: 's', media: 'm' }), true)
   const headers = compile(routeSchemas.sessionSchema.headers, 'headers')
   t.equal(headers({ 'content-encoding': ['odd', 'array'] }), true, 'headers are never refused')
-  t.throws(() => compile({ type: 'object', properties: { id: { type: 'string', maxLength: 3 } } }, 'params'), /params\.id must be/, 'a keyword the compiler does not check stops the start')
+  t.throws(
+    () => compile({ type: 'object', properties: { id: { type: 'string', maxLength: 3 } } }, 'params'),
+    /params\.id must be/,
+    'a keyword the compiler does not check stops the start',
+  )
   t.throws(() => compile({ type: 'object' }, 'body'), /params only/, 'no body schema on an ingest route')
 })
 
@@ -133,17 +164,33 @@ t.test('the answers of a real gateway match the documented bodies and statuses',
 
   function send(method: string, path: string, body?: Buffer | string, headers: Record<string, string | number> = {}) {
     return new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, method, path, headers: body === undefined ? headers : { 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-        let text = ''
-        res.on('data', (c) => (text += c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }))
-      })
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method,
+          path,
+          headers: body === undefined ? headers : { 'content-length': Buffer.byteLength(body), ...headers },
+        },
+        (res) => {
+          let text = ''
+          res.on('data', (c) => (text += c))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }))
+        },
+      )
       req.on('error', reject)
       req.end(body)
     })
   }
   /** Checks the answer against the document's operation for `template` (its path, OpenAPI form). */
-  async function check(method: string, template: string, path: string, expected: number, body?: Buffer | string, headers: Record<string, string | number> = {}) {
+  async function check(
+    method: string,
+    template: string,
+    path: string,
+    expected: number,
+    body?: Buffer | string,
+    headers: Record<string, string | number> = {},
+  ) {
     const res = await send(method, path, body, headers)
     const label = `${method} ${path.replace(seeded.token, '{dsn}').slice(0, 120)} → ${expected}`
     t.equal(res.status, expected, `${label} (${res.body.slice(0, 200)})`)
@@ -186,7 +233,10 @@ t.test('the answers of a real gateway match the documented bodies and statuses',
   const jpeg = fakeJpeg(50_000)
   const photo = { 'content-type': 'image/jpeg', 'content-disposition': 'attachment; filename=20210125_111802_cropped.jpg' }
   await check('PUT', M, `${base}/oa-1/media/cropped/`, 201, jpeg, photo)
-  await check('PUT', M, `${base}/oa-1/media/raw`, 201, jpeg, { 'content-type': 'garbage', 'content-disposition': 'attachment; filename*=bogus' })
+  await check('PUT', M, `${base}/oa-1/media/raw`, 201, jpeg, {
+    'content-type': 'garbage',
+    'content-disposition': 'attachment; filename*=bogus',
+  })
   await check('PUT', M, `${base}/oa-1/media/cropped`, 409, jpeg, photo)
   await check('PUT', M, `${base}/oa-1/media/${'m'.repeat(129)}/`, 400, jpeg, photo)
   await check('PUT', M, `${base}/oa-1/media/x/`, 415, jpeg, { ...photo, 'content-encoding': 'gzip' })

@@ -14,7 +14,11 @@ import { isRedisUnavailable } from '../shared/redis.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'rdt-redis-oom-'))
 const { redisServer } = await ensureBinaries()
-const server = await startRedis(redisServer, { dataDir: dir, logFile: join(dir, 'redis.log'), extraArgs: ['--maxmemory', '2mb', '--appendonly', 'no'] })
+const server = await startRedis(redisServer, {
+  dataDir: dir,
+  logFile: join(dir, 'redis.log'),
+  extraArgs: ['--maxmemory', '2mb', '--appendonly', 'no'],
+})
 const redis = new Redis(server.url, { maxRetriesPerRequest: 0 })
 t.teardown(async () => {
   redis.disconnect()

@@ -57,7 +57,9 @@ t.test("the product's lists are the client's, value for value", async (t) => {
 })
 
 t.test('every client value of every enum is stored with validation.ok true', async (t) => {
-  const cases = Object.entries(ENUMS.values).flatMap(([pointer, values]) => values.map((value) => ({ pointer, value, guid: randomId('enum-') })))
+  const cases = Object.entries(ENUMS.values).flatMap(([pointer, values]) =>
+    values.map((value) => ({ pointer, value, guid: randomId('enum-') })),
+  )
   t.equal(cases.length, 14, '4 states, 2 session types, 3 provision modes, 5 classifier modes')
   // Uploaded together, as a fleet of phones would; each one then checked on its own.
   const docs = await Promise.all(cases.map((c) => upload(c.guid, clientBody(c.guid, c.pointer, c.value))))
@@ -76,10 +78,20 @@ t.test("the rd-toolkit docs' example session (docs/cloudworks.md) is valid", asy
   t.match(doc, {
     state: 'QUEUED',
     test_profile_id: 'carestart_mal_pf_pv',
-    configuration: { session_type: 'TWO_PHASE', provision_mode: 'CRITERIA_SET_AND', provision_mode_data: 'mal_pf', classifier_mode: 'PRE_POPULATE', cloudworks_context: '' },
+    configuration: {
+      session_type: 'TWO_PHASE',
+      provision_mode: 'CRITERIA_SET_AND',
+      provision_mode_data: 'mal_pf',
+      classifier_mode: 'PRE_POPULATE',
+      cloudworks_context: '',
+    },
     result: { results_classifier: { mal_pf: 'universal_control_failure' } },
   })
-  t.equal(doc.result.main_image_path, '/storage/emulated/0/Android/data/org.rdtoolkit/files/session_media/693991be-fed2-4463-8422-ee7aaad25d4d/20210125_111239_cropped.jpg', '\\/ unescaped')
+  t.equal(
+    doc.result.main_image_path,
+    '/storage/emulated/0/Android/data/org.rdtoolkit/files/session_media/693991be-fed2-4463-8422-ee7aaad25d4d/20210125_111239_cropped.jpg',
+    '\\/ unescaped',
+  )
   t.same(doc.validation, { ok: true, errors: [] })
 })
 

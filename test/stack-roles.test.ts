@@ -24,9 +24,10 @@ const stackEnv = {
   TEST_INSPECTOR_S3_SECRET_KEY: 'root-secret',
 }
 const secrets = ['gw-pass', 'wk-pass', 'ad-pass', 'gw-secret', 'wk-secret', 'ad-secret', 'root-pass', 'root-secret']
-const leaked = (env: Record<string, string>, own: string[]) => secrets.filter((s) => !own.includes(s) && Object.values(env).some((v) => v.includes(s)))
+const leaked = (env: Record<string, string>, own: string[]) =>
+  secrets.filter((s) => !own.includes(s) && Object.values(env).some((v) => v.includes(s)))
 
-t.test('each role gets its own credentials and nobody else\'s', async (t) => {
+t.test("each role gets its own credentials and nobody else's", async (t) => {
   const gw = roleEnv(stackEnv, 'gateway')
   t.equal(gw.REDIS_URL, 'redis://gateway:gw-pass@127.0.0.1:6400')
   t.equal(gw.S3_ACCESS_KEY, 'rdt-gateway')
@@ -45,7 +46,7 @@ t.test('each role gets its own credentials and nobody else\'s', async (t) => {
   t.same(leaked(ad, ['ad-pass', 'ad-secret']), [])
 
   const cli = roleEnv({ ...stackEnv, S3_ACCESS_KEY: 'stale', S3_SECRET_KEY: 'stale' }, 'cli')
-  t.equal(cli.REDIS_URL, 'redis://admin:ad-pass@127.0.0.1:6400', 'the CLI is the admin panel\'s Redis user')
+  t.equal(cli.REDIS_URL, 'redis://admin:ad-pass@127.0.0.1:6400', "the CLI is the admin panel's Redis user")
   t.equal(cli.S3_ACCESS_KEY, undefined, 'and has no object-storage key')
   t.same(leaked(cli, ['ad-pass']), [])
 })
@@ -64,13 +65,19 @@ t.test('the inspector (test-only root) is explicit, never a silent fallback', as
   t.throws(() => inspectorEnv(without), /TEST_INSPECTOR_/)
 })
 
-t.test('the local ACL is production\'s template, with a prefix pattern and the inspector', async (t) => {
+t.test("the local ACL is production's template, with a prefix pattern and the inspector", async (t) => {
   const template = await readFile(ACL_TEMPLATE, 'utf8')
   const acl = renderAcl(template, '{*}', { gateway: 'g', worker: 'w', admin: 'a', inspector: 'i' })
   const lines = acl.trimEnd().split('\n')
-  t.same(lines.map((l) => l.split(' ')[1]), ['default', 'gateway', 'worker', 'admin', 'inspector'])
+  t.same(
+    lines.map((l) => l.split(' ')[1]),
+    ['default', 'gateway', 'worker', 'admin', 'inspector'],
+  )
   t.notMatch(acl, /\{\{/, 'no placeholder left')
-  t.notOk(lines.some((l) => l.startsWith('#')), 'no comment line')
+  t.notOk(
+    lines.some((l) => l.startsWith('#')),
+    'no comment line',
+  )
   t.notMatch(acl, / #[gwai] /, 'only password hashes')
   t.match(lines[1], /^user gateway on #[0-9a-f]{64} .* %R~\{\*\}:tokens /)
   t.equal(lines[4], `user inspector on #${'de7d1b721a1e0632b7cf04edf5032c8ecffa9f9a08492152b926f1a5a7e765d7'} ~* &* +@all`)

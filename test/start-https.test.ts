@@ -46,16 +46,28 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
 
   // Without the CA: the handshake fails, before any HTTP. Plain http on the same port gets nothing.
   await waitFor(() => get(`${base}/readyz`, [ca]).then((s) => s === 200), { timeoutMs: 60_000, what: 'gateway ready over HTTPS' })
-  await t.rejects(get(`${base}/readyz`, [...rootCertificates]), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'a client that does not trust the CA fails the handshake')
+  await t.rejects(
+    get(`${base}/readyz`, [...rootCertificates]),
+    { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+    'a client that does not trust the CA fails the handshake',
+  )
   await t.rejects(fetch(`http://127.0.0.1:${app.port}/readyz`), 'no cleartext answer')
   t.equal(await get(`https://localhost:${app.port}/readyz`, [ca]), 200, 'the certificate names localhost too')
-  await waitFor(() => get(`https://127.0.0.1:${app.adminPort}/healthz`, [ca]).then((s) => s === 200), { timeoutMs: 60_000, what: 'admin panel ready over HTTPS' })
-  await t.rejects(get(`https://127.0.0.1:${app.adminPort}/healthz`, [...rootCertificates]), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'the admin panel uses the same certificate')
+  await waitFor(() => get(`https://127.0.0.1:${app.adminPort}/healthz`, [ca]).then((s) => s === 200), {
+    timeoutMs: 60_000,
+    what: 'admin panel ready over HTTPS',
+  })
+  await t.rejects(
+    get(`https://127.0.0.1:${app.adminPort}/healthz`, [...rootCertificates]),
+    { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+    'the admin panel uses the same certificate',
+  )
 
   // The CLI, as `npm run cli` runs it next to `npm start` (stack/run-as.ts: the env file, with the
   // CLI's own credentials): https DSNs.
   const cliEnv = roleEnv({ PATH: process.env.PATH, HOME: process.env.HOME, ...envFile }, 'cli')
-  const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: cliEnv })).stdout
+  const cli = async (...args: string[]) =>
+    (await run(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { env: cliEnv })).stdout
   await cli('workspace', 'create', 'clinic-tls')
   const created = JSON.parse(await cli('token', 'create', '--workspace', 'clinic-tls', '--label', 'tablet', '--json'))
   t.match(created.dsn, new RegExp(`^${base.replace(/\./g, '\\.')}/ingest/rdt_`), 'the CLI prints an https DSN')

@@ -45,7 +45,12 @@ function phones(dsn: string, count: number) {
       const body = JSON.stringify({ ...template, id: guid })
       for (;;) {
         try {
-          const r = await fetch(`${dsn}/test_session/${guid}/`, { method: 'PUT', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(30_000) })
+          const r = await fetch(`${dsn}/test_session/${guid}/`, {
+            method: 'PUT',
+            body,
+            headers: { 'content-type': 'application/json' },
+            signal: AbortSignal.timeout(30_000),
+          })
           await r.arrayBuffer()
           if (r.status === 201 || r.status === 409) {
             accepted.push(guid)
@@ -91,7 +96,8 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   const dsn = `http://127.0.0.1:${app.port}/ingest/${token}`
   const stored = (guid: string) => c.sessions.countDocuments({ session_id: guid })
 
-  const pidOf = async (name: string, from = 0) => Number((await app.waitForOutput(new RegExp(`\\[start-all\\] ${name} started \\(pid (\\d+)\\)`), { from }))[1])
+  const pidOf = async (name: string, from = 0) =>
+    Number((await app.waitForOutput(new RegExp(`\\[start-all\\] ${name} started \\(pid (\\d+)\\)`), { from }))[1])
   const p = phones(dsn, 3)
   t.teardown(() => p.stop())
   await waitFor(() => p.accepted.length >= 20, { timeoutMs: 60_000, what: '20 uploads accepted' })
@@ -101,13 +107,19 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
     const pid = await pidOf(name)
     const before = p.accepted.length
     process.kill(pid, 'SIGKILL')
-    await app.waitForOutput(new RegExp(`\\[start-all\\] ${name} was killed by SIGKILL; restarting it in \\d+ ms`), { from: mark, timeoutMs: 30_000 })
+    await app.waitForOutput(new RegExp(`\\[start-all\\] ${name} was killed by SIGKILL; restarting it in \\d+ ms`), {
+      from: mark,
+      timeoutMs: 30_000,
+    })
     const newPid = await pidOf(name, mark)
     t.not(newPid, pid, `${name} restarted as a new process`)
     // Uploads go on: accepted after the new process started, and (for the worker) stored by it.
     await waitFor(() => p.accepted.length >= before + 20, { timeoutMs: 60_000, what: `20 more uploads accepted after the ${name} restart` })
     const late = p.accepted[p.accepted.length - 1]!
-    await waitFor(async () => (await stored(late)) === 1, { timeoutMs: 60_000, what: `an upload accepted after the ${name} restart is stored` })
+    await waitFor(async () => (await stored(late)) === 1, {
+      timeoutMs: 60_000,
+      what: `an upload accepted after the ${name} restart is stored`,
+    })
     t.pass(`uploads continue after the ${name} restart`)
   }
 
@@ -116,7 +128,10 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   t.ok(p.retries() > 0, 'the phones did see the restarts (and retried)')
   // Every accepted upload, including the jobs the killed worker held, stored once and only once.
   const ids = [...new Set(p.accepted)]
-  await waitFor(async () => (await c.sessions.countDocuments({ session_id: { $in: ids } })) === ids.length, { timeoutMs: 90_000, what: `all ${ids.length} accepted sessions stored` })
+  await waitFor(async () => (await c.sessions.countDocuments({ session_id: { $in: ids } })) === ids.length, {
+    timeoutMs: 90_000,
+    what: `all ${ids.length} accepted sessions stored`,
+  })
   const dup = await c.sessions.aggregate([{ $group: { _id: '$session_id', n: { $sum: 1 } } }, { $match: { n: { $gt: 1 } } }]).toArray()
   t.same(dup, [], 'no session stored twice')
   t.equal(await c.sessions.countDocuments({}), ids.length, 'nothing stored that was not accepted')

@@ -14,7 +14,10 @@ import { backoffDelay, Supervisor, type Unit } from '../stack/supervisor.ts'
 
 t.test('backoffDelay doubles from initialMs up to maxMs', async (t) => {
   const b = { initialMs: 500, maxMs: 30_000, resetAfterMs: 60_000 }
-  t.same([0, 1, 2, 3, 4, 5, 6, 7, 100].map((n) => backoffDelay(n, b)), [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000])
+  t.same(
+    [0, 1, 2, 3, 4, 5, 6, 7, 100].map((n) => backoffDelay(n, b)),
+    [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000],
+  )
 })
 
 function deferred() {
@@ -146,5 +149,8 @@ setInterval(() => {}, 1000)
   await Promise.all([polite.stop(10_000), stubborn.stop(500)])
   t.same(lines.slice(before), ['stubborn did not stop in 0.5 s; killing it'], 'SIGTERM was enough for the polite one')
   for (const pid of [thirdPid, stubbornPid]) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `pid ${pid} is gone`)
-  t.notOk(lines.some((l) => /restarting it/.test(l) && lines.indexOf(l) >= before), 'no restart after stop()')
+  t.notOk(
+    lines.some((l) => /restarting it/.test(l) && lines.indexOf(l) >= before),
+    'no restart after stop()',
+  )
 })

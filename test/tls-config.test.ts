@@ -12,7 +12,13 @@ import { loadAdminConfig } from '../admin/config.ts'
 import { cookieNames } from '../admin/security/auth.ts'
 import { ensureLocalTls, stackTlsSettings } from '../stack/local-tls.ts'
 
-const env = { REDIS_URL: 'redis://127.0.0.1:1', MONGODB_URL: 'mongodb://127.0.0.1:1/x', S3_ENDPOINT: 'http://127.0.0.1:1', S3_ACCESS_KEY: 'a', S3_SECRET_KEY: 'b' }
+const env = {
+  REDIS_URL: 'redis://127.0.0.1:1',
+  MONGODB_URL: 'mongodb://127.0.0.1:1/x',
+  S3_ENDPOINT: 'http://127.0.0.1:1',
+  S3_ACCESS_KEY: 'a',
+  S3_SECRET_KEY: 'b',
+}
 const dir = await mkdtemp(join(tmpdir(), 'rdt-tls-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
 const tlsDir = join(dir, 'tls')
@@ -62,10 +68,16 @@ t.test('TLS_CERT_FILE and TLS_KEY_FILE: both or neither, readable, a matching pa
   t.equal(loadConfig(env, {}).tls, null, 'plain HTTP by default')
   const c = loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.keyFile }, {})
   t.same(c.tls?.cert, readFileSync(first.certFile), 'read at start')
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile }, {}), { message: /TLS_KEY_FILE is required when TLS_CERT_FILE is set/ })
+  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile }, {}), {
+    message: /TLS_KEY_FILE is required when TLS_CERT_FILE is set/,
+  })
   t.throws(() => loadConfig({ ...env, TLS_KEY_FILE: first.keyFile }, {}), { message: /TLS_CERT_FILE is required when TLS_KEY_FILE is set/ })
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: join(dir, 'missing.crt'), TLS_KEY_FILE: first.keyFile }, {}), { message: /TLS_CERT_FILE cannot be read: ENOENT/ })
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.caKeyFile }, {}), { message: /TLS_KEY_FILE is not the key of the certificate in TLS_CERT_FILE/ })
+  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: join(dir, 'missing.crt'), TLS_KEY_FILE: first.keyFile }, {}), {
+    message: /TLS_CERT_FILE cannot be read: ENOENT/,
+  })
+  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.caKeyFile }, {}), {
+    message: /TLS_KEY_FILE is not the key of the certificate in TLS_CERT_FILE/,
+  })
 })
 
 t.test('an admin panel serving HTTPS itself: https URL, Secure __Host- cookies, nothing else allowed', async (t) => {
@@ -75,8 +87,14 @@ t.test('an admin panel serving HTTPS itself: https URL, Secure __Host- cookies, 
   t.equal(a.cookieSecure, true)
   t.same(cookieNames(a.cookieSecure), { session: '__Host-rdt_admin', login: '__Host-rdt_admin_login' })
   t.equal(loadAdminConfig(config, { ADMIN_URL: 'https://admin.lan:8081' }).cookieSecure, true)
-  t.throws(() => loadAdminConfig(config, { ADMIN_URL: 'http://127.0.0.1:8081' }), /ADMIN_URL must use https: when the panel serves HTTPS itself/)
-  t.throws(() => loadAdminConfig(config, { ADMIN_COOKIE_SECURE: 'false' }), /ADMIN_COOKIE_SECURE must not be false when the panel serves HTTPS itself/)
+  t.throws(
+    () => loadAdminConfig(config, { ADMIN_URL: 'http://127.0.0.1:8081' }),
+    /ADMIN_URL must use https: when the panel serves HTTPS itself/,
+  )
+  t.throws(
+    () => loadAdminConfig(config, { ADMIN_COOKIE_SECURE: 'false' }),
+    /ADMIN_COOKIE_SECURE must not be false when the panel serves HTTPS itself/,
+  )
   // Unchanged for plain HTTP on this machine.
   t.equal(loadAdminConfig(loadConfig(env, {}), {}).cookieSecure, false)
 })

@@ -326,7 +326,14 @@ t.test('with Redis down the MongoDB write stands and the worker sync repairs the
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
   const port = (srv.address() as AddressInfo).port
   await new Promise((resolve) => srv.close(resolve))
-  const dead = new Redis({ host: '127.0.0.1', port, lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 500 })
+  const dead = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    connectTimeout: 500,
+  })
   dead.on('error', () => {})
   t.teardown(() => dead.disconnect())
   const offline = makeAdmin({ redis: dead, onMirrorError: (_err, action) => failures.push(action) })

@@ -20,7 +20,9 @@ t.test('queues are checked before anything connects', async (t) => {
   t.throws(() => checkQueues([]), { name: 'WorkerConfigError' })
   t.throws(() => checkQueues(['sessions', 'uploads']), /unknown queue "uploads"/)
   const { logger } = captureLogger()
-  await t.rejects(buildWorker({ config: asRole(testConfig({ WORKER_QUEUES: 'logs,bogus' }), 'worker'), logger }), { name: 'WorkerConfigError' })
+  await t.rejects(buildWorker({ config: asRole(testConfig({ WORKER_QUEUES: 'logs,bogus' }), 'worker'), logger }), {
+    name: 'WorkerConfigError',
+  })
 })
 
 t.test('a Redis that may evict keys is refused', async (t) => {
@@ -40,10 +42,14 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
     const leftovers = await redis.keys(`${config.redisPrefix}*`)
     if (leftovers.length) await redis.del(...leftovers)
     await redis.quit()
-    await createS3(config.s3).removeBucket(config.s3.bucket).catch(() => {})
+    await createS3(config.s3)
+      .removeBucket(config.s3.bucket)
+      .catch(() => {})
   })
   const now = new Date()
-  await db.collection('workspaces').insertOne({ _id: 'wsync' as never, slug: 'sync', name: 'Sync', active: true, created_at: now, updated_at: now })
+  await db
+    .collection('workspaces')
+    .insertOne({ _id: 'wsync' as never, slug: 'sync', name: 'Sync', active: true, created_at: now, updated_at: now })
   await db.collection('tokens').insertOne({
     _id: 'tsync' as never,
     workspace_id: 'wsync',
@@ -67,7 +73,10 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
 
   await app.close()
   await app.close() // idempotent
-  t.ok([...app.workers.values()].every((w) => !w.isRunning()), 'worker loops stopped')
+  t.ok(
+    [...app.workers.values()].every((w) => !w.isRunning()),
+    'worker loops stopped',
+  )
   await waitFor(() => app.redis.status === 'end', { what: 'redis to close' })
 })
 
@@ -90,7 +99,11 @@ t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming th
   t.equal(code, 0)
   t.match(out, /shutting down/)
 
-  const bad = spawn(process.execPath, ['--import', 'tsx', 'worker/server.ts'], { cwd: root, env: { ...env, WORKER_CONCURRENCY: 'lots' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const bad = spawn(process.execPath, ['--import', 'tsx', 'worker/server.ts'], {
+    cwd: root,
+    env: { ...env, WORKER_CONCURRENCY: 'lots' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let err = ''
   bad.stderr.on('data', (c: Buffer) => (err += c.toString()))
   const [badCode] = await once(bad, 'exit')
@@ -99,9 +112,14 @@ t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming th
 
   // Clean up what the process created.
   const mongo = new MongoClient(config.mongodbUrl)
-  await mongo.db(new URL(config.mongodbUrl).pathname.slice(1)).dropDatabase().catch(() => {})
+  await mongo
+    .db(new URL(config.mongodbUrl).pathname.slice(1))
+    .dropDatabase()
+    .catch(() => {})
   await mongo.close()
-  await createS3(config.s3).removeBucket(config.s3.bucket).catch(() => {})
+  await createS3(config.s3)
+    .removeBucket(config.s3.bucket)
+    .catch(() => {})
   const redis = new IORedis(config.redisUrl)
   const leftovers = await redis.keys(`${config.redisPrefix}*`)
   if (leftovers.length) await redis.del(...leftovers)
@@ -121,5 +139,8 @@ t.test('close() is bounded by its deadline even while a job is running', async (
   await stack.app.close()
   const took = Date.now() - started
   t.ok(took < 2000 + 1500, `closed in ${took} ms with a 2000 ms deadline`)
-  t.ok(stack.lines.some((l) => l.msg.includes('close deadline')), 'the forced close is logged')
+  t.ok(
+    stack.lines.some((l) => l.msg.includes('close deadline')),
+    'the forced close is logged',
+  )
 })

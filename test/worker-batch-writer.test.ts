@@ -53,8 +53,14 @@ t.test('group commit: at most maxInFlight writes, and what arrives meanwhile lea
   // Under a burst, batches still respect maxItems.
   sizes.length = 0
   await Promise.all(Array.from({ length: 230 }, (_, i) => writer.insert({ burst: i })))
-  t.ok(sizes.every((n) => n <= 50), `batch sizes ${sizes.join(',')} within maxItems`)
-  t.equal(sizes.reduce((a, b) => a + b, 0), 230)
+  t.ok(
+    sizes.every((n) => n <= 50),
+    `batch sizes ${sizes.join(',')} within maxItems`,
+  )
+  t.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    230,
+  )
   t.equal(maxSeen, 1)
   t.equal(await col.countDocuments(), 261)
 })
@@ -84,7 +90,8 @@ t.test('a document the server refuses fails alone', async (t) => {
   t.same(outcomes[0], { status: 'fulfilled', value: 'inserted' })
   t.same(outcomes[3], { status: 'fulfilled', value: 'inserted' })
   for (const o of [outcomes[1], outcomes[2]]) {
-    if (o?.status === 'rejected') t.ok(isPermanentDocumentError(o.reason), `refused permanently: ${(o.reason as Error).message.slice(0, 60)}`)
+    if (o?.status === 'rejected')
+      t.ok(isPermanentDocumentError(o.reason), `refused permanently: ${(o.reason as Error).message.slice(0, 60)}`)
     else t.pass('accepted by this server (MongoDB 5+ allows it)')
   }
   t.ok((await col.countDocuments({ n: { $in: [1, 4] } })) === 2)
@@ -94,7 +101,12 @@ t.test('a document the driver cannot serialise is isolated from its batch', asyn
   const col = db.collection('client-side')
   const writer = createBatchWriter(col)
   const bad = JSON.parse('{"_bsontype": "Code", "code": "x"}') as Record<string, unknown>
-  const outcomes = await Promise.allSettled([writer.insert({ n: 1 }), writer.insert({ n: 2, v: { ['nul\u0000key']: 1 } }), writer.insert({ n: 3, v: bad }), writer.insert({ n: 4 })])
+  const outcomes = await Promise.allSettled([
+    writer.insert({ n: 1 }),
+    writer.insert({ n: 2, v: { ['nul\u0000key']: 1 } }),
+    writer.insert({ n: 3, v: bad }),
+    writer.insert({ n: 4 }),
+  ])
   t.equal(outcomes[0]?.status, 'fulfilled')
   t.equal(outcomes[3]?.status, 'fulfilled')
   t.equal(outcomes[1]?.status, 'rejected')

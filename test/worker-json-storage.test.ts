@@ -63,11 +63,15 @@ t.test('toStorable cuts nesting at maxDepth and keeps the rest as JSON text', as
   }
   t.equal(depth, 32, '32 levels of objects are kept')
   t.type(cur, 'string')
-  t.same(JSON.parse(cur as string), (() => {
-    let d: unknown = 'leaf'
-    for (let i = 0; i < 168; i++) d = { a: d }
-    return d
-  })(), 'the cut-off part is its exact JSON')
+  t.same(
+    JSON.parse(cur as string),
+    (() => {
+      let d: unknown = 'leaf'
+      for (let i = 0; i < 168; i++) d = { a: d }
+      return d
+    })(),
+    'the cut-off part is its exact JSON',
+  )
   t.equal(toStorable([[1]], { maxDepth: 0 }), '[[1]]')
 })
 
@@ -107,7 +111,14 @@ t.test('sniffType recognises the allowlist and nothing else', async (t) => {
   t.equal(sniffType(b(0, 0, 0, 0x18, 'ftypheic', 0, 0, 0, 0)), 'image/heic')
   t.equal(sniffType(b(0, 0, 0, 0x18, 'ftypmif1', 0, 0, 0, 0)), 'image/heif')
   t.equal(sniffType(b('%PDF-1.7\n')), 'application/pdf')
-  for (const text of ['<!DOCTYPE html><html>', '<html><script>alert(1)</script>', '<svg xmlns="http://www.w3.org/2000/svg">', '<?xml version="1.0"?><svg>', '{"json": true}', '']) {
+  for (const text of [
+    '<!DOCTYPE html><html>',
+    '<html><script>alert(1)</script>',
+    '<svg xmlns="http://www.w3.org/2000/svg">',
+    '<?xml version="1.0"?><svg>',
+    '{"json": true}',
+    '',
+  ]) {
     t.equal(sniffType(Buffer.from(text)), 'application/octet-stream', `not an image: ${text.slice(0, 12) || 'empty'}`)
   }
   t.equal(sniffType(b(0, 0, 0, 0x18, 'ftypisom')), 'application/octet-stream', 'mp4 is not an image')

@@ -26,7 +26,14 @@ t.test('the real client batch: one document per entry, and the batch itself', as
 
   const docs = await logs.find({ workspace_id: ws, session_id: 's1' }).sort({ batch_index: 1 }).toArray()
   t.equal(docs.length, 3)
-  t.match(docs[0], { tag: 'user_action', message: 'Skipped instructions', json: null, media_key: null, token_id: 'tok1', batch_sha256: data.sha256 })
+  t.match(docs[0], {
+    tag: 'user_action',
+    message: 'Skipped instructions',
+    json: null,
+    media_key: null,
+    token_id: 'tok1',
+    batch_sha256: data.sha256,
+  })
   t.ok(docs.every((d) => d.timestamp instanceof Date && d.received_at instanceof Date))
   t.equal((docs[1]?.timestamp as Date).toISOString(), '2021-01-25T11:17:44.120Z')
   t.same(docs[1]?.json, { attempt: 1, exposure: { iso: 200, shutter_ms: 16 } }, 'object json kept as an object')
@@ -34,7 +41,13 @@ t.test('the real client batch: one document per entry, and the batch itself', as
   t.ok(docs.every((d) => d.validation.ok === true && /^[0-9a-f]{64}$/.test(d._id as unknown as string)))
 
   const batch = await batches.findOne({ workspace_id: ws, session_id: 's1' })
-  t.match(batch, { sha256: data.sha256, raw_body: FIXTURES.logsRdtoolkit, entry_count: 3, token_id: 'tok1', validation: { ok: true, errors: [] } })
+  t.match(batch, {
+    sha256: data.sha256,
+    raw_body: FIXTURES.logsRdtoolkit,
+    entry_count: 3,
+    token_id: 'tok1',
+    validation: { ok: true, errors: [] },
+  })
   t.ok(batch?.received_at instanceof Date)
   t.equal(await stack.redis.get(stack.idemKey('l', ws, 's1', data.sha256)), `${data.sha256}|a`, 'idempotency key accepted')
 })
@@ -81,10 +94,7 @@ t.test('odd and hostile entries are kept with flags', async (t) => {
   t.match(docs[0], { value: 'just a string', validation: { ok: false } })
   t.match(docs[1], { value: 42, validation: { ok: false } })
   t.match(docs[2], { timestamp: null, tag: 5, message: { m: 1 }, json: 'a string, as the spec says', validation: { ok: false } })
-  t.same(
-    (docs[2]?.validation.errors as { path: string }[]).map((e) => e.path).sort(),
-    ['/message', '/tag', '/timestamp'],
-  )
+  t.same((docs[2]?.validation.errors as { path: string }[]).map((e) => e.path).sort(), ['/message', '/tag', '/timestamp'])
   t.same(docs[3]?.json['%24set'], { 'a%2Eb': ['[1]'] })
   t.same(docs[3]?.json['__proto__'], { x: 1 })
   t.type(docs[3]?.json.deep, 'object')
@@ -100,24 +110,41 @@ t.test('a body that is not the expected shape is kept as a batch with no entries
   t.match(batch, { entry_count: 0, raw_body: '{"logs": []}', validation: { ok: false } })
 })
 
-t.test('a body with more than LOGS_MAX_ENTRIES entries: the first ones are stored, the batch keeps the whole body and says it was truncated', async (t) => {
-  const ws = randomId('w')
-  // The amplification case, scaled down: `[0,0,0,…]` (a bare array of non-objects).
-  const zeros = '[' + Array(MAX_ENTRIES * 40).fill('0').join(',') + ']'
-  const data = logsJob(ws, 's1', zeros)
-  const { state, returnvalue } = await run(data)
-  t.equal(state, 'completed')
-  t.same(returnvalue, { entries: MAX_ENTRIES * 40, inserted: MAX_ENTRIES }, 'only the first LOGS_MAX_ENTRIES become documents')
-  t.equal(await logs.countDocuments({ workspace_id: ws, session_id: 's1' }), MAX_ENTRIES)
-  const last = await logs.find({ workspace_id: ws }).sort({ batch_index: -1 }).limit(1).next()
-  t.equal(last?.batch_index, MAX_ENTRIES - 1, 'the first entries, in order')
-  const batch = await batches.findOne({ workspace_id: ws, session_id: 's1' })
-  t.match(batch, { raw_body: zeros, entry_count: MAX_ENTRIES * 40, stored_entry_count: MAX_ENTRIES, truncated: true }, 'the whole body, flagged')
-  t.ok(stack.lines.some((l) => l.msg === 'log batch truncated to LOGS_MAX_ENTRIES' && l.entries === MAX_ENTRIES * 40), 'logged')
+t.test(
+  'a body with more than LOGS_MAX_ENTRIES entries: the first ones are stored, the batch keeps the whole body and says it was truncated',
+  async (t) => {
+    const ws = randomId('w')
+    // The amplification case, scaled down: `[0,0,0,…]` (a bare array of non-objects).
+    const zeros =
+      '[' +
+      Array(MAX_ENTRIES * 40)
+        .fill('0')
+        .join(',') +
+      ']'
+    const data = logsJob(ws, 's1', zeros)
+    const { state, returnvalue } = await run(data)
+    t.equal(state, 'completed')
+    t.same(returnvalue, { entries: MAX_ENTRIES * 40, inserted: MAX_ENTRIES }, 'only the first LOGS_MAX_ENTRIES become documents')
+    t.equal(await logs.countDocuments({ workspace_id: ws, session_id: 's1' }), MAX_ENTRIES)
+    const last = await logs.find({ workspace_id: ws }).sort({ batch_index: -1 }).limit(1).next()
+    t.equal(last?.batch_index, MAX_ENTRIES - 1, 'the first entries, in order')
+    const batch = await batches.findOne({ workspace_id: ws, session_id: 's1' })
+    t.match(
+      batch,
+      { raw_body: zeros, entry_count: MAX_ENTRIES * 40, stored_entry_count: MAX_ENTRIES, truncated: true },
+      'the whole body, flagged',
+    )
+    t.ok(
+      stack.lines.some((l) => l.msg === 'log batch truncated to LOGS_MAX_ENTRIES' && l.entries === MAX_ENTRIES * 40),
+      'logged',
+    )
 
-  // At the cap exactly: nothing is cut.
-  const ws2 = randomId('w')
-  const exact = JSON.stringify({ entries: Array.from({ length: MAX_ENTRIES }, (_, i) => ({ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: String(i) })) })
-  t.same((await run(logsJob(ws2, 's1', exact))).returnvalue, { entries: MAX_ENTRIES, inserted: MAX_ENTRIES })
-  t.match(await batches.findOne({ workspace_id: ws2 }), { entry_count: MAX_ENTRIES, stored_entry_count: MAX_ENTRIES, truncated: false })
-})
+    // At the cap exactly: nothing is cut.
+    const ws2 = randomId('w')
+    const exact = JSON.stringify({
+      entries: Array.from({ length: MAX_ENTRIES }, (_, i) => ({ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: String(i) })),
+    })
+    t.same((await run(logsJob(ws2, 's1', exact))).returnvalue, { entries: MAX_ENTRIES, inserted: MAX_ENTRIES })
+    t.match(await batches.findOne({ workspace_id: ws2 }), { entry_count: MAX_ENTRIES, stored_entry_count: MAX_ENTRIES, truncated: false })
+  },
+)

@@ -92,11 +92,16 @@ t.test('the same job twice (also at once) stores one document and one object', a
   const ws = randomId('w')
   const bytes = jpeg()
   const data = await stageMedia(stack, { ws, session: 's1', media: 'raw', bytes })
-  const outcomes = (await Promise.all([processMedia(fakeJob(data)), processMedia(fakeJob(data))])).map((o) => (o as { outcome: string }).outcome)
+  const outcomes = (await Promise.all([processMedia(fakeJob(data)), processMedia(fakeJob(data))])).map(
+    (o) => (o as { outcome: string }).outcome,
+  )
   // Which run stores depends on timing; the other finds the record (replay), or, if it starts
   // only once the first has finished, nothing left to do (already_stored). Neither fails.
   t.equal(outcomes.filter((o) => o === 'stored').length, 1, `one run stores (${outcomes.join(', ')})`)
-  t.match(outcomes.find((o) => o !== 'stored'), /^(replay|already_stored)$/)
+  t.match(
+    outcomes.find((o) => o !== 'stored'),
+    /^(replay|already_stored)$/,
+  )
   const again = (await processMedia(fakeJob(data))) as { outcome: string }
   t.equal(again.outcome, 'already_stored', 'a re-run after success finds the staged copy gone and the record there')
   t.equal(await media.countDocuments({ workspace_id: ws }), 1)
@@ -158,8 +163,14 @@ t.test('a missing staged object is retried, not dropped', async (t) => {
   const { state, job } = await stack.settled('media', jobIdFor(data))
   t.equal(state, 'failed')
   t.equal(job.attemptsMade, 2, 'retried until its attempts ran out')
-  t.ok(stack.lines.some((l) => l.msg === 'job failed; will retry' && l.jobId === job.id), 'the first failure is logged as a retry')
-  t.ok(stack.lines.some((l) => l.msg === 'job failed permanently' && l.jobId === job.id), 'the last one as permanent')
+  t.ok(
+    stack.lines.some((l) => l.msg === 'job failed; will retry' && l.jobId === job.id),
+    'the first failure is logged as a retry',
+  )
+  t.ok(
+    stack.lines.some((l) => l.msg === 'job failed permanently' && l.jobId === job.id),
+    'the last one as permanent',
+  )
 })
 
 t.test('the sweeper finishes a staged object whose job was lost', async (t) => {
@@ -176,7 +187,10 @@ t.test('the sweeper finishes a staged object whose job was lost', async (t) => {
   const doc = await waitFor(() => media.findOne({ workspace_id: ws, media_id: 'secondary_raw' }))
   t.match(doc, { size: bytes.length, sha256: data.sha256, filename: 'a b ü.jpg', content_type: 'image/jpeg', sniffed_type: 'image/jpeg' })
   t.notOk(await exists(data.staging_key))
-  t.ok(stack.lines.some((l) => l.msg.includes('unusable metadata') && l.key === junk.staging_key), 'junk logged')
+  t.ok(
+    stack.lines.some((l) => l.msg.includes('unusable metadata') && l.key === junk.staging_key),
+    'junk logged',
+  )
   t.ok(await exists(junk.staging_key), 'junk left for an operator')
 
   const again = await sweeper.sweepOnce()
@@ -194,7 +208,14 @@ t.test('the sweeper does not duplicate a job that is waiting, and asks its state
   const linesBefore = stack.lines.length
   const res = await stack.app.sweeper!.sweepOnce()
   t.equal(res.enqueued, 0, 'the waiting job is not duplicated')
-  t.same(stack.lines.slice(linesBefore).filter((l) => /sweep/.test(String(l.msg))).map((l) => `${l.msg} ${String(l.err ?? '')}`), [], 'no sweep failed')
+  t.same(
+    stack.lines
+      .slice(linesBefore)
+      .filter((l) => /sweep/.test(String(l.msg)))
+      .map((l) => `${l.msg} ${String(l.err ?? '')}`),
+    [],
+    'no sweep failed',
+  )
   await stack.queues.media.resume()
   t.equal((await stack.settled('media', jobIdFor(data))).state, 'completed')
 })
@@ -209,7 +230,14 @@ t.test('the sweeper does not duplicate a job that is still queued', async (t) =>
   t.equal(res.enqueued, 0, 'the queued job is not duplicated')
   // It asked the job's state, with the worker's own Redis user: a script it may not run (BullMQ 6's
   // getState needs LPOS) fails the object's sweep quietly, which the count above cannot tell apart.
-  t.same(stack.lines.slice(linesBefore).filter((l) => /sweep/.test(String(l.msg))).map((l) => `${l.msg} ${String(l.err ?? '')}`), [], 'no sweep failed')
+  t.same(
+    stack.lines
+      .slice(linesBefore)
+      .filter((l) => /sweep/.test(String(l.msg)))
+      .map((l) => `${l.msg} ${String(l.err ?? '')}`),
+    [],
+    'no sweep failed',
+  )
   t.equal(await stack.queues.media.getJobState(jobIdFor(data)), 'delayed')
   await job.promote()
   t.equal((await stack.settled('media', jobIdFor(data))).state, 'completed')

@@ -13,7 +13,12 @@ const stack = await startTestWorker(t, {}, { metrics })
 const depth = metrics.watchQueues(stack.redis, stack.config.redisPrefix, ['sessions', 'logs', 'media'])
 const port = await freePort()
 const workers = [...stack.app.workers.values()]
-const server = await startMetricsServer({ port, host: '127.0.0.1', registry: metrics.registry, healthy: () => workers.every((w: Worker) => w.isRunning()) })
+const server = await startMetricsServer({
+  port,
+  host: '127.0.0.1',
+  registry: metrics.registry,
+  healthy: () => workers.every((w: Worker) => w.isRunning()),
+})
 if (!server) throw new Error('metrics listener did not start')
 t.teardown(async () => {
   await server.close()

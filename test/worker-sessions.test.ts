@@ -94,7 +94,8 @@ t.test('a body that breaks the schema is stored, with what is wrong', async (t) 
   if (!doc) throw new Error('not stored')
   t.equal(doc.validation.ok, false)
   const paths = (doc.validation.errors as { path: string }[]).map((e) => e.path)
-  for (const p of ['', '/id', '/state', '/time_started', '/time_resolved', '/configuration', '/result/time_read', '/result/results/a']) t.ok(paths.includes(p), `flags ${p || 'the body'}`)
+  for (const p of ['', '/id', '/state', '/time_started', '/time_resolved', '/configuration', '/result/time_read', '/result/results/a'])
+    t.ok(paths.includes(p), `flags ${p || 'the body'}`)
   t.equal(doc.time_started, null, 'unparseable date stored as null')
   t.equal((doc.time_resolved as Date).toISOString(), '2021-01-25T11:17:41.000Z', 'zoneless date read as UTC (and flagged)')
   t.equal(doc.result.time_read, null)
@@ -218,10 +219,19 @@ t.test('a body too large to store normalised is kept as a fallback document', as
   t.equal(doc.raw_body.length, body.length, 'raw body kept')
   t.equal(doc.raw_sha256, data.sha256)
   t.equal(doc.validation.ok, false)
-  t.ok((doc.validation.errors as { path: string }[]).some((e) => e.path === 'storage_fallback'), 'storage_fallback issue')
+  t.ok(
+    (doc.validation.errors as { path: string }[]).some((e) => e.path === 'storage_fallback'),
+    'storage_fallback issue',
+  )
   t.equal(doc.state, undefined, 'no normalised fields')
-  t.ok(stack.lines.some((l) => l.msg.includes('storing the fallback document')), 'logged')
-  t.notOk(stack.lines.some((l) => JSON.stringify(l).includes('xxxxxxxx')), 'the body never reaches the log')
+  t.ok(
+    stack.lines.some((l) => l.msg.includes('storing the fallback document')),
+    'logged',
+  )
+  t.notOk(
+    stack.lines.some((l) => JSON.stringify(l).includes('xxxxxxxx')),
+    'the body never reaches the log',
+  )
 })
 
 t.test('invalid payloads and non-JSON bodies fail permanently, without retries', async (t) => {
@@ -235,7 +245,10 @@ t.test('invalid payloads and non-JSON bodies fail permanently, without retries',
     const { state, job } = await stack.settled('sessions', id)
     t.equal(state, 'failed', `${id} failed`)
     t.equal(job.attemptsMade, 1, `${id} was not retried`)
-    t.ok(stack.lines.some((l) => l.msg === 'job failed permanently' && l.jobId === id), `${id}: one structured log line`)
+    t.ok(
+      stack.lines.some((l) => l.msg === 'job failed permanently' && l.jobId === id),
+      `${id}: one structured log line`,
+    )
   }
   t.ok((stack.app.stats().permanentFailures.sessions ?? 0) >= 3, 'counted')
   t.equal(await sessions.countDocuments({ workspace_id: ws }), 0)

@@ -32,8 +32,15 @@ t.test('the sweeper discards a partial upload and finishes a complete one', asyn
   await stack.app.sweeper!.sweepOnce()
 
   t.notOk(await exists(partial.staging_key), 'the partial object is removed')
-  t.equal(await stack.queues.media.getJob(jobIds.media(ws, 's1', 'cropped')), undefined, 'no job for it: the device retry is not answered 409')
-  t.ok(stack.lines.some((l) => l.msg === 'staged object is a partial upload; discarded' && l.key === partial.staging_key), 'logged for operators')
+  t.equal(
+    await stack.queues.media.getJob(jobIds.media(ws, 's1', 'cropped')),
+    undefined,
+    'no job for it: the device retry is not answered 409',
+  )
+  t.ok(
+    stack.lines.some((l) => l.msg === 'staged object is a partial upload; discarded' && l.key === partial.staging_key),
+    'logged for operators',
+  )
 
   const doc = await waitFor(() => media.findOne({ workspace_id: ws, media_id: 'raw' }), { what: 'the complete orphan to be stored' })
   t.equal(doc.size, bytes.length)

@@ -71,7 +71,8 @@ export class WorkerConfigError extends Error {
 export function checkQueues(queues: string[]): QueueName[] {
   if (queues.length === 0) throw new WorkerConfigError('WORKER_QUEUES names no queue')
   for (const q of queues) {
-    if (!(QUEUE_NAMES as readonly string[]).includes(q)) throw new WorkerConfigError(`WORKER_QUEUES: unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
+    if (!(QUEUE_NAMES as readonly string[]).includes(q))
+      throw new WorkerConfigError(`WORKER_QUEUES: unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
     if (!PROCESSORS[q as QueueName]) throw new WorkerConfigError(`WORKER_QUEUES: queue "${q}" has no processor`)
   }
   return [...new Set(queues)] as QueueName[]
@@ -126,7 +127,14 @@ function startSweeper(deps: WorkerDeps, redis: Redis, s3: S3Client, closers: Clo
   const { config } = deps
   const mediaQueue = new Queue('media', { connection: redis, prefix: config.redisPrefix })
   closers.add('media queue', () => mediaQueue.close())
-  const sweeper = createSweeper({ s3, bucket: config.s3.bucket, queue: mediaQueue, logger: deps.logger, graceMs: config.stagingGraceMs, intervalMs: config.sweepIntervalMs })
+  const sweeper = createSweeper({
+    s3,
+    bucket: config.s3.bucket,
+    queue: mediaQueue,
+    logger: deps.logger,
+    graceMs: config.stagingGraceMs,
+    intervalMs: config.sweepIntervalMs,
+  })
   sweeper.start()
   closers.add('sweeper', () => sweeper.stop())
   return sweeper
@@ -157,7 +165,10 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     // "Started" means connected: this also keeps a close() right after start from racing
     // BullMQ's connection setup.
     await Promise.all([...started.workers.values()].map((w) => w.waitUntilReady()))
-    logger.info({ queues, concurrency: Object.fromEntries(queues.map((q) => [q, config.workerConcurrency[q]])), prefix: config.redisPrefix }, 'worker started')
+    logger.info(
+      { queues, concurrency: Object.fromEntries(queues.map((q) => [q, config.workerConcurrency[q]])), prefix: config.redisPrefix },
+      'worker started',
+    )
 
     let closing: Promise<void> | null = null
     return {
@@ -170,7 +181,10 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
       stats: () => ({
         permanentFailures: { ...started.failures.permanent },
         retriedFailures: { ...started.failures.retried },
-        writes: Object.fromEntries(Object.entries(writers).map(([k, w]) => [k, { ...w.stats }])) as Record<keyof Writers, BatchWriter['stats']>,
+        writes: Object.fromEntries(Object.entries(writers).map(([k, w]) => [k, { ...w.stats }])) as Record<
+          keyof Writers,
+          BatchWriter['stats']
+        >,
       }),
       close: () => (closing ??= closers.closeAll()),
     }

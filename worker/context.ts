@@ -66,7 +66,8 @@ export async function insertWithFallback(
     try {
       return await writer.insert(fallback(reason))
     } catch (err2) {
-      if (isPermanentDocumentError(err2)) throw new UnrecoverableError(`${what}: even the fallback document was refused: ${describeError(err2)}`)
+      if (isPermanentDocumentError(err2))
+        throw new UnrecoverableError(`${what}: even the fallback document was refused: ${describeError(err2)}`)
       throw err2
     }
   }

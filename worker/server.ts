@@ -35,8 +35,12 @@ const server = await startMetricsServer({
   logger,
 })
 // buildWorker's close() is itself bounded (workers first, then clients); this is the backstop.
-closeOnSignals(async () => {
-  await server?.close()
-  await depth.close()
-  await app.close()
-}, logger, 30_000)
+closeOnSignals(
+  async () => {
+    await server?.close()
+    await depth.close()
+    await app.close()
+  },
+  logger,
+  30_000,
+)

@@ -157,7 +157,10 @@ export function sessionFallbackDocument(job: SessionJob, receivedAt: Date, reaso
     ...recordFields(job, receivedAt),
     validation: {
       ok: false,
-      errors: [...issues, { path: 'storage_fallback', message: `normalised document could not be stored (${reason}); reprocess from raw_body` }],
+      errors: [
+        ...issues,
+        { path: 'storage_fallback', message: `normalised document could not be stored (${reason}); reprocess from raw_body` },
+      ],
     },
   }
 }

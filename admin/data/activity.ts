@@ -14,7 +14,12 @@ import { UPLOAD_COLLECTIONS } from './indexes.ts'
 async function newest(db: Db, filter: Record<string, unknown>): Promise<Date | null> {
   const found = await Promise.all(
     UPLOAD_COLLECTIONS.map((name) =>
-      db.collection(name).find(filter, { projection: { _id: 0, received_at: 1 } }).sort({ received_at: -1 }).limit(1).next(),
+      db
+        .collection(name)
+        .find(filter, { projection: { _id: 0, received_at: 1 } })
+        .sort({ received_at: -1 })
+        .limit(1)
+        .next(),
     ),
   )
   let best: Date | null = null
@@ -50,17 +55,21 @@ export async function workspaceActivity(db: Db, workspaceIds: string[], now = ne
   const sessions = db.collection(COLLECTIONS.sessions)
   const counts = async (since: Date) => {
     const m = new Map<string, number>()
-    const rows = await sessions.aggregate<{ _id: string; n: number }>([
-      { $match: { workspace_id: { $in: workspaceIds }, received_at: { $gte: since } } },
-      { $group: { _id: '$workspace_id', n: { $sum: 1 } } },
-    ]).toArray()
+    const rows = await sessions
+      .aggregate<{ _id: string; n: number }>([
+        { $match: { workspace_id: { $in: workspaceIds }, received_at: { $gte: since } } },
+        { $group: { _id: '$workspace_id', n: { $sum: 1 } } },
+      ])
+      .toArray()
     for (const r of rows) m.set(r._id, r.n)
     return m
   }
   const [t, w] = await Promise.all([counts(today), counts(week)])
   const out = new Map<string, WorkspaceActivity>()
   await Promise.all(
-    workspaceIds.map(async (id) => out.set(id, { today: t.get(id) ?? 0, week: w.get(id) ?? 0, lastUpload: await newest(db, { workspace_id: id }) })),
+    workspaceIds.map(async (id) =>
+      out.set(id, { today: t.get(id) ?? 0, week: w.get(id) ?? 0, lastUpload: await newest(db, { workspace_id: id }) }),
+    ),
   )
   return out
 }

@@ -44,7 +44,11 @@ export interface Dashboard {
 const DAY = 86400_000
 const HOUR = 3600_000
 
-export async function buildDashboard(db: Db, workspaceId: string, opts: { from: Date; to: Date; now?: Date; hours?: number }): Promise<Dashboard> {
+export async function buildDashboard(
+  db: Db,
+  workspaceId: string,
+  opts: { from: Date; to: Date; now?: Date; hours?: number },
+): Promise<Dashboard> {
   const { from, to } = opts
   const now = opts.now ?? new Date()
   const range = { $gte: from, $lt: to }
@@ -107,7 +111,11 @@ export async function buildDashboard(db: Db, workspaceId: string, opts: { from: 
 
   const byState = (
     await sessions
-      .aggregate<{ _id: unknown; n: number }>([{ $match: { workspace_id: workspaceId, received_at: range } }, { $group: { _id: '$state', n: { $sum: 1 } } }, { $sort: { n: -1 } }])
+      .aggregate<{ _id: unknown; n: number }>([
+        { $match: { workspace_id: workspaceId, received_at: range } },
+        { $group: { _id: '$state', n: { $sum: 1 } } },
+        { $sort: { n: -1 } },
+      ])
       .toArray()
   ).map((r) => ({ state: typeof r._id === 'string' ? r._id : '(none)', n: r.n }))
 
@@ -120,17 +128,21 @@ export async function buildDashboard(db: Db, workspaceId: string, opts: { from: 
   const perHour = { sessions: hours.map(() => 0), logs: hours.map(() => 0), media: hours.map(() => 0) }
   let uploadsTruncated = false
   await Promise.all(
-    ([
-      ['sessions', COLLECTIONS.sessions],
-      ['logs', COLLECTIONS.logBatches],
-      ['media', COLLECTIONS.media],
-    ] as const).map(async ([kind, name]) => {
+    (
+      [
+        ['sessions', COLLECTIONS.sessions],
+        ['logs', COLLECTIONS.logBatches],
+        ['media', COLLECTIONS.media],
+      ] as const
+    ).map(async ([kind, name]) => {
       let n = 0
-      const c = db.collection(name).aggregate<Document>([
-        { $match: { workspace_id: workspaceId, received_at: { $gte: new Date(startHour), $lt: new Date(endHour) } } },
-        { $project: { _id: 0, received_at: 1 } },
-        { $limit: MAX_DOCS },
-      ])
+      const c = db
+        .collection(name)
+        .aggregate<Document>([
+          { $match: { workspace_id: workspaceId, received_at: { $gte: new Date(startHour), $lt: new Date(endHour) } } },
+          { $project: { _id: 0, received_at: 1 } },
+          { $limit: MAX_DOCS },
+        ])
       for await (const d of c) {
         n++
         if (!(d.received_at instanceof Date)) continue

@@ -95,7 +95,15 @@ export function csvRow(doc: Document): string {
 export function ndjsonLine(doc: Document): string {
   const { _id, ...rest } = doc
   const reading = readingOf(doc)
-  const out = { ...(decodeKeys(rest) as Record<string, unknown>), derived: { validity: validityOf(doc), overall_result: reading.overall, classifier_compared: reading.compared, classifier_agreed: reading.agreed } }
+  const out = {
+    ...(decodeKeys(rest) as Record<string, unknown>),
+    derived: {
+      validity: validityOf(doc),
+      overall_result: reading.overall,
+      classifier_compared: reading.compared,
+      classifier_agreed: reading.agreed,
+    },
+  }
   return JSON.stringify(out) + '\n'
 }
 
@@ -104,7 +112,10 @@ export type ExportFormat = 'csv' | 'ndjson'
 export function exportStream(db: Db, workspaceId: string, from: Date, to: Date, format: ExportFormat): Readable {
   const cursor = db
     .collection(COLLECTIONS.sessions)
-    .find({ workspace_id: workspaceId, received_at: { $gte: from, $lt: to } }, format === 'csv' ? { projection: { raw_body: 0, metrics: 0, extra: 0 } } : {})
+    .find(
+      { workspace_id: workspaceId, received_at: { $gte: from, $lt: to } },
+      format === 'csv' ? { projection: { raw_body: 0, metrics: 0, extra: 0 } } : {},
+    )
     .sort({ received_at: 1, _id: 1 })
     .batchSize(500)
   async function* lines() {

@@ -23,7 +23,9 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  */
 export function contentDisposition(kind: 'inline' | 'attachment', name: string): string {
   try {
-    const wellFormed = String(name).replace(LONE_SURROGATE, '\ufffd').replace(/[\u0000-\u001f\u007f/\\]/g, '_')
+    const wellFormed = String(name)
+      .replace(LONE_SURROGATE, '\ufffd')
+      .replace(/[\u0000-\u001f\u007f/\\]/g, '_')
     const cleaned = Array.from(wellFormed).slice(0, MAX_NAME_CHARS).join('') || 'file'
     const ascii = cleaned.replace(/[^\x20-\x7e]|["%;\\]/g, '_')
     return createContentDisposition(cleaned, { type: kind, fallback: ascii })

@@ -25,7 +25,11 @@ export interface MissingReport {
   since: Date
 }
 
-export async function missingMediaReport(db: Db, workspaceId: string, opts: { delayMs: number; lookbackDays: number; now?: Date }): Promise<MissingReport> {
+export async function missingMediaReport(
+  db: Db,
+  workspaceId: string,
+  opts: { delayMs: number; lookbackDays: number; now?: Date },
+): Promise<MissingReport> {
   const now = opts.now ?? new Date()
   const cutoff = new Date(now.getTime() - opts.delayMs)
   const since = new Date(now.getTime() - opts.lookbackDays * 86400_000)

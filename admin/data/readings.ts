@@ -17,7 +17,12 @@ export function outcomeOf(value: string): Outcome {
 }
 
 export type Validity = 'too_early' | 'on_time' | 'too_late' | 'unknown'
-export const VALIDITY_LABELS: Record<Validity, string> = { too_early: 'too early', on_time: 'on time', too_late: 'too late', unknown: 'unknown' }
+export const VALIDITY_LABELS: Record<Validity, string> = {
+  too_early: 'too early',
+  on_time: 'on time',
+  too_late: 'too late',
+  unknown: 'unknown',
+}
 
 /**
  * When the photo was read, against the test's window: before `time_resolved` is too early,

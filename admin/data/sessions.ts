@@ -51,7 +51,10 @@ export function parseFilters(q: Record<string, unknown>): SessionFilters {
   }
 }
 
-export function baseFilter(workspaceId: string, f: Pick<SessionFilters, 'from' | 'to' | 'state' | 'profile' | 'flagged'>): Filter<Document> {
+export function baseFilter(
+  workspaceId: string,
+  f: Pick<SessionFilters, 'from' | 'to' | 'state' | 'profile' | 'flagged'>,
+): Filter<Document> {
   const filter: Filter<Document> = { workspace_id: workspaceId }
   if (f.from || f.to) filter.received_at = { ...(f.from ? { $gte: f.from } : {}), ...(f.to ? { $lt: f.to } : {}) }
   if (f.state) filter.state = f.state
@@ -88,7 +91,10 @@ export async function missingImages(db: Db, workspaceId: string, docs: Document[
   const have = new Set<string>()
   const cursor = db
     .collection(COLLECTIONS.media)
-    .find({ workspace_id: workspaceId, session_id: { $in: want.map((d) => d.session_id as string) } }, { projection: { _id: 0, session_id: 1, media_id: 1 } })
+    .find(
+      { workspace_id: workspaceId, session_id: { $in: want.map((d) => d.session_id as string) } },
+      { projection: { _id: 0, session_id: 1, media_id: 1 } },
+    )
   for await (const m of cursor) have.add(`${m.session_id}/${m.media_id}`)
   for (const d of want) {
     const missing = imageKeysOf(d).filter((k) => !have.has(`${d.session_id}/${k}`))
@@ -116,7 +122,13 @@ export interface SessionPage {
   scanned: number
 }
 
-export async function listSessions(db: Db, workspaceId: string, f: SessionFilters, after: unknown, pageSize = PAGE_SIZE): Promise<SessionPage> {
+export async function listSessions(
+  db: Db,
+  workspaceId: string,
+  f: SessionFilters,
+  after: unknown,
+  pageSize = PAGE_SIZE,
+): Promise<SessionPage> {
   const filter = baseFilter(workspaceId, f)
   const cur = decodeCursor(after)
   if (cur) {
@@ -173,8 +185,18 @@ export async function listSessions(db: Db, workspaceId: string, f: SessionFilter
 export async function filterChoices(db: Db, workspaceId: string): Promise<{ states: string[]; profiles: string[] }> {
   const c = db.collection(COLLECTIONS.sessions)
   const group = async (field: string) => {
-    const rows = await c.aggregate<{ _id: unknown }>([{ $match: { workspace_id: workspaceId } }, { $group: { _id: `$${field}`, n: { $sum: 1 } } }, { $sort: { n: -1 } }, { $limit: 200 }]).toArray()
-    return rows.map((r) => r._id).filter((v): v is string => typeof v === 'string').sort()
+    const rows = await c
+      .aggregate<{ _id: unknown }>([
+        { $match: { workspace_id: workspaceId } },
+        { $group: { _id: `$${field}`, n: { $sum: 1 } } },
+        { $sort: { n: -1 } },
+        { $limit: 200 },
+      ])
+      .toArray()
+    return rows
+      .map((r) => r._id)
+      .filter((v): v is string => typeof v === 'string')
+      .sort()
   }
   const [states, profiles] = await Promise.all([group('state'), group('test_profile_id')])
   return { states, profiles }

@@ -17,7 +17,12 @@ export default async function auditRoutes(app: FastifyInstance) {
     if (ws) filter['target.workspace_id'] = ws
     const before = q.before && /^\d{1,15}$/.test(q.before) ? new Date(Number(q.before)) : null
     if (before) filter.at = { $lt: before }
-    const list = await app.db.collection('audit_log').find(filter).sort({ at: -1 }).limit(PAGE + 1).toArray()
+    const list = await app.db
+      .collection('audit_log')
+      .find(filter)
+      .sort({ at: -1 })
+      .limit(PAGE + 1)
+      .toArray()
     const rows = list.slice(0, PAGE)
     const last = rows[rows.length - 1]
     const body = html`<h1>Audit log${ws ? html` <small>workspace ${ws} · <a href="/audit">all</a></small>` : ''}</h1>

@@ -37,7 +37,8 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
   const names = opts.cookieNames
   const secure = app.adminConfig.cookieSecure
   const users = adminCollections(app.db).users
-  const audit = (actor: string, action: string, target: Record<string, unknown>) => app.db.collection('audit_log').insertOne({ at: app.now(), actor, action, target })
+  const audit = (actor: string, action: string, target: Record<string, unknown>) =>
+    app.db.collection('audit_log').insertOne({ at: app.now(), actor, action, target })
 
   // Reused while the cookie lives: a second log-in page load (another tab, a favicon redirect)
   // must not invalidate the form already on screen.
@@ -62,7 +63,11 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
     const next = safeNext(body.next)
     const emailRaw = typeof body.email === 'string' ? body.email.slice(0, 320) : ''
     const password = typeof body.password === 'string' ? body.password : ''
-    const html400 = (code: number, error: string) => reply.code(code).type('text/html; charset=utf-8').send(loginPage(loginToken(request, reply), next, { email: emailRaw, error }))
+    const html400 = (code: number, error: string) =>
+      reply
+        .code(code)
+        .type('text/html; charset=utf-8')
+        .send(loginPage(loginToken(request, reply), next, { email: emailRaw, error }))
 
     if (request.headers['sec-fetch-site'] === 'cross-site' || !safeEqual(body._csrf, request.cookies[names.login])) {
       return html400(403, 'The log-in form has expired. Please try again.')
@@ -79,7 +84,10 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
     }
     if (wait !== null) {
       reply.header('retry-after', String(Math.ceil(wait / 1000)))
-      return html400(429, `Too many log-in attempts. Try again in ${wait < 60_000 ? `${Math.ceil(wait / 1000)} second(s)` : `${Math.ceil(wait / 60_000)} minute(s)`}.`)
+      return html400(
+        429,
+        `Too many log-in attempts. Try again in ${wait < 60_000 ? `${Math.ceil(wait / 1000)} second(s)` : `${Math.ceil(wait / 60_000)} minute(s)`}.`,
+      )
     }
     const user = await users.findOne({ email })
     let ok: boolean
@@ -99,8 +107,14 @@ export default async function authRoutes(app: FastifyInstance, opts: { cookieNam
       // Stored with older (weaker) parameters: upgrade now that the password is known. Conditional
       // on the old hash, so a password reset meanwhile is never overwritten.
       const upgraded = await app.passwordChecks.hash(password).catch(() => null) // busy: upgrade at the next log-in
-      const res = upgraded && (await users.updateOne({ _id: user._id, 'password.hash': user.password.hash }, { $set: { password: upgraded } }))
-      if (upgraded && res && res.modifiedCount === 1) await audit(`admin:${user.email}`, 'admin.password_rehash', { user_id: user._id, from: { N: user.password.N, r: user.password.r, p: user.password.p }, to: { N: upgraded.N, r: upgraded.r, p: upgraded.p } })
+      const res =
+        upgraded && (await users.updateOne({ _id: user._id, 'password.hash': user.password.hash }, { $set: { password: upgraded } }))
+      if (upgraded && res && res.modifiedCount === 1)
+        await audit(`admin:${user.email}`, 'admin.password_rehash', {
+          user_id: user._id,
+          from: { N: user.password.N, r: user.password.r, p: user.password.p },
+          to: { N: upgraded.N, r: upgraded.r, p: upgraded.p },
+        })
     }
     const { id, doc } = await app.sessions.create(user)
     reply.setCookie(names.session, id, cookieOptions(secure, doc.expires_at.getTime() - doc.created_at.getTime()))

@@ -10,6 +10,8 @@ import { escapeHtml, html, raw, type SafeHtml } from '../views/html.ts'
 import { page } from '../views/layout.ts'
 import { who } from './common.ts'
 
+// The OpenAPI document is walked by key path; its shape is the generator's (gateway/openapi.ts) and test/openapi.test.ts checks it.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = Record<string, any>
 
 /** Inline Markdown of the descriptions: `code`, **bold** and [links](https://…); everything else escaped. */
@@ -45,19 +47,24 @@ function operationHtml(path: string, method: string, op: Json): SafeHtml {
     <h2><span class="badge">${method.toUpperCase()}</span> <code>${path}</code></h2>
     <p><strong>${op.summary}</strong></p>
     ${markdown(op.description)}
-    ${params.length
-      ? html`<h3>Parameters</h3><table><thead><tr><th>Name</th><th>In</th><th>Required</th><th>Description</th></tr></thead><tbody>${params.map(
-          (p) => html`<tr><td class="mono">${p.name}</td><td>${p.in}</td><td>${p.required ? 'yes' : 'no'}</td><td>${markdown(p.description)}${p.schema?.pattern ? html`<p class="muted">pattern <code>${p.schema.pattern}</code></p>` : ''}</td></tr>`,
-        )}</tbody></table>`
-      : ''}
-    ${body
-      ? html`<h3>Request body</h3>${markdown(body.description)}<p class="muted">Content types: ${Object.keys(body.content ?? {}).map((c, i) => html`${i ? ', ' : ''}<code>${c}</code>`)}${Object.values(
-          (body.content ?? {}) as Json,
-        )
-          .map((c) => c.schema?.$ref as string | undefined)
-          .filter(Boolean)
-          .map((ref) => html` · schema <a href="#schema-${ref!.split('/').pop()}">${ref!.split('/').pop()}</a>`)}</p>`
-      : ''}
+    ${
+      params.length
+        ? html`<h3>Parameters</h3><table><thead><tr><th>Name</th><th>In</th><th>Required</th><th>Description</th></tr></thead><tbody>${params.map(
+            (p) =>
+              html`<tr><td class="mono">${p.name}</td><td>${p.in}</td><td>${p.required ? 'yes' : 'no'}</td><td>${markdown(p.description)}${p.schema?.pattern ? html`<p class="muted">pattern <code>${p.schema.pattern}</code></p>` : ''}</td></tr>`,
+          )}</tbody></table>`
+        : ''
+    }
+    ${
+      body
+        ? html`<h3>Request body</h3>${markdown(body.description)}<p class="muted">Content types: ${Object.keys(body.content ?? {}).map((c, i) => html`${i ? ', ' : ''}<code>${c}</code>`)}${Object.values(
+            (body.content ?? {}) as Json,
+          )
+            .map((c) => c.schema?.$ref as string | undefined)
+            .filter(Boolean)
+            .map((ref) => html` · schema <a href="#schema-${ref!.split('/').pop()}">${ref!.split('/').pop()}</a>`)}</p>`
+        : ''
+    }
     <h3>Responses</h3>
     <table><thead><tr><th>Status</th><th>Body</th><th>Description</th></tr></thead><tbody>${responses.map(([status, res]) => {
       const schema = res.content?.['application/json']?.schema as Json | undefined
@@ -71,7 +78,9 @@ function operationHtml(path: string, method: string, op: Json): SafeHtml {
 }
 
 export function docsPage(doc: Json): SafeHtml {
-  const ops = Object.entries(doc.paths as Json).flatMap(([path, item]) => Object.entries(item as Json).map(([method, op]) => ({ path, method, op: op as Json })))
+  const ops = Object.entries(doc.paths as Json).flatMap(([path, item]) =>
+    Object.entries(item as Json).map(([method, op]) => ({ path, method, op: op as Json })),
+  )
   return html`<h1>${doc.info.title} <small>OpenAPI ${doc.openapi} · version ${doc.info.version} · <a href="/docs/openapi.json">openapi.json</a></small></h1>
     <div class="card">${markdown(doc.info.description)}
       <h3>Servers</h3>${(doc.servers as Json[]).map((s) => html`<p><code>${s.url}</code>: ${raw(inline(String(s.description ?? '')))}</p>`)}</div>
@@ -82,7 +91,8 @@ export function docsPage(doc: Json): SafeHtml {
     ${ops.map(({ path, method, op }) => operationHtml(path, method, op))}
     <h2>Schemas</h2>
     ${Object.entries((doc.components?.schemas ?? {}) as Json).map(
-      ([name, schema]) => html`<section class="card" id="schema-${name}"><h3>${name}</h3>${markdown(schema.description)}<pre>${JSON.stringify(schema, null, 2)}</pre></section>`,
+      ([name, schema]) =>
+        html`<section class="card" id="schema-${name}"><h3>${name}</h3>${markdown(schema.description)}<pre>${JSON.stringify(schema, null, 2)}</pre></section>`,
     )}`
 }
 
@@ -91,6 +101,8 @@ export default async function docsRoutes(app: FastifyInstance) {
   const doc = buildOpenApi() as Json
   const json = openApiJson()
   const body = docsPage(doc)
-  app.get('/docs', async (request, reply) => reply.type('text/html; charset=utf-8').send(page({ title: 'Gateway API', admin: who(request), body })))
+  app.get('/docs', async (request, reply) =>
+    reply.type('text/html; charset=utf-8').send(page({ title: 'Gateway API', admin: who(request), body })),
+  )
   app.get('/docs/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').send(json))
 }

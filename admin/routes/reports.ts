@@ -55,44 +55,79 @@ export default async function reportRoutes(app: FastifyInstance) {
       </div>
       <div class="grid">
         <div class="card" id="fig-readings"><h2>Readings per day</h2>
-          ${columnChart(d.days.map((x) => x.slice(5)), [
-            { label: 'valid', cls: 'bar', values: d.perDay.total.map((t, i) => t - (d.perDay.flagged[i] ?? 0)) },
-            { label: 'flagged', cls: 'bar2', values: d.perDay.flagged },
-          ], { title: 'Readings per day' })}
+          ${columnChart(
+            d.days.map((x) => x.slice(5)),
+            [
+              { label: 'valid', cls: 'bar', values: d.perDay.total.map((t, i) => t - (d.perDay.flagged[i] ?? 0)) },
+              { label: 'flagged', cls: 'bar2', values: d.perDay.flagged },
+            ],
+            { title: 'Readings per day' },
+          )}
           <div class="legend"><span><i class="c1"></i>valid</span><span><i class="c2"></i>flagged by validation</span></div>
         </div>
         <div class="card" id="fig-positivity"><h2>Positivity per diagnosis</h2>
-          ${d.diagnoses.length
-            ? rateChart(d.diagnoses.map((x) => ({ label: x.key, fraction: x.positive + x.negative ? x.positive / (x.positive + x.negative) : 0, text: `${pct(x.positive, x.positive + x.negative)} of ${x.positive + x.negative}${x.other ? ` (+${x.other} other)` : ''}`, cls: 'bar2' })), { title: 'Positivity per diagnosis' })
-            : html`<p class="muted">No results in this range.</p>`}
+          ${
+            d.diagnoses.length
+              ? rateChart(
+                  d.diagnoses.map((x) => ({
+                    label: x.key,
+                    fraction: x.positive + x.negative ? x.positive / (x.positive + x.negative) : 0,
+                    text: `${pct(x.positive, x.positive + x.negative)} of ${x.positive + x.negative}${x.other ? ` (+${x.other} other)` : ''}`,
+                    cls: 'bar2',
+                  })),
+                  { title: 'Positivity per diagnosis' },
+                )
+              : html`<p class="muted">No results in this range.</p>`
+          }
           <p class="muted">Positive: a user result ending in <code>_pos</code> or equal to <code>positive</code>; rate = positive / (positive + negative).</p>
         </div>
         <div class="card" id="fig-agreement"><h2>User versus classifier</h2>
-          ${d.diagnoses.some((x) => x.compared)
-            ? rateChart(d.diagnoses.filter((x) => x.compared).map((x) => ({ label: x.key, fraction: x.agreed / x.compared, text: `${pct(x.agreed, x.compared)} agree of ${x.compared}`, cls: 'bar3' })), { title: 'Agreement per diagnosis' })
-            : html`<p class="muted">No session with both user and classifier results in this range.</p>`}
+          ${
+            d.diagnoses.some((x) => x.compared)
+              ? rateChart(
+                  d.diagnoses
+                    .filter((x) => x.compared)
+                    .map((x) => ({
+                      label: x.key,
+                      fraction: x.agreed / x.compared,
+                      text: `${pct(x.agreed, x.compared)} agree of ${x.compared}`,
+                      cls: 'bar3',
+                    })),
+                  { title: 'Agreement per diagnosis' },
+                )
+              : html`<p class="muted">No session with both user and classifier results in this range.</p>`
+          }
         </div>
         <div class="card" id="fig-validity"><h2>Read timing</h2>
-          ${splitBar([
-            { label: 'too early', value: v.too_early, cls: 'bar4' },
-            { label: 'on time', value: v.on_time, cls: 'bar3' },
-            { label: 'too late', value: v.too_late, cls: 'bar2' },
-            { label: 'unknown', value: v.unknown, cls: 'bar5' },
-          ], { title: 'Read timing' })}
+          ${splitBar(
+            [
+              { label: 'too early', value: v.too_early, cls: 'bar4' },
+              { label: 'on time', value: v.on_time, cls: 'bar3' },
+              { label: 'too late', value: v.too_late, cls: 'bar2' },
+              { label: 'unknown', value: v.unknown, cls: 'bar5' },
+            ],
+            { title: 'Read timing' },
+          )}
           <div class="legend"><span><i class="c4"></i>too early ${v.too_early}</span><span><i class="c3"></i>on time ${v.on_time}</span><span><i class="c2"></i>too late ${v.too_late}</span><span><i class="c5"></i>unknown ${v.unknown}</span></div>
           <p class="muted"><code>result.time_read</code> before <code>time_resolved</code>: too early; up to <code>time_expired</code>: on time; after: too late.</p>
         </div>
         <div class="card" id="fig-uploads"><h2>Ingest health: uploads per hour (last 48 h)</h2>
-          ${columnChart(d.hours, [
-            { label: 'sessions', cls: 'bar', values: d.perHour.sessions },
-            { label: 'log batches', cls: 'bar4', values: d.perHour.logs },
-            { label: 'photos', cls: 'bar3', values: d.perHour.media },
-          ], { title: 'Uploads per hour', labelEvery: 12 })}
+          ${columnChart(
+            d.hours,
+            [
+              { label: 'sessions', cls: 'bar', values: d.perHour.sessions },
+              { label: 'log batches', cls: 'bar4', values: d.perHour.logs },
+              { label: 'photos', cls: 'bar3', values: d.perHour.media },
+            ],
+            { title: 'Uploads per hour', labelEvery: 12 },
+          )}
           <div class="legend"><span><i class="c1"></i>sessions</span><span><i class="c4"></i>log batches</span><span><i class="c3"></i>photos</span></div>
           <p class="muted">Accepted uploads, by the hour the gateway received them (UTC). Refused requests are not recorded in MongoDB; the gateway counts them by reason in its <code>rdt_gateway_refusals_total</code> metric, for all workspaces together (README, Metrics).</p>
         </div>
       </div>`
-    return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · dashboard`, admin, workspace: ws, tab: 'dashboard', body }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(page({ title: `${ws.slug} · dashboard`, admin, workspace: ws, tab: 'dashboard', body }))
   })
 
   app.get<{ Params: { ws: string }; Querystring: Query }>('/workspaces/:ws/missing-media', async (request, reply) => {
@@ -116,7 +151,9 @@ export default async function reportRoutes(app: FastifyInstance) {
       <table id="missing"><thead><tr><th>Received</th><th>Session</th><th>Token</th><th>Missing</th></tr></thead>
       <tbody>${r.rows.map((row) => html`<tr><td>${fmtDate(row.received_at)}</td><td class="mono"><a href="${base}/${seg(row.session_id)}">${row.session_id}</a></td><td class="mono">${row.token_id ?? '—'}</td><td>${row.missing.join(', ')} <span class="muted">(${row.missing.length} of ${row.expected})</span></td></tr>`)}</tbody></table>
       ${r.rows.length === 0 ? html`<p class="muted">Nothing missing.</p>` : ''}`
-    return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · missing media`, admin, workspace: ws, tab: 'missing', body }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(page({ title: `${ws.slug} · missing media`, admin, workspace: ws, tab: 'missing', body }))
   })
 
   app.get<{ Params: { ws: string }; Querystring: Query }>('/workspaces/:ws/conflicts', async (request, reply) => {
@@ -128,12 +165,25 @@ export default async function reportRoutes(app: FastifyInstance) {
     const before = q.before && /^\d{1,15}$/.test(q.before) ? new Date(Number(q.before)) : null
     if (before) filter.received_at = { $lt: before }
     const PAGE = 20
-    const list = await app.db.collection(COLLECTIONS.conflicts).find(filter).sort({ received_at: -1 }).limit(PAGE + 1).toArray()
+    const list = await app.db
+      .collection(COLLECTIONS.conflicts)
+      .find(filter)
+      .sort({ received_at: -1 })
+      .limit(PAGE + 1)
+      .toArray()
     const more = list.length > PAGE
     const rows = list.slice(0, PAGE)
     const sessionIds = [...new Set(rows.filter((c) => !c.media_id).map((c) => String(c.session_id)))]
     const originals = new Map(
-      (await app.db.collection(COLLECTIONS.sessions).find({ workspace_id: ws.id, session_id: { $in: sessionIds } }, { projection: { session_id: 1, raw_body: 1, received_at: 1, raw_sha256: 1 } }).toArray()).map((d) => [String(d.session_id), d]),
+      (
+        await app.db
+          .collection(COLLECTIONS.sessions)
+          .find(
+            { workspace_id: ws.id, session_id: { $in: sessionIds } },
+            { projection: { session_id: 1, raw_body: 1, received_at: 1, raw_sha256: 1 } },
+          )
+          .toArray()
+      ).map((d) => [String(d.session_id), d]),
     )
     const base = `/workspaces/${seg(ws.id)}`
     const last = rows[rows.length - 1]
@@ -155,6 +205,8 @@ export default async function reportRoutes(app: FastifyInstance) {
       })}
       ${rows.length === 0 ? html`<p class="muted">No conflict.</p>` : ''}
       <div class="pager">${more && last?.received_at instanceof Date ? html`<a href="${href(`${base}/conflicts`, { session: q.session, before: last.received_at.getTime() })}">Older »</a>` : ''}</div>`
-    return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · conflicts`, admin, workspace: ws, tab: 'conflicts', body }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(page({ title: `${ws.slug} · conflicts`, admin, workspace: ws, tab: 'conflicts', body }))
   })
 }

@@ -21,7 +21,9 @@ export default async function sessionRoutes(app: FastifyInstance) {
     const [res, choices] = await Promise.all([listSessions(app.db, ws.id, f, q.after), filterChoices(app.db, ws.id)])
     const states = [...new Set([...SESSION_STATES, ...choices.states])]
     const body = sessionListBody({ ws, q, f, states, profiles: choices.profiles, res })
-    return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · sessions`, admin, workspace: ws, tab: 'sessions', body }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(page({ title: `${ws.slug} · sessions`, admin, workspace: ws, tab: 'sessions', body }))
   })
 
   app.get<{ Params: { ws: string; sid: string } }>('/workspaces/:ws/sessions/:sid', async (request, reply) => {
@@ -31,13 +33,20 @@ export default async function sessionRoutes(app: FastifyInstance) {
     const doc = await app.db.collection(COLLECTIONS.sessions).findOne({ workspace_id: ws.id, session_id: sid })
     if (!doc) throw new NotFound('No such session in this workspace.')
     const [logs, media, conflicts, missingMap] = await Promise.all([
-      app.db.collection(COLLECTIONS.logs).find({ workspace_id: ws.id, session_id: sid }).sort({ timestamp: 1, batch_index: 1 }).limit(LOG_LIMIT).toArray(),
+      app.db
+        .collection(COLLECTIONS.logs)
+        .find({ workspace_id: ws.id, session_id: sid })
+        .sort({ timestamp: 1, batch_index: 1 })
+        .limit(LOG_LIMIT)
+        .toArray(),
       app.db.collection(COLLECTIONS.media).find({ workspace_id: ws.id, session_id: sid }).sort({ media_id: 1 }).toArray(),
       app.db.collection(COLLECTIONS.conflicts).countDocuments({ workspace_id: ws.id, session_id: sid }),
       missingImages(app.db, ws.id, [doc]),
     ])
     const body = sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missingMap })
-    return reply.type('text/html; charset=utf-8').send(page({ title: `${ws.slug} · session ${sid}`, admin, workspace: ws, tab: 'sessions', body }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(page({ title: `${ws.slug} · session ${sid}`, admin, workspace: ws, tab: 'sessions', body }))
   })
 
   app.get<{ Params: { ws: string; sid: string; mid: string } }>('/workspaces/:ws/sessions/:sid/media/:mid', async (request, reply) => {
@@ -63,12 +72,27 @@ export default async function sessionRoutes(app: FastifyInstance) {
     const toDay = parseDay(q.to)
     const format: ExportFormat | null = q.format === 'csv' || q.format === 'ndjson' ? q.format : null
     if (!from || !toDay || !format || toDay < from) {
-      return reply.code(400).type('text/html; charset=utf-8').send(
-        page({ title: 'Export', admin: who(request), workspace: ws, tab: 'sessions', error: 'Choose a valid date range (from ≤ to) and a format.', body: exportForm(ws, q) }),
-      )
+      return reply
+        .code(400)
+        .type('text/html; charset=utf-8')
+        .send(
+          page({
+            title: 'Export',
+            admin: who(request),
+            workspace: ws,
+            tab: 'sessions',
+            error: 'Choose a valid date range (from ≤ to) and a format.',
+            body: exportForm(ws, q),
+          }),
+        )
     }
     const to = new Date(toDay.getTime() + 86400_000)
-    await app.db.collection('audit_log').insertOne({ at: app.now(), actor: actorOf(request), action: 'sessions.export', target: { workspace_id: ws.id, slug: ws.slug, from: q.from, to: q.to, format } })
+    await app.db.collection('audit_log').insertOne({
+      at: app.now(),
+      actor: actorOf(request),
+      action: 'sessions.export',
+      target: { workspace_id: ws.id, slug: ws.slug, from: q.from, to: q.to, format },
+    })
     const name = `${ws.slug}-sessions-${q.from}-to-${q.to}.${format}`
     reply.header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
     reply.header('content-disposition', contentDisposition('attachment', name))

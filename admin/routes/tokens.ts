@@ -39,11 +39,19 @@ async function secretBox(created: CreatedToken, heading: string): Promise<SafeHt
 }
 
 export default async function tokenRoutes(app: FastifyInstance) {
-  const tokensPage = async (request: FastifyRequest, wsId: string, opts: { q?: Query; error?: string | null; secret?: SafeHtml; form?: Body } = {}) => {
+  const tokensPage = async (
+    request: FastifyRequest,
+    wsId: string,
+    opts: { q?: Query; error?: string | null; secret?: SafeHtml; form?: Body } = {},
+  ) => {
     const admin = who(request)
     const ws = await loadWorkspace(app, wsId)
     const tokens = await app.tokenAdmin.listTokens({ workspace: ws.id })
-    const lastUsed = await tokenLastUsed(app.db, ws.id, tokens.map((t) => t.id))
+    const lastUsed = await tokenLastUsed(
+      app.db,
+      ws.id,
+      tokens.map((t) => t.id),
+    )
     const now = app.now()
     const form = opts.form ?? {}
     const body = html`${opts.secret ?? ''}
@@ -62,8 +70,9 @@ export default async function tokenRoutes(app: FastifyInstance) {
               <td>${fmtDate(t.created_at)}</td>
               <td>${t.expires_at ? fmtDate(t.expires_at) : html`<span class="muted">never</span>`}</td>
               <td title="${fmtDate(used)}">${used ? fmtAgo(used, now) : 'never'}</td>
-              <td>${t.status === 'active'
-                ? html`<form method="post" action="/workspaces/${seg(ws.id)}/tokens/${seg(t.id)}/revoke" class="inline" data-confirm="Revoke ${t.id}? Devices using it will be refused at once.">
+              <td>${
+                t.status === 'active'
+                  ? html`<form method="post" action="/workspaces/${seg(ws.id)}/tokens/${seg(t.id)}/revoke" class="inline" data-confirm="Revoke ${t.id}? Devices using it will be refused at once.">
                     ${csrfField(admin)}<button class="danger" type="submit">Revoke</button>
                   </form>
                   <form method="post" action="/workspaces/${seg(ws.id)}/tokens/${seg(t.id)}/rotate" class="inline">
@@ -71,7 +80,8 @@ export default async function tokenRoutes(app: FastifyInstance) {
                     <select name="grace" aria-label="Grace period for the old token">${GRACE_CHOICES.map(([ms, label]) => html`<option value="${ms}" ${ms === 86400_000 ? 'selected' : ''}>old works ${label}</option>`)}</select>
                     <button class="secondary" type="submit">Rotate</button>
                   </form>`
-                : ''}</td>
+                  : ''
+              }</td>
             </tr>`
           })}</tbody>
       </table>
@@ -88,7 +98,15 @@ export default async function tokenRoutes(app: FastifyInstance) {
         <label>Expires (optional, 00:00 UTC) <input type="date" name="expires" value="${one(form.expires) ?? ''}"></label>
         <button type="submit">Create token</button>
       </form>`
-    return page({ title: `${ws.slug} · tokens`, admin, workspace: ws, tab: 'tokens', body, notice: opts.q ? notice(opts.q) : null, error: opts.error })
+    return page({
+      title: `${ws.slug} · tokens`,
+      admin,
+      workspace: ws,
+      tab: 'tokens',
+      body,
+      notice: opts.q ? notice(opts.q) : null,
+      error: opts.error,
+    })
   }
 
   app.get<{ Params: { ws: string }; Querystring: Query }>('/workspaces/:ws/tokens', async (request, reply) =>
@@ -110,7 +128,10 @@ export default async function tokenRoutes(app: FastifyInstance) {
       })
     } catch (err) {
       if (!(err instanceof TokenAdminError)) throw err
-      return reply.code(400).type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { error: err.message, form: b }))
+      return reply
+        .code(400)
+        .type('text/html; charset=utf-8')
+        .send(await tokensPage(request, ws.id, { error: err.message, form: b }))
     }
     const secret = await secretBox(created, 'New token created')
     return reply.type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { secret }))
@@ -120,7 +141,11 @@ export default async function tokenRoutes(app: FastifyInstance) {
     const ws = await loadWorkspace(app, request.params.ws)
     await ownToken(app, ws.id, request.params.tid)
     const res = await app.tokenAdmin.revokeToken(request.params.tid, actorOf(request))
-    if (!res.mirrored) return reply.code(503).type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { error: UNCONFIRMED_PUSH }))
+    if (!res.mirrored)
+      return reply
+        .code(503)
+        .type('text/html; charset=utf-8')
+        .send(await tokensPage(request, ws.id, { error: UNCONFIRMED_PUSH }))
     return reply.redirect(`/workspaces/${seg(ws.id)}/tokens?done=revoked`, 303)
   })
 
@@ -130,19 +155,31 @@ export default async function tokenRoutes(app: FastifyInstance) {
     const grace = Number(one(request.body.grace) ?? 'x')
     if (!GRACE_CHOICES.some(([ms]) => ms === grace)) throw new TokenAdminError('bad_expiry', 'choose a grace period from the list')
     const res = await rotateToken(
-      { db: app.db, redis: app.redis, prefix: app.config.redisPrefix, admin: app.tokenAdmin, now: app.now, onMirrorError: (err) => request.log.warn({ err: (err as Error).message }, 'token mirror not updated') },
+      {
+        db: app.db,
+        redis: app.redis,
+        prefix: app.config.redisPrefix,
+        admin: app.tokenAdmin,
+        now: app.now,
+        onMirrorError: (err) => request.log.warn({ err: (err as Error).message }, 'token mirror not updated'),
+      },
       request.params.tid,
       grace,
       actorOf(request),
     )
     const secret = await secretBox(res.created, `Token ${res.old_id} rotated: the old one works until ${fmtDate(res.old_expires_at)}`)
     // The new DSN is shown only once, so it is shown even when the old token's new expiry was not pushed.
-    return reply.type('text/html; charset=utf-8').send(await tokensPage(request, ws.id, { secret, error: res.old_mirrored ? null : UNCONFIRMED_PUSH }))
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(await tokensPage(request, ws.id, { secret, error: res.old_mirrored ? null : UNCONFIRMED_PUSH }))
   })
 }
 
 /** A token is only ever changed through the workspace it belongs to. */
 async function ownToken(app: FastifyInstance, wsId: string, tokenId: string): Promise<void> {
-  const t = typeof tokenId === 'string' ? await app.db.collection('tokens').findOne({ _id: tokenId as never, workspace_id: wsId }, { projection: { _id: 1 } }) : null
+  const t =
+    typeof tokenId === 'string'
+      ? await app.db.collection('tokens').findOne({ _id: tokenId as never, workspace_id: wsId }, { projection: { _id: 1 } })
+      : null
   if (!t) throw new TokenAdminError('unknown_token', 'No such token in this workspace.')
 }

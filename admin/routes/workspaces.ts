@@ -16,7 +16,11 @@ export default async function workspaceRoutes(app: FastifyInstance) {
 
   const listPage = async (admin: ReturnType<typeof who>, q: Query, error: string | null = null, form: Body = {}) => {
     const list = await app.tokenAdmin.listWorkspaces()
-    const activity = await workspaceActivity(app.db, list.map((w) => w.id), app.now())
+    const activity = await workspaceActivity(
+      app.db,
+      list.map((w) => w.id),
+      app.now(),
+    )
     const body = html`<h1>Workspaces</h1>
       <table>
         <thead><tr><th>Workspace</th><th>Slug</th><th>Status</th><th class="num">Sessions today</th><th class="num">This week</th><th>Last upload</th><th class="num">Active tokens</th></tr></thead>
@@ -45,7 +49,9 @@ export default async function workspaceRoutes(app: FastifyInstance) {
     return page({ title: 'Workspaces', admin, top: 'workspaces', body, notice: notice(q), error })
   }
 
-  app.get<{ Querystring: Query }>('/workspaces', async (request, reply) => reply.type('text/html; charset=utf-8').send(await listPage(who(request), request.query)))
+  app.get<{ Querystring: Query }>('/workspaces', async (request, reply) =>
+    reply.type('text/html; charset=utf-8').send(await listPage(who(request), request.query)),
+  )
 
   app.post<{ Body: Body }>('/workspaces', async (request, reply) => {
     const b = request.body
@@ -54,7 +60,10 @@ export default async function workspaceRoutes(app: FastifyInstance) {
       return reply.redirect(`/workspaces/${seg(ws.id)}/tokens?done=created`, 303)
     } catch (err) {
       if (!(err instanceof TokenAdminError)) throw err
-      return reply.code(400).type('text/html; charset=utf-8').send(await listPage(who(request), {}, err.message, b))
+      return reply
+        .code(400)
+        .type('text/html; charset=utf-8')
+        .send(await listPage(who(request), {}, err.message, b))
     }
   })
 
@@ -78,14 +87,16 @@ export default async function workspaceRoutes(app: FastifyInstance) {
       </div>
       <div class="card">
         <h2>Status</h2>
-        ${ws.active
-          ? html`<p>Active: its tokens are accepted.</p>
+        ${
+          ws.active
+            ? html`<p>Active: its tokens are accepted.</p>
             <form method="post" action="/workspaces/${seg(ws.id)}/deactivate" data-confirm="Deactivate ${ws.slug}? Every device using its tokens will be refused.">
               ${csrfField(admin)}<button class="danger" type="submit">Deactivate workspace</button>
             </form>
             <p class="muted">Deactivating refuses every token of this workspace (403) within a second; data already received stays.</p>`
-          : html`<p>Inactive: its tokens are refused.</p>
-            <form method="post" action="/workspaces/${seg(ws.id)}/activate">${csrfField(admin)}<button type="submit">Reactivate workspace</button></form>`}
+            : html`<p>Inactive: its tokens are refused.</p>
+            <form method="post" action="/workspaces/${seg(ws.id)}/activate">${csrfField(admin)}<button type="submit">Reactivate workspace</button></form>`
+        }
       </div>
       <p><a href="/audit?workspace=${seg(ws.id)}">Audit log of this workspace</a></p>`
     return page({ title: `${ws.slug} · settings`, admin, workspace: ws, tab: 'settings', body, notice: notice(q), error })
@@ -101,7 +112,10 @@ export default async function workspaceRoutes(app: FastifyInstance) {
       await app.tokenAdmin.renameWorkspace(ws.id, { name: request.body.name, slug: request.body.slug }, actorOf(request))
     } catch (err) {
       if (!(err instanceof TokenAdminError)) throw err
-      return reply.code(400).type('text/html; charset=utf-8').send(await settingsPage(request, ws.id, {}, err.message))
+      return reply
+        .code(400)
+        .type('text/html; charset=utf-8')
+        .send(await settingsPage(request, ws.id, {}, err.message))
     }
     return reply.redirect(`/workspaces/${seg(ws.id)}/settings?done=renamed`, 303)
   })
@@ -110,7 +124,11 @@ export default async function workspaceRoutes(app: FastifyInstance) {
     app.post<{ Params: { ws: string } }>(`/workspaces/:ws/${action}`, async (request, reply) => {
       const ws = await loadWorkspace(app, request.params.ws)
       const res = await app.tokenAdmin.setWorkspaceActive(ws.id, action === 'activate', actorOf(request))
-      if (res.tokens_republished === null) return reply.code(503).type('text/html; charset=utf-8').send(await settingsPage(request, ws.id, {}, UNCONFIRMED_PUSH))
+      if (res.tokens_republished === null)
+        return reply
+          .code(503)
+          .type('text/html; charset=utf-8')
+          .send(await settingsPage(request, ws.id, {}, UNCONFIRMED_PUSH))
       return reply.redirect(`/workspaces/${seg(ws.id)}/settings?done=${action}d`, 303)
     })
   }

@@ -88,7 +88,11 @@ export function refuseAnonymous(request: FastifyRequest, reply: FastifyReply): F
     const accept = String(request.headers.accept ?? '')
     if (accept === '' || accept.includes('text/html') || accept.includes('*/*')) {
       const next = request.url.startsWith('/') && !request.url.startsWith('//') ? request.url : '/'
-      return reply.code(303).header('location', `/login?next=${encodeURIComponent(next)}`).header('cache-control', 'no-store').send()
+      return reply
+        .code(303)
+        .header('location', `/login?next=${encodeURIComponent(next)}`)
+        .header('cache-control', 'no-store')
+        .send()
     }
   }
   return reply.code(401).header('cache-control', 'no-store').type('text/plain; charset=utf-8').send('log in first')

@@ -27,7 +27,9 @@ export const MAX_PASSWORD_LENGTH = 1024
 function scrypt(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
   // maxmem must exceed 128*N*r, or Node refuses; twice that leaves room for the rest.
   const opts: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 2 * 128 * params.N * params.r + 1024 * 1024 }
-  return new Promise((resolve, reject) => scryptCb(password.normalize('NFKC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))))
+  return new Promise((resolve, reject) =>
+    scryptCb(password.normalize('NFKC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))),
+  )
 }
 
 export function checkPasswordPolicy(password: string): string | null {
@@ -53,7 +55,15 @@ export async function verifyPassword(password: string, stored: PasswordHash): Pr
   const expected = Buffer.from(stored.hash, 'base64')
   if (expected.length !== KEY_LEN) return false
   // Parameters come from the database: refuse absurd ones rather than allocate gigabytes.
-  if (!Number.isInteger(stored.N) || stored.N < 2 || stored.N > 2 ** 20 || (stored.N & (stored.N - 1)) !== 0 || !(stored.r >= 1 && stored.r <= 32) || !(stored.p >= 1 && stored.p <= 16)) return false
+  if (
+    !Number.isInteger(stored.N) ||
+    stored.N < 2 ||
+    stored.N > 2 ** 20 ||
+    (stored.N & (stored.N - 1)) !== 0 ||
+    !(stored.r >= 1 && stored.r <= 32) ||
+    !(stored.p >= 1 && stored.p <= 16)
+  )
+    return false
   const key = await scrypt(password, Buffer.from(stored.salt, 'base64'), stored)
   return timingSafeEqual(key, expected)
 }
@@ -93,13 +103,14 @@ export function createPasswordChecks(opts: { maxInFlight: number; maxWaiting?: n
       return await fn()
     } finally {
       const next = waiting.shift()
-      if (next) next() // the slot passes straight to the next in line
+      if (next)
+        next() // the slot passes straight to the next in line
       else running--
     }
   }
   return {
     stats,
-    verify: (password: string, stored: PasswordHash) => slot(() => ((stats.verified++, verify(password, stored)))),
+    verify: (password: string, stored: PasswordHash) => slot(() => (stats.verified++, verify(password, stored))),
     /** Same cost as a real check, for an unknown or disabled account. */
     burn: (password: string) => slot(async () => (stats.verified++, await burnPasswordCheck(password, verify), false)),
     /** A new hash (the rehash at log-in), in the same slots. */

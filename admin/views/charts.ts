@@ -42,7 +42,9 @@ export function columnChart(labels: string[], series: Series[], opts: { height?:
       if (v <= 0) continue
       const h = (v / max) * plotH
       y -= h
-      parts.push(`<rect class="${e(se.cls)}" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}"><title>${e(label)}: ${e(se.label)} ${v}</title></rect>`)
+      parts.push(
+        `<rect class="${e(se.cls)}" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}"><title>${e(label)}: ${e(se.label)} ${v}</title></rect>`,
+      )
     }
     if (i % every === 0) parts.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${H - 10}" text-anchor="middle">${e(label)}</text>`)
   })
@@ -70,9 +72,13 @@ export function rateChart(rows: HBar[], opts: { title: string }): SafeHtml {
   rows.forEach((r, i) => {
     const y = 4 + i * rowH
     const w = Math.max(0, Math.min(1, r.fraction)) * plotW
-    parts.push(`<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${e(r.label.length > 26 ? r.label.slice(0, 25) + '…' : r.label)}</text>`)
+    parts.push(
+      `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${e(r.label.length > 26 ? r.label.slice(0, 25) + '…' : r.label)}</text>`,
+    )
     parts.push(`<rect class="axis" fill="none" x="${labelW}" y="${y + 3}" width="${plotW}" height="${rowH - 8}"/>`)
-    parts.push(`<rect class="${e(r.cls ?? 'bar')}" x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 8}"><title>${e(r.label)}: ${e(r.text)}</title></rect>`)
+    parts.push(
+      `<rect class="${e(r.cls ?? 'bar')}" x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 8}"><title>${e(r.label)}: ${e(r.text)}</title></rect>`,
+    )
     parts.push(`<text x="${labelW + plotW + 8}" y="${y + 16}">${e(r.text)}</text>`)
   })
   parts.push('</svg>')
@@ -92,7 +98,9 @@ export function splitBar(partsIn: { label: string; value: number; cls: string }[
     for (const p of partsIn) {
       if (p.value <= 0) continue
       const w = (p.value / total) * W
-      parts.push(`<rect class="${e(p.cls)}" x="${x.toFixed(1)}" y="4" width="${w.toFixed(1)}" height="26"><title>${e(p.label)}: ${p.value} (${Math.round((p.value / total) * 100)}%)</title></rect>`)
+      parts.push(
+        `<rect class="${e(p.cls)}" x="${x.toFixed(1)}" y="4" width="${w.toFixed(1)}" height="26"><title>${e(p.label)}: ${p.value} (${Math.round((p.value / total) * 100)}%)</title></rect>`,
+      )
       x += w
     }
   }

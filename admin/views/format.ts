@@ -3,7 +3,10 @@ import { decodeKey } from '../../shared/json-storage.ts'
 
 export function fmtDate(d: unknown): string {
   if (!(d instanceof Date) || Number.isNaN(d.getTime())) return '—'
-  return d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z')
+  return d
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d{3}Z$/, 'Z')
 }
 
 export function fmtAgo(d: unknown, now = new Date()): string {

@@ -53,7 +53,8 @@ export function page(o: PageOptions): string {
         <nav class="tabs">${TABS.map(([tab, label, path]) => html`<a href="/workspaces/${seg(ws.id)}/${path}" class="${o.tab === tab ? 'on' : ''}">${label}</a>`)}</nav>
       </div>`
     : ''
-  return `<!doctype html>${html`<html lang="en">
+  return `<!doctype html>${
+    html`<html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -71,7 +72,8 @@ ${o.error ? html`<p class="error" role="alert">${o.error}</p>` : ''}
 ${o.body}
 </main>
 </body>
-</html>`.value}`
+</html>`.value
+  }`
 }
 
 export function csrfField(admin: AdminIdentity): SafeHtml {

@@ -40,7 +40,15 @@ export interface SessionListView {
 }
 
 export function sessionListBody({ ws, q, f, states, profiles, res }: SessionListView): SafeHtml {
-  const keep = { from: q.from, to: q.to, state: f.state, profile: f.profile, result: f.result, flagged: f.flagged ? '1' : '', missing: f.missingMedia ? '1' : '' }
+  const keep = {
+    from: q.from,
+    to: q.to,
+    state: f.state,
+    profile: f.profile,
+    result: f.result,
+    flagged: f.flagged ? '1' : '',
+    missing: f.missingMedia ? '1' : '',
+  }
   const base = `/workspaces/${seg(ws.id)}/sessions`
   return html`<form method="get" action="${base}" class="filters">
       <label>From <input type="date" name="from" value="${q.from ?? ''}"></label>
@@ -98,7 +106,8 @@ export function sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missin
   const keys = [...new Set([...images.keys(), ...mediaById.keys()])]
   const validation = (doc.validation ?? { ok: false, errors: [] }) as { ok?: boolean; errors?: { path?: string; message?: string }[] }
   const base = `/workspaces/${seg(ws.id)}/sessions/${seg(sid)}`
-  const field = (label: string, value: unknown) => html`<dt>${label}</dt><dd>${value === null || value === undefined || value === '' ? html`<span class="muted">—</span>` : value}</dd>`
+  const field = (label: string, value: unknown) =>
+    html`<dt>${label}</dt><dd>${value === null || value === undefined || value === '' ? html`<span class="muted">—</span>` : value}</dd>`
   const diagKeys = [...new Set([...reading.results.keys(), ...reading.classifier.keys()])]
   return html`<p><a href="/workspaces/${seg(ws.id)}/sessions">« Sessions</a></p>
     <h2 class="mono">Session ${sid}</h2>
@@ -117,7 +126,10 @@ export function sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missin
         ${field('Expires', fmtDate(doc.time_expired))}
         ${field('Read', fmtDate(res.time_read))}
         ${field('Read timing', VALIDITY_LABELS[validityOf(doc)])}
-        ${field('Flags', [...stringMap(cfg.flags)].map(([k, v]) => html`<span class="badge">${k}=${v}</span> `))}
+        ${field(
+          'Flags',
+          [...stringMap(cfg.flags)].map(([k, v]) => html`<span class="badge">${k}=${v}</span> `),
+        )}
       </dl></div>
       <div class="card">
         <h2>Results</h2>
@@ -128,10 +140,12 @@ export function sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missin
           return html`<tr><td>${k}</td><td>${u ?? '—'}</td><td>${c ?? '—'}</td><td>${u !== undefined && c !== undefined ? (u === c ? html`<span class="badge good">agree</span>` : html`<span class="badge bad">disagree</span>`) : ''}</td></tr>`
         })}</tbody></table>
         <h2>Validation</h2>
-        ${validation.ok === true
-          ? html`<p><span class="badge good">valid</span> The body matches the session schema.</p>`
-          : html`<p><span class="badge bad">flagged</span> Stored anyway; what is wrong:</p>
-            <ul>${(validation.errors ?? []).map((e) => html`<li><code>${e.path || '(body)'}</code> ${e.message}</li>`)}</ul>`}
+        ${
+          validation.ok === true
+            ? html`<p><span class="badge good">valid</span> The body matches the session schema.</p>`
+            : html`<p><span class="badge bad">flagged</span> Stored anyway; what is wrong:</p>
+            <ul>${(validation.errors ?? []).map((e) => html`<li><code>${e.path || '(body)'}</code> ${e.message}</li>`)}</ul>`
+        }
         ${Array.isArray(doc.storage_notes) ? html`<p class="muted">Storage notes: ${(doc.storage_notes as { path: string; rule: string }[]).map((n) => html`<code>${n.path}</code> ${n.rule}; `)}</p>` : ''}
         ${conflicts ? html`<p><span class="badge warn">${conflicts} conflicting resubmission(s)</span> <a href="/workspaces/${seg(ws.id)}/conflicts?session=${seg(sid)}">see them</a></p>` : ''}
       </div>
@@ -140,14 +154,17 @@ export function sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missin
     <div class="gallery">${keys.map((k) => {
       const m = mediaById.get(k)
       const caption = html`<figcaption><b>${k}</b>${m ? html` · ${fmtBytes(m.size)} · ${str(m.sniffed_type) ?? ''}` : ''}${images.has(k) ? html`<br><span class="mono">${images.get(k)}</span>` : ''}</figcaption>`
-      if (!m) return html`<figure><div class="missing">${missingMap.get(sid)?.includes(k) ? 'not uploaded yet' : 'missing'}</div>${caption}</figure>`
+      if (!m)
+        return html`<figure><div class="missing">${missingMap.get(sid)?.includes(k) ? 'not uploaded yet' : 'missing'}</div>${caption}</figure>`
       const src = `${base}/media/${seg(k)}`
       return html`<figure><a href="${src}"><img src="${src}" alt="${k}" loading="lazy"></a>${caption}</figure>`
     })}</div>
     ${keys.length === 0 ? html`<p class="muted">No image named or uploaded.</p>` : ''}
     <h2>Log timeline (${logs.length}${logs.length >= LOG_LIMIT ? '+' : ''})</h2>
     <ul class="timeline">${logs.map(
-      (l) => html`<li><span class="mono">${fmtDate(l.timestamp)}</span> <span class="badge">${str(l.tag) ?? '—'}</span> ${str(l.message) ?? ''}
+      (
+        l,
+      ) => html`<li><span class="mono">${fmtDate(l.timestamp)}</span> <span class="badge">${str(l.tag) ?? '—'}</span> ${str(l.message) ?? ''}
         ${typeof l.media_key === 'string' ? html` · media ${mediaById.has(l.media_key) ? html`<a href="${base}/media/${seg(l.media_key)}">${l.media_key}</a>` : html`<span class="mono">${l.media_key}</span> <span class="muted">(not uploaded)</span>`}` : ''}
         ${l.json !== null && l.json !== undefined ? html`<pre>${prettyJson(l.json)}</pre>` : ''}
         ${(l.validation as { ok?: boolean } | undefined)?.ok === false ? html` <span class="badge warn">flagged</span>` : ''}</li>`,

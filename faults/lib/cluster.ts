@@ -54,7 +54,13 @@ export interface Cluster {
   /** Spawns without waiting for readiness (e.g. while Redis is down). */
   spawn(role: Proc['role'], env?: Record<string, string>): Proc
   /** waiting + active + delayed + prioritized jobs, and failed jobs, over every queue. */
-  queueCounts(): Promise<{ pending: number; active: number; failed: number; completed: number; byQueue: Record<QueueName, Record<string, number>> }>
+  queueCounts(): Promise<{
+    pending: number
+    active: number
+    failed: number
+    completed: number
+    byQueue: Record<QueueName, Record<string, number>>
+  }>
 }
 
 export async function startCluster(t: Teardown, name: string, opts: ClusterOptions = {}): Promise<Cluster> {
@@ -103,7 +109,13 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
   const childEnv = (role: Proc['role'], extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
     // The parent's environment minus anything that could point a child at another stack.
     const base: NodeJS.ProcessEnv = {}
-    for (const [k, v] of Object.entries(process.env)) if (!/^(REDIS_|MONGODB_|S3_|WORKER_|PORT$|ADMIN_|PUBLIC_URL$|LOG_LEVEL$|RDT_|METRICS_|RATE_LIMIT|BACKLOG_|BACKPRESSURE_|STAGED_MEDIA|UNKNOWN_TOKEN)/.test(k)) base[k] = v
+    for (const [k, v] of Object.entries(process.env))
+      if (
+        !/^(REDIS_|MONGODB_|S3_|WORKER_|PORT$|ADMIN_|PUBLIC_URL$|LOG_LEVEL$|RDT_|METRICS_|RATE_LIMIT|BACKLOG_|BACKPRESSURE_|STAGED_MEDIA|UNKNOWN_TOKEN)/.test(
+          k,
+        )
+      )
+        base[k] = v
     const extraFor = role === 'worker' ? opts.workerEnv : role === 'gateway' ? opts.gatewayEnv : undefined
     // The gateway logs a line per request at info; warn keeps its log readable under load.
     return roleEnv({ ...base, ...env, ...(role === 'gateway' ? { LOG_LEVEL: 'warn' } : {}), ...extraFor, ...extra }, role)

@@ -99,7 +99,12 @@ export async function put(url: string, u: Upload, headers: Record<string, string
   for (let attempt = 1; ; attempt++) {
     let status: number | 'error'
     try {
-      const res = await fetch(url, { method: 'PUT', body: new Uint8Array(u.body), headers, signal: AbortSignal.timeout(p.attemptTimeoutMs) })
+      const res = await fetch(url, {
+        method: 'PUT',
+        body: new Uint8Array(u.body),
+        headers,
+        signal: AbortSignal.timeout(p.attemptTimeoutMs),
+      })
       await res.arrayBuffer().catch(() => {})
       status = res.status
     } catch {
@@ -121,7 +126,10 @@ export async function put(url: string, u: Upload, headers: Record<string, string
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' }
-const mediaHeaders = (id: string) => ({ 'content-type': 'image/jpeg', 'content-disposition': `attachment; filename=20210125_111802_${id}.jpg` })
+const mediaHeaders = (id: string) => ({
+  'content-type': 'image/jpeg',
+  'content-disposition': `attachment; filename=20210125_111802_${id}.jpg`,
+})
 
 export function newUpload(kind: Kind, guid: string, body: Buffer, extra: Partial<Upload> = {}): Upload {
   return { kind, guid, body, sha256: sha256(body), final: 'pending', answers: {}, ...extra }
@@ -132,7 +140,10 @@ export function sessionUrl(dsn: string, guid: string): string {
 }
 
 /** Uploads one device's session, logs and photos in the client's order. */
-async function device(opts: Required<Omit<LoadOptions, 'retry'>> & { retry?: Partial<RetryPolicy> }, push: (u: Upload) => void): Promise<void> {
+async function device(
+  opts: Required<Omit<LoadOptions, 'retry'>> & { retry?: Partial<RetryPolicy> },
+  push: (u: Upload) => void,
+): Promise<void> {
   const guid = randomUUID()
   const pause = () => (opts.thinkMs > 0 ? new Promise((r) => setTimeout(r, Math.random() * opts.thinkMs)) : undefined)
   const session = newUpload('session', guid, sessionBody(guid))
@@ -144,13 +155,21 @@ async function device(opts: Required<Omit<LoadOptions, 'retry'>> & { retry?: Par
   push(logs)
   await put(`${opts.dsn}/test_session/${guid}/logs/`, logs, JSON_HEADERS, opts.retry)
   await pause()
-  const media = MEDIA_IDS.slice(0, opts.mediaPerSession).map((id) => newUpload('media', guid, fakeJpeg(randomBetween(opts.mediaBytes)), { mediaId: id }))
+  const media = MEDIA_IDS.slice(0, opts.mediaPerSession).map((id) =>
+    newUpload('media', guid, fakeJpeg(randomBetween(opts.mediaBytes)), { mediaId: id }),
+  )
   for (const m of media) push(m)
   await Promise.all(media.map((m) => put(`${opts.dsn}/test_session/${guid}/media/${m.mediaId}/`, m, mediaHeaders(m.mediaId!), opts.retry)))
 }
 
 export function startLoad(options: LoadOptions): Load {
-  const opts = { mediaPerSession: 2, mediaBytes: [20_000, 200_000] as [number, number], logEntries: [2, 8] as [number, number], thinkMs: 0, ...options }
+  const opts = {
+    mediaPerSession: 2,
+    mediaBytes: [20_000, 200_000] as [number, number],
+    logEntries: [2, 8] as [number, number],
+    thinkMs: 0,
+    ...options,
+  }
   const uploads: Upload[] = []
   let next = 0
   let stopped = false
@@ -184,7 +203,8 @@ export function startLoad(options: LoadOptions): Load {
         })
         function check() {
           if (answered() >= n) return end(resolve)
-          if (Date.now() > deadline || (finished && answered() < n)) return end(() => reject(new Error(`load reached ${answered()} answered uploads, not ${n}`)))
+          if (Date.now() > deadline || (finished && answered() < n))
+            return end(() => reject(new Error(`load reached ${answered()} answered uploads, not ${n}`)))
         }
         function end(fn: () => void) {
           clearInterval(timer)

@@ -111,9 +111,13 @@ export function spawnProc(role: Role, env: NodeJS.ProcessEnv, dir: string, name 
         const check = () => {
           const line = text.split('\n').find((l) => re.test(l))
           if (line !== undefined) return done(() => resolve(line))
-          if (exitInfo) return done(() => reject(new Error(`${name} exited (${JSON.stringify(exitInfo)}) before printing ${re}:\n${tail(text)}`)))
+          if (exitInfo)
+            return done(() => reject(new Error(`${name} exited (${JSON.stringify(exitInfo)}) before printing ${re}:\n${tail(text)}`)))
         }
-        const timer = setTimeout(() => done(() => reject(new Error(`${name} did not print ${re} within ${timeoutMs} ms:\n${tail(text)}`))), timeoutMs)
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`${name} did not print ${re} within ${timeoutMs} ms:\n${tail(text)}`))),
+          timeoutMs,
+        )
         const done = (fn: () => void) => {
           clearTimeout(timer)
           waiters.delete(check)

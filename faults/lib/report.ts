@@ -65,7 +65,19 @@ export const HEADER = [
 ].join('\n')
 
 export function formatRow(r: Row): string {
-  const cells = [r.scenario, r.sent, r.ok201, r.ok409, r.answers503, r.stored, r.lost, r.duplicated, r.connErrors, r.gaveUp, r.notes.replaceAll('|', '/')]
+  const cells = [
+    r.scenario,
+    r.sent,
+    r.ok201,
+    r.ok409,
+    r.answers503,
+    r.stored,
+    r.lost,
+    r.duplicated,
+    r.connErrors,
+    r.gaveUp,
+    r.notes.replaceAll('|', '/'),
+  ]
   return `| ${cells.join(' | ')} |`
 }
 

@@ -105,7 +105,8 @@ export async function check(cluster: Cluster, uploads: Upload[], { bytes = true 
     if (u.kind === 'session') {
       const docs = sessionsBy.get(u.guid) ?? []
       const same = docs.some((d) => d.raw_sha256 === u.sha256)
-      if (same) f.stored++ // for a 409 too: the device drops what it got 409 for
+      if (same)
+        f.stored++ // for a 409 too: the device drops what it got 409 for
       else if (u.final === 201) lose(u, docs.length ? 'another body is stored under this id' : 'no document')
       else {
         // 409 with a different body: the body must be kept in test_session_conflicts.
@@ -156,7 +157,10 @@ export async function check(cluster: Cluster, uploads: Upload[], { bytes = true 
   dup('session', sessionsBy)
   dup('conflict', conflictsBy)
   dup('log batch', batchesBy)
-  dup('log entry', groupCount(entries, (d) => key(d.session_id, d.batch_sha256, d.batch_index)))
+  dup(
+    'log entry',
+    groupCount(entries, (d) => key(d.session_id, d.batch_sha256, d.batch_index)),
+  )
   dup('media', mediaBy)
   // A replay must never be recorded as a conflict of itself.
   for (const cdoc of conflicts) {

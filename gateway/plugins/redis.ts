@@ -16,7 +16,10 @@ export default fp<{ url: string; connectWaitMs?: number }>(
     const redis = createProducerRedis(opts.url)
     // Nothing on the request path waits on the subscriber: until it is subscribed, lookups are not cached.
     const subscriber = createSubscriberRedis(opts.url)
-    for (const [name, client] of [['redis', redis], ['subscriber', subscriber]] as const) {
+    for (const [name, client] of [
+      ['redis', redis],
+      ['subscriber', subscriber],
+    ] as const) {
       client.on('error', (err: Error) => app.log.warn({ client: name, err: err.message }, 'redis connection error'))
     }
     // Give Redis a moment to connect so the first requests are not refused; if it is down,

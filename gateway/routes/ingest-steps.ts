@@ -26,7 +26,12 @@ export interface PreflightDeps {
  * trip (bad ids, backpressure from the poller's last figures); the DSN lookup is usually served
  * from the token cache. `takeContentType` runs first: any Content-Type is accepted (body.ts).
  */
-export function ingestPreflight(deps: PreflightDeps, queue: QueueName, permission: Permission, takeContentType: (request: FastifyRequest) => void) {
+export function ingestPreflight(
+  deps: PreflightDeps,
+  queue: QueueName,
+  permission: Permission,
+  takeContentType: (request: FastifyRequest) => void,
+) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     takeContentType(request)
     // Every ingest route has these params (its schema says so); validIds checks each one's format.
@@ -49,7 +54,11 @@ export interface ClaimRequest {
 }
 
 /** Claims the key; refuses with 429 over a limit and 503 while a concurrent upload holds it. */
-export async function claimOrRefuse(idempotency: IdempotencyStore, request: FastifyRequest, c: ClaimRequest): Promise<Extract<ClaimResult, { state: 'claimed' | 'dup' }>> {
+export async function claimOrRefuse(
+  idempotency: IdempotencyStore,
+  request: FastifyRequest,
+  c: ClaimRequest,
+): Promise<Extract<ClaimResult, { state: 'claimed' | 'dup' }>> {
   const claim = await idempotency.claim(c.idemKey, c.jobKey, c.sha256, c.rateLimit, c.budget)
   if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
   if (claim.state === 'busy') throw unavailable(`a concurrent upload of ${c.what}`)
@@ -57,7 +66,12 @@ export async function claimOrRefuse(idempotency: IdempotencyStore, request: Fast
 }
 
 /** Runs the enqueue (for a photo, the staging upload too); if it fails, the claim is released (best effort) and the error goes on. */
-export async function enqueueOrRelease(idempotency: IdempotencyStore, idemKey: string, token: () => string, enqueue: () => Promise<unknown>): Promise<void> {
+export async function enqueueOrRelease(
+  idempotency: IdempotencyStore,
+  idemKey: string,
+  token: () => string,
+  enqueue: () => Promise<unknown>,
+): Promise<void> {
   try {
     await enqueue()
   } catch (err) {

@@ -108,7 +108,13 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
       const idemKey = k.idempotency('s', ws, session)
       const jobId = jobIds.session(ws, session)
-      const claim = await claimOrRefuse(deps.idempotency, request, { idemKey, jobKey: k.job('sessions', jobId), sha256, ...limits(request, raw.length), what: 'this session' })
+      const claim = await claimOrRefuse(deps.idempotency, request, {
+        idemKey,
+        jobKey: k.job('sessions', jobId),
+        sha256,
+        ...limits(request, raw.length),
+        what: 'this session',
+      })
       if (claim.state === 'dup') {
         if (claim.sha256 !== sha256) {
           // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
@@ -119,7 +125,12 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
       // SIGKILL the gateway inside the crash window between the two. Never set in production.
       if (deps.faultPauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.faultPauseAfterClaimMs))
-      await enqueueOrRelease(deps.idempotency, idemKey, () => claim.token, () => app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId }))
+      await enqueueOrRelease(
+        deps.idempotency,
+        idemKey,
+        () => claim.token,
+        () => app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId }),
+      )
       return reply.code(201).send({ status: 'accepted' })
     },
   })
@@ -131,11 +142,31 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       const { raw, sha256, text, flag, received_at, ws, tokenId, session } = prepare(request, true, 'logs must be a JSON object or array')
       const idemKey = k.idempotency('l', ws, session, sha256)
       const jobId = jobIds.logs(ws, session, sha256)
-      const claim = await claimOrRefuse(deps.idempotency, request, { idemKey, jobKey: k.job('logs', jobId), sha256, ...limits(request, raw.length), what: 'these logs' })
+      const claim = await claimOrRefuse(deps.idempotency, request, {
+        idemKey,
+        jobKey: k.job('logs', jobId),
+        sha256,
+        ...limits(request, raw.length),
+        what: 'these logs',
+      })
       // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
       if (claim.state === 'claimed') {
-        const job = { kind: 'logs' as const, workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
-        await enqueueOrRelease(deps.idempotency, idemKey, () => claim.token, () => app.queues.logs.add('logs', job, { jobId }))
+        const job = {
+          kind: 'logs' as const,
+          workspace_id: ws,
+          session_id: session,
+          token_id: tokenId,
+          received_at,
+          sha256,
+          body: text,
+          ...flag,
+        }
+        await enqueueOrRelease(
+          deps.idempotency,
+          idemKey,
+          () => claim.token,
+          () => app.queues.logs.add('logs', job, { jobId }),
+        )
       }
       return reply.code(201).send({ status: 'accepted' })
     },

@@ -91,7 +91,10 @@ export async function stagePhoto(request: FastifyRequest, o: StagePhotoOptions):
       spoolDir = await mkdtemp(join(tmpdir(), 'rdt-spool-'))
       const file = join(spoolDir, 'body')
       await pipelineAsync(pipeBody(request.raw, hasher), createWriteStream(file))
-      await streamPut(o.s3, o.s3.bucket, stagingKey, createReadStream(file), { contentLength: hasher.size, metadata: { ...metadata, size: String(hasher.size) } })
+      await streamPut(o.s3, o.s3.bucket, stagingKey, createReadStream(file), {
+        contentLength: hasher.size,
+        metadata: { ...metadata, size: String(hasher.size) },
+      })
     }
   } catch (err) {
     throw storageError(request, err)

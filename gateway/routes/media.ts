@@ -45,9 +45,15 @@ function declaredLength(request: FastifyRequest, maxMediaBytes: number): number 
 
 /** Keeps a claim fresh while a slow phone uploads, so that it is not taken as abandoned; `token()` is the current one. */
 function keepClaimFresh(idempotency: IdempotencyStore, idemKey: string, token: string, pendingTimeoutMs: number) {
-  const refresh = setInterval(() => {
-    idempotency.touch(idemKey, token).then((t) => t && (token = t), () => {})
-  }, Math.max(100, pendingTimeoutMs / 3))
+  const refresh = setInterval(
+    () => {
+      idempotency.touch(idemKey, token).then(
+        (t) => t && (token = t),
+        () => {},
+      )
+    },
+    Math.max(100, pendingTimeoutMs / 3),
+  )
   return { token: () => token, stop: () => clearInterval(refresh) }
 }
 
@@ -79,7 +85,14 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       // spent, and its bytes are charged after the upload (below).
       const budget = workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, length ?? 0)
       const rateLimit = tokenRateLimit(deps.redisPrefix, request.ingest)
-      const claim = await claimOrRefuse(deps.idempotency, request, { idemKey, jobKey: k.job('media', jobId), sha256: '', rateLimit, budget, what: 'this media' })
+      const claim = await claimOrRefuse(deps.idempotency, request, {
+        idemKey,
+        jobKey: k.job('media', jobId),
+        sha256: '',
+        rateLimit,
+        budget,
+        what: 'this media',
+      })
       if (claim.state === 'dup') return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })
 
       const fresh = keepClaimFresh(deps.idempotency, idemKey, claim.token, deps.pendingTimeoutMs)

@@ -93,9 +93,20 @@ export async function addAdmin(app: FastifyInstance, email: string, password = T
 
 const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex')
 
-export async function seedSession(db: Db, o: { workspaceId: string; sessionId: string; tokenId: string; body: string; receivedAt?: Date }): Promise<void> {
+export async function seedSession(
+  db: Db,
+  o: { workspaceId: string; sessionId: string; tokenId: string; body: string; receivedAt?: Date },
+): Promise<void> {
   const receivedAt = o.receivedAt ?? new Date()
-  const job = { kind: 'session' as const, workspace_id: o.workspaceId, session_id: o.sessionId, token_id: o.tokenId, received_at: receivedAt.toISOString(), sha256: sha(o.body), body: o.body }
+  const job = {
+    kind: 'session' as const,
+    workspace_id: o.workspaceId,
+    session_id: o.sessionId,
+    token_id: o.tokenId,
+    received_at: receivedAt.toISOString(),
+    sha256: sha(o.body),
+    body: o.body,
+  }
   await collections(db).sessions.insertOne(buildSessionDocument(job, JSON.parse(o.body) as Record<string, unknown>, receivedAt))
 }
 
@@ -103,7 +114,16 @@ export async function seedMedia(
   db: Db,
   s3: S3Client,
   bucket: string,
-  o: { workspaceId: string; sessionId: string; mediaId: string; tokenId: string; bytes: Buffer; filename?: string; sniffed?: string; receivedAt?: Date },
+  o: {
+    workspaceId: string
+    sessionId: string
+    mediaId: string
+    tokenId: string
+    bytes: Buffer
+    filename?: string
+    sniffed?: string
+    receivedAt?: Date
+  },
 ): Promise<void> {
   const key = objectKeys.final(o.workspaceId, o.sessionId, o.mediaId)
   await s3.putObject(bucket, key, o.bytes, o.bytes.length, { 'Content-Type': o.sniffed ?? 'image/jpeg' })
@@ -125,7 +145,17 @@ export async function seedMedia(
 }
 
 /** A session body like the real client's, with overrides merged into `result` and the top level. */
-export function sessionBody(o: { results?: Record<string, string>; classifier?: Record<string, string>; images?: Record<string, string>; timeRead?: string; profile?: string; state?: string; extra?: Record<string, unknown> } = {}): string {
+export function sessionBody(
+  o: {
+    results?: Record<string, string>
+    classifier?: Record<string, string>
+    images?: Record<string, string>
+    timeRead?: string
+    profile?: string
+    state?: string
+    extra?: Record<string, unknown>
+  } = {},
+): string {
   return JSON.stringify(
     {
       state: o.state ?? 'QUEUED',
@@ -133,7 +163,13 @@ export function sessionBody(o: { results?: Record<string, string>; classifier?: 
       time_started: '2021-01-25T11:02:41.118+00:00',
       time_resolved: '2021-01-25T11:17:41.118+00:00',
       time_expired: '2021-01-25T11:32:41.118+00:00',
-      configuration: { session_type: 'TWO_PHASE', provision_mode: 'TEST_PROFILE', provision_mode_data: 'x', classifier_mode: 'CHECK_YOUR_WORK', flags: { FLAG_NO_EARLY_READS: 'TRUE' } },
+      configuration: {
+        session_type: 'TWO_PHASE',
+        provision_mode: 'TEST_PROFILE',
+        provision_mode_data: 'x',
+        classifier_mode: 'CHECK_YOUR_WORK',
+        flags: { FLAG_NO_EARLY_READS: 'TRUE' },
+      },
       result: {
         time_read: o.timeRead ?? '2021-01-25T11:18:02.563+00:00',
         images: o.images ?? { cropped: '/data/c.jpg' },

@@ -44,7 +44,10 @@ export function asRole(config: Config, role: Exclude<Role, 'cli'>): Config {
  */
 export function inspectorQueues(t: { teardown(fn: () => unknown): void }, config: Config): Record<QueueName, Queue> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
-  const queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue(q, { connection, prefix: config.redisPrefix })])) as Record<QueueName, Queue>
+  const queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue(q, { connection, prefix: config.redisPrefix })])) as Record<
+    QueueName,
+    Queue
+  >
   t.teardown(async () => {
     await Promise.all(Object.values(queues).map((q) => q.close()))
     connection.disconnect()
@@ -59,7 +62,8 @@ export function inspectorQueues(t: { teardown(fn: () => unknown): void }, config
 export function roleProcessEnv(role: Role, extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env = roleEnv({ ...process.env, ...extra }, role)
   // A Redis the test started itself (no ACL), or a closed port, is kept as the test gave it.
-  if (extra.REDIS_URL && process.env.REDIS_URL && new URL(extra.REDIS_URL).host !== new URL(process.env.REDIS_URL).host) env.REDIS_URL = extra.REDIS_URL
+  if (extra.REDIS_URL && process.env.REDIS_URL && new URL(extra.REDIS_URL).host !== new URL(process.env.REDIS_URL).host)
+    env.REDIS_URL = extra.REDIS_URL
   return env
 }
 
@@ -86,7 +90,14 @@ export async function seedToken(
     const tokenId = 't' + randomBytes(8).toString('hex')
     const token = generateToken()
     const now = new Date()
-    await c.workspaces.insertOne({ _id: workspaceId, slug: opts.slug ?? workspaceId, name: workspaceId, active: opts.active ?? true, created_at: now, updated_at: now })
+    await c.workspaces.insertOne({
+      _id: workspaceId,
+      slug: opts.slug ?? workspaceId,
+      name: workspaceId,
+      active: opts.active ?? true,
+      created_at: now,
+      updated_at: now,
+    })
     await c.tokens.insertOne({
       _id: tokenId,
       workspace_id: workspaceId,
@@ -106,7 +117,10 @@ export async function seedToken(
 }
 
 /** Polls until `fn` returns a truthy value, or fails after the deadline. Never a fixed sleep. */
-export async function waitFor<T>(fn: () => Promise<T> | T, { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  fn: () => Promise<T> | T,
+  { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {

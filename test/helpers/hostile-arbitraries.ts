@@ -36,14 +36,51 @@ export function toJson(v: J, indent = ''): string {
 }
 
 export const hostileKey = fc.oneof(
-  fc.constantFrom('$where', '$gt', '$', 'a.b', '.', '..', '__proto__', 'constructor', 'prototype', '_bsontype', '_id', '', '\u0000', 'a\u0000b', '%', '%2E', '%24x', 'toString', 'hasOwnProperty', 'valueOf', 'entries', 'id', 'json', 'state', 'configuration', 'result', 'images', 'flags', 'metrics', 'data', 'time_started', '\ud800', 'k'.repeat(300)),
+  fc.constantFrom(
+    '$where',
+    '$gt',
+    '$',
+    'a.b',
+    '.',
+    '..',
+    '__proto__',
+    'constructor',
+    'prototype',
+    '_bsontype',
+    '_id',
+    '',
+    '\u0000',
+    'a\u0000b',
+    '%',
+    '%2E',
+    '%24x',
+    'toString',
+    'hasOwnProperty',
+    'valueOf',
+    'entries',
+    'id',
+    'json',
+    'state',
+    'configuration',
+    'result',
+    'images',
+    'flags',
+    'metrics',
+    'data',
+    'time_started',
+    '\ud800',
+    'k'.repeat(300),
+  ),
   fc.string({ unit: 'binary', maxLength: 12 }),
   fc.string({ maxLength: 8 }),
 )
 
 export const hostileString = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.string({ unit: fc.constantFrom('\u0000', '\ud800', '\udfff', '\u2028', '"', '\\', '\u00ff', '\ufffd', '\ufeff', '<', '$', '.', 'a'), maxLength: 20 }),
+  fc.string({
+    unit: fc.constantFrom('\u0000', '\ud800', '\udfff', '\u2028', '"', '\\', '\u00ff', '\ufffd', '\ufeff', '<', '$', '.', 'a'),
+    maxLength: 20,
+  }),
   fc.constantFrom(
     '2021-01-25T11:02:41.118+00:00',
     '2021-01-25T11:02:41Z',
@@ -65,7 +102,14 @@ const number = fc.oneof(
   fc.integer(),
   fc.double(),
   fc.constantFrom(0, -1, 2 ** 53, -(2 ** 53), 1.7976931348623157e308, 5e-324),
-  fc.constantFrom(new Raw('1e999'), new Raw('-1e999'), new Raw('1E400'), new Raw('123456789012345678901234567890'), new Raw('-0'), new Raw('0.0000000000000000000000000001')),
+  fc.constantFrom(
+    new Raw('1e999'),
+    new Raw('-1e999'),
+    new Raw('1E400'),
+    new Raw('123456789012345678901234567890'),
+    new Raw('-0'),
+    new Raw('0.0000000000000000000000000001'),
+  ),
 )
 
 /** Any JSON value, with hostile keys and strings, bounded in size. */
@@ -76,11 +120,16 @@ export const jsonValue: fc.Arbitrary<J> = fc.letrec<{ v: J; arr: J[]; obj: Obj }
 })).v
 
 /** Deep nesting of one shape: `[[[…]]]` or `{"a":{"a":…}}`. */
-export const deepValue = fc.tuple(fc.integer({ min: 20, max: 400 }), fc.boolean()).map(([depth, arrays]) => new Raw(arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)))
+export const deepValue = fc
+  .tuple(fc.integer({ min: 20, max: 400 }), fc.boolean())
+  .map(([depth, arrays]) => new Raw(arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)))
 
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined })
 const timestampish = fc.oneof(hostileString, jsonValue)
-const stringMap = fc.oneof(fc.array(fc.tuple(hostileKey, fc.oneof(hostileString, jsonValue)), { maxLength: 5 }).map((e) => new Obj(e)), jsonValue)
+const stringMap = fc.oneof(
+  fc.array(fc.tuple(hostileKey, fc.oneof(hostileString, jsonValue)), { maxLength: 5 }).map((e) => new Obj(e)),
+  jsonValue,
+)
 
 function withoutUndefined(o: Record<string, J | undefined>): Obj {
   return new Obj(Object.entries(o).filter((e): e is [string, J] => e[1] !== undefined))
@@ -97,18 +146,46 @@ export const sessionLike: fc.Arbitrary<J> = fc
     time_expired: maybe(timestampish),
     configuration: maybe(
       fc.oneof(
-        fc.record({ session_type: maybe(jsonValue), provision_mode: maybe(jsonValue), classifier_mode: maybe(jsonValue), flags: maybe(stringMap), extra: maybe(jsonValue) }).map(withoutUndefined),
+        fc
+          .record({
+            session_type: maybe(jsonValue),
+            provision_mode: maybe(jsonValue),
+            classifier_mode: maybe(jsonValue),
+            flags: maybe(stringMap),
+            extra: maybe(jsonValue),
+          })
+          .map(withoutUndefined),
         jsonValue,
       ),
     ),
-    result: maybe(fc.oneof(fc.record({ time_read: maybe(timestampish), images: maybe(stringMap), results: maybe(stringMap), results_classifier: maybe(stringMap) }).map(withoutUndefined), jsonValue)),
+    result: maybe(
+      fc.oneof(
+        fc
+          .record({
+            time_read: maybe(timestampish),
+            images: maybe(stringMap),
+            results: maybe(stringMap),
+            results_classifier: maybe(stringMap),
+          })
+          .map(withoutUndefined),
+        jsonValue,
+      ),
+    ),
     metrics: maybe(fc.oneof(fc.record({ data: maybe(stringMap) }).map(withoutUndefined), jsonValue)),
     unknown: maybe(fc.oneof(jsonValue, deepValue)),
   })
   .map(withoutUndefined)
 
 const logEntry: fc.Arbitrary<J> = fc.oneof(
-  fc.record({ timestamp: maybe(timestampish), tag: maybe(jsonValue), message: maybe(jsonValue), json: maybe(fc.oneof(jsonValue, deepValue)), media_key: maybe(jsonValue) }).map(withoutUndefined),
+  fc
+    .record({
+      timestamp: maybe(timestampish),
+      tag: maybe(jsonValue),
+      message: maybe(jsonValue),
+      json: maybe(fc.oneof(jsonValue, deepValue)),
+      media_key: maybe(jsonValue),
+    })
+    .map(withoutUndefined),
   jsonValue,
 )
 
@@ -116,7 +193,9 @@ const logEntry: fc.Arbitrary<J> = fc.oneof(
 export const logsLike: fc.Arbitrary<J> = fc.oneof(
   fc.array(logEntry, { maxLength: 8 }).map((entries) => new Obj([['entries', entries]])),
   fc.array(logEntry, { maxLength: 8 }),
-  fc.tuple(fc.array(logEntry, { maxLength: 4 }), fc.array(fc.tuple(hostileKey, jsonValue), { maxLength: 3 })).map(([entries, rest]) => new Obj([['entries', entries], ...rest])),
+  fc
+    .tuple(fc.array(logEntry, { maxLength: 4 }), fc.array(fc.tuple(hostileKey, jsonValue), { maxLength: 3 }))
+    .map(([entries, rest]) => new Obj([['entries', entries], ...rest])),
 )
 
 /** Whether the value is what an endpoint needs: a session must be an object; logs an object or array. */
@@ -128,12 +207,28 @@ export function kindOf(v: J): 'object' | 'array' | 'other' {
 }
 
 export const contentType = fc.option(
-  fc.constantFrom('application/json; charset=utf-8', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'image/jpeg', 'application/octet-stream', '*/*', 'application/json; charset=utf-16', ';;;', 'garbage'),
+  fc.constantFrom(
+    'application/json; charset=utf-8',
+    'application/json',
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    'image/jpeg',
+    'application/octet-stream',
+    '*/*',
+    'application/json; charset=utf-16',
+    ';;;',
+    'garbage',
+  ),
   { nil: undefined },
 )
 
 /** Valid ids (1-128 of [0-9A-Za-z_-]), favouring the edges. */
-export const validId = fc.oneof(fc.stringMatching(/^[0-9A-Za-z_-]{1,16}$/), fc.stringMatching(/^[0-9A-Za-z_-]{120,128}$/), fc.constantFrom('-', '_', '0', '--', 'a'.repeat(128)))
+export const validId = fc.oneof(
+  fc.stringMatching(/^[0-9A-Za-z_-]{1,16}$/),
+  fc.stringMatching(/^[0-9A-Za-z_-]{120,128}$/),
+  fc.constantFrom('-', '_', '0', '--', 'a'.repeat(128)),
+)
 
 // ---------------------------------------------------------------------------------------------
 // Headers and paths, as latin1 text for the raw client.
@@ -176,7 +271,28 @@ export const headerValue = fc.oneof(
 
 /** Header names: the interesting ones, and random tokens; framing headers are left to the explicit cases. */
 export const headerName = fc.oneof(
-  fc.constantFrom('Content-Type', 'Content-Encoding', 'Content-Disposition', 'Accept', 'Accept-Encoding', 'User-Agent', 'X-Forwarded-For', 'Authorization', 'Cookie', 'Range', 'Content-Range', 'Content-MD5', 'Expect', 'TE', 'Trailer', 'Upgrade', 'If-Match', 'Origin', 'X-Request-Id', 'Content-Language'),
+  fc.constantFrom(
+    'Content-Type',
+    'Content-Encoding',
+    'Content-Disposition',
+    'Accept',
+    'Accept-Encoding',
+    'User-Agent',
+    'X-Forwarded-For',
+    'Authorization',
+    'Cookie',
+    'Range',
+    'Content-Range',
+    'Content-MD5',
+    'Expect',
+    'TE',
+    'Trailer',
+    'Upgrade',
+    'If-Match',
+    'Origin',
+    'X-Request-Id',
+    'Content-Language',
+  ),
   fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,30}$/).filter((n) => !/^(content-length|transfer-encoding|connection|host)$/i.test(n)),
 )
 
@@ -190,6 +306,27 @@ export const segment = (valid: fc.Arbitrary<string>) =>
     { weight: 1, arbitrary: fc.string({ unit: latin1(0x21, 0xff).filter((c) => !'/?#'.includes(c)), minLength: 1, maxLength: 30 }) },
     {
       weight: 2,
-      arbitrary: fc.constantFrom('', '.', '..', '%', '%zz', '%00', '%2F', '%2e%2e', '%C0%AF', '%ff', 'a%00b', '~', '*', 'a;b', 'A'.repeat(128), 'A'.repeat(129), 'A'.repeat(1025), 'A'.repeat(3000), 'rdt_..', '\\'),
+      arbitrary: fc.constantFrom(
+        '',
+        '.',
+        '..',
+        '%',
+        '%zz',
+        '%00',
+        '%2F',
+        '%2e%2e',
+        '%C0%AF',
+        '%ff',
+        'a%00b',
+        '~',
+        '*',
+        'a;b',
+        'A'.repeat(128),
+        'A'.repeat(129),
+        'A'.repeat(1025),
+        'A'.repeat(3000),
+        'rdt_..',
+        '\\',
+      ),
     },
   )

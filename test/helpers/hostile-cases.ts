@@ -5,7 +5,18 @@
 // loaded 2-core machine, and the two run side by side.
 import type { Test } from 'tap'
 import { keys } from '../../shared/keys.ts'
-import { drain, errorLines, knownGoodRoundTrip, leftoverSpools, paths, seedVictim, send, snapshotWorkspace, startHostileStack, waitFor } from './hostile.ts'
+import {
+  drain,
+  errorLines,
+  knownGoodRoundTrip,
+  leftoverSpools,
+  paths,
+  seedVictim,
+  send,
+  snapshotWorkspace,
+  startHostileStack,
+  waitFor,
+} from './hostile.ts'
 
 export async function startHostileCases(t: Test) {
   const stack = await startHostileStack(t)
@@ -14,35 +25,58 @@ export async function startHostileCases(t: Test) {
   const ws = stack.attacker.workspaceId
   const token = stack.attacker.token
   const col = (name: string) => stack.db.collection(name)
-  const storedSession = (session: string) => waitFor(() => col('test_sessions').findOne({ workspace_id: ws, session_id: session }), { timeoutMs: 60_000, what: `session ${session} to be stored` })
-  const storedBatch = (session: string) => waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), { timeoutMs: 60_000, what: `logs of ${session} to be stored` })
+  const storedSession = (session: string) =>
+    waitFor(() => col('test_sessions').findOne({ workspace_id: ws, session_id: session }), {
+      timeoutMs: 60_000,
+      what: `session ${session} to be stored`,
+    })
+  const storedBatch = (session: string) =>
+    waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), {
+      timeoutMs: 60_000,
+      what: `logs of ${session} to be stored`,
+    })
   const storedMedia = (session: string, media: string) =>
-    waitFor(() => col('test_session_media').findOne({ workspace_id: ws, session_id: session, media_id: media }), { timeoutMs: 60_000, what: `media ${session}/${media} to be stored` })
+    waitFor(() => col('test_session_media').findOne({ workspace_id: ws, session_id: session, media_id: media }), {
+      timeoutMs: 60_000,
+      what: `media ${session}/${media} to be stored`,
+    })
 
   /** Nothing queued for this session in any queue, and no staged photo under it. */
   async function nothingFor(session: string): Promise<string[]> {
     const found: string[] = []
     for (const q of ['sessions', 'logs', 'media'] as const) {
-      for (const j of await stack.queues[q].getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])) if (j?.data?.session_id === session) found.push(`${q} job ${j.id}`)
+      for (const j of await stack.queues[q].getJobs(['waiting', 'active', 'delayed', 'completed', 'failed']))
+        if (j?.data?.session_id === session) found.push(`${q} job ${j.id}`)
     }
-    for await (const o of stack.s3.listObjectsV2(stack.config.s3.bucket, `staging/${ws}/${session}/`, true) as AsyncIterable<{ name?: string }>) found.push(`staged ${o.name}`)
+    for await (const o of stack.s3.listObjectsV2(stack.config.s3.bucket, `staging/${ws}/${session}/`, true) as AsyncIterable<{
+      name?: string
+    }>)
+      found.push(`staged ${o.name}`)
     return found
   }
 
   /** The last test of a file: after every case, nothing crashed, stuck, failed, or touched another workspace. */
   function checkAfterEveryCase() {
     t.test('after every case: nothing crashed, stuck, failed, or touched another workspace', async (t) => {
-    t.equal((await send(stack.port, { method: 'GET', path: '/healthz' })).status, 200)
-    const probe = await knownGoodRoundTrip(stack)
-    t.same(probe.statuses, [201, 201, 201])
-    t.ok(probe.stored, 'a known-good upload is still stored')
-    const report = await drain(stack, 120_000)
-    t.same(report.pending, { sessions: 0, logs: 0, media: 0 }, 'queues drained')
-    t.same(report.failed, [], 'no failed job')
-    t.same(await snapshotWorkspace(stack, stack.victim.workspaceId), victimBefore, 'the other workspace is byte for byte the same')
-    t.same(await leftoverSpools(stack), [])
-    t.same(errorLines(stack.gatewayLines).map((l) => l.msg), [], 'the gateway logged no error')
-    t.same(errorLines(stack.lines).map((l) => `${l.msg} ${String(l.reason ?? '')}`), [], 'the worker logged no error')
+      t.equal((await send(stack.port, { method: 'GET', path: '/healthz' })).status, 200)
+      const probe = await knownGoodRoundTrip(stack)
+      t.same(probe.statuses, [201, 201, 201])
+      t.ok(probe.stored, 'a known-good upload is still stored')
+      const report = await drain(stack, 120_000)
+      t.same(report.pending, { sessions: 0, logs: 0, media: 0 }, 'queues drained')
+      t.same(report.failed, [], 'no failed job')
+      t.same(await snapshotWorkspace(stack, stack.victim.workspaceId), victimBefore, 'the other workspace is byte for byte the same')
+      t.same(await leftoverSpools(stack), [])
+      t.same(
+        errorLines(stack.gatewayLines).map((l) => l.msg),
+        [],
+        'the gateway logged no error',
+      )
+      t.same(
+        errorLines(stack.lines).map((l) => `${l.msg} ${String(l.reason ?? '')}`),
+        [],
+        'the worker logged no error',
+      )
     })
   }
 

@@ -127,7 +127,11 @@ export function parseResponses(raw: Buffer): { status: number; headers: Record<s
 }
 
 /** Sends bytes on a fresh connection and collects what comes back until the server closes (or the timeout). */
-export function rawSend(port: number, data: Buffer, opts: { endAfterWrite?: boolean; timeoutMs?: number; until?: (raw: Buffer) => boolean } = {}): Promise<RawResponse> {
+export function rawSend(
+  port: number,
+  data: Buffer,
+  opts: { endAfterWrite?: boolean; timeoutMs?: number; until?: (raw: Buffer) => boolean } = {},
+): Promise<RawResponse> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     const chunks: Buffer[] = []
@@ -189,9 +193,21 @@ export async function missingAccepted(stack: TestStack, accepted: Accepted[]): P
   const missing: Accepted[] = []
   for (const a of accepted) {
     let found: unknown
-    if (a.kind === 'session') found = await stack.db.collection('test_sessions').findOne({ workspace_id: a.ws, session_id: a.session, raw_sha256: a.sha256 }, { projection: { _id: 1 } })
-    else if (a.kind === 'logs') found = await stack.db.collection('test_session_log_batches').findOne({ workspace_id: a.ws, session_id: a.session, sha256: a.sha256 }, { projection: { _id: 1 } })
-    else found = await stack.db.collection('test_session_media').findOne({ workspace_id: a.ws, session_id: a.session, media_id: a.media, sha256: a.sha256, size: a.size }, { projection: { _id: 1 } })
+    if (a.kind === 'session')
+      found = await stack.db
+        .collection('test_sessions')
+        .findOne({ workspace_id: a.ws, session_id: a.session, raw_sha256: a.sha256 }, { projection: { _id: 1 } })
+    else if (a.kind === 'logs')
+      found = await stack.db
+        .collection('test_session_log_batches')
+        .findOne({ workspace_id: a.ws, session_id: a.session, sha256: a.sha256 }, { projection: { _id: 1 } })
+    else
+      found = await stack.db
+        .collection('test_session_media')
+        .findOne(
+          { workspace_id: a.ws, session_id: a.session, media_id: a.media, sha256: a.sha256, size: a.size },
+          { projection: { _id: 1 } },
+        )
     if (!found) missing.push(a)
   }
   return missing
@@ -250,9 +266,13 @@ export async function knownGoodRoundTrip(stack: HostileStack): Promise<{ statuse
   const stored = await waitFor(
     async () => {
       const [s, l, m] = await Promise.all([
-        stack.db.collection('test_sessions').findOne({ workspace_id: ws, session_id: session, raw_sha256: sha256(FIXTURES.sessionRdtoolkit) }),
+        stack.db
+          .collection('test_sessions')
+          .findOne({ workspace_id: ws, session_id: session, raw_sha256: sha256(FIXTURES.sessionRdtoolkit) }),
         stack.db.collection('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }),
-        stack.db.collection('test_session_media').findOne({ workspace_id: ws, session_id: session, media_id: 'cropped', sha256: sha256(photo) }),
+        stack.db
+          .collection('test_session_media')
+          .findOne({ workspace_id: ws, session_id: session, media_id: 'cropped', sha256: sha256(photo) }),
       ])
       return Boolean(s && l && m)
     },
@@ -268,14 +288,25 @@ export async function seedVictim(stack: HostileStack): Promise<void> {
   const res = [
     await send(stack.port, { path: p.session, body: FIXTURES.sessionRdtoolkit }),
     await send(stack.port, { path: p.logs, body: FIXTURES.logsRdtoolkit }),
-    await send(stack.port, { path: p.media('cropped'), headers: [['Content-Type', 'image/jpeg'], ['Content-Disposition', 'attachment; filename=victim.jpg']], body: fakeJpeg(30_000) }),
+    await send(stack.port, {
+      path: p.media('cropped'),
+      headers: [
+        ['Content-Type', 'image/jpeg'],
+        ['Content-Disposition', 'attachment; filename=victim.jpg'],
+      ],
+      body: fakeJpeg(30_000),
+    }),
     await send(stack.port, { path: p.session, body: FIXTURES.sessionSpecExample }),
   ]
   const statuses = res.map((r) => r.status)
   if (statuses.join() !== '201,201,201,409') throw new Error(`seeding the victim workspace got ${statuses.join()}`)
   await waitFor(
     async () => {
-      const counts = await Promise.all(['test_sessions', 'test_session_log_batches', 'test_session_media', 'test_session_conflicts'].map((c) => stack.db.collection(c).countDocuments({ workspace_id: ws })))
+      const counts = await Promise.all(
+        ['test_sessions', 'test_session_log_batches', 'test_session_media', 'test_session_conflicts'].map((c) =>
+          stack.db.collection(c).countDocuments({ workspace_id: ws }),
+        ),
+      )
       return counts.every((n) => n === 1)
     },
     { timeoutMs: 30_000, what: 'the victim workspace to be stored' },
@@ -296,7 +327,12 @@ export async function snapshotWorkspace(stack: TestStack, ws: string): Promise<R
     const docs = await stack.db.collection(c).find({ workspace_id: ws }).toArray()
     out[c] = docs.map(digest).sort()
   }
-  out.workspaces = (await stack.db.collection('workspaces').find({ _id: ws as never }).toArray()).map(digest)
+  out.workspaces = (
+    await stack.db
+      .collection('workspaces')
+      .find({ _id: ws as never })
+      .toArray()
+  ).map(digest)
   out.tokens = (await stack.db.collection('tokens').find({ workspace_id: ws }).toArray()).map(digest)
   const objects: string[] = []
   for await (const obj of stack.s3.listObjectsV2(stack.config.s3.bucket, '', true) as AsyncIterable<{ name?: string }>) {

@@ -9,7 +9,22 @@ import { freePort } from '../../stack/ports.ts'
 
 // Set by with-stack (or CI) for the other tests; unset here, so that `npm start` starts and owns
 // its own services, as on a fresh clone.
-const SERVICE_VARS = ['REDIS_URL', 'MONGODB_URL', 'S3_ENDPOINT', 'S3_ACCESS_KEY', 'S3_SECRET_KEY', 'S3_BUCKET', 'S3_REGION', 'REDIS_PREFIX', 'PUBLIC_URL', 'ADMIN_URL', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'STACK_TLS', 'STACK_DIR']
+const SERVICE_VARS = [
+  'REDIS_URL',
+  'MONGODB_URL',
+  'S3_ENDPOINT',
+  'S3_ACCESS_KEY',
+  'S3_SECRET_KEY',
+  'S3_BUCKET',
+  'S3_REGION',
+  'REDIS_PREFIX',
+  'PUBLIC_URL',
+  'ADMIN_URL',
+  'TLS_CERT_FILE',
+  'TLS_KEY_FILE',
+  'STACK_TLS',
+  'STACK_DIR',
+]
 
 export interface NpmStart {
   dir: string
@@ -67,7 +82,10 @@ export async function npmStart(extraEnv: Record<string, string>): Promise<NpmSta
         if (m) done(() => resolve(m))
         else if (!running) done(() => reject(new Error(`npm start exited before printing ${re}:\n${out.slice(-3000)}`)))
       }
-      const timer = setTimeout(() => done(() => reject(new Error(`no ${re} in npm start's output within ${timeoutMs} ms:\n${out.slice(-3000)}`))), timeoutMs)
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`no ${re} in npm start's output within ${timeoutMs} ms:\n${out.slice(-3000)}`))),
+        timeoutMs,
+      )
       const done = (f: () => void) => {
         clearTimeout(timer)
         listeners.delete(check)

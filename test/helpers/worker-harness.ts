@@ -95,7 +95,11 @@ export function jobIdFor(data: SessionsQueueJob | LogsJob | MediaJob): string {
 }
 
 /** Starts a worker on private state and registers its teardown. */
-export async function startTestWorker(t: Teardown, env: Record<string, string> = {}, deps: Pick<WorkerDeps, 'metrics'> = {}): Promise<TestStack> {
+export async function startTestWorker(
+  t: Teardown,
+  env: Record<string, string> = {},
+  deps: Pick<WorkerDeps, 'metrics'> = {},
+): Promise<TestStack> {
   const config = testConfig(env)
   const { logger, lines } = captureLogger()
   const s3 = createS3(config.s3)
@@ -141,7 +145,13 @@ export async function startTestWorker(t: Teardown, env: Record<string, string> =
     async add(queue, data, opts = {}) {
       const kind = data.kind === 'logs' ? 'l' : data.kind === 'media' ? 'm' : 's'
       const extra = data.kind === 'logs' ? data.sha256 : data.kind === 'media' ? data.media_id : undefined
-      if (data.kind !== 'conflict') await redis.set(k.idempotency(kind, data.workspace_id, data.session_id, extra), idempotencyValue.pending(data.kind === 'media' ? '' : data.sha256, Date.now()), 'PX', 60_000)
+      if (data.kind !== 'conflict')
+        await redis.set(
+          k.idempotency(kind, data.workspace_id, data.session_id, extra),
+          idempotencyValue.pending(data.kind === 'media' ? '' : data.sha256, Date.now()),
+          'PX',
+          60_000,
+        )
       return queues[queue].add(data.kind, data, { ...defaultJobOptions, jobId: jobIdFor(data), ...opts })
     },
     async settled(queue, jobId) {
@@ -167,11 +177,27 @@ async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {
 }
 
 export function sessionJob(ws: string, session: string, body: string, kind: 'session' | 'conflict' = 'session'): SessionsQueueJob {
-  return { kind, workspace_id: ws, session_id: session, token_id: 'tok1', received_at: new Date().toISOString(), sha256: sha256(body), body }
+  return {
+    kind,
+    workspace_id: ws,
+    session_id: session,
+    token_id: 'tok1',
+    received_at: new Date().toISOString(),
+    sha256: sha256(body),
+    body,
+  }
 }
 
 export function logsJob(ws: string, session: string, body: string): LogsJob {
-  return { kind: 'logs', workspace_id: ws, session_id: session, token_id: 'tok1', received_at: new Date().toISOString(), sha256: sha256(body), body }
+  return {
+    kind: 'logs',
+    workspace_id: ws,
+    session_id: session,
+    token_id: 'tok1',
+    received_at: new Date().toISOString(),
+    sha256: sha256(body),
+    body,
+  }
 }
 
 /** A Job-shaped object for calling a processor directly (as a re-run after a stall would). */
@@ -182,7 +208,15 @@ export function fakeJob(data: unknown, id = 'direct'): Job {
 /** Stages bytes the way the gateway does (same key shape and metadata) and returns the media job. */
 export async function stageMedia(
   stack: Pick<TestStack, 'config'>,
-  opts: { ws: string; session: string; media: string; bytes: Buffer; filename?: string | null; contentType?: string | null; metadata?: Record<string, string> },
+  opts: {
+    ws: string
+    session: string
+    media: string
+    bytes: Buffer
+    filename?: string | null
+    contentType?: string | null
+    metadata?: Record<string, string>
+  },
 ): Promise<MediaJob> {
   const { config } = stack
   const received_at = new Date().toISOString()

@@ -74,7 +74,8 @@ export function writeThenRead(port: number, requests: Buffer[], opts: WriteThenR
       const part = data.subarray(at, end)
       at = end
       socket.write(part, (err) => {
-        if (err) socket.resume() // let the error or what was answered surface
+        if (err)
+          socket.resume() // let the error or what was answered surface
         else setImmediate(next)
       })
     }
@@ -84,11 +85,22 @@ export function writeThenRead(port: number, requests: Buffer[], opts: WriteThenR
 
 /** An HTTP/1.1 request head (keep-alive unless `close`). */
 export function head(method: string, path: string, headers: Record<string, string | number> = {}, close = false): Buffer {
-  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...(close ? ['Connection: close'] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
+  const lines = [
+    `${method} ${path} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    ...(close ? ['Connection: close'] : []),
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ]
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1')
 }
 
 /** A whole request with a Content-Length body. */
-export function withLength(method: string, path: string, body: Buffer, headers: Record<string, string | number> = {}, close = false): Buffer {
+export function withLength(
+  method: string,
+  path: string,
+  body: Buffer,
+  headers: Record<string, string | number> = {},
+  close = false,
+): Buffer {
   return Buffer.concat([head(method, path, { ...headers, 'Content-Length': body.length }, close), body])
 }

@@ -11,7 +11,15 @@ import type { Document } from 'mongodb'
 import { canonicalJson } from '../../shared/json-storage.ts'
 import type { LogsJob } from '../../shared/queues.ts'
 import type { ValidationIssue } from '../../shared/session-schema.ts'
-import { checkNotCancelled, insertWithFallback, isPlainObject, own, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
+import {
+  checkNotCancelled,
+  insertWithFallback,
+  isPlainObject,
+  own,
+  parseReceivedAt,
+  validatePayload,
+  type ProcessorDeps,
+} from '../context.ts'
 import { markAccepted } from '../../shared/idempotency.ts'
 import { INVALID_UTF8_ISSUE, Notes } from '../session-document.ts'
 
@@ -34,7 +42,10 @@ function entriesOf(body: unknown): { entries: unknown[]; issues: ValidationIssue
     const entries = own(body, 'entries')
     if (Array.isArray(entries)) {
       const others = Object.keys(body).filter((k) => k !== 'entries')
-      return { entries, issues: others.length ? [{ path: '', message: `unexpected fields besides "entries" (${others.length}); kept in raw_body` }] : [] }
+      return {
+        entries,
+        issues: others.length ? [{ path: '', message: `unexpected fields besides "entries" (${others.length}); kept in raw_body` }] : [],
+      }
     }
     return { entries: [], issues: [{ path: '/entries', message: 'must be an array of log entries' }] }
   }
@@ -59,7 +70,16 @@ function entryDocument(data: LogsJob, receivedAt: Date, entry: unknown, index: n
   const notes = new Notes()
   if (!isPlainObject(entry)) {
     notes.issue('', 'log entry is not an object; kept in value')
-    return { ...base, timestamp: null, tag: null, message: null, json: null, media_key: null, value: notes.value(entry, ''), validation: notes.validation() }
+    return {
+      ...base,
+      timestamp: null,
+      tag: null,
+      message: null,
+      json: null,
+      media_key: null,
+      value: notes.value(entry, ''),
+      validation: notes.validation(),
+    }
   }
   const str = (key: string) => {
     const v = own(entry, key)
@@ -100,7 +120,11 @@ export function createLogsProcessor(deps: ProcessorDeps) {
     const jobLog = log.child({ jobId: job.id })
     const truncated = all.length > deps.config.logsMaxEntries
     const entries = truncated ? all.slice(0, deps.config.logsMaxEntries) : all
-    if (truncated) jobLog.warn({ entries: all.length, stored: entries.length, session_id: data.session_id, workspace_id: data.workspace_id }, 'log batch truncated to LOGS_MAX_ENTRIES')
+    if (truncated)
+      jobLog.warn(
+        { entries: all.length, stored: entries.length, session_id: data.session_id, workspace_id: data.workspace_id },
+        'log batch truncated to LOGS_MAX_ENTRIES',
+      )
 
     // The batch first: it carries the exact body, so the record exists even if entries fail.
     const batchBase = {
@@ -140,7 +164,13 @@ export function createLogsProcessor(deps: ProcessorDeps) {
           } catch (err) {
             doc = entryFallback(data, receivedAt, index, id, `normalisation failed: ${(err as Error).message}`)
           }
-          return insertWithFallback(deps.writers.logs, doc, (reason) => entryFallback(data, receivedAt, index, id, reason), jobLog, 'log entry')
+          return insertWithFallback(
+            deps.writers.logs,
+            doc,
+            (reason) => entryFallback(data, receivedAt, index, id, reason),
+            jobLog,
+            'log entry',
+          )
         }),
       )
       inserted += outcomes.filter((o) => o === 'inserted').length
@@ -160,6 +190,9 @@ function entryFallback(data: LogsJob, receivedAt: Date, index: number, id: strin
     message: null,
     json: null,
     media_key: null,
-    validation: { ok: false, errors: [{ path: 'storage_fallback', message: `entry could not be stored (${reason}); see the batch's raw_body` }] },
+    validation: {
+      ok: false,
+      errors: [{ path: 'storage_fallback', message: `entry could not be stored (${reason}); see the batch's raw_body` }],
+    },
   }
 }

@@ -111,7 +111,11 @@ export function createMediaProcessor(deps: ProcessorDeps) {
     await markAccepted(deps, 'm', data.workspace_id, data.session_id, originalSha, data.media_id)
   }
 
-  return async function processMedia(job: Job, _token?: string, signal?: AbortSignal): Promise<{ outcome: MediaOutcome; sniffed_type?: string }> {
+  return async function processMedia(
+    job: Job,
+    _token?: string,
+    signal?: AbortSignal,
+  ): Promise<{ outcome: MediaOutcome; sniffed_type?: string }> {
     const data = validatePayload('media', job.data)
     const receivedAt = parseReceivedAt(data.received_at)
     const ids = { workspace_id: data.workspace_id, session_id: data.session_id, media_id: data.media_id }
@@ -131,7 +135,7 @@ export function createMediaProcessor(deps: ProcessorDeps) {
         return { outcome: 'already_stored' }
       }
       // Possibly not visible yet; if it is gone for good, the job ends in the failed set after its attempts.
-      throw new Error('staged object not found; will retry')
+      throw new Error('staged object not found; will retry', { cause: err })
     }
     if (read.size !== data.size || read.sha256 !== data.sha256) {
       // Corruption between gateway and storage: keep the job (and the staged object) for inspection.

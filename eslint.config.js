@@ -1,0 +1,22 @@
+// ESLint flat config: JavaScript's and typescript-eslint's recommended rules over the whole tree.
+// Formatting is Prettier's job (`npm run format`), so no stylistic rules here.
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+import globals from 'globals'
+
+export default tseslint.config(
+  { ignores: ['node_modules/', '.stack/', 'test/artifacts/', 'dist/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: globals.node },
+    rules: {
+      // Input validation matches control characters on purpose (ids, file names, JSON text).
+      'no-control-regex': 'off',
+      // `_`-prefixed names mark a parameter or binding kept on purpose (a signature, a skipped element).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+    },
+  },
+  // Run by mongosh, whose shell provides these.
+  { files: ['deploy/mongo/*.js'], languageOptions: { globals: { db: 'readonly', print: 'readonly', quit: 'readonly' } } },
+)
