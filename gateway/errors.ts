@@ -1,7 +1,7 @@
 // Maps failures to the statuses of the README ("HTTP API"). Bad input gets a clear 4xx; a dependency that
 // is down gets 503 with Retry-After, so devices back off and retry; only our own bugs are 500.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { isRedisUnavailable } from '../shared/redis.ts'
+import { isRedisUnavailable } from '../shared/redis-errors.ts'
 
 declare module 'fastify' {
   interface FastifyReply {

@@ -18,11 +18,6 @@ function definedScripts(redis: Redis): DefinedScript[] {
   return Object.values(redis.scriptsSet as Record<string, DefinedScript>)
 }
 
-/** True for Redis's "this script is not in my cache" answer. */
-export function isNoScript(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOSCRIPT')
-}
-
 /** Loads every script defined on `redis` into Redis's cache, in one round trip; returns how many. */
 export async function loadScripts(redis: Redis): Promise<number> {
   const scripts = definedScripts(redis)

@@ -2,7 +2,7 @@
 // the gateway must fail fast (so a device gets 503 and retries), while a worker should
 // wait patiently and resume by itself.
 import { Redis, type RedisOptions } from 'ioredis'
-import { isNoScript } from './redis-scripts.ts'
+import { EvictionPolicyError } from './redis-errors.ts'
 
 /** Gateway connection: no offline queue, short timeouts; every error maps to 503. */
 export function createProducerRedis(url: string, extra: RedisOptions = {}): Redis {
@@ -73,7 +73,7 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
   const res = (await redis.config('GET', 'maxmemory-policy')) as string[]
   const policy = res[1]
   if (policy !== undefined && policy !== 'noeviction') {
-    throw new Error(`Redis maxmemory-policy is "${policy}"; it must be "noeviction" or accepted jobs can be evicted`)
+    throw new EvictionPolicyError(policy)
   }
 }
 
@@ -84,8 +84,8 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
  */
 export async function watchEvictionPolicy(redis: Redis, refuse: (message: string) => void): Promise<void> {
   const check = () =>
-    assertNoEviction(redis).catch((err: Error) => {
-      if (/maxmemory-policy/.test(err.message)) refuse(err.message)
+    assertNoEviction(redis).catch((err: unknown) => {
+      if (err instanceof EvictionPolicyError) refuse(err.message)
     })
   redis.on('ready', check)
   if (redis.status === 'ready') await check()
@@ -105,25 +105,4 @@ export async function quitOrDisconnect(redis: Redis, ms = 2000): Promise<void> {
     clearTimeout(timer)
   }
   redis.disconnect()
-}
-
-/** True for errors that mean "Redis is not reachable right now" rather than a bug. */
-export function isRedisUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false
-  const msg = err.message
-  return (
-    /Stream isn't writeable|enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|max retries|OOM command not allowed|LOADING|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN/i.test(
-      msg,
-    ) ||
-    // Redis lost its script cache (restart, SCRIPT FLUSH) under a connection that kept its own
-    // idea of what is loaded: transient, the scripts are loaded again (shared/redis-scripts.ts).
-    isNoScript(err) ||
-    err.name === 'MaxRetriesPerRequestError' ||
-    // A MULTI fails as a whole with EXECABORT when Redis refused one of its queued commands; the
-    // reasons are in previousErrors. At maxmemory Redis refuses *every* command queued in a MULTI,
-    // reads included, so the token lookup (HGET + EXISTS) and the media enqueue answered 500
-    // instead of 503 (found by faults/maxmemory.faults.ts). A refusal for another reason (a bug
-    // of ours) stays a 500.
-    (/EXECABORT/.test(msg) && (err as { previousErrors?: unknown[] }).previousErrors?.some(isRedisUnavailable) === true)
-  )
 }

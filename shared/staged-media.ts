@@ -12,7 +12,8 @@
 import { Job, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { keys } from './keys.ts'
-import { isNoScript, loadScripts } from './redis-scripts.ts'
+import { isNoScript } from './redis-errors.ts'
+import { loadScripts } from './redis-scripts.ts'
 import type { MediaJob } from './queues.ts'
 // queue-settings.ts for the value: the gateway imports this module and must not load TypeBox.
 import { defaultJobOptions } from './queue-settings.ts'

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { ensureBinaries } from '../stack/install.ts'
 import { startRedis } from '../stack/services.ts'
-import { isRedisUnavailable } from '../shared/redis.ts'
+import { isRedisUnavailable, redisErrorCode } from '../shared/redis-errors.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'rdt-redis-oom-'))
 const { redisServer } = await ensureBinaries()
@@ -58,4 +58,27 @@ t.test('at maxmemory: a write, and a MULTI even of reads, count as Redis unavail
   const err = await failure(redis.multi().hget('h', 'f').exists('x').exec())
   t.match(err.message, /EXECABORT/, 'but a MULTI of reads is refused as a whole')
   t.equal(isRedisUnavailable(err), true, 'and counts as Redis unavailable')
+})
+
+t.test('codes, not messages: real client-side failures are recognised, look-alike text is not', async (t) => {
+  // A client that cannot connect and may not queue: ioredis refuses at once, with no code of its own.
+  const offline = new Redis('redis://127.0.0.1:1', { enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null })
+  const refused = await failure(offline.get('k'))
+  t.equal(redisErrorCode(refused), 'OFFLINE')
+  t.equal(isRedisUnavailable(refused), true, 'no connection: 503')
+  offline.disconnect()
+  const closed = await failure(offline.get('k'))
+  t.ok(['OFFLINE', 'CONNECTION_CLOSED'].includes(redisErrorCode(closed) ?? ''), `after disconnect: ${redisErrorCode(closed)}`)
+  t.equal(isRedisUnavailable(closed), true)
+  // A real reply error: its first word is Redis's code.
+  const noscript = await failure(redis.evalsha('0'.repeat(40), 0))
+  t.equal(redisErrorCode(noscript), 'NOSCRIPT')
+  t.equal(isRedisUnavailable(noscript), true, 'a lost script cache is transient')
+  const wrongArgs = await failure(redis.call('hget', 'only-one-argument'))
+  t.equal(redisErrorCode(wrongArgs), 'ERR')
+  t.equal(isRedisUnavailable(wrongArgs), false, 'our bug: 500')
+  // Our own errors that merely mention Redis's words are not Redis answers.
+  t.equal(isRedisUnavailable(new Error('OOM command not allowed')), false)
+  t.equal(isRedisUnavailable(new Error('LOADING is a word in this message')), false)
+  t.equal(redisErrorCode(new TypeError('x')), undefined)
 })
