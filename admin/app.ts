@@ -5,11 +5,10 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import type { Client as S3Client } from 'minio'
-import type { Config } from '../shared/config.ts'
 import { loggerOptions } from '../shared/logger.ts'
 import { createS3 } from '../shared/s3.ts'
 import { createTokenAdmin, TokenAdminError, type TokenAdmin } from '../shared/token-admin.ts'
-import { loadAdminConfig, type AdminConfig } from './config.ts'
+import { loadAdminConfig, type AdminConfig, type AdminServerConfig } from './config.ts'
 import mongoPlugin from './plugins/mongo.ts'
 import redisPlugin from './plugins/redis.ts'
 import auditRoutes from './routes/audit.ts'
@@ -28,7 +27,7 @@ import { httpsOption } from '../shared/https-option.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    config: Config
+    config: AdminServerConfig
     adminConfig: AdminConfig
     s3: S3Client
     tokenAdmin: TokenAdmin
@@ -42,7 +41,7 @@ declare module 'fastify' {
 }
 
 export interface AdminDeps {
-  config: Config
+  config: AdminServerConfig
   /** Defaults to loadAdminConfig(config) from the environment. */
   adminConfig?: AdminConfig
   logger?: FastifyBaseLogger | false

@@ -1,6 +1,44 @@
-// Admin-only settings, read once at start on top of the shared config (shared/config.ts).
-// An invalid value stops the process with a message naming the variable, like everywhere else.
-import { ConfigError, fail, int, type Config } from '../shared/config.ts'
+// The admin panel's configuration, read and validated once at start (admin/server.ts): the
+// shared sections the panel uses (AdminServerConfig), then the panel's own settings (AdminConfig),
+// which depend on whether it serves HTTPS. An invalid value stops the process with a message
+// naming the variable, like everywhere else.
+import { ConfigError, fail, int, type Env } from '../shared/config-vars.ts'
+import {
+  mongoSettings,
+  processSettings,
+  publicUrlSettings,
+  redisSettings,
+  s3Settings,
+  tlsSettings,
+  type MongoSettings,
+  type ProcessSettings,
+  type PublicUrlSettings,
+  type RedisSettings,
+  type S3Settings,
+  type TlsSettings,
+} from '../shared/config.ts'
+
+/** What the panel connects to and serves on: photos come from S3, DSNs are printed with PUBLIC_URL. */
+export type AdminServerConfig = ProcessSettings &
+  RedisSettings &
+  MongoSettings &
+  S3Settings &
+  TlsSettings &
+  PublicUrlSettings & {
+    adminPort: number
+  }
+
+export function loadAdminServerConfig(env: Env = process.env): AdminServerConfig {
+  return {
+    ...processSettings(env),
+    ...redisSettings(env),
+    ...mongoSettings(env),
+    ...s3Settings(env),
+    ...tlsSettings(env),
+    ...publicUrlSettings(env),
+    adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535),
+  }
+}
 
 export interface AdminConfig {
   /** The URL people open the panel at; decides the cookie's Secure default. */
@@ -36,7 +74,7 @@ export function isLocalHttp(url: string): boolean {
   return u.protocol === 'http:' && LOOPBACK.has(u.hostname)
 }
 
-export function loadAdminConfig(config: Config, env: Record<string, string | undefined> = process.env): AdminConfig {
+export function loadAdminConfig(config: Pick<AdminServerConfig, 'tls' | 'adminPort'>, env: Env = process.env): AdminConfig {
   // Serving HTTPS itself (TLS_CERT_FILE), the panel is only reachable over https: its URL and its
   // cookies say so, whatever the defaults for plain http would be.
   const servesTls = config.tls !== null
@@ -77,7 +115,7 @@ export function loadAdminConfig(config: Config, env: Record<string, string | und
  * ADMIN_TRUST_PROXY_HOPS wins; otherwise ADMIN_TRUST_PROXY=true (the older setting, which
  * compose.yaml uses behind its one Caddy) means exactly one hop, never "trust every hop".
  */
-function trustProxyHops(env: Record<string, string | undefined>): number {
+function trustProxyHops(env: Env): number {
   const legacy = env.ADMIN_TRUST_PROXY
   let legacyHops = 0
   if (legacy === 'true' || legacy === '1') legacyHops = 1

@@ -1,14 +1,13 @@
 // Starts the admin panel: read config, build, listen on ADMIN_PORT. Everything else is in app.ts.
 import pino from 'pino'
-import { loadConfig } from '../shared/config.ts'
 import { loggerOptions } from '../shared/logger.ts'
 import { closeOnSignals, configOrExit } from '../shared/process.ts'
 import { watchEvictionPolicy } from '../shared/redis.ts'
 import { buildAdmin } from './app.ts'
-import { loadAdminConfig } from './config.ts'
+import { loadAdminConfig, loadAdminServerConfig } from './config.ts'
 
 const { config, adminConfig } = configOrExit(() => {
-  const config = loadConfig()
+  const config = loadAdminServerConfig()
   return { config, adminConfig: loadAdminConfig(config) }
 })
 const logger = pino(loggerOptions(config.logLevel, 'admin'))

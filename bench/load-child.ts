@@ -5,7 +5,7 @@ import autocannon from 'autocannon'
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
-import type { Config } from '../shared/config.ts'
+import type { TestConfig } from '../testing/config.ts'
 import { createS3 } from '../shared/s3.ts'
 import { jpegLike, sessionTemplates } from './bodies.ts'
 import { openLoop } from './open-loop.ts'
@@ -34,7 +34,7 @@ export type LoadSpec =
       maxRate?: number
     }
   | { mode: 'open'; target: Target; rate: number; durationS: number; connections: number; tokensFile: string }
-  | { mode: 's3put'; s3: Config['s3']; prefix: string; sizes: number[]; concurrency: number }
+  | { mode: 's3put'; s3: TestConfig['s3']; prefix: string; sizes: number[]; concurrency: number }
   | { mode: 'media'; target: Target; tokensFile: string; sessionPrefix: string; sizes: number[]; count: number; concurrency: number }
 
 export interface AutocannonSummary {

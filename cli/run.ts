@@ -3,7 +3,8 @@
 import { userInfo } from 'node:os'
 import type { Redis } from 'ioredis'
 import type { Db, MongoClient } from 'mongodb'
-import { ConfigError, loadConfig, readStackEnv, type Config } from '../shared/config.ts'
+import { ConfigError } from '../shared/config-vars.ts'
+import { loadCliConfig, type CliConfig } from './config.ts'
 import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { assertNoEviction, createProducerRedis } from '../shared/redis.ts'
 import { createTokenAdmin, type TokenAdmin } from '../shared/token-admin.ts'
@@ -59,10 +60,6 @@ function redact(url: string): string {
   }
 }
 
-// The CLI needs MongoDB, Redis and PUBLIC_URL only. loadConfig() also insists on the S3 settings,
-// which the CLI never uses, so placeholders stand in for them when they are not set anywhere.
-const S3_PLACEHOLDERS = { S3_ENDPOINT: 'http://s3.unused.invalid', S3_ACCESS_KEY: 'unused', S3_SECRET_KEY: 'unused' }
-
 export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Promise<number> {
   let cmd: ParsedCommand | null
   try {
@@ -77,9 +74,9 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
     return 2
   }
 
-  let config: Config
+  let config: CliConfig
   try {
-    config = loadConfig(io.env, { ...S3_PLACEHOLDERS, ...readStackEnv() })
+    config = loadCliConfig(io.env)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     io.err(`error: ${err.message}\n`)

@@ -1,7 +1,7 @@
 // buildGateway(deps) returns the Fastify app; server.ts only starts it. The gateway is
 // deliberately thin: authenticate the DSN, claim the idempotency key, enqueue, answer.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from 'fastify'
-import type { Config } from '../shared/config.ts'
+import type { GatewayConfig } from './config.ts'
 import { redactUrl } from '../shared/logger.ts'
 import { createAuthenticator } from './auth.ts'
 import { createBacklogMonitor, type BacklogMonitor } from './backlog.ts'
@@ -36,9 +36,16 @@ declare module 'fastify' {
 }
 
 export interface GatewayDeps {
-  config: Config
+  config: GatewayConfig
   /** A logger to use instead of a new pino instance (tests capture output this way). */
   logger?: FastifyBaseLogger | false
+  /** Test hooks, given only by the fault suite (faults/lib/gateway-with-hooks.ts); a deployment never sets them. */
+  hooks?: GatewayHooks
+}
+
+export interface GatewayHooks {
+  /** The session route sleeps this long between claiming the idempotency key and enqueueing, so a fault test can kill a gateway inside that window. */
+  pauseAfterClaimMs?: number
 }
 
 /** The answers every route shares: errors, 404, one log line per request (DSN redacted), and the route list. */
@@ -62,7 +69,7 @@ function installAnswers(app: FastifyInstance): void {
 }
 
 /** DSN authentication: the token cache (kept current by pushes), and the per-address limit on unknown tokens. */
-function createAuthentication(app: FastifyInstance, config: Config) {
+function createAuthentication(app: FastifyInstance, config: GatewayConfig) {
   const tokens = createTokenCache(app.redis, app.subscriber, { prefix: config.redisPrefix, ttlMs: config.tokenCacheMs })
   app.decorate('tokenCache', tokens)
   const unknownTokens =
@@ -77,7 +84,7 @@ function createAuthentication(app: FastifyInstance, config: Config) {
 }
 
 /** One backpressure poller per gateway; requests only read its verdict (no Redis round trip of their own). */
-function startBackpressure(app: FastifyInstance, config: Config): BacklogMonitor {
+function startBackpressure(app: FastifyInstance, config: GatewayConfig): BacklogMonitor {
   const backlog = createBacklogMonitor(app.redis, {
     prefix: config.redisPrefix,
     backlogHighWater: config.backlogHighWater,
@@ -107,7 +114,8 @@ function keepRequestScriptsLoaded(app: FastifyInstance): void {
   app.decorate('scripts', scripts)
 }
 
-export async function buildGateway({ config, logger }: GatewayDeps): Promise<FastifyInstance> {
+export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
+  const { config, logger } = deps
   // Node's clientError handler needs the app and the body drain, which exist only later.
   const late: LateParts = {}
   const app = Fastify(gatewayServerOptions(config, logger, late))
@@ -152,7 +160,7 @@ export async function buildGateway({ config, logger }: GatewayDeps): Promise<Fas
   await app.register(jsonIngestRoutes, {
     ...common,
     maxJsonBytes: config.maxJsonBytes,
-    faultPauseAfterClaimMs: config.faultPauseAfterClaimMs,
+    pauseAfterClaimMs: deps.hooks?.pauseAfterClaimMs,
   })
   await app.register(mediaRoutes, {
     ...common,

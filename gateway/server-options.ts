@@ -5,7 +5,7 @@ import type { FastifyBaseLogger, FastifyHttpOptions, FastifyInstance, FastifyRep
 import { LogController } from 'fastify'
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Config } from '../shared/config.ts'
+import type { GatewayConfig } from './config.ts'
 import { httpsOption } from '../shared/https-option.ts'
 import { loggerOptions } from '../shared/logger.ts'
 import type { BodyDrain } from './drain.ts'
@@ -24,7 +24,7 @@ export interface LateParts {
 }
 
 export function gatewayServerOptions(
-  config: Config,
+  config: GatewayConfig,
   logger: FastifyBaseLogger | false | undefined,
   late: LateParts,
 ): FastifyHttpOptions<Server> {

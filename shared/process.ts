@@ -1,7 +1,7 @@
 // What every long-running process (gateway, worker, admin) does around its app: stop with a
 // clear message on bad configuration, and shut down cleanly, once, on SIGTERM/SIGINT.
 import type { Logger } from 'pino'
-import { ConfigError } from './config.ts'
+import { ConfigError } from './config-vars.ts'
 
 /** Runs the config loader; a ConfigError prints its message (which names the variable) and exits 1. */
 export function configOrExit<T>(load: () => T): T {

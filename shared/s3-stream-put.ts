@@ -6,7 +6,7 @@ import { createHash, createHmac } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Readable } from 'node:stream'
-import type { Config } from './config.ts'
+import type { S3Settings } from './config.ts'
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex')
 const hmac = (key: Buffer | string, s: string) => createHmac('sha256', key).update(s).digest()
@@ -35,7 +35,7 @@ export interface StreamPutOptions {
   metadata?: Record<string, string>
 }
 
-export function streamPut(s3: Config['s3'], bucket: string, key: string, body: Readable, opts: StreamPutOptions): Promise<void> {
+export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, body: Readable, opts: StreamPutOptions): Promise<void> {
   const endpoint = new URL(s3.endpoint)
   const path = `/${bucket}/${encodePath(key)}`
   const now = new Date()

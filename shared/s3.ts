@@ -1,9 +1,9 @@
 // The object-storage client. Works with MinIO (production and the local stack) and the Versity
 // S3 gateway (CI runs the photo tests on it too), and should with any S3 server.
 import { Client } from 'minio'
-import type { Config } from './config.ts'
+import type { S3Settings } from './config.ts'
 
-export function createS3(cfg: Config['s3']): Client {
+export function createS3(cfg: S3Settings['s3']): Client {
   const u = new URL(cfg.endpoint)
   return new Client({
     endPoint: u.hostname,

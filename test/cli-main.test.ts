@@ -7,14 +7,13 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { readStackEnv } from '../shared/config.ts'
 import { keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const base = { ...readStackEnv(), ...process.env }
+const base = { ...process.env }
 if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 
 const mongoUrl = new URL(base.MONGODB_URL)

@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { Document } from 'mongodb'
-import { readStackEnv } from '../shared/config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { buildSessionDocument, INVALID_UTF8_ISSUE, sessionFallbackDocument } from '../worker/session-document.ts'
 import { roleEnv } from '../stack/roles.ts'
@@ -16,7 +15,7 @@ import { fixturesDir } from './helpers/env.ts'
 import { FIXTURES, sessionJob } from './helpers/worker-harness.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const base = { ...readStackEnv(), ...process.env }
+const base = { ...process.env }
 if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 
 const mongoUrl = new URL(base.MONGODB_URL)

@@ -7,14 +7,14 @@ import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
-import type { Config } from '../shared/config.ts'
+import type { TestConfig } from '../testing/config.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { asRole, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)
 
-async function cli(config: Config, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(config: TestConfig, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = roleProcessEnv('cli', {
     MONGODB_URL: config.mongodbUrl,
     REDIS_URL: config.redisUrl,
@@ -41,7 +41,7 @@ const put = (app: FastifyInstance, token: string) =>
 
 const tokenOf = (dsn: string) => dsn.split('/ingest/')[1]!.replace(/\/$/, '')
 
-async function gateway(t: Test, config: Config): Promise<FastifyInstance> {
+async function gateway(t: Test, config: TestConfig): Promise<FastifyInstance> {
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })

@@ -1,6 +1,11 @@
-// Config parsing that needs no services: per-queue worker concurrency, the hostile-client limits.
+// Config parsing that needs no services: each process's own loader, per-queue worker concurrency,
+// the hostile-client limits.
 import t from 'tap'
-import { loadConfig } from '../shared/config.ts'
+import { loadAdminServerConfig } from '../admin/config.ts'
+import { loadCliConfig } from '../cli/config.ts'
+import { loadGatewayConfig } from '../gateway/config.ts'
+import { ConfigError } from '../shared/config-vars.ts'
+import { loadWorkerConfig } from '../worker/config.ts'
 
 const env = {
   REDIS_URL: 'redis://127.0.0.1:1',
@@ -10,29 +15,67 @@ const env = {
   S3_SECRET_KEY: 'b',
 }
 
+t.test('each process asks only for what it uses', async (t) => {
+  const redis = { REDIS_URL: env.REDIS_URL }
+  const mongo = { MONGODB_URL: env.MONGODB_URL }
+  const s3 = { S3_ENDPOINT: env.S3_ENDPOINT, S3_ACCESS_KEY: env.S3_ACCESS_KEY, S3_SECRET_KEY: env.S3_SECRET_KEY }
+  const cli = loadCliConfig({ ...redis, ...mongo })
+  t.same(Object.keys(cli).sort(), ['mongoWriteConcern', 'mongodbUrl', 'publicUrl', 'redisPrefix', 'redisUrl'], 'the CLI: no S3 key needed')
+  t.equal(cli.publicUrl, 'http://127.0.0.1:8080', 'PUBLIC_URL defaults to the gateway port')
+  t.equal(loadCliConfig({ ...redis, ...mongo, PORT: '9000', PUBLIC_URL: 'https://rdt.example.org/' }).publicUrl, 'https://rdt.example.org')
+  const gateway = loadGatewayConfig({ ...redis, ...s3 })
+  t.notOk('mongodbUrl' in gateway, 'the gateway: no MongoDB')
+  t.notOk('workerQueues' in gateway)
+  const worker = loadWorkerConfig({ ...redis, ...mongo, ...s3 })
+  t.notOk('maxJsonBytes' in worker, 'the worker: none of the gateway limits')
+  t.notOk('publicUrl' in worker)
+  const admin = loadAdminServerConfig({ ...redis, ...mongo, ...s3 })
+  t.equal(admin.adminPort, 8081)
+  t.notOk('workerConcurrency' in admin)
+  // What a process needs and lacks is named.
+  t.throws(() => loadWorkerConfig({ ...redis, ...s3 }), { name: 'ConfigError', code: 'invalid_config', variable: 'MONGODB_URL' })
+  t.throws(() => loadGatewayConfig({ ...redis, S3_ENDPOINT: env.S3_ENDPOINT }), { name: 'ConfigError', variable: 'S3_ACCESS_KEY' })
+  t.throws(() => loadAdminServerConfig({ ...mongo, ...s3 }), { name: 'ConfigError', variable: 'REDIS_URL' })
+  t.throws(() => loadCliConfig({ ...redis, ...mongo, PUBLIC_URL: 'ftp://x' }), { name: 'ConfigError', variable: 'PUBLIC_URL' })
+})
+
+t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {
+  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media'], 'every queue by default')
+  t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'sessions, media,sessions' }).workerQueues, ['sessions', 'media'])
+  const err = t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,bogus' })) as unknown
+  t.ok(err instanceof ConfigError)
+  t.equal((err as ConfigError).variable, 'WORKER_QUEUES')
+  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media\)/)
+  t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: ' , ' }), {
+    name: 'ConfigError',
+    variable: 'WORKER_QUEUES',
+    message: /names no queue/,
+  })
+})
+
 t.test('WORKER_CONCURRENCY: per-queue defaults, one value for all, a per-queue override wins', async (t) => {
   t.same(
-    loadConfig(env, {}).workerConcurrency,
+    loadWorkerConfig(env).workerConcurrency,
     { sessions: 256, logs: 64, media: 64 },
     'defaults: session jobs are small, logs and photos hold more memory',
   )
   t.same(
-    loadConfig({ ...env, WORKER_CONCURRENCY: '16' }, {}).workerConcurrency,
+    loadWorkerConfig({ ...env, WORKER_CONCURRENCY: '16' }).workerConcurrency,
     { sessions: 16, logs: 16, media: 16 },
     'WORKER_CONCURRENCY sets every queue',
   )
   t.same(
-    loadConfig({ ...env, WORKER_CONCURRENCY: '16', WORKER_CONCURRENCY_MEDIA: '4' }, {}).workerConcurrency,
+    loadWorkerConfig({ ...env, WORKER_CONCURRENCY: '16', WORKER_CONCURRENCY_MEDIA: '4' }).workerConcurrency,
     { sessions: 16, logs: 16, media: 4 },
     'WORKER_CONCURRENCY_MEDIA overrides WORKER_CONCURRENCY for that queue only',
   )
-  t.same(loadConfig({ ...env, WORKER_CONCURRENCY_SESSIONS: '512' }, {}).workerConcurrency, { sessions: 512, logs: 64, media: 64 })
-  t.throws(() => loadConfig({ ...env, WORKER_CONCURRENCY: 'lots' }, {}), { message: /WORKER_CONCURRENCY/ })
-  t.throws(() => loadConfig({ ...env, WORKER_CONCURRENCY_LOGS: '0' }, {}), { message: /WORKER_CONCURRENCY_LOGS/ })
+  t.same(loadWorkerConfig({ ...env, WORKER_CONCURRENCY_SESSIONS: '512' }).workerConcurrency, { sessions: 512, logs: 64, media: 64 })
+  t.throws(() => loadWorkerConfig({ ...env, WORKER_CONCURRENCY: 'lots' }), { message: /WORKER_CONCURRENCY/ })
+  t.throws(() => loadWorkerConfig({ ...env, WORKER_CONCURRENCY_LOGS: '0' }), { message: /WORKER_CONCURRENCY_LOGS/ })
 })
 
-t.test('hostile-client limits (issue 15): defaults, and every invalid value named', async (t) => {
-  const c = loadConfig(env, {})
+t.test('hostile-client limits: defaults, and every invalid value named', async (t) => {
+  const c = loadGatewayConfig(env)
   t.match(c, {
     drainMaxBytes: 64 * 1024 * 1024,
     drainTimeoutMs: 30_000,
@@ -41,31 +84,32 @@ t.test('hostile-client limits (issue 15): defaults, and every invalid value name
     keepAliveTimeoutMs: 72_000,
     maxInFlightPerToken: 32,
     workspaceBytesPerMinute: 256 * 1024 * 1024,
-    logsMaxEntries: 10_000,
   })
+  t.equal(loadWorkerConfig(env).logsMaxEntries, 10_000)
   t.equal(
-    loadConfig({ ...env, DRAIN_MAX_BYTES: '0', MAX_IN_FLIGHT_PER_TOKEN: '0', WORKSPACE_BYTES_PER_MINUTE: '0' }, {}).workspaceBytesPerMinute,
+    loadGatewayConfig({ ...env, DRAIN_MAX_BYTES: '0', MAX_IN_FLIGHT_PER_TOKEN: '0', WORKSPACE_BYTES_PER_MINUTE: '0' })
+      .workspaceBytesPerMinute,
     0,
     '0 turns the drain, the cap and the budget off',
   )
   // A budget below the largest body would refuse that body for ever (429 is retried).
-  t.throws(() => loadConfig({ ...env, WORKSPACE_BYTES_PER_MINUTE: String(10 * 1024 * 1024) }, {}), {
+  t.throws(() => loadGatewayConfig({ ...env, WORKSPACE_BYTES_PER_MINUTE: String(10 * 1024 * 1024) }), {
     message: /WORKSPACE_BYTES_PER_MINUTE must be 0 \(off\) or at least the largest body allowed \(52428800 bytes/,
   })
   t.equal(
-    loadConfig({ ...env, WORKSPACE_BYTES_PER_MINUTE: String(10 * 1024 * 1024), MAX_MEDIA_BYTES: String(8 * 1024 * 1024) }, {})
+    loadGatewayConfig({ ...env, WORKSPACE_BYTES_PER_MINUTE: String(10 * 1024 * 1024), MAX_MEDIA_BYTES: String(8 * 1024 * 1024) })
       .workspaceBytesPerMinute,
     10 * 1024 * 1024,
     'fine once the photo limit is below it',
   )
-  t.throws(() => loadConfig({ ...env, HEADERS_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '30000' }, {}), {
+  t.throws(() => loadGatewayConfig({ ...env, HEADERS_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '30000' }), {
     message: /HEADERS_TIMEOUT_MS must not be more than REQUEST_TIMEOUT_MS/,
   })
-  t.throws(() => loadConfig({ ...env, REQUEST_TIMEOUT_MS: '500' }, {}), { message: /REQUEST_TIMEOUT_MS must be between 1000/ })
-  t.throws(() => loadConfig({ ...env, REQUEST_TIMEOUT_MS: '10m' }, {}), { message: /REQUEST_TIMEOUT_MS must be a whole number/ })
-  t.throws(() => loadConfig({ ...env, KEEP_ALIVE_TIMEOUT_MS: '0' }, {}), { message: /KEEP_ALIVE_TIMEOUT_MS/ })
-  t.throws(() => loadConfig({ ...env, DRAIN_TIMEOUT_MS: '-1' }, {}), { message: /DRAIN_TIMEOUT_MS/ })
-  t.throws(() => loadConfig({ ...env, DRAIN_MAX_BYTES: '64MiB' }, {}), { message: /DRAIN_MAX_BYTES/ })
-  t.throws(() => loadConfig({ ...env, MAX_IN_FLIGHT_PER_TOKEN: 'many' }, {}), { message: /MAX_IN_FLIGHT_PER_TOKEN/ })
-  t.throws(() => loadConfig({ ...env, LOGS_MAX_ENTRIES: '0' }, {}), { message: /LOGS_MAX_ENTRIES must be between 1/ })
+  t.throws(() => loadGatewayConfig({ ...env, REQUEST_TIMEOUT_MS: '500' }), { message: /REQUEST_TIMEOUT_MS must be between 1000/ })
+  t.throws(() => loadGatewayConfig({ ...env, REQUEST_TIMEOUT_MS: '10m' }), { message: /REQUEST_TIMEOUT_MS must be a whole number/ })
+  t.throws(() => loadGatewayConfig({ ...env, KEEP_ALIVE_TIMEOUT_MS: '0' }), { message: /KEEP_ALIVE_TIMEOUT_MS/ })
+  t.throws(() => loadGatewayConfig({ ...env, DRAIN_TIMEOUT_MS: '-1' }), { message: /DRAIN_TIMEOUT_MS/ })
+  t.throws(() => loadGatewayConfig({ ...env, DRAIN_MAX_BYTES: '64MiB' }), { message: /DRAIN_MAX_BYTES/ })
+  t.throws(() => loadGatewayConfig({ ...env, MAX_IN_FLIGHT_PER_TOKEN: 'many' }), { message: /MAX_IN_FLIGHT_PER_TOKEN/ })
+  t.throws(() => loadWorkerConfig({ ...env, LOGS_MAX_ENTRIES: '0' }), { message: /LOGS_MAX_ENTRIES must be between 1/ })
 })

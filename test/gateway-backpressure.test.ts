@@ -13,9 +13,11 @@ import pino from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from '../gateway/app.ts'
 import { runCli } from '../cli/run.ts'
-import { repoRoot, type Config } from '../shared/config.ts'
+import { repoRoot } from '../stack/paths.ts'
+import type { TestConfig } from '../testing/config.ts'
 import { jobIds, keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
+import type { QueueName } from '../shared/queue-settings.ts'
 import { releaseStagedMedia } from '../shared/staged-media.ts'
 import { buildWorker, type WorkerApp } from '../worker/app.ts'
 import { ensureBinaries } from '../stack/install.ts'
@@ -25,17 +27,21 @@ import { fakeJpeg } from './helpers/media.ts'
 
 const silent = pino({ level: 'silent' })
 
-async function gatewayFor(t: { teardown(fn: () => unknown): void }, config: Config): Promise<FastifyInstance> {
+async function gatewayFor(t: { teardown(fn: () => unknown): void }, config: TestConfig): Promise<FastifyInstance> {
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
   return app
 }
 
-async function workerFor(config: Config, queues: string): Promise<WorkerApp> {
-  return buildWorker({ config: asRole({ ...config, workerQueues: queues.split(',') }, 'worker'), logger: silent, closeDeadlineMs: 2000 })
+async function workerFor(config: TestConfig, queues: string): Promise<WorkerApp> {
+  return buildWorker({
+    config: asRole({ ...config, workerQueues: queues.split(',') as QueueName[] }, 'worker'),
+    logger: silent,
+    closeDeadlineMs: 2000,
+  })
 }
 
-async function dropDb(config: Config): Promise<void> {
+async function dropDb(config: TestConfig): Promise<void> {
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   await db.dropDatabase().catch(() => {})
   await client.close()

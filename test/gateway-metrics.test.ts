@@ -7,7 +7,7 @@ import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../gateway/app.ts'
-import { loadConfig } from '../shared/config.ts'
+import { loadTestConfig } from '../testing/config.ts'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { freePort } from '../stack/ports.ts'
 import { asRole, fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
@@ -150,9 +150,9 @@ t.test('METRICS_PORT: 0 disables, a taken port is logged and does not stop the p
     S3_ACCESS_KEY: 'a',
     S3_SECRET_KEY: 'b',
   }
-  t.equal(loadConfig(env, {}).metricsPort, null, 'unset: the process default')
-  t.equal(loadConfig({ ...env, METRICS_PORT: '0' }, {}).metricsPort, 0)
-  t.equal(loadConfig({ ...env, METRICS_PORT: '9999' }, {}).metricsPort, 9999)
-  t.throws(() => loadConfig({ ...env, METRICS_PORT: 'abc' }, {}), { message: /METRICS_PORT/ })
-  t.throws(() => loadConfig({ ...env, METRICS_PORT: '70000' }, {}), { message: /METRICS_PORT/ })
+  t.equal(loadTestConfig(env).metricsPort, null, 'unset: the process default')
+  t.equal(loadTestConfig({ ...env, METRICS_PORT: '0' }).metricsPort, 0)
+  t.equal(loadTestConfig({ ...env, METRICS_PORT: '9999' }).metricsPort, 9999)
+  t.throws(() => loadTestConfig({ ...env, METRICS_PORT: 'abc' }), { message: /METRICS_PORT/ })
+  t.throws(() => loadTestConfig({ ...env, METRICS_PORT: '70000' }), { message: /METRICS_PORT/ })
 })

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import { createTokenCache, type TokenCache } from '../gateway/token-cache.ts'
-import type { Config } from '../shared/config.ts'
+import type { TestConfig } from '../testing/config.ts'
 import { keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createSubscriberRedis } from '../shared/redis.ts'
@@ -31,7 +31,7 @@ const put = (app: FastifyInstance, token: string, session: string) =>
   })
 
 /** `npm run cli -- token revoke <id>` as the real child process, against this test's services. */
-async function cliRevoke(config: Config, id: string): Promise<{ code: number; stderr: string }> {
+async function cliRevoke(config: TestConfig, id: string): Promise<{ code: number; stderr: string }> {
   const env = roleProcessEnv('cli', {
     MONGODB_URL: config.mongodbUrl,
     REDIS_URL: config.redisUrl,
@@ -66,7 +66,7 @@ async function refusedAfter(t: Test, app: FastifyInstance, token: string, from?:
 async function gatewayWithCachedToken(
   t: Test,
   redis: ServiceHandle,
-): Promise<{ app: FastifyInstance; config: Config; seeded: SeededToken }> {
+): Promise<{ app: FastifyInstance; config: TestConfig; seeded: SeededToken }> {
   const config = testConfig({ REDIS_URL: redis.url })
   const seeded = await seedToken(config)
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })

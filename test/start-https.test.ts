@@ -11,7 +11,7 @@ import { rootCertificates, getCACertificates, setDefaultCACertificates } from 'n
 import { promisify } from 'node:util'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
-import { loadConfig } from '../shared/config.ts'
+import { loadTestConfig } from '../testing/config.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 import { fixturesDir, waitFor } from './helpers/env.ts'
 import { fakeJpeg, readObject } from './helpers/media.ts'
@@ -90,7 +90,7 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   t.equal(photo.status, 201, 'photo over HTTPS')
 
   // The test's own checks: the stack's test-only root credentials.
-  const config = loadConfig(inspectorEnv(envFile), {})
+  const config = loadTestConfig(inspectorEnv(envFile))
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   const c = collections(db)

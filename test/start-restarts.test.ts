@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { loadConfig } from '../shared/config.ts'
+import { loadTestConfig } from '../testing/config.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { inspectorEnv } from '../stack/roles.ts'
 import { fixturesDir, seedToken, waitFor } from './helpers/env.ts'
@@ -87,7 +87,7 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   await app.waitForOutput(/\[start-all\] Ctrl-C to stop/, { timeoutMs: 120_000 })
   const envFile = await app.envFile()
   // Seeding and checks with the stack's test-only root credentials.
-  const config = loadConfig({ ...inspectorEnv(envFile), PUBLIC_URL: `http://127.0.0.1:${app.port}` }, {})
+  const config = loadTestConfig({ ...inspectorEnv(envFile), PUBLIC_URL: `http://127.0.0.1:${app.port}` })
   await waitFor(async () => (await fetch(`http://127.0.0.1:${app.port}/readyz`)).ok, { timeoutMs: 60_000, what: 'gateway ready' })
   const { token } = await seedToken(config)
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
@@ -150,7 +150,7 @@ t.test('a local service killed with SIGKILL comes back on the same port', async 
   t.equal(back[1], port, 'the same port')
   t.not(Number(back[2]), pid, 'a new process')
   t.same(await app.envFile(), envBefore, 'the env file is unchanged, and still right')
-  const config = loadConfig(inspectorEnv(envBefore), {})
+  const config = loadTestConfig(inspectorEnv(envBefore))
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   t.ok((await collections(db).sessions.countDocuments({})) > 0, 'the same data, through the same URL')

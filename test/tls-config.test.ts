@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig } from '../shared/config.ts'
+import { loadTestConfig } from '../testing/config.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { cookieNames } from '../admin/security/auth.ts'
 import { ensureLocalTls, stackTlsSettings } from '../stack/local-tls.ts'
@@ -65,23 +65,23 @@ t.test('STACK_TLS: off by default, https PUBLIC_URL, refuses http and unknown va
 })
 
 t.test('TLS_CERT_FILE and TLS_KEY_FILE: both or neither, readable, a matching pair', async (t) => {
-  t.equal(loadConfig(env, {}).tls, null, 'plain HTTP by default')
-  const c = loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.keyFile }, {})
+  t.equal(loadTestConfig(env).tls, null, 'plain HTTP by default')
+  const c = loadTestConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.keyFile })
   t.same(c.tls?.cert, readFileSync(first.certFile), 'read at start')
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile }, {}), {
+  t.throws(() => loadTestConfig({ ...env, TLS_CERT_FILE: first.certFile }), {
     message: /TLS_KEY_FILE is required when TLS_CERT_FILE is set/,
   })
-  t.throws(() => loadConfig({ ...env, TLS_KEY_FILE: first.keyFile }, {}), { message: /TLS_CERT_FILE is required when TLS_KEY_FILE is set/ })
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: join(dir, 'missing.crt'), TLS_KEY_FILE: first.keyFile }, {}), {
+  t.throws(() => loadTestConfig({ ...env, TLS_KEY_FILE: first.keyFile }), { message: /TLS_CERT_FILE is required when TLS_KEY_FILE is set/ })
+  t.throws(() => loadTestConfig({ ...env, TLS_CERT_FILE: join(dir, 'missing.crt'), TLS_KEY_FILE: first.keyFile }), {
     message: /TLS_CERT_FILE cannot be read: ENOENT/,
   })
-  t.throws(() => loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.caKeyFile }, {}), {
+  t.throws(() => loadTestConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.caKeyFile }), {
     message: /TLS_KEY_FILE is not the key of the certificate in TLS_CERT_FILE/,
   })
 })
 
 t.test('an admin panel serving HTTPS itself: https URL, Secure __Host- cookies, nothing else allowed', async (t) => {
-  const config = loadConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.keyFile }, {})
+  const config = loadTestConfig({ ...env, TLS_CERT_FILE: first.certFile, TLS_KEY_FILE: first.keyFile })
   const a = loadAdminConfig(config, {})
   t.equal(a.adminUrl, 'https://127.0.0.1:8081')
   t.equal(a.cookieSecure, true)
@@ -96,5 +96,5 @@ t.test('an admin panel serving HTTPS itself: https URL, Secure __Host- cookies, 
     /ADMIN_COOKIE_SECURE must not be false when the panel serves HTTPS itself/,
   )
   // Unchanged for plain HTTP on this machine.
-  t.equal(loadAdminConfig(loadConfig(env, {}), {}).cookieSecure, false)
+  t.equal(loadAdminConfig(loadTestConfig(env), {}).cookieSecure, false)
 })

@@ -3,14 +3,13 @@ import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { readStackEnv } from '../shared/config.ts'
 import { keys } from '../shared/keys.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { createTokenAdmin, parseExpiry, type TokenAdminDeps } from '../shared/token-admin.ts'
 import { hashToken, syncTokenMirror, type TokenEntry } from '../shared/token-registry.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 
-const env = { ...readStackEnv(), ...process.env }
+const env = { ...process.env }
 if (!env.MONGODB_URL || !env.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 
 const mongoUrl = new URL(env.MONGODB_URL)

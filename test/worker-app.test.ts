@@ -9,21 +9,11 @@ import type { Redis } from 'ioredis'
 import { Redis as IORedis } from 'ioredis'
 import { keys } from '../shared/keys.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
-import { buildWorker, checkQueues } from '../worker/app.ts'
+import { buildWorker } from '../worker/app.ts'
 import { asRole, roleProcessEnv } from './helpers/env.ts'
 import { captureLogger, jobIdFor, logsJob, randomId, startTestWorker, testConfig, waitFor } from './helpers/worker-harness.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-
-t.test('queues are checked before anything connects', async (t) => {
-  t.same(checkQueues(['sessions', 'media', 'sessions']), ['sessions', 'media'])
-  t.throws(() => checkQueues([]), { name: 'WorkerConfigError' })
-  t.throws(() => checkQueues(['sessions', 'uploads']), /unknown queue "uploads"/)
-  const { logger } = captureLogger()
-  await t.rejects(buildWorker({ config: asRole(testConfig({ WORKER_QUEUES: 'logs,bogus' }), 'worker'), logger }), {
-    name: 'WorkerConfigError',
-  })
-})
 
 t.test('a Redis that may evict keys is refused', async (t) => {
   const { logger } = captureLogger()

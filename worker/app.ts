@@ -5,9 +5,9 @@ import type { Redis } from 'ioredis'
 import type { Client as S3Client } from 'minio'
 import type { Db, MongoClient } from 'mongodb'
 import type { Logger } from 'pino'
-import type { Config } from '../shared/config.ts'
+import type { WorkerConfig } from './config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
+import { type QueueName } from '../shared/queue-settings.ts'
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
@@ -34,7 +34,7 @@ export const TOKEN_SYNC_INTERVAL_MS = 30_000
 export const CLOSE_DEADLINE_MS = 10_000
 
 export interface WorkerDeps {
-  config: Config
+  config: WorkerConfig
   logger: Logger
   /** A Redis connection to use (it is not closed by close()); by default one is created. */
   redis?: Redis
@@ -61,21 +61,6 @@ export interface WorkerApp {
     writes: Record<keyof Writers, BatchWriter['stats']>
   }
   close(): Promise<void>
-}
-
-export class WorkerConfigError extends Error {
-  override name = 'WorkerConfigError'
-}
-
-/** Refuses unknown queue names and queues without a processor, before anything connects. */
-export function checkQueues(queues: string[]): QueueName[] {
-  if (queues.length === 0) throw new WorkerConfigError('WORKER_QUEUES names no queue')
-  for (const q of queues) {
-    if (!(QUEUE_NAMES as readonly string[]).includes(q))
-      throw new WorkerConfigError(`WORKER_QUEUES: unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
-    if (!PROCESSORS[q as QueueName]) throw new WorkerConfigError(`WORKER_QUEUES: queue "${q}" has no processor`)
-  }
-  return [...new Set(queues)] as QueueName[]
 }
 
 /** The worker's own Redis connection (unless the caller gave one), logged at most every 10 s while Redis is away. */
@@ -142,7 +127,8 @@ function startSweeper(deps: WorkerDeps, redis: Redis, s3: S3Client, closers: Clo
 
 export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
   const { config, logger } = deps
-  const queues = checkQueues(config.workerQueues)
+  // Known queues only, each once (worker/config.ts); PROCESSORS has one for every queue name.
+  const queues = config.workerQueues
   const closers = createClosers(logger)
   try {
     const redis = connectRedis(deps, closers)

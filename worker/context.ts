@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis'
 import type { Client as S3Client } from 'minio'
 import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
-import type { Config } from '../shared/config.ts'
+import type { WorkerConfig } from './config.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
 import { type QueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
@@ -20,7 +20,7 @@ export interface Writers {
 }
 
 export interface ProcessorDeps {
-  config: Config
+  config: WorkerConfig
   logger: Logger
   redis: Redis
   db: Db

@@ -3,7 +3,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { Config } from '../shared/config.ts'
+import type { WorkerConfig } from './config.ts'
 import { backoffDelay, type QueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter } from './batch-writer.ts'
 import type { WorkerMetrics } from './metrics.ts'
@@ -12,7 +12,7 @@ import { describeError } from './mongo-errors.ts'
 export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>
 
 export interface QueueWorkersDeps {
-  config: Config
+  config: WorkerConfig
   logger: Logger
   redis: Redis
   metrics?: WorkerMetrics
@@ -29,7 +29,7 @@ export function startQueueWorkers(deps: QueueWorkersDeps, processors: Map<QueueN
       connection: deps.redis,
       prefix: config.redisPrefix,
       concurrency: config.workerConcurrency[queue],
-      // A dead worker's jobs run again after the lock expires (see Config.workerLockMs).
+      // A dead worker's jobs run again after the lock expires (see WorkerConfig.workerLockMs).
       lockDuration: config.workerLockMs,
       stalledInterval: config.workerStalledIntervalMs,
       // BullMQ's default (1) fails a job for good the second time its worker dies under it; two

@@ -1,14 +1,14 @@
 // The worker process: read config, build the worker, close it on SIGTERM/SIGINT.
 import { pino } from 'pino'
-import { loadConfig } from '../shared/config.ts'
 import { loggerOptions } from '../shared/logger.ts'
 import { closeOnSignals, configOrExit } from '../shared/process.ts'
-import { buildWorker, WorkerConfigError } from './app.ts'
+import { buildWorker } from './app.ts'
+import { loadWorkerConfig } from './config.ts'
 import { collectDefaultMetrics } from 'prom-client'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { createWorkerMetrics } from './metrics.ts'
 
-const config = configOrExit(() => loadConfig())
+const config = configOrExit(() => loadWorkerConfig())
 const logger = pino(loggerOptions(config.logLevel, 'worker'))
 const metrics = createWorkerMetrics()
 collectDefaultMetrics({ register: metrics.registry })
@@ -16,10 +16,6 @@ let app: Awaited<ReturnType<typeof buildWorker>>
 try {
   app = await buildWorker({ config, logger, metrics })
 } catch (err) {
-  if (err instanceof WorkerConfigError) {
-    console.error(`invalid configuration: ${err.message}`)
-    process.exit(1)
-  }
   logger.fatal({ err: (err as Error).message }, 'worker failed to start')
   process.exit(1)
 }

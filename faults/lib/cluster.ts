@@ -8,7 +8,7 @@ import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Client as S3Client } from 'minio'
 import type { Db, MongoClient } from 'mongodb'
-import { loadConfig, type Config } from '../../shared/config.ts'
+import { loadTestConfig, type TestConfig } from '../../testing/config.ts'
 import { connectMongo } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3 } from '../../shared/s3.ts'
@@ -36,7 +36,7 @@ export interface Cluster {
   name: string
   dir: string
   stack: Stack
-  config: Config
+  config: TestConfig
   /** The environment product processes get: the stack's services, a private prefix and database. */
   env: Record<string, string>
   seeded: SeededToken
@@ -96,7 +96,7 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
   }
   // The scenario's own checks and setup use the stack's TEST-ONLY root credentials; every product
   // process gets its own role's (childEnv below), as in production.
-  const config = loadConfig(inspectorEnv(env), {})
+  const config = loadTestConfig(inspectorEnv(env))
   const seeded = await seedToken(config)
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 200 })
   redis.on('error', () => {}) // outages are the point here

@@ -51,7 +51,9 @@ let seq = 0
 export function spawnProc(role: Role, env: NodeJS.ProcessEnv, dir: string, name = `${role}-${++seq}`): Proc {
   const logFile = join(dir, `${name}.log`)
   const log = createWriteStream(logFile, { flags: 'a' })
-  const [cmd, args] = withParentDeathSignal(process.execPath, ['--import', 'tsx', ENTRY[role]])
+  // A gateway given a test hook runs through the entry that injects it (the hook is never read by production code).
+  const entry = role === 'gateway' && env.RDT_FAULT_PAUSE_AFTER_CLAIM_MS ? 'faults/lib/gateway-with-hooks.ts' : ENTRY[role]
+  const [cmd, args] = withParentDeathSignal(process.execPath, ['--import', 'tsx', entry])
   const child: ChildProcess = spawn(cmd, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let text = ''
   let exitInfo: Exit | null = null

@@ -26,8 +26,8 @@ interface Deps extends PreflightDeps {
   idempotency: IdempotencyStore
   /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
   workspaceBytesPerMinute: number
-  /** TEST HOOK only (Config.faultPauseAfterClaimMs); 0 in every real deployment. */
-  faultPauseAfterClaimMs?: number
+  /** TEST HOOK only (GatewayHooks.pauseAfterClaimMs); unset in every real deployment. */
+  pauseAfterClaimMs?: number
 }
 
 export const REDACTED_TOKEN = '[redacted-dsn-token]'
@@ -124,7 +124,7 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
       }
       // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
       // SIGKILL the gateway inside the crash window between the two. Never set in production.
-      if (deps.faultPauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.faultPauseAfterClaimMs))
+      if (deps.pauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.pauseAfterClaimMs))
       await enqueueOrRelease(
         deps.idempotency,
         idemKey,

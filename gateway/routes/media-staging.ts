@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
-import type { Config } from '../../shared/config.ts'
+import type { GatewayConfig } from '../config.ts'
 import { objectKeys } from '../../shared/keys.ts'
 import { S3PutError, streamPut } from '../../shared/s3-stream-put.ts'
 import { HashingLimiter, pipeBody } from '../body.ts'
@@ -39,7 +39,7 @@ export function metaText(s: string | null, max: number): string {
 }
 
 export interface StagePhotoOptions {
-  s3: Config['s3']
+  s3: GatewayConfig['s3']
   maxMediaBytes: number
   ws: string
   session: string

@@ -2,7 +2,7 @@
 // (never held in memory, never in Redis); the job is only a claim check on that object.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { Config } from '../../shared/config.ts'
+import type { GatewayConfig } from '../config.ts'
 import { jobIds, keys } from '../../shared/keys.ts'
 import type { MediaJob } from '../../shared/queues.ts'
 import { takeContentType, tooLarge } from '../body.ts'
@@ -17,7 +17,7 @@ import { stagePhoto } from './media-staging.ts'
 
 interface Deps extends PreflightDeps {
   redisPrefix: string
-  s3: Config['s3']
+  s3: GatewayConfig['s3']
   maxMediaBytes: number
   pendingTimeoutMs: number
   idempotency: IdempotencyStore

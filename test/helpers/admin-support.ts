@@ -7,7 +7,7 @@ import type { Db } from 'mongodb'
 import { objectKeys } from '../../shared/keys.ts'
 import { collections } from '../../shared/mongo.ts'
 import { buildSessionDocument } from '../../worker/session-document.ts'
-import type { Config } from '../../shared/config.ts'
+import type { TestConfig } from '../../testing/config.ts'
 import { buildAdmin } from '../../admin/app.ts'
 import { loadAdminConfig, type AdminConfig } from '../../admin/config.ts'
 import { createAdminUser } from '../../admin/users.ts'
@@ -79,7 +79,7 @@ export async function login(app: FastifyInstance, email: string, password = TEST
   return b
 }
 
-export async function startAdmin(config: Config, opts: { adminConfig?: Partial<AdminConfig>; now?: () => Date } = {}) {
+export async function startAdmin(config: TestConfig, opts: { adminConfig?: Partial<AdminConfig>; now?: () => Date } = {}) {
   const adminConfig = { ...loadAdminConfig(config, {}), ...opts.adminConfig }
   const app = await buildAdmin({ config: asRole(config, 'admin'), adminConfig, logger: false, now: opts.now })
   return { app, adminConfig }

@@ -9,24 +9,27 @@
 import { randomBytes } from 'node:crypto'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { loadConfig, type Config } from '../../shared/config.ts'
+import { loadTestConfig, type TestConfig } from '../../testing/config.ts'
 import { inspectorEnv, roleEnv, type Role } from '../../stack/roles.ts'
 import { collections, connectMongo, ensureIndexes } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { generateToken, hashToken, syncTokenMirror, type Permission } from '../../shared/token-registry.ts'
 
-export function testConfig(overrides: Record<string, string> = {}): Config {
+export function testConfig(overrides: Record<string, string> = {}): TestConfig {
   const id = randomBytes(5).toString('hex')
   const mongo = new URL(process.env.MONGODB_URL ?? 'mongodb://127.0.0.1:27017/rdt')
   mongo.pathname = `/t_${id}`
-  return loadConfig(
-    { ...inspectorEnv(process.env), REDIS_PREFIX: `{t${id}}`, MONGODB_URL: mongo.toString(), LOG_LEVEL: 'warn', ...overrides },
-    {},
-  )
+  return loadTestConfig({
+    ...inspectorEnv(process.env),
+    REDIS_PREFIX: `{t${id}}`,
+    MONGODB_URL: mongo.toString(),
+    LOG_LEVEL: 'warn',
+    ...overrides,
+  })
 }
 
 /** The same config with `role`'s Redis user and S3 key instead of the inspector's. */
-export function asRole(config: Config, role: Exclude<Role, 'cli'>): Config {
+export function asRole(config: TestConfig, role: Exclude<Role, 'cli'>): TestConfig {
   const env = roleEnv(process.env, role)
   // A Redis the test started itself (a private redis-server, no ACL) is kept as it is.
   const stackRedis = new URL(env.REDIS_URL!).host === new URL(config.redisUrl).host
@@ -42,7 +45,7 @@ export function asRole(config: Config, role: Exclude<Role, 'cli'>): Config {
  * add jobs and count them but never read one back (no HGETALL), so a test checks what the
  * gateway queued through these, not through the gateway's own Queue objects.
  */
-export function inspectorQueues(t: { teardown(fn: () => unknown): void }, config: Config): Record<QueueName, Queue> {
+export function inspectorQueues(t: { teardown(fn: () => unknown): void }, config: TestConfig): Record<QueueName, Queue> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
   const queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue(q, { connection, prefix: config.redisPrefix })])) as Record<
     QueueName,
@@ -78,7 +81,7 @@ export interface SeededToken {
  * CLI and the workers do, so gateway tests do not depend on the CLI.
  */
 export async function seedToken(
-  config: Config,
+  config: TestConfig,
   opts: { permissions?: Permission[]; active?: boolean; expiresAt?: Date | null; slug?: string } = {},
 ): Promise<SeededToken> {
   const { client, db } = await connectMongo(config.mongodbUrl, 1)

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import { MongoClient, type Db } from 'mongodb'
 import type { Client as S3Client } from 'minio'
 import { pino } from 'pino'
-import type { Config } from '../../shared/config.ts'
+import type { TestConfig } from '../../testing/config.ts'
 import { asRole, fixturesDir, testConfig as baseTestConfig, waitFor } from './env.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared/queues.ts'
@@ -35,7 +35,7 @@ interface Teardown {
 }
 
 /** A config with a private prefix, database and bucket; `env` overrides anything. */
-export function testConfig(env: Record<string, string> = {}): Config {
+export function testConfig(env: Record<string, string> = {}): TestConfig {
   return baseTestConfig({
     S3_BUCKET: `wt-${randomBytes(5).toString('hex')}`,
     WORKER_CONCURRENCY: '16',
@@ -66,7 +66,7 @@ export function captureLogger() {
 export { waitFor }
 
 export interface TestStack {
-  config: Config
+  config: TestConfig
   app: WorkerApp
   lines: LogLine[]
   /** A producer connection and queues with the test's prefix. */

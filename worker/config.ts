@@ -1,0 +1,90 @@
+// The worker's configuration: the shared sections it uses plus its own settings, read and
+// validated once at start (worker/server.ts). Every setting is in the README's configuration table.
+import { fail, int, type Env } from '../shared/config-vars.ts'
+import {
+  idempotencySettings,
+  metricsSettings,
+  mongoSettings,
+  processSettings,
+  redisSettings,
+  s3Settings,
+  type IdempotencySettings,
+  type MetricsSettings,
+  type MongoSettings,
+  type ProcessSettings,
+  type RedisSettings,
+  type S3Settings,
+} from '../shared/config.ts'
+import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
+
+export interface WorkerSettings {
+  /**
+   * Jobs in flight per queue in one worker process. Each session/logs job waits on its batch's
+   * insertMany, so a queue drains at about concurrency / write latency (Little's law): small
+   * session jobs want many in flight; logs bodies (up to MAX_JSON_BYTES) and photos (read and
+   * hashed while copied) hold more memory each, so their queues keep fewer.
+   */
+  workerConcurrency: Record<QueueName, number>
+  /** Which queues this worker process serves, so operators can scale each queue on its own. */
+  workerQueues: QueueName[]
+  /**
+   * BullMQ job lock: a worker renews it every half of this while a job runs. The jobs of a worker
+   * that died are run again by another worker once their lock has expired and a stalled check
+   * (every `workerStalledIntervalMs`) has seen it: roughly within lock + 2 x interval.
+   */
+  workerLockMs: number
+  workerStalledIntervalMs: number
+  sweepIntervalMs: number
+  stagingGraceMs: number
+  /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
+  logsMaxEntries: number
+}
+
+export type WorkerConfig = ProcessSettings &
+  RedisSettings &
+  MongoSettings &
+  S3Settings &
+  IdempotencySettings &
+  MetricsSettings &
+  WorkerSettings
+
+export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+  return {
+    ...processSettings(env),
+    ...redisSettings(env),
+    ...mongoSettings(env),
+    ...s3Settings(env),
+    ...idempotencySettings(env),
+    ...metricsSettings(env),
+    workerConcurrency: workerConcurrency(env),
+    workerQueues: workerQueues(env),
+    workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
+    workerStalledIntervalMs: int(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1000),
+    sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
+    stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
+    logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
+  }
+}
+
+/** Known queue names only, each once; refused before anything connects. */
+function workerQueues(env: Env): QueueName[] {
+  const queues = (env.WORKER_QUEUES || QUEUE_NAMES.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  if (queues.length === 0) fail('WORKER_QUEUES', 'names no queue')
+  for (const q of queues) {
+    if (!(QUEUE_NAMES as readonly string[]).includes(q))
+      fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
+  }
+  return [...new Set(queues)] as QueueName[]
+}
+
+/** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
+const CONCURRENCY_DEFAULTS: Record<QueueName, number> = { sessions: 256, logs: 64, media: 64 }
+
+function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
+  const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
+  const one = (queue: QueueName) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
+  return Object.fromEntries(QUEUE_NAMES.map((q) => [q, one(q)])) as WorkerSettings['workerConcurrency']
+}
