@@ -1,6 +1,6 @@
 // `npm run bench [-- --quick] [--rounds N] [--only phases] [--profile] [--keep]`
 //
-// Starts a private local stack, builds the app as production does, runs each figure of issue 5
+// Starts a private local stack, builds the app as production does, runs each figure of bench/README.md
 // against same-run baselines, prints a table and writes bench/last-run.json. It never fails on a
 // missed target (it is not a test); it exits non-zero only when the harness itself broke.
 import { mkdirSync, writeFileSync } from 'node:fs'

@@ -1,6 +1,6 @@
 // `sessions revalidate`: recomputes the normalised fields and `validation` of stored test_sessions
 // documents from their raw_body, with the worker's own code (worker/session-document.ts), so a
-// document stored under older rules (issue 11: wrong enum lists) reads as a new upload would.
+// document stored under older rules (for example, before the enum lists were corrected to the client's own) reads as a new upload would.
 //
 // Safety, on MongoDB and on FerretDB v1 alike (no transactions):
 // - Only the normalised fields are written. The record itself (ids, raw_body, raw_sha256,

@@ -1,5 +1,5 @@
 // `sessions revalidate` end to end: the real CLI as a child process against the stack, on
-// documents stored the way the code before issue 11 stored them (client enum values flagged as
+// documents stored the way the code before the enum fix stored them (client enum values flagged as
 // not allowed), fallback documents, and documents that are already right.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -91,7 +91,7 @@ function current(ws: string, session: string, body: string, opts: { invalidUtf8?
 
 // The message the old lists produced for a client value they did not have.
 const NOT_ALLOWED = 'must be equal to one of the allowed values'
-/** As the code before issue 11 stored it: the same fields, but the client's value flagged. */
+/** As the code before the enum fix stored it: the same fields, but the client's value flagged. */
 function old(ws: string, session: string, body: string, paths: string[], opts: { invalidUtf8?: boolean } = {}): Document {
   const doc = current(ws, session, body, opts)
   const errors = [...paths.map((path) => ({ path, message: NOT_ALLOWED })), ...(opts.invalidUtf8 ? [INVALID_UTF8_ISSUE] : [])]

@@ -1,7 +1,7 @@
 // Backpressure through real gateways, workers and Redis: 503 + Retry-After while a
 // queue's backlog, the staged photo bytes or Redis memory is past its mark, back to 201 once it
 // drains (accepted work keeps draining meanwhile); 503 while Redis is down, and recovery; and
-// every process refusing an evicting Redis (§1). The memory, outage and eviction cases run on a
+// every process refusing an evicting Redis. The memory, outage and eviction cases run on a
 // private Redis (the shared test Redis is used by other test files in parallel).
 import t from 'tap'
 import { spawn } from 'node:child_process'
