@@ -7,37 +7,20 @@ import {
   mongoSettings,
   processSettings,
   publicUrlSettings,
+  readSections,
   redisSettings,
   s3Settings,
   tlsSettings,
-  type MongoSettings,
-  type ProcessSettings,
-  type PublicUrlSettings,
-  type RedisSettings,
-  type S3Settings,
-  type TlsSettings,
+  type SettingsOf,
 } from '../shared/config.ts'
 
 /** What the panel connects to and serves on: photos come from S3, DSNs are printed with PUBLIC_URL. */
-export type AdminServerConfig = ProcessSettings &
-  RedisSettings &
-  MongoSettings &
-  S3Settings &
-  TlsSettings &
-  PublicUrlSettings & {
-    adminPort: number
-  }
+const SECTIONS = [processSettings, redisSettings, mongoSettings, s3Settings, tlsSettings, publicUrlSettings] as const
+
+export type AdminServerConfig = SettingsOf<typeof SECTIONS> & { adminPort: number }
 
 export function loadAdminServerConfig(env: Env = process.env): AdminServerConfig {
-  return {
-    ...processSettings(env),
-    ...redisSettings(env),
-    ...mongoSettings(env),
-    ...s3Settings(env),
-    ...tlsSettings(env),
-    ...publicUrlSettings(env),
-    adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535),
-  }
+  return { ...readSections(env, SECTIONS), adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535) }
 }
 
 export interface AdminConfig {

@@ -1,8 +1,7 @@
 // Starts the admin panel: read config, build, listen on ADMIN_PORT. Everything else is in app.ts.
 import pino from 'pino'
 import { loggerOptions } from '../shared/logger.ts'
-import { closeOnSignals, configOrExit } from '../shared/process.ts'
-import { watchEvictionPolicy } from '../shared/redis.ts'
+import { closeOnSignals, configOrExit, exitOnEvictingRedis } from '../shared/process.ts'
 import { buildAdmin } from './app.ts'
 import { loadAdminConfig, loadAdminServerConfig } from './config.ts'
 
@@ -13,10 +12,7 @@ const { config, adminConfig } = configOrExit(() => {
 const logger = pino(loggerOptions(config.logLevel, 'admin'))
 const app = await buildAdmin({ config, adminConfig, logger })
 // Like the gateway and the workers: never run against an evicting Redis (the token mirror lives there).
-await watchEvictionPolicy(app.redis, (message) => {
-  logger.fatal(message)
-  process.exit(1)
-})
+await exitOnEvictingRedis(app.redis, logger)
 await app.listen({ port: config.adminPort, host: config.host })
 logger.info({ url: adminConfig.adminUrl, secureCookie: adminConfig.cookieSecure }, 'admin panel listening')
 closeOnSignals(() => app.close(), logger)

@@ -2,17 +2,12 @@
 // the queues) and the public URL it prints in DSNs. Nothing else, so an operator's shell needs no
 // S3 key to manage tokens.
 import type { Env } from '../shared/config-vars.ts'
-import {
-  mongoSettings,
-  publicUrlSettings,
-  redisSettings,
-  type MongoSettings,
-  type PublicUrlSettings,
-  type RedisSettings,
-} from '../shared/config.ts'
+import { mongoSettings, publicUrlSettings, readSections, redisSettings, type SettingsOf } from '../shared/config.ts'
 
-export type CliConfig = RedisSettings & MongoSettings & PublicUrlSettings
+const SECTIONS = [redisSettings, mongoSettings, publicUrlSettings] as const
+
+export type CliConfig = SettingsOf<typeof SECTIONS>
 
 export function loadCliConfig(env: Env = process.env): CliConfig {
-  return { ...redisSettings(env), ...mongoSettings(env), ...publicUrlSettings(env) }
+  return readSections(env, SECTIONS)
 }

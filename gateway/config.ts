@@ -6,16 +6,15 @@ import {
   idempotencySettings,
   metricsSettings,
   processSettings,
+  readSections,
   redisSettings,
   s3Settings,
   tlsSettings,
-  type IdempotencySettings,
-  type MetricsSettings,
-  type ProcessSettings,
-  type RedisSettings,
-  type S3Settings,
-  type TlsSettings,
+  type SettingsOf,
 } from '../shared/config.ts'
+
+/** The shared sections the gateway reads: no MongoDB, no public URL. */
+const SECTIONS = [processSettings, redisSettings, s3Settings, tlsSettings, idempotencySettings, metricsSettings] as const
 
 export interface GatewaySettings {
   port: number
@@ -61,24 +60,10 @@ export interface GatewaySettings {
   workspaceBytesPerMinute: number
 }
 
-export type GatewayConfig = ProcessSettings &
-  RedisSettings &
-  S3Settings &
-  TlsSettings &
-  IdempotencySettings &
-  MetricsSettings &
-  GatewaySettings
+export type GatewayConfig = SettingsOf<typeof SECTIONS> & GatewaySettings
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
-  return {
-    ...processSettings(env),
-    ...redisSettings(env),
-    ...s3Settings(env),
-    ...tlsSettings(env),
-    ...idempotencySettings(env),
-    ...metricsSettings(env),
-    ...gatewaySettings(env),
-  }
+  return { ...readSections(env, SECTIONS), ...gatewaySettings(env) }
 }
 
 function gatewaySettings(env: Env): GatewaySettings {

@@ -5,8 +5,7 @@ import pino from 'pino'
 import { collectDefaultMetrics } from 'prom-client'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { loggerOptions } from '../shared/logger.ts'
-import { closeOnSignals, configOrExit } from '../shared/process.ts'
-import { watchEvictionPolicy } from '../shared/redis.ts'
+import { closeOnSignals, configOrExit, exitOnEvictingRedis } from '../shared/process.ts'
 import { buildGateway, type GatewayHooks } from './app.ts'
 import { loadGatewayConfig } from './config.ts'
 
@@ -25,10 +24,7 @@ export async function runGateway(hooks?: GatewayHooks): Promise<void> {
 
   // Refuse to run against an evicting Redis: evicted jobs or keys are accepted data lost.
   // Redis may be down at start (we then answer 503 until it is back), so it is checked on every connect.
-  await watchEvictionPolicy(app.redis, (message) => {
-    logger.fatal(message)
-    process.exit(1)
-  })
+  await exitOnEvictingRedis(app.redis, logger)
 
   await app.listen({ port: config.port, host: config.host })
 

@@ -63,6 +63,19 @@ export interface PublicUrlSettings {
   publicUrl: string
 }
 
+/** A section reader: some settings from the environment, each variable named in its errors. */
+export type Section = (env: Env) => object
+
+type Intersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never
+
+/** The settings of a list of sections, as one type: [redisSettings, s3Settings] gives RedisSettings & S3Settings. */
+export type SettingsOf<S extends readonly Section[]> = Intersection<ReturnType<S[number]>>
+
+/** Reads every section of a process's list, so each process names its sections once (type and value from one list). */
+export function readSections<S extends readonly Section[]>(env: Env, sections: S): SettingsOf<S> {
+  return Object.assign({}, ...sections.map((read) => read(env))) as SettingsOf<S>
+}
+
 export function processSettings(env: Env): ProcessSettings {
   return { host: env.HOST || '127.0.0.1', logLevel: env.LOG_LEVEL || 'info' }
 }

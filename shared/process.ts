@@ -1,7 +1,10 @@
 // What every long-running process (gateway, worker, admin) does around its app: stop with a
 // clear message on bad configuration, and shut down cleanly, once, on SIGTERM/SIGINT.
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { ConfigError } from './config-vars.ts'
+import { assertNoEviction } from './redis.ts'
+import { EvictionPolicyError } from './redis-errors.ts'
 
 /** Runs the config loader; a ConfigError prints its message (which names the variable) and exits 1. */
 export function configOrExit<T>(load: () => T): T {
@@ -41,4 +44,21 @@ export function closeOnSignals(close: () => Promise<unknown>, logger: Logger, fo
       )
     })
   }
+}
+
+/**
+ * For a long-running process whose Redis may be down at start: checks the eviction policy now (if
+ * connected) and on every (re)connect, and exits 1 if Redis may evict keys (an evicted job,
+ * idempotency key or token mirror entry is accepted data silently lost). Other errors (Redis gone
+ * again) are left to the connection's own handling.
+ */
+export async function exitOnEvictingRedis(redis: Redis, logger: Logger): Promise<void> {
+  const check = () =>
+    assertNoEviction(redis).catch((err: unknown) => {
+      if (!(err instanceof EvictionPolicyError)) return
+      logger.fatal({ code: err.code, policy: err.policy }, err.message)
+      process.exit(1)
+    })
+  redis.on('ready', check)
+  if (redis.status === 'ready') await check()
 }

@@ -78,20 +78,6 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
 }
 
 /**
- * For long-running processes whose Redis may be down at start: checks the eviction policy now
- * (if connected) and on every (re)connect, and calls `refuse` with the reason if it is wrong.
- * Other errors (Redis gone again) are left to the connection's own handling.
- */
-export async function watchEvictionPolicy(redis: Redis, refuse: (message: string) => void): Promise<void> {
-  const check = () =>
-    assertNoEviction(redis).catch((err: unknown) => {
-      if (err instanceof EvictionPolicyError) refuse(err.message)
-    })
-  redis.on('ready', check)
-  if (redis.status === 'ready') await check()
-}
-
-/**
  * Closes a client at shutdown without ever hanging on it: QUIT (pending replies still arrive)
  * when connected, bounded by `ms`; otherwise, or past the bound, drop the connection. A QUIT
  * issued while Redis is away waits in the offline queue until Redis is back, which kept a

@@ -6,16 +6,15 @@ import {
   metricsSettings,
   mongoSettings,
   processSettings,
+  readSections,
   redisSettings,
   s3Settings,
-  type IdempotencySettings,
-  type MetricsSettings,
-  type MongoSettings,
-  type ProcessSettings,
-  type RedisSettings,
-  type S3Settings,
+  type SettingsOf,
 } from '../shared/config.ts'
 import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
+
+/** The shared sections the worker reads: no TLS (it serves no clients), no public URL. */
+const SECTIONS = [processSettings, redisSettings, mongoSettings, s3Settings, idempotencySettings, metricsSettings] as const
 
 export interface WorkerSettings {
   /**
@@ -40,22 +39,11 @@ export interface WorkerSettings {
   logsMaxEntries: number
 }
 
-export type WorkerConfig = ProcessSettings &
-  RedisSettings &
-  MongoSettings &
-  S3Settings &
-  IdempotencySettings &
-  MetricsSettings &
-  WorkerSettings
+export type WorkerConfig = SettingsOf<typeof SECTIONS> & WorkerSettings
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   return {
-    ...processSettings(env),
-    ...redisSettings(env),
-    ...mongoSettings(env),
-    ...s3Settings(env),
-    ...idempotencySettings(env),
-    ...metricsSettings(env),
+    ...readSections(env, SECTIONS),
     workerConcurrency: workerConcurrency(env),
     workerQueues: workerQueues(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
