@@ -9,6 +9,8 @@ import { withParentDeathSignal } from './proc.ts'
 
 export const FERRETDB_VERSION = 'v1.24.2'
 export const VERSITYGW_VERSION = 'v1.7.0'
+/** kustomize renders deploy/kubernetes/ in CI (v5.7.1 is the newest that builds with Go 1.26). */
+export const KUSTOMIZE_VERSION = 'v5.7.1'
 // MinIO (AGPL-3.0, a development and test service here, never shipped): the pinned server commit
 // and the mc client version that deploy/minio/Dockerfile builds for compose.yaml, so the local
 // stack and production run the same server and the same user/policy script (deploy/minio/init.sh).
@@ -78,21 +80,31 @@ async function ensureRedis(): Promise<string> {
   })
 }
 
-async function ensureFerretDB(): Promise<string> {
-  const src = join(repoRoot, 'stack', 'ferretdb')
+function ensureFerretDB(): Promise<string> {
+  return ensureGoSource(`ferretdb-${FERRETDB_VERSION}`, join(repoRoot, 'stack', 'ferretdb'), '1-2 min')
+}
+
+/** Builds a Go main package of this repository into the binary cache, keyed by its exact sources. */
+async function ensureGoSource(name: string, src: string, duration: string): Promise<string> {
   // Key the binary by the exact sources, so editing main.go or bumping a
   // dependency rebuilds, while an unchanged checkout never does.
   const hash = createHash('sha256')
   for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(await readFile(join(src, f)))
-  const bin = join(binCacheDir, `ferretdb-${FERRETDB_VERSION}-${hash.digest('hex').slice(0, 12)}`)
-  return ensureBuilt(bin, `ferretdb ${FERRETDB_VERSION} (once, 1-2 min)`, async (tmp) => {
-    // CGO off: FerretDB's SQLite is pure Go (modernc), so the binary is static.
+  const bin = join(binCacheDir, `${name}-${hash.digest('hex').slice(0, 12)}`)
+  return ensureBuilt(bin, `${name} (once, ${duration})`, async (tmp) => {
+    // CGO off: the binaries are static (FerretDB's SQLite is pure Go, modernc).
     await run(goBinary(), ['build', '-trimpath', '-o', tmp, '.'], {
       cwd: src,
       env: { ...process.env, CGO_ENABLED: '0' },
       dieWithUs: true,
     })
   })
+}
+
+/** kustomize and the manifest validator (deploy/kubernetes/validate), for deploy/kubernetes/check.ts. */
+export async function ensureK8sTools(): Promise<{ kustomize: string; validate: string }> {
+  const kustomize = await goInstall('kustomize', 'sigs.k8s.io/kustomize/kustomize/v5', KUSTOMIZE_VERSION, '2-4 min')
+  return { kustomize, validate: await ensureGoSource('rdt-validate-k8s', join(repoRoot, 'deploy', 'kubernetes', 'validate'), '1-2 min') }
 }
 
 function ensureVersityGW(): Promise<string> {
@@ -112,7 +124,10 @@ function goInstall(name: string, pkg: string, version: string, duration: string)
         env: { ...process.env, GOBIN: gobin, CGO_ENABLED: '0' },
         dieWithUs: true,
       })
-      await rename(join(gobin, basename(pkg)), tmp)
+      // Go names the binary after the package's last element, skipping a major-version suffix (…/kustomize/v5).
+      const elements = pkg.split('/')
+      const last = elements.pop()!
+      await rename(join(gobin, /^v\d+$/.test(last) ? elements.pop()! : last), tmp)
     } finally {
       await rm(gobin, { recursive: true, force: true })
     }

@@ -27,8 +27,13 @@ export function roleEnv(env: Record<string, string | undefined>, role: Role): Re
   if (password && env.REDIS_URL) out.REDIS_URL = withUser(env.REDIS_URL, who, password)
   const key = env[`S3_${upper}_ACCESS_KEY`]
   const secret = env[`S3_${upper}_SECRET_KEY`]
-  if (role === 'cli' && key) {
-    // The CLI never touches object storage (cli/run.ts fills placeholders instead).
+  // Each process gets only what its config asks for (README "Configuration"): the gateway never
+  // talks to MongoDB, the CLI never touches object storage.
+  const split = Object.keys(env).some((k) => ROLE_VAR.test(k))
+  if (!split) return out
+  if (role === 'gateway') delete out.MONGODB_URL
+  if (role === 'cli') {
+    delete out.S3_ENDPOINT
     delete out.S3_ACCESS_KEY
     delete out.S3_SECRET_KEY
   } else if (key && secret) {

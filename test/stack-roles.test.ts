@@ -33,7 +33,8 @@ t.test("each role gets its own credentials and nobody else's", async (t) => {
   t.equal(gw.S3_ACCESS_KEY, 'rdt-gateway')
   t.equal(gw.S3_SECRET_KEY, 'gw-secret')
   t.same(leaked(gw, ['gw-pass', 'gw-secret']), [])
-  t.equal(gw.MONGODB_URL, stackEnv.MONGODB_URL, 'the rest is passed on')
+  t.equal(gw.MONGODB_URL, undefined, 'the gateway gets no MongoDB URL: it never talks to MongoDB')
+  t.equal(gw.S3_ENDPOINT, stackEnv.S3_ENDPOINT, 'the rest is passed on')
 
   const wk = roleEnv(stackEnv, 'worker')
   t.equal(wk.REDIS_URL, 'redis://worker:wk-pass@127.0.0.1:6400')
@@ -48,6 +49,8 @@ t.test("each role gets its own credentials and nobody else's", async (t) => {
   const cli = roleEnv({ ...stackEnv, S3_ACCESS_KEY: 'stale', S3_SECRET_KEY: 'stale' }, 'cli')
   t.equal(cli.REDIS_URL, 'redis://admin:ad-pass@127.0.0.1:6400', "the CLI is the admin panel's Redis user")
   t.equal(cli.S3_ACCESS_KEY, undefined, 'and has no object-storage key')
+  t.equal(cli.S3_ENDPOINT, undefined, 'nor endpoint')
+  t.equal(cli.MONGODB_URL, stackEnv.MONGODB_URL)
   t.same(leaked(cli, ['ad-pass']), [])
 })
 
