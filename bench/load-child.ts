@@ -142,13 +142,17 @@ async function runAutocannon(spec: Extract<LoadSpec, { mode: 'autocannon' }>): P
     // requests / currentRequestIndex / currentRequest / requestBuffer); a request without
     // setupRequest is never rebuilt, so these bytes are what goes on the wire.
     let client = 0
-    const per = requests ? Math.ceil(requests.length / spec.connections) : 0
     const setupClient = (c: unknown) => {
       if (!requests) return
       const it = (c as { requestIterator?: { requests: unknown[]; currentRequestIndex: number; currentRequest: unknown } }).requestIterator
       if (!it || !Array.isArray(it.requests)) throw new Error('autocannon internals changed: no requestIterator.requests on the client')
+      // Even shares: connection i gets [floor(i*n/c), floor((i+1)*n/c)). Slices of ceil(n/c) left the
+      // last connections with none when n was just over c (a short run at a low rate), and autocannon
+      // then crashed reading the first request of an empty list.
       const i = client++ % spec.connections
-      const slice = requests.slice(i * per, (i + 1) * per)
+      const n = requests.length
+      const slice = requests.slice(Math.floor((i * n) / spec.connections), Math.floor(((i + 1) * n) / spec.connections))
+      if (slice.length === 0) throw new Error(`load spec: ${n} requests cannot feed ${spec.connections} connections`)
       it.requests = slice
       it.currentRequestIndex = 0
       it.currentRequest = slice[0]
