@@ -1,13 +1,14 @@
 // buildAdmin(deps) returns the admin panel's Fastify app; server.ts only starts it. A separate
 // process from the gateway (which stays write-only): server-rendered pages behind a log-in,
-// reading MongoDB and the private bucket, and changing tokens through shared/token-admin.ts.
+// reading MongoDB and the private bucket, and changing tokens through the tokens module (tokens/admin.ts).
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import type { Client as S3Client } from 'minio'
 import { loggerOptions } from '../shared/logger.ts'
 import { createS3 } from '../shared/s3.ts'
-import { createTokenAdmin, TokenAdminError, type TokenAdmin } from '../shared/token-admin.ts'
+import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
+import { TokenAdminError } from '../tokens/errors.ts'
 import { loadAdminConfig, type AdminConfig, type AdminServerConfig } from './config.ts'
 import mongoPlugin from './plugins/mongo.ts'
 import redisPlugin from './plugins/redis.ts'
@@ -20,7 +21,8 @@ import tokenRoutes from './routes/tokens.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
 import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
-import { createPasswordChecks, verifyPassword, type PasswordChecks } from './security/passwords.ts'
+import { createPasswordChecks, type PasswordChecks } from './security/password-checks.ts'
+import type { verifyPassword } from '../tokens/passwords.ts'
 import { NotFound } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
 import { httpsOption } from '../shared/https-option.ts'

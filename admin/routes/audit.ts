@@ -1,7 +1,7 @@
 // The audit log: who did what, when (admin panel, CLI, log-ins), newest first, paged by time.
 import type { FastifyInstance } from 'fastify'
 import type { Document, Filter } from 'mongodb'
-import { WORKSPACE_ID_PATTERN } from '../../shared/token-admin.ts'
+import { WORKSPACE_ID_PATTERN } from '../../tokens/rules.ts'
 import { decodeKeys, fmtDate } from '../views/format.ts'
 import { href, html } from '../views/html.ts'
 import { page } from '../views/layout.ts'

@@ -2,9 +2,10 @@
 // session yet); failed attempts are counted per email and per IP and answered 429 past the limit.
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { needsRehash, PasswordChecksBusy } from '../security/passwords.ts'
+import { needsRehash } from '../../tokens/passwords.ts'
+import { PasswordChecksBusy } from '../security/password-checks.ts'
 import { cookieOptions, safeEqual } from '../security/auth.ts'
-import { adminCollections, normaliseEmail } from '../users.ts'
+import { adminCollections, normaliseEmail } from '../../tokens/users.ts'
 import { html } from '../views/html.ts'
 import { page } from '../views/layout.ts'
 import type { Query } from './common.ts'

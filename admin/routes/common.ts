@@ -1,13 +1,15 @@
 // Helpers shared by the route files.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { AppError } from '../../shared/errors.ts'
 import { isValidId } from '../../shared/ids.ts'
 import { collections } from '../../shared/mongo.ts'
-import { WORKSPACE_ID_PATTERN } from '../../shared/token-admin.ts'
+import { WORKSPACE_ID_PATTERN } from '../../tokens/rules.ts'
 import type { AdminIdentity } from '../security/auth.ts'
 import type { WorkspaceRef } from '../views/layout.ts'
 
-export class NotFound extends Error {
-  override name = 'NotFound'
+/** No such workspace, session, image … for this admin: answered 404 with the message. */
+export class NotFound extends AppError {
+  readonly code = 'not_found'
 }
 
 /** The logged-in admin; the onRequest hook guarantees one on every non-public route. */

@@ -3,10 +3,10 @@
 // copy button and a QR code for provisioning phones.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import QRCode from 'qrcode'
-import { PERMISSIONS } from '../../shared/token-registry.ts'
-import { TokenAdminError, type CreatedToken } from '../../shared/token-admin.ts'
+import { PERMISSIONS } from '../../shared/permissions.ts'
+import { TokenAdminError } from '../../tokens/errors.ts'
+import type { CreatedToken } from '../../tokens/tokens.ts'
 import { tokenLastUsed } from '../data/activity.ts'
-import { rotateToken } from '../token-rotation.ts'
 import { fmtAgo, fmtDate } from '../views/format.ts'
 import { html, seg, type SafeHtml } from '../views/html.ts'
 import { csrfField, page } from '../views/layout.ts'
@@ -154,19 +154,7 @@ export default async function tokenRoutes(app: FastifyInstance) {
     await ownToken(app, ws.id, request.params.tid)
     const grace = Number(one(request.body.grace) ?? 'x')
     if (!GRACE_CHOICES.some(([ms]) => ms === grace)) throw new TokenAdminError('bad_expiry', 'choose a grace period from the list')
-    const res = await rotateToken(
-      {
-        db: app.db,
-        redis: app.redis,
-        prefix: app.config.redisPrefix,
-        admin: app.tokenAdmin,
-        now: app.now,
-        onMirrorError: (err) => request.log.warn({ err: (err as Error).message }, 'token mirror not updated'),
-      },
-      request.params.tid,
-      grace,
-      actorOf(request),
-    )
+    const res = await app.tokenAdmin.rotateToken(request.params.tid, grace, actorOf(request))
     const secret = await secretBox(res.created, `Token ${res.old_id} rotated: the old one works until ${fmtDate(res.old_expires_at)}`)
     // The new DSN is shown only once, so it is shown even when the old token's new expiry was not pushed.
     return reply

@@ -1,8 +1,8 @@
 // Workspaces: the list with activity counts, create, rename, deactivate and reactivate. Every
-// change goes through shared/token-admin.ts, which writes the audit log and re-publishes the
+// change goes through the tokens module (tokens/), which writes the audit log and re-publishes the
 // token mirror (a deactivated workspace's tokens are refused by every gateway within a second).
 import type { FastifyInstance } from 'fastify'
-import { TokenAdminError } from '../../shared/token-admin.ts'
+import { TokenAdminError } from '../../tokens/errors.ts'
 import { workspaceActivity } from '../data/activity.ts'
 import { fmtAgo, fmtDate } from '../views/format.ts'
 import { html, seg } from '../views/html.ts'
