@@ -1,11 +1,12 @@
 // The audit log: who did what, when (admin panel, CLI, log-ins), newest first, paged by time.
 import type { FastifyInstance } from 'fastify'
 import type { Document, Filter } from 'mongodb'
+import { COLLECTIONS } from '../../shared/mongo.ts'
 import { WORKSPACE_ID_PATTERN } from '../../tokens/rules.ts'
 import { decodeKeys, fmtDate } from '../views/format.ts'
 import { href, html } from '../views/html.ts'
 import { page } from '../views/layout.ts'
-import { who, type Query } from './common.ts'
+import { beforeCursor, sendHtml, who, type Query } from './common.ts'
 
 const PAGE = 100
 
@@ -15,10 +16,10 @@ export default async function auditRoutes(app: FastifyInstance) {
     const filter: Filter<Document> = {}
     const ws = q.workspace && WORKSPACE_ID_PATTERN.test(q.workspace) ? q.workspace : null
     if (ws) filter['target.workspace_id'] = ws
-    const before = q.before && /^\d{1,15}$/.test(q.before) ? new Date(Number(q.before)) : null
+    const before = beforeCursor(q)
     if (before) filter.at = { $lt: before }
     const list = await app.db
-      .collection('audit_log')
+      .collection(COLLECTIONS.audit)
       .find(filter)
       .sort({ at: -1 })
       .limit(PAGE + 1)
@@ -33,6 +34,6 @@ export default async function auditRoutes(app: FastifyInstance) {
           <td class="mono">${Object.entries(target).map(([k, v]) => html`${k}=${v instanceof Date ? v.toISOString() : typeof v === 'string' ? v : JSON.stringify(v)} `)}</td></tr>`
       })}</tbody></table>
       <div class="pager">${list.length > PAGE && last?.at instanceof Date ? html`<a href="${href('/audit', { workspace: ws, before: last.at.getTime() })}">Older »</a>` : ''}</div>`
-    return reply.type('text/html; charset=utf-8').send(page({ title: 'Audit log', admin: who(request), top: 'audit', body }))
+    return sendHtml(reply, page({ title: 'Audit log', admin: who(request), top: 'audit', body }))
   })
 }

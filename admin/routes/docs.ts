@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildOpenApi, openApiJson } from '../../gateway/openapi.ts'
 import { escapeHtml, html, raw, type SafeHtml } from '../views/html.ts'
 import { page } from '../views/layout.ts'
-import { who } from './common.ts'
+import { sendHtml, who } from './common.ts'
 
 // The OpenAPI document is walked by key path; its shape is the generator's (gateway/openapi.ts) and test/openapi.test.ts checks it.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -101,8 +101,6 @@ export default async function docsRoutes(app: FastifyInstance) {
   const doc = buildOpenApi() as Json
   const json = openApiJson()
   const body = docsPage(doc)
-  app.get('/docs', async (request, reply) =>
-    reply.type('text/html; charset=utf-8').send(page({ title: 'Gateway API', admin: who(request), body })),
-  )
+  app.get('/docs', async (request, reply) => sendHtml(reply, page({ title: 'Gateway API', admin: who(request), body })))
   app.get('/docs/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').send(json))
 }
