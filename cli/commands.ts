@@ -3,6 +3,7 @@
 import type { QueueName } from '../shared/queue-settings.ts'
 import { adminCommands } from './admin-commands.ts'
 import type { CommandName } from './args.ts'
+import { CliError } from './errors.ts'
 import { failedJobsTable, retryBlock, revalidateBlock, revalidateProgress } from './format.ts'
 import { option, print, type CommandContext, type CommandHandlers } from './io.ts'
 import { tokenCommands } from './token-commands.ts'
@@ -10,7 +11,7 @@ import { workspaceCommands } from './workspace-commands.ts'
 
 async function jobsCommand(cx: CommandContext): Promise<void> {
   // The jobs live only in Redis: without it there is nothing to show, so say so plainly.
-  if (cx.redis?.status !== 'ready') throw new Error(`Redis at ${cx.redisLabel} is unreachable`)
+  if (cx.redis?.status !== 'ready') throw new CliError('redis_unavailable', `Redis at ${cx.redisLabel} is unreachable`)
   const { createJobsAdmin } = await import('./jobs.ts')
   const jobs = createJobsAdmin({ redis: cx.redis, prefix: cx.prefix, db: cx.db })
   const queue = option(cx.cmd, 'queue') as QueueName | undefined // checked against QUEUE_NAMES by the parser

@@ -10,6 +10,7 @@ import { assertNoEviction, createProducerRedis } from '../shared/redis.ts'
 import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { COMMAND_HANDLERS } from './commands.ts'
+import { CliError } from './errors.ts'
 import { redact, type CliIO } from './io.ts'
 
 const defaultIO: CliIO = {
@@ -63,7 +64,7 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
       ;({ client: mongo, db } = await connectMongo(config.mongodbUrl, config.mongoWriteConcern))
       await ensureIndexes(db)
     } catch (err) {
-      throw new Error(`MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`, { cause: err })
+      throw new CliError('mongo_unavailable', `MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`, { cause: err })
     }
     // Read-only commands never touch the mirror, so they work with Redis down.
     if (cmd.writes || cmd.queues) redis = await connectRedis(config.redisUrl)
