@@ -2,6 +2,7 @@
 // content, newest first, paged by time, each session conflict with the original it differs from.
 import type { Db, Document } from 'mongodb'
 import { COLLECTIONS } from '../../shared/mongo.ts'
+import { newestFirst } from './paging.ts'
 
 export const CONFLICTS_PAGE = 20
 
@@ -21,13 +22,7 @@ export async function listConflicts(
   const filter: Record<string, unknown> = { workspace_id: workspaceId }
   if (opts.sessionId) filter.session_id = opts.sessionId
   if (opts.before) filter.received_at = { $lt: opts.before }
-  const list = await db
-    .collection(COLLECTIONS.conflicts)
-    .find(filter)
-    .sort({ received_at: -1 })
-    .limit(CONFLICTS_PAGE + 1)
-    .toArray()
-  const rows = list.slice(0, CONFLICTS_PAGE)
+  const { rows, more } = await newestFirst(db, COLLECTIONS.conflicts, filter, { field: 'received_at', size: CONFLICTS_PAGE })
   const sessionIds = [...new Set(rows.filter((c) => !c.media_id).map((c) => String(c.session_id)))]
   const originals = await db
     .collection(COLLECTIONS.sessions)
@@ -36,5 +31,5 @@ export async function listConflicts(
       { projection: { session_id: 1, raw_body: 1, received_at: 1, raw_sha256: 1 } },
     )
     .toArray()
-  return { rows, more: list.length > CONFLICTS_PAGE, originals: new Map(originals.map((d) => [String(d.session_id), d])) }
+  return { rows, more, originals: new Map(originals.map((d) => [String(d.session_id), d])) }
 }
