@@ -1,13 +1,14 @@
 // buildAdmin(deps) returns the admin panel's Fastify app; server.ts only starts it. A separate
 // process from the gateway (which stays write-only): server-rendered pages behind a log-in,
-// reading MongoDB and the private bucket, and changing tokens through shared/token-admin.ts.
+// reading MongoDB and the private bucket, and changing tokens through the tokens module (tokens/admin.ts).
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import type { Client as S3Client } from 'minio'
 import { loggerOptions } from '../shared/logger.ts'
 import { createS3 } from '../shared/s3.ts'
-import { createTokenAdmin, TokenAdminError, type TokenAdmin } from '../shared/token-admin.ts'
+import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
+import { TokenAdminError } from '../tokens/errors.ts'
 import { loadAdminConfig, type AdminConfig, type AdminServerConfig } from './config.ts'
 import mongoPlugin from './plugins/mongo.ts'
 import redisPlugin from './plugins/redis.ts'
@@ -20,8 +21,9 @@ import tokenRoutes from './routes/tokens.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
 import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
-import { createPasswordChecks, verifyPassword, type PasswordChecks } from './security/passwords.ts'
-import { NotFound } from './routes/common.ts'
+import { createPasswordChecks, type PasswordChecks } from './security/password-checks.ts'
+import type { verifyPassword } from '../tokens/passwords.ts'
+import { NotFound, sendHtml } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
 import { httpsOption } from '../shared/https-option.ts'
 
@@ -69,7 +71,6 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
     // TLS_CERT_FILE/TLS_KEY_FILE: the panel serves HTTPS itself (its cookies are then Secure, admin/config.ts).
     ...httpsOption(config.tls),
   })
-  const now = deps.now ?? (() => new Date())
   const routes: FastifyInstance['adminRoutes'] = []
   app.addHook('onRoute', (r) => {
     for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true })
@@ -77,8 +78,20 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   app.decorate('adminRoutes', routes)
   app.decorate('config', config)
   app.decorate('adminConfig', adminConfig)
-  app.decorate('now', now)
+  app.decorate('now', deps.now ?? (() => new Date()))
+  await decorateServices(app, deps.verifyPassword)
+  await app.register(cookie)
+  await app.register(formbody)
+  const names = cookieNames(adminConfig.cookieSecure)
+  addSecurityHooks(app, names)
+  setErrorHandlers(app)
+  await registerRoutes(app, names)
+  return app
+}
 
+/** The clients (MongoDB, Redis, S3) and what is built on them: token admin, sessions, log-in limits. */
+async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyPassword']): Promise<void> {
+  const { config, adminConfig, now } = app
   await app.register(mongoPlugin, { url: config.mongodbUrl, writeConcern: config.mongoWriteConcern })
   await app.register(redisPlugin, { url: config.redisUrl })
   app.decorate('s3', createS3(config.s3))
@@ -104,12 +117,11 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
       windowMs: adminConfig.loginWindowMs,
     }),
   )
-  app.decorate('passwordChecks', createPasswordChecks({ maxInFlight: adminConfig.loginMaxInFlight, verify: deps.verifyPassword }))
+  app.decorate('passwordChecks', createPasswordChecks({ maxInFlight: adminConfig.loginMaxInFlight, verify }))
+}
 
-  await app.register(cookie)
-  await app.register(formbody)
-
-  const names = cookieNames(adminConfig.cookieSecure)
+/** Security headers and the log-in check on every request; the CSRF check on every POST. */
+function addSecurityHooks(app: FastifyInstance, names: ReturnType<typeof cookieNames>): void {
   app.decorateRequest('admin', null)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('content-security-policy', CSP)
@@ -118,7 +130,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
     reply.header('referrer-policy', 'no-referrer')
     reply.header('cross-origin-opener-policy', 'same-origin')
     reply.header('cross-origin-resource-policy', 'same-origin')
-    if (adminConfig.cookieSecure) reply.header('strict-transport-security', 'max-age=31536000')
+    if (app.adminConfig.cookieSecure) reply.header('strict-transport-security', 'max-age=31536000')
     const doc = await app.sessions.lookup(request.cookies[names.session])
     if (doc) request.admin = { userId: doc.user_id, email: doc.email, csrf: doc.csrf, sessionHash: doc._id }
     if (request.routeOptions.config?.public === true) return
@@ -131,52 +143,31 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
     if (request.method !== 'POST' || request.routeOptions.config?.public === true) return
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers['sec-fetch-site'] === 'cross-site' || !request.admin || !safeEqual(body._csrf, request.admin.csrf)) {
-      return reply
-        .code(403)
-        .type('text/html; charset=utf-8')
-        .send(
-          errorPage(
-            request.admin,
-            'Forbidden',
-            'The form has expired or did not come from this panel. Go back, reload the page and try again.',
-          ),
-        )
+      const message = 'The form has expired or did not come from this panel. Go back, reload the page and try again.'
+      return sendHtml(reply, errorPage(request.admin, 'Forbidden', message), 403)
     }
   })
+}
 
+/** Refusals as pages: 404 for what does not exist, 400 for a refused change, 500 (logged) for the rest. */
+function setErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err instanceof NotFound)
-      return reply
-        .code(404)
-        .type('text/html; charset=utf-8')
-        .send(errorPage(request.admin, 'Not found', err.message))
+    if (err instanceof NotFound) return sendHtml(reply, errorPage(request.admin, 'Not found', err.message), 404)
     if (err instanceof TokenAdminError) {
       const status = err.code === 'unknown_workspace' || err.code === 'unknown_token' ? 404 : 400
-      return reply
-        .code(status)
-        .type('text/html; charset=utf-8')
-        .send(errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message))
+      return sendHtml(reply, errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message), status)
     }
-    if (err.statusCode && err.statusCode < 500) {
-      return reply
-        .code(err.statusCode)
-        .type('text/html; charset=utf-8')
-        .send(errorPage(request.admin, 'Bad request', err.message))
-    }
+    if (err.statusCode && err.statusCode < 500) return sendHtml(reply, errorPage(request.admin, 'Bad request', err.message), err.statusCode)
     request.log.error({ err }, 'request failed')
-    return reply
-      .code(500)
-      .type('text/html; charset=utf-8')
-      .send(errorPage(request.admin, 'Error', 'Something went wrong; the details are in the admin service log.'))
+    return sendHtml(reply, errorPage(request.admin, 'Error', 'Something went wrong; the details are in the admin service log.'), 500)
   })
   app.setNotFoundHandler((request, reply) => {
     if (!request.admin) return refuseAnonymous(request, reply)
-    return reply
-      .code(404)
-      .type('text/html; charset=utf-8')
-      .send(errorPage(request.admin, 'Not found', 'No such page.'))
+    return sendHtml(reply, errorPage(request.admin, 'Not found', 'No such page.'), 404)
   })
+}
 
+async function registerRoutes(app: FastifyInstance, names: ReturnType<typeof cookieNames>): Promise<void> {
   await app.register(staticRoutes)
   await app.register(authRoutes, { cookieNames: names })
   await app.register(workspaceRoutes)
@@ -185,5 +176,4 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(reportRoutes)
   await app.register(auditRoutes)
   await app.register(import('./routes/docs.ts')) // the gateway's OpenAPI document and its page, /docs
-  return app
 }

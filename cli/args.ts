@@ -1,11 +1,13 @@
 // Command-line parsing: `<group> <command> [positionals] [--options]`. Parsing happens before any
 // connection is made, so a typo is answered at once (exit 2) even when no service is running.
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { AppError } from '../shared/errors.ts'
 // queue-settings.ts, not queues.ts: that one loads TypeBox, and every CLI run (a usage error too) would pay for it.
 import { QUEUE_NAMES } from '../shared/queue-settings.ts'
 
-export class UsageError extends Error {
-  override name = 'UsageError'
+/** The command line cannot be parsed: answered with the usage text and exit code 2. */
+export class UsageError extends AppError {
+  readonly code = 'usage'
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>

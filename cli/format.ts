@@ -1,5 +1,6 @@
 // Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
-import type { CreatedToken, TokenInfo, WorkspaceListItem } from '../shared/token-admin.ts'
+import type { CreatedToken, TokenInfo } from '../tokens/tokens.ts'
+import type { WorkspaceListItem } from '../tokens/workspaces.ts'
 import type { FailedJobInfo, RetryOutcome } from './jobs.ts'
 import type { RevalidateCounts, RevalidateResult } from './sessions-revalidate.ts'
 

@@ -7,6 +7,7 @@
 import { Job, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
+import { AppError } from '../shared/errors.ts'
 import { isValidId } from '../shared/ids.ts'
 import { collections } from '../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
@@ -32,8 +33,16 @@ export interface RetryOutcome {
   skipped: { queue: QueueName; id: string; reason: string }[]
 }
 
-export class JobNotFoundError extends Error {
-  override name = 'JobNotFoundError'
+export type JobsErrorCode = 'job_not_found' | 'ambiguous_job' | 'job_not_failed'
+
+/** A refused `jobs retry <id>`. */
+export class JobsError extends AppError {
+  constructor(
+    readonly code: JobsErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
 }
 
 const iso = (ms: number | undefined | null) => (typeof ms === 'number' && ms > 0 ? new Date(ms).toISOString() : null)
@@ -59,92 +68,101 @@ export function describeJob(queue: QueueName, job: Job): FailedJobInfo {
   }
 }
 
-export function createJobsAdmin(deps: { redis: Redis; prefix: string; db: Db }) {
-  const audit = collections(deps.db).audit
-  const queues = new Map<QueueName, Queue>(
-    QUEUE_NAMES.map((name) => [name, new Queue(name, { connection: deps.redis, prefix: deps.prefix })]),
-  )
-  const pick = (queue?: QueueName): [QueueName, Queue][] => [...queues].filter(([name]) => queue === undefined || name === queue)
+interface JobsDeps {
+  queues: Map<QueueName, Queue>
+  audit: ReturnType<typeof collections>['audit']
+}
 
-  /**
-   * Moves one failed job back to waiting and audits it. The attempt counters are reset: a retry
-   * is a fresh start with the full backoff budget (a job that exhausted its attempts during a
-   * long outage would otherwise fail for good at its next error). The audit entry keeps the
-   * counts and reason from before.
-   */
-  async function retryOne(queue: QueueName, job: Job, actor: string): Promise<FailedJobInfo> {
-    const info = describeJob(queue, job)
-    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
-    const { queue: _q, id: _id, name: _n, created_at: _c, ...rest } = info
-    await audit.insertOne({ at: new Date(), actor, action: 'job.retry', target: { queue, job_id: info.id, ...rest } })
-    return info
+/** The queues a command covers: one, or all. */
+const pick = (deps: JobsDeps, queue?: QueueName): [QueueName, Queue][] =>
+  [...deps.queues].filter(([name]) => queue === undefined || name === queue)
+
+/**
+ * Moves one failed job back to waiting and audits it. The attempt counters are reset: a retry
+ * is a fresh start with the full backoff budget (a job that exhausted its attempts during a
+ * long outage would otherwise fail for good at its next error). The audit entry keeps the
+ * counts and reason from before.
+ */
+async function retryOne(deps: JobsDeps, queue: QueueName, job: Job, actor: string): Promise<FailedJobInfo> {
+  const info = describeJob(queue, job)
+  await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+  const { queue: _q, id: _id, name: _n, created_at: _c, ...rest } = info
+  await deps.audit.insertOne({ at: new Date(), actor, action: 'job.retry', target: { queue, job_id: info.id, ...rest } })
+  return info
+}
+
+/** Newest failures first, at most `limit` in all; `total` counts every failed job per queue. */
+async function listFailed(
+  deps: JobsDeps,
+  opts: { queue?: QueueName; limit: number },
+): Promise<{ total: Partial<Record<QueueName, number>>; jobs: FailedJobInfo[] }> {
+  const total: Partial<Record<QueueName, number>> = {}
+  const jobs: FailedJobInfo[] = []
+  for (const [name, q] of pick(deps, opts.queue)) {
+    total[name] = await q.getFailedCount()
+    const ids = await q.getRanges(['failed'], 0, opts.limit - 1)
+    // One job at a time: a job's data can be megabytes, and only its metadata is kept.
+    for (const id of ids) {
+      const job = await Job.fromId(q, id)
+      if (job) jobs.push(describeJob(name, job))
+    }
   }
+  jobs.sort((a, b) => (b.failed_at ?? '').localeCompare(a.failed_at ?? ''))
+  return { total, jobs: jobs.slice(0, opts.limit) }
+}
 
+/** Retries one job by id; without `queue`, the id is looked up in every queue. */
+async function retry(deps: JobsDeps, id: string, opts: { queue?: QueueName; actor: string }): Promise<FailedJobInfo> {
+  const found: [QueueName, Job][] = []
+  for (const [name, q] of pick(deps, opts.queue)) {
+    const job = await Job.fromId(q, id)
+    if (job) found.push([name, job])
+  }
+  if (found.length === 0) throw new JobsError('job_not_found', `no job "${id}"${opts.queue ? ` in queue ${opts.queue}` : ''}`)
+  if (found.length > 1)
+    throw new JobsError('ambiguous_job', `job "${id}" exists in ${found.map(([n]) => n).join(' and ')}; say which with --queue`)
+  const [name, job] = found[0]!
+  const state = await job.getState()
+  if (state !== 'failed') throw new JobsError('job_not_failed', `job "${id}" in ${name} is ${state}, not failed; nothing to retry`)
+  return retryOne(deps, name, job, opts.actor)
+}
+
+/**
+ * Retries every job that is failed when the command starts. The ids are read first, so a job
+ * that fails again while the command runs is not retried a second time (no endless loop).
+ */
+async function retryAll(deps: JobsDeps, opts: { queue?: QueueName; actor: string }): Promise<RetryOutcome> {
+  const out: RetryOutcome = { retried: [], skipped: [] }
+  for (const [name, q] of pick(deps, opts.queue)) {
+    const ids = await q.getRanges(['failed'], 0, -1)
+    for (const id of ids) {
+      const job = await Job.fromId(q, id)
+      if (!job) {
+        out.skipped.push({ queue: name, id, reason: 'removed meanwhile' })
+        continue
+      }
+      try {
+        out.retried.push(await retryOne(deps, name, job, opts.actor))
+      } catch (err) {
+        // Typically: it was retried by someone else meanwhile, so it is no longer failed.
+        out.skipped.push({ queue: name, id, reason: (err as Error).message.slice(0, 200) })
+      }
+    }
+  }
+  return out
+}
+
+export function createJobsAdmin(deps: { redis: Redis; prefix: string; db: Db }) {
+  const jd: JobsDeps = {
+    audit: collections(deps.db).audit,
+    queues: new Map(QUEUE_NAMES.map((name) => [name, new Queue(name, { connection: deps.redis, prefix: deps.prefix })])),
+  }
   return {
-    /** Newest failures first, at most `limit` in all; `total` counts every failed job per queue. */
-    async listFailed(opts: {
-      queue?: QueueName
-      limit: number
-    }): Promise<{ total: Partial<Record<QueueName, number>>; jobs: FailedJobInfo[] }> {
-      const total: Partial<Record<QueueName, number>> = {}
-      const jobs: FailedJobInfo[] = []
-      for (const [name, q] of pick(opts.queue)) {
-        total[name] = await q.getFailedCount()
-        const ids = await q.getRanges(['failed'], 0, opts.limit - 1)
-        // One job at a time: a job's data can be megabytes, and only its metadata is kept.
-        for (const id of ids) {
-          const job = await Job.fromId(q, id)
-          if (job) jobs.push(describeJob(name, job))
-        }
-      }
-      jobs.sort((a, b) => (b.failed_at ?? '').localeCompare(a.failed_at ?? ''))
-      return { total, jobs: jobs.slice(0, opts.limit) }
-    },
-
-    /** Retries one job by id; without `queue`, the id is looked up in every queue. */
-    async retry(id: string, opts: { queue?: QueueName; actor: string }): Promise<FailedJobInfo> {
-      const found: [QueueName, Job][] = []
-      for (const [name, q] of pick(opts.queue)) {
-        const job = await Job.fromId(q, id)
-        if (job) found.push([name, job])
-      }
-      if (found.length === 0) throw new JobNotFoundError(`no job "${id}"${opts.queue ? ` in queue ${opts.queue}` : ''}`)
-      if (found.length > 1) throw new Error(`job "${id}" exists in ${found.map(([n]) => n).join(' and ')}; say which with --queue`)
-      const [name, job] = found[0]!
-      const state = await job.getState()
-      if (state !== 'failed') throw new Error(`job "${id}" in ${name} is ${state}, not failed; nothing to retry`)
-      return retryOne(name, job, opts.actor)
-    },
-
-    /**
-     * Retries every job that is failed when the command starts. The ids are read first, so a job
-     * that fails again while the command runs is not retried a second time (no endless loop).
-     */
-    async retryAll(opts: { queue?: QueueName; actor: string }): Promise<RetryOutcome> {
-      const out: RetryOutcome = { retried: [], skipped: [] }
-      for (const [name, q] of pick(opts.queue)) {
-        const ids = await q.getRanges(['failed'], 0, -1)
-        for (const id of ids) {
-          const job = await Job.fromId(q, id)
-          if (!job) {
-            out.skipped.push({ queue: name, id, reason: 'removed meanwhile' })
-            continue
-          }
-          try {
-            out.retried.push(await retryOne(name, job, opts.actor))
-          } catch (err) {
-            // Typically: it was retried by someone else meanwhile, so it is no longer failed.
-            out.skipped.push({ queue: name, id, reason: (err as Error).message.slice(0, 200) })
-          }
-        }
-      }
-      return out
-    },
-
+    listFailed: (opts: { queue?: QueueName; limit: number }) => listFailed(jd, opts),
+    retry: (id: string, opts: { queue?: QueueName; actor: string }) => retry(jd, id, opts),
+    retryAll: (opts: { queue?: QueueName; actor: string }) => retryAll(jd, opts),
     async close(): Promise<void> {
-      await Promise.all([...queues.values()].map((q) => q.close()))
+      await Promise.all([...jd.queues.values()].map((q) => q.close()))
     },
   }
 }
-
-export type JobsAdmin = ReturnType<typeof createJobsAdmin>

@@ -26,7 +26,7 @@
 //   exactly {_id}), 30-60 ms here at 500 documents. On a large local collection a run is slow;
 //   on MongoDB the {_id, raw_sha256} filter is served by the _id index.
 import { isDeepStrictEqual } from 'node:util'
-import { BSON, MongoBulkWriteError, type AnyBulkWriteOperation, type Db, type Document, type Filter } from 'mongodb'
+import { BSON, MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Db, type Document, type Filter } from 'mongodb'
 import { collections } from '../shared/mongo.ts'
 import type { SessionJob } from '../shared/queues.ts'
 import { DEFAULT_MAX_DOCUMENT_BYTES } from '../worker/batch-writer.ts'
@@ -151,21 +151,22 @@ function isJsonObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null
 }
 
-export async function revalidateSessions(opts: {
+export interface RevalidateOptions {
   db: Db
   actor: string
   workspace: { id: string; slug: string } | null
   /** Called every READ_BATCH documents with the counts so far (changes not yet sent are not counted). */
   onProgress?: (counts: RevalidateCounts) => void
-}): Promise<RevalidateResult> {
-  const c = collections(opts.db)
-  const counts: RevalidateCounts = { scanned: 0, changed: 0, unchanged: 0, skipped: 0, skipped_by_reason: {} }
-  const skip = (reason: SkipReason, n = 1) => {
-    if (n <= 0) return
-    counts.skipped += n
-    counts.skipped_by_reason[reason] = (counts.skipped_by_reason[reason] ?? 0) + n
-  }
+}
 
+function countSkip(counts: RevalidateCounts, reason: SkipReason, n = 1): void {
+  if (n <= 0) return
+  counts.skipped += n
+  counts.skipped_by_reason[reason] = (counts.skipped_by_reason[reason] ?? 0) + n
+}
+
+/** Collects updates and sends them UPDATES_PER_CALL at a time (or sooner, past UPDATE_BYTES), counting what they did. */
+function updateBatcher(sessions: Collection<Document>, counts: RevalidateCounts) {
   let ops: AnyBulkWriteOperation[] = []
   let opsBytes = 0
   async function flush(): Promise<void> {
@@ -176,7 +177,7 @@ export async function revalidateSessions(opts: {
     let matched: number
     let refused = 0
     try {
-      matched = (await c.sessions.bulkWrite(sent, { ordered: false })).matchedCount
+      matched = (await sessions.bulkWrite(sent, { ordered: false })).matchedCount
     } catch (err) {
       // Unordered: the other updates were applied. A document refused for what it is stays as it
       // was (counted); anything else (server down) ends the run, and a re-run picks up from here.
@@ -187,10 +188,23 @@ export async function revalidateSessions(opts: {
       matched = err.result.matchedCount
     }
     counts.changed += matched
-    skip('refused', refused)
-    skip('changed_meanwhile', sent.length - matched - refused)
+    countSkip(counts, 'refused', refused)
+    countSkip(counts, 'changed_meanwhile', sent.length - matched - refused)
   }
+  return {
+    flush,
+    async add(doc: Document, update: Document): Promise<void> {
+      ops.push({ updateOne: { filter: { _id: doc._id, raw_sha256: doc.raw_sha256 }, update } })
+      opsBytes += typeof doc.raw_body === 'string' ? doc.raw_body.length : 0
+      if (ops.length >= UPDATES_PER_CALL || opsBytes >= UPDATE_BYTES) await flush()
+    },
+  }
+}
 
+export async function revalidateSessions(opts: RevalidateOptions): Promise<RevalidateResult> {
+  const c = collections(opts.db)
+  const counts: RevalidateCounts = { scanned: 0, changed: 0, unchanged: 0, skipped: 0, skipped_by_reason: {} }
+  const batch = updateBatcher(c.sessions, counts)
   const filter: Filter<Document> = opts.workspace ? { workspace_id: opts.workspace.id } : {}
   const cursor = c.sessions.find(filter).sort({ _id: 1 }).batchSize(READ_BATCH)
   let completed = false
@@ -199,39 +213,40 @@ export async function revalidateSessions(opts: {
     for await (const doc of cursor) {
       counts.scanned++
       const r = rebuild(doc)
-      if ('skip' in r) skip(r.skip)
+      if ('skip' in r) countSkip(counts, r.skip)
       else if (r.update === null) counts.unchanged++
-      else {
-        ops.push({ updateOne: { filter: { _id: doc._id, raw_sha256: doc.raw_sha256 }, update: r.update } })
-        opsBytes += typeof doc.raw_body === 'string' ? doc.raw_body.length : 0
-        if (ops.length >= UPDATES_PER_CALL || opsBytes >= UPDATE_BYTES) await flush()
-      }
+      else await batch.add(doc, r.update)
       if (counts.scanned % READ_BATCH === 0) opts.onProgress?.(counts)
     }
-    await flush()
+    await batch.flush()
     completed = true
   } catch (err) {
     failure = describeError(err)
     throw err
   } finally {
     await cursor.close().catch(() => {})
-    // One entry per run, also for a run that stopped half way: what it changed is on record.
-    await c.audit
-      .insertOne({
-        at: new Date(),
-        actor: opts.actor,
-        action: 'sessions.revalidate',
-        target: {
-          workspace_id: opts.workspace?.id ?? null,
-          slug: opts.workspace?.slug ?? null,
-          ...counts,
-          completed,
-          ...(failure ? { error: failure } : {}),
-        },
-      })
-      .catch((err: unknown) => {
-        if (completed) throw err
-      })
+    await auditRun(c.audit, opts, counts, completed, failure)
   }
   return { workspace: opts.workspace, ...counts }
+}
+
+/** One entry per run, also for a run that stopped half way: what it changed is on record. */
+async function auditRun(
+  audit: ReturnType<typeof collections>['audit'],
+  opts: RevalidateOptions,
+  counts: RevalidateCounts,
+  completed: boolean,
+  failure: string | undefined,
+): Promise<void> {
+  const target = {
+    workspace_id: opts.workspace?.id ?? null,
+    slug: opts.workspace?.slug ?? null,
+    ...counts,
+    completed,
+    ...(failure ? { error: failure } : {}),
+  }
+  await audit.insertOne({ at: new Date(), actor: opts.actor, action: 'sessions.revalidate', target }).catch((err: unknown) => {
+    // A run that failed reports its own error, not the audit write's.
+    if (completed) throw err
+  })
 }

@@ -3,7 +3,7 @@
 // an unknown token from a client address that sent too many of them: that gets 429
 // (unknown-token-limit.ts). A valid token is never refused because of its address.
 import type { FastifyRequest } from 'fastify'
-import type { Permission } from '../shared/token-registry.ts'
+import type { Permission } from '../shared/permissions.ts'
 import { isValidId } from '../shared/ids.ts'
 import { HttpError, rateLimited, unavailable } from './errors.ts'
 import type { TokenCache } from './token-cache.ts'

@@ -1,7 +1,7 @@
 // MongoDB collection names and document shapes. The collections are the analysts' interface
 // (documented in README.md): change a field only on purpose, and document the change.
 import { MongoClient, type Db, type WriteConcernSettings } from 'mongodb'
-import type { Permission } from './token-registry.ts'
+import type { Permission } from './permissions.ts'
 
 /** MongoDB's duplicate key error: a unique index refused the document (already stored). */
 export const DUPLICATE_KEY = 11000

@@ -8,9 +8,7 @@ import type { Redis } from 'ioredis'
 import type { Db } from 'mongodb'
 import { keys } from './keys.ts'
 import { collections, type TokenDoc, type WorkspaceDoc } from './mongo.ts'
-
-export const PERMISSIONS = ['test_session', 'logs', 'media'] as const
-export type Permission = (typeof PERMISSIONS)[number]
+import type { Permission } from './permissions.ts'
 
 /** What a gateway needs to know about a token. Never contains the token or its hash. */
 export interface TokenEntry {

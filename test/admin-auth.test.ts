@@ -3,7 +3,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { createS3, ensureBucket } from '../shared/s3.ts'
-import { createPasswordChecks, hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../admin/security/passwords.ts'
+import { createPasswordChecks } from '../admin/security/password-checks.ts'
+import { hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../tokens/passwords.ts'
 import { randomBytes } from 'node:crypto'
 import {
   addAdmin,

@@ -3,7 +3,7 @@ import t from 'tap'
 import { startAdmin, login, browser, csrfOf } from './helpers/admin-support.ts'
 import { spawn } from 'node:child_process'
 import { connectMongo } from '../shared/mongo.ts'
-import { verifyPassword, type PasswordHash } from '../admin/security/passwords.ts'
+import { verifyPassword, type PasswordHash } from '../tokens/passwords.ts'
 import { runCli } from '../cli/run.ts'
 import { roleProcessEnv, testConfig } from './helpers/env.ts'
 

@@ -18,7 +18,7 @@ import { buildGateway } from '../gateway/app.ts'
 import { buildWorker } from '../worker/app.ts'
 import { buildAdmin } from '../admin/app.ts'
 import { loadAdminConfig } from '../admin/config.ts'
-import { createAdminUser } from '../admin/users.ts'
+import { createAdminUser } from '../tokens/users.ts'
 import { asRole, fixturesDir, testConfig, waitFor } from './helpers/env.ts'
 import { ensureLocalTls } from '../stack/local-tls.ts'
 

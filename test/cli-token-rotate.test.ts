@@ -121,7 +121,7 @@ t.test('durations: bounded like the panel, typos are usage errors', async (t) =>
   t.equal(missing.code, 2, '--grace is required')
   const unknown = await cli(config, ['token', 'rotate', 'tdoesnotexist00', '--grace', '1h'])
   t.equal(unknown.code, 1)
-  const { parseGrace } = await import('../cli/admin-commands.ts')
+  const { parseGrace } = await import('../cli/token-commands.ts')
   t.same(['0', '30s', '30m', '1h', '7d', '90d', '91d'].map(parseGrace), [
     0,
     30_000,

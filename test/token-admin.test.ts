@@ -1,11 +1,13 @@
-// shared/token-admin.ts against the real stack: MongoDB (own database) and Redis (own prefix).
+// The tokens module (tokens/) against the real stack: MongoDB (own database) and Redis (own prefix).
 import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { keys } from '../shared/keys.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { createTokenAdmin, parseExpiry, type TokenAdminDeps } from '../shared/token-admin.ts'
+import { createTokenAdmin } from '../tokens/admin.ts'
+import type { TokenAdminDeps } from '../tokens/context.ts'
+import { parseExpiry } from '../tokens/rules.ts'
 import { hashToken, syncTokenMirror, type TokenEntry } from '../shared/token-registry.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 

@@ -44,16 +44,28 @@ export interface Dashboard {
 const DAY = 86400_000
 const HOUR = 3600_000
 
+type Range = { $gte: Date; $lt: Date }
+
 export async function buildDashboard(
   db: Db,
   workspaceId: string,
   opts: { from: Date; to: Date; now?: Date; hours?: number },
 ): Promise<Dashboard> {
   const { from, to } = opts
-  const now = opts.now ?? new Date()
   const range = { $gte: from, $lt: to }
-  const sessions = db.collection(COLLECTIONS.sessions)
+  const readings = await readingFigures(db, workspaceId, from, to)
+  const byState = await stateCounts(db, workspaceId, range)
+  const uploads = await uploadsPerHour(db, workspaceId, opts.now ?? new Date(), opts.hours ?? 48)
+  return { from, to, ...readings, byState, ...uploads }
+}
 
+/** Readings per day, per diagnosis and by read timing: one pass over the range's sessions. */
+async function readingFigures(
+  db: Db,
+  workspaceId: string,
+  from: Date,
+  to: Date,
+): Promise<Pick<Dashboard, 'days' | 'perDay' | 'diagnoses' | 'validity' | 'sessions' | 'flagged' | 'truncated'>> {
   const days: string[] = []
   for (let t = from.getTime(); t < to.getTime(); t += DAY) days.push(new Date(t).toISOString().slice(0, 10))
   const dayIndex = new Map(days.map((d, i) => [d, i]))
@@ -62,8 +74,24 @@ export async function buildDashboard(
   const validity: Record<Validity, number> = { too_early: 0, on_time: 0, too_late: 0, unknown: 0 }
   let count = 0
   let flagged = 0
+  for await (const d of readingsCursor(db, workspaceId, { $gte: from, $lt: to })) {
+    count++
+    const ok = (d.validation as { ok?: unknown } | undefined)?.ok === true
+    if (!ok) flagged++
+    const i = d.received_at instanceof Date ? dayIndex.get(d.received_at.toISOString().slice(0, 10)) : undefined
+    if (i !== undefined) {
+      perDay.total[i]!++
+      if (!ok) perDay.flagged[i]!++
+    }
+    validity[validityOf(d)]++
+    countDiagnoses(diag, d.result as { results?: unknown; results_classifier?: unknown } | null | undefined)
+  }
+  const diagnoses = [...diag.values()].sort((a, b) => a.key.localeCompare(b.key))
+  return { days, perDay, diagnoses, validity, sessions: count, flagged, truncated: count >= MAX_DOCS }
+}
 
-  const cursor = sessions.aggregate<Document>(
+function readingsCursor(db: Db, workspaceId: string, range: Range) {
+  return db.collection(COLLECTIONS.sessions).aggregate<Document>(
     [
       { $match: { workspace_id: workspaceId, received_at: range } },
       {
@@ -82,59 +110,58 @@ export async function buildDashboard(
     ],
     { batchSize: 2000 },
   )
-  for await (const d of cursor) {
-    count++
-    const ok = (d.validation as { ok?: unknown } | undefined)?.ok === true
-    if (!ok) flagged++
-    if (d.received_at instanceof Date) {
-      const i = dayIndex.get(d.received_at.toISOString().slice(0, 10))
-      if (i !== undefined) {
-        perDay.total[i]!++
-        if (!ok) perDay.flagged[i]!++
-      }
-    }
-    validity[validityOf(d)]++
-    const r = d.result as { results?: unknown; results_classifier?: unknown } | null | undefined
-    const results = stringMap(r?.results)
-    const classifier = stringMap(r?.results_classifier)
-    for (const [k, v] of results) {
-      let s = diag.get(k)
-      if (!s) diag.set(k, (s = { key: k, positive: 0, negative: 0, other: 0, compared: 0, agreed: 0 }))
-      s[outcomeOf(v)]++
-      const cv = classifier.get(k)
-      if (cv !== undefined) {
-        s.compared++
-        if (cv === v) s.agreed++
-      }
+}
+
+/** Adds one session's user results (and their agreement with the classifier's) to the per-diagnosis counts. */
+function countDiagnoses(
+  diag: Map<string, DiagnosisStats>,
+  r: { results?: unknown; results_classifier?: unknown } | null | undefined,
+): void {
+  const results = stringMap(r?.results)
+  const classifier = stringMap(r?.results_classifier)
+  for (const [k, v] of results) {
+    let s = diag.get(k)
+    if (!s) diag.set(k, (s = { key: k, positive: 0, negative: 0, other: 0, compared: 0, agreed: 0 }))
+    s[outcomeOf(v)]++
+    const cv = classifier.get(k)
+    if (cv !== undefined) {
+      s.compared++
+      if (cv === v) s.agreed++
     }
   }
+}
 
-  const byState = (
-    await sessions
-      .aggregate<{ _id: unknown; n: number }>([
-        { $match: { workspace_id: workspaceId, received_at: range } },
-        { $group: { _id: '$state', n: { $sum: 1 } } },
-        { $sort: { n: -1 } },
-      ])
-      .toArray()
-  ).map((r) => ({ state: typeof r._id === 'string' ? r._id : '(none)', n: r.n }))
+async function stateCounts(db: Db, workspaceId: string, range: Range): Promise<Dashboard['byState']> {
+  const rows = await db
+    .collection(COLLECTIONS.sessions)
+    .aggregate<{ _id: unknown; n: number }>([
+      { $match: { workspace_id: workspaceId, received_at: range } },
+      { $group: { _id: '$state', n: { $sum: 1 } } },
+      { $sort: { n: -1 } },
+    ])
+    .toArray()
+  return rows.map((r) => ({ state: typeof r._id === 'string' ? r._id : '(none)', n: r.n }))
+}
 
-  // Ingest health: uploads of each kind per hour over the last `hours` hours (sessions, log batches, media).
-  const hoursN = opts.hours ?? 48
+/** Ingest health: uploads of each kind per hour over the last `hoursN` hours (sessions, log batches, media). */
+async function uploadsPerHour(
+  db: Db,
+  workspaceId: string,
+  now: Date,
+  hoursN: number,
+): Promise<Pick<Dashboard, 'hours' | 'perHour' | 'uploadsTruncated'>> {
   const endHour = Math.floor(now.getTime() / HOUR) * HOUR + HOUR
   const startHour = endHour - hoursN * HOUR
   const hours: string[] = []
   for (let t = startHour; t < endHour; t += HOUR) hours.push(new Date(t).toISOString().slice(5, 13).replace('T', ' ') + ':00')
   const perHour = { sessions: hours.map(() => 0), logs: hours.map(() => 0), media: hours.map(() => 0) }
-  let uploadsTruncated = false
-  await Promise.all(
-    (
-      [
-        ['sessions', COLLECTIONS.sessions],
-        ['logs', COLLECTIONS.logBatches],
-        ['media', COLLECTIONS.media],
-      ] as const
-    ).map(async ([kind, name]) => {
+  const kinds = [
+    ['sessions', COLLECTIONS.sessions],
+    ['logs', COLLECTIONS.logBatches],
+    ['media', COLLECTIONS.media],
+  ] as const
+  const counted = await Promise.all(
+    kinds.map(async ([kind, name]) => {
       let n = 0
       const c = db
         .collection(name)
@@ -149,23 +176,8 @@ export async function buildDashboard(
         const i = Math.floor((d.received_at.getTime() - startHour) / HOUR)
         if (i >= 0 && i < hoursN) perHour[kind][i]!++
       }
-      if (n >= MAX_DOCS) uploadsTruncated = true
+      return n
     }),
   )
-
-  return {
-    from,
-    to,
-    days,
-    perDay,
-    diagnoses: [...diag.values()].sort((a, b) => a.key.localeCompare(b.key)),
-    validity,
-    byState,
-    sessions: count,
-    flagged,
-    truncated: count >= MAX_DOCS,
-    hours,
-    perHour,
-    uploadsTruncated,
-  }
+  return { hours, perHour, uploadsTruncated: counted.some((n) => n >= MAX_DOCS) }
 }

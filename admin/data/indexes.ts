@@ -4,7 +4,7 @@
 // log batches, media), never on test_session_logs (one document per log entry).
 import type { Db } from 'mongodb'
 import { COLLECTIONS } from '../../shared/mongo.ts'
-import { ensureAdminUserIndexes } from '../users.ts'
+import { ensureAdminUserIndexes } from '../../tokens/users.ts'
 
 export const UPLOAD_COLLECTIONS = [COLLECTIONS.sessions, COLLECTIONS.logBatches, COLLECTIONS.media] as const
 

@@ -1,11 +1,12 @@
 // The audit log: who did what, when (admin panel, CLI, log-ins), newest first, paged by time.
 import type { FastifyInstance } from 'fastify'
 import type { Document, Filter } from 'mongodb'
-import { WORKSPACE_ID_PATTERN } from '../../shared/token-admin.ts'
-import { decodeKeys, fmtDate } from '../views/format.ts'
-import { href, html } from '../views/html.ts'
+import { COLLECTIONS } from '../../shared/mongo.ts'
+import { WORKSPACE_ID_PATTERN } from '../../tokens/rules.ts'
+import { newestFirst } from '../data/paging.ts'
+import { auditBody } from '../views/audit.ts'
 import { page } from '../views/layout.ts'
-import { who, type Query } from './common.ts'
+import { beforeCursor, sendHtml, who, type Query } from './common.ts'
 
 const PAGE = 100
 
@@ -15,24 +16,9 @@ export default async function auditRoutes(app: FastifyInstance) {
     const filter: Filter<Document> = {}
     const ws = q.workspace && WORKSPACE_ID_PATTERN.test(q.workspace) ? q.workspace : null
     if (ws) filter['target.workspace_id'] = ws
-    const before = q.before && /^\d{1,15}$/.test(q.before) ? new Date(Number(q.before)) : null
+    const before = beforeCursor(q)
     if (before) filter.at = { $lt: before }
-    const list = await app.db
-      .collection('audit_log')
-      .find(filter)
-      .sort({ at: -1 })
-      .limit(PAGE + 1)
-      .toArray()
-    const rows = list.slice(0, PAGE)
-    const last = rows[rows.length - 1]
-    const body = html`<h1>Audit log${ws ? html` <small>workspace ${ws} · <a href="/audit">all</a></small>` : ''}</h1>
-      <table id="audit"><thead><tr><th>When (UTC)</th><th>Who</th><th>What</th><th>Target</th></tr></thead>
-      <tbody>${rows.map((r) => {
-        const target = (decodeKeys(r.target ?? {}) ?? {}) as Record<string, unknown>
-        return html`<tr><td>${fmtDate(r.at)}</td><td>${String(r.actor ?? '')}</td><td class="mono">${String(r.action ?? '')}</td>
-          <td class="mono">${Object.entries(target).map(([k, v]) => html`${k}=${v instanceof Date ? v.toISOString() : typeof v === 'string' ? v : JSON.stringify(v)} `)}</td></tr>`
-      })}</tbody></table>
-      <div class="pager">${list.length > PAGE && last?.at instanceof Date ? html`<a href="${href('/audit', { workspace: ws, before: last.at.getTime() })}">Older »</a>` : ''}</div>`
-    return reply.type('text/html; charset=utf-8').send(page({ title: 'Audit log', admin: who(request), top: 'audit', body }))
+    const { rows, more } = await newestFirst(app.db, COLLECTIONS.audit, filter, { field: 'at', size: PAGE })
+    return sendHtml(reply, page({ title: 'Audit log', admin: who(request), top: 'audit', body: auditBody(rows, more, ws) }))
   })
 }

@@ -1,13 +1,15 @@
 // Helpers shared by the route files.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { AppError } from '../../shared/errors.ts'
 import { isValidId } from '../../shared/ids.ts'
 import { collections } from '../../shared/mongo.ts'
-import { WORKSPACE_ID_PATTERN } from '../../shared/token-admin.ts'
+import { WORKSPACE_ID_PATTERN } from '../../tokens/rules.ts'
 import type { AdminIdentity } from '../security/auth.ts'
 import type { WorkspaceRef } from '../views/layout.ts'
 
-export class NotFound extends Error {
-  override name = 'NotFound'
+/** No such workspace, session, image … for this admin: answered 404 with the message. */
+export class NotFound extends AppError {
+  readonly code = 'not_found'
 }
 
 /** The logged-in admin; the onRequest hook guarantees one on every non-public route. */
@@ -33,6 +35,16 @@ export function checkId(value: unknown, what: string): string {
 }
 
 export type Query = Record<string, string | undefined>
+
+/** An HTML page as the answer. */
+export function sendHtml(reply: FastifyReply, body: string, code = 200): FastifyReply {
+  return reply.code(code).type('text/html; charset=utf-8').send(body)
+}
+
+/** The `before` paging cursor of a time-ordered list (ms since the epoch), or null. */
+export function beforeCursor(q: Query): Date | null {
+  return q.before && /^\d{1,15}$/.test(q.before) ? new Date(Number(q.before)) : null
+}
 
 /** Fixed notices after a redirect: the query names one, so no text is ever reflected. */
 export const NOTICES: Record<string, string> = {

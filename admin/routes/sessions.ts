@@ -1,6 +1,6 @@
 // Sessions of a workspace: the filtered list, the detail page, photos (streamed from the private
 // bucket after the log-in check and a workspace/session/media lookup) and the exports.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { objectKeys } from '../../shared/keys.ts'
 import { COLLECTIONS } from '../../shared/mongo.ts'
 import { SESSION_STATES } from '../../shared/session-schema.ts'
@@ -10,92 +10,82 @@ import { contentDisposition, openMedia } from '../data/media.ts'
 import { str } from '../views/format.ts'
 import { page } from '../views/layout.ts'
 import { exportForm, LOG_LIMIT, sessionDetailBody, sessionListBody } from '../views/sessions.ts'
-import { actorOf, checkId, loadWorkspace, NotFound, who, type Query } from './common.ts'
+import { actorOf, checkId, loadWorkspace, NotFound, sendHtml, who, type Query } from './common.ts'
+
+type SessionRequest = FastifyRequest<{ Params: { ws: string; sid: string; mid: string }; Querystring: Query }>
 
 export default async function sessionRoutes(app: FastifyInstance) {
-  app.get<{ Params: { ws: string }; Querystring: Query }>('/workspaces/:ws/sessions', async (request, reply) => {
-    const admin = who(request)
-    const ws = await loadWorkspace(app, request.params.ws)
-    const q = request.query
-    const f = parseFilters(q)
-    const [res, choices] = await Promise.all([listSessions(app.db, ws.id, f, q.after), filterChoices(app.db, ws.id)])
-    const states = [...new Set([...SESSION_STATES, ...choices.states])]
-    const body = sessionListBody({ ws, q, f, states, profiles: choices.profiles, res })
-    return reply
-      .type('text/html; charset=utf-8')
-      .send(page({ title: `${ws.slug} · sessions`, admin, workspace: ws, tab: 'sessions', body }))
-  })
+  app.get('/workspaces/:ws/sessions', (request: SessionRequest, reply) => sessionList(app, request, reply))
+  app.get('/workspaces/:ws/sessions/:sid', (request: SessionRequest, reply) => sessionDetail(app, request, reply))
+  app.get('/workspaces/:ws/sessions/:sid/media/:mid', (request: SessionRequest, reply) => sessionMedia(app, request, reply))
+  app.get('/workspaces/:ws/export', (request: SessionRequest, reply) => exportSessions(app, request, reply))
+}
 
-  app.get<{ Params: { ws: string; sid: string } }>('/workspaces/:ws/sessions/:sid', async (request, reply) => {
-    const admin = who(request)
-    const ws = await loadWorkspace(app, request.params.ws)
-    const sid = checkId(request.params.sid, 'session')
-    const doc = await app.db.collection(COLLECTIONS.sessions).findOne({ workspace_id: ws.id, session_id: sid })
-    if (!doc) throw new NotFound('No such session in this workspace.')
-    const [logs, media, conflicts, missingMap] = await Promise.all([
-      app.db
-        .collection(COLLECTIONS.logs)
-        .find({ workspace_id: ws.id, session_id: sid })
-        .sort({ timestamp: 1, batch_index: 1 })
-        .limit(LOG_LIMIT)
-        .toArray(),
-      app.db.collection(COLLECTIONS.media).find({ workspace_id: ws.id, session_id: sid }).sort({ media_id: 1 }).toArray(),
-      app.db.collection(COLLECTIONS.conflicts).countDocuments({ workspace_id: ws.id, session_id: sid }),
-      missingImages(app.db, ws.id, [doc]),
-    ])
-    const body = sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missingMap })
-    return reply
-      .type('text/html; charset=utf-8')
-      .send(page({ title: `${ws.slug} · session ${sid}`, admin, workspace: ws, tab: 'sessions', body }))
-  })
+async function sessionList(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
+  const ws = await loadWorkspace(app, request.params.ws)
+  const q = request.query
+  const f = parseFilters(q)
+  const [res, choices] = await Promise.all([listSessions(app.db, ws.id, f, q.after), filterChoices(app.db, ws.id)])
+  const states = [...new Set([...SESSION_STATES, ...choices.states])]
+  const body = sessionListBody({ ws, q, f, states, profiles: choices.profiles, res })
+  return sendHtml(reply, page({ title: `${ws.slug} · sessions`, admin: who(request), workspace: ws, tab: 'sessions', body }))
+}
 
-  app.get<{ Params: { ws: string; sid: string; mid: string } }>('/workspaces/:ws/sessions/:sid/media/:mid', async (request, reply) => {
-    const ws = await loadWorkspace(app, request.params.ws)
-    const sid = checkId(request.params.sid, 'session')
-    const mid = checkId(request.params.mid, 'image')
-    const m = await app.db.collection(COLLECTIONS.media).findOne({ workspace_id: ws.id, session_id: sid, media_id: mid })
-    if (!m) throw new NotFound('No such image.')
-    // The key is rebuilt from validated ids, never read from the document.
-    const media = await openMedia(app.s3, app.config.s3.bucket, objectKeys.final(ws.id, sid, mid), str(m.filename) ?? `${mid}`)
-    reply.header('content-type', media.type)
-    reply.header('content-disposition', media.disposition)
-    reply.header('x-content-type-options', 'nosniff')
-    reply.header('cache-control', 'private, no-store')
-    if (media.length !== null) reply.header('content-length', String(media.length))
-    return reply.send(media.body)
-  })
+async function sessionDetail(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
+  const ws = await loadWorkspace(app, request.params.ws)
+  const sid = checkId(request.params.sid, 'session')
+  const doc = await app.db.collection(COLLECTIONS.sessions).findOne({ workspace_id: ws.id, session_id: sid })
+  if (!doc) throw new NotFound('No such session in this workspace.')
+  const of = { workspace_id: ws.id, session_id: sid }
+  const [logs, media, conflicts, missingMap] = await Promise.all([
+    app.db.collection(COLLECTIONS.logs).find(of).sort({ timestamp: 1, batch_index: 1 }).limit(LOG_LIMIT).toArray(),
+    app.db.collection(COLLECTIONS.media).find(of).sort({ media_id: 1 }).toArray(),
+    app.db.collection(COLLECTIONS.conflicts).countDocuments(of),
+    missingImages(app.db, ws.id, [doc]),
+  ])
+  const body = sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missingMap })
+  return sendHtml(reply, page({ title: `${ws.slug} · session ${sid}`, admin: who(request), workspace: ws, tab: 'sessions', body }))
+}
 
-  app.get<{ Params: { ws: string }; Querystring: Query }>('/workspaces/:ws/export', async (request, reply) => {
-    const ws = await loadWorkspace(app, request.params.ws)
-    const q = request.query
-    const from = parseDay(q.from)
-    const toDay = parseDay(q.to)
-    const format: ExportFormat | null = q.format === 'csv' || q.format === 'ndjson' ? q.format : null
-    if (!from || !toDay || !format || toDay < from) {
-      return reply
-        .code(400)
-        .type('text/html; charset=utf-8')
-        .send(
-          page({
-            title: 'Export',
-            admin: who(request),
-            workspace: ws,
-            tab: 'sessions',
-            error: 'Choose a valid date range (from ≤ to) and a format.',
-            body: exportForm(ws, q),
-          }),
-        )
-    }
-    const to = new Date(toDay.getTime() + 86400_000)
-    await app.db.collection('audit_log').insertOne({
-      at: app.now(),
-      actor: actorOf(request),
-      action: 'sessions.export',
-      target: { workspace_id: ws.id, slug: ws.slug, from: q.from, to: q.to, format },
-    })
-    const name = `${ws.slug}-sessions-${q.from}-to-${q.to}.${format}`
-    reply.header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
-    reply.header('content-disposition', contentDisposition('attachment', name))
-    return reply.send(exportStream(app.db, ws.id, from, to, format))
+async function sessionMedia(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
+  const ws = await loadWorkspace(app, request.params.ws)
+  const sid = checkId(request.params.sid, 'session')
+  const mid = checkId(request.params.mid, 'image')
+  const m = await app.db.collection(COLLECTIONS.media).findOne({ workspace_id: ws.id, session_id: sid, media_id: mid })
+  if (!m) throw new NotFound('No such image.')
+  // The key is rebuilt from validated ids, never read from the document.
+  const media = await openMedia(app.s3, app.config.s3.bucket, objectKeys.final(ws.id, sid, mid), str(m.filename) ?? `${mid}`)
+  reply.header('content-type', media.type)
+  reply.header('content-disposition', media.disposition)
+  reply.header('x-content-type-options', 'nosniff')
+  reply.header('cache-control', 'private, no-store')
+  if (media.length !== null) reply.header('content-length', String(media.length))
+  return reply.send(media.body)
+}
+
+async function exportSessions(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
+  const ws = await loadWorkspace(app, request.params.ws)
+  const q = request.query
+  const from = parseDay(q.from)
+  const toDay = parseDay(q.to)
+  const format: ExportFormat | null = q.format === 'csv' || q.format === 'ndjson' ? q.format : null
+  if (!from || !toDay || !format || toDay < from) {
+    const error = 'Choose a valid date range (from ≤ to) and a format.'
+    return sendHtml(
+      reply,
+      page({ title: 'Export', admin: who(request), workspace: ws, tab: 'sessions', error, body: exportForm(ws, q) }),
+      400,
+    )
+  }
+  const to = new Date(toDay.getTime() + 86400_000)
+  await app.db.collection(COLLECTIONS.audit).insertOne({
+    at: app.now(),
+    actor: actorOf(request),
+    action: 'sessions.export',
+    target: { workspace_id: ws.id, slug: ws.slug, from: q.from, to: q.to, format },
   })
+  const name = `${ws.slug}-sessions-${q.from}-to-${q.to}.${format}`
+  reply.header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+  reply.header('content-disposition', contentDisposition('attachment', name))
+  return reply.send(exportStream(app.db, ws.id, from, to, format))
 }

@@ -6,7 +6,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Db } from 'mongodb'
-import { adminCollections, hashSessionId, type AdminSessionDoc } from '../users.ts'
+import { adminCollections, hashSessionId, type AdminSessionDoc } from '../../tokens/users.ts'
 
 export interface AdminIdentity {
   userId: string

@@ -5,7 +5,7 @@
 // What differs per route (how the body is read, what a duplicate answers) stays in the route.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { QueueName } from '../../shared/queue-settings.ts'
-import type { Permission } from '../../shared/token-registry.ts'
+import type { Permission } from '../../shared/permissions.ts'
 import type { Authenticate } from '../auth.ts'
 import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { unavailable } from '../errors.ts'

@@ -10,7 +10,7 @@ import { buildSessionDocument } from '../../worker/session-document.ts'
 import type { TestConfig } from '../../testing/config.ts'
 import { buildAdmin } from '../../admin/app.ts'
 import { loadAdminConfig, type AdminConfig } from '../../admin/config.ts'
-import { createAdminUser } from '../../admin/users.ts'
+import { createAdminUser } from '../../tokens/users.ts'
 import { asRole } from './env.ts'
 
 export const TEST_PASSWORD = 'correct horse battery staple'

@@ -13,7 +13,8 @@ import { loadTestConfig, type TestConfig } from '../../testing/config.ts'
 import { inspectorEnv, roleEnv, type Role } from '../../stack/roles.ts'
 import { collections, connectMongo, ensureIndexes } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
-import { generateToken, hashToken, syncTokenMirror, type Permission } from '../../shared/token-registry.ts'
+import type { Permission } from '../../shared/permissions.ts'
+import { generateToken, hashToken, syncTokenMirror } from '../../shared/token-registry.ts'
 
 export function testConfig(overrides: Record<string, string> = {}): TestConfig {
   const id = randomBytes(5).toString('hex')

@@ -2,8 +2,9 @@
 // stored: the scrypt hash of a password, the sha256 of a session id.
 import { createHash, randomBytes } from 'node:crypto'
 import type { Db } from 'mongodb'
-import { isDuplicateKey } from '../shared/mongo.ts'
-import { checkPasswordPolicy, hashPassword, type PasswordHash } from './security/passwords.ts'
+import { COLLECTIONS, isDuplicateKey } from '../shared/mongo.ts'
+import { AdminUserError } from './errors.ts'
+import { checkPasswordPolicy, hashPassword, type PasswordHash } from './passwords.ts'
 
 export interface AdminUserDoc {
   _id: string
@@ -33,10 +34,6 @@ export function adminCollections(db: Db) {
   }
 }
 
-export class AdminUserError extends Error {
-  override name = 'AdminUserError'
-}
-
 const EMAIL = /^[^\s@<>"'\\]{1,64}@[^\s@<>"'\\]{1,255}$/
 
 export function normaliseEmail(email: unknown): string | null {
@@ -45,12 +42,31 @@ export function normaliseEmail(email: unknown): string | null {
   return EMAIL.test(e) ? e : null
 }
 
-export async function createAdminUser(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string }> {
-  const email = normaliseEmail(emailInput)
-  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
+/** The normalised email, or a refusal. */
+function requireEmail(input: string): string {
+  const email = normaliseEmail(input)
+  if (!email) throw new AdminUserError('bad_email', `invalid email "${input}"`)
+  return email
+}
+
+function requirePasswordPolicy(password: string): void {
   const problem = checkPasswordPolicy(password)
-  if (problem) throw new AdminUserError(problem)
-  const c = adminCollections(db)
+  if (problem) throw new AdminUserError('bad_password', problem)
+}
+
+async function requireUser(db: Db, email: string): Promise<AdminUserDoc> {
+  const user = await adminCollections(db).users.findOne({ email })
+  if (!user) throw new AdminUserError('unknown_admin', `no admin "${email}"`)
+  return user
+}
+
+async function audit(db: Db, actor: string, action: string, target: Record<string, unknown>): Promise<void> {
+  await db.collection(COLLECTIONS.audit).insertOne({ at: new Date(), actor, action, target })
+}
+
+export async function createAdminUser(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string }> {
+  const email = requireEmail(emailInput)
+  requirePasswordPolicy(password)
   await ensureAdminUserIndexes(db) // the unique email index is what refuses a second "admin create"
   const doc: AdminUserDoc = {
     _id: 'u' + randomBytes(8).toString('hex'),
@@ -60,12 +76,12 @@ export async function createAdminUser(db: Db, emailInput: string, password: stri
     disabled: false,
   }
   try {
-    await c.users.insertOne(doc)
+    await adminCollections(db).users.insertOne(doc)
   } catch (err) {
-    if (isDuplicateKey(err)) throw new AdminUserError(`admin "${email}" already exists`)
+    if (isDuplicateKey(err)) throw new AdminUserError('duplicate_admin', `admin "${email}" already exists`)
     throw err
   }
-  await db.collection('audit_log').insertOne({ at: new Date(), actor, action: 'admin.create', target: { user_id: doc._id, email } })
+  await audit(db, actor, 'admin.create', { user_id: doc._id, email })
   return { id: doc._id, email }
 }
 
@@ -86,19 +102,17 @@ export async function disableAdminUser(
   emailInput: string,
   actor: string,
 ): Promise<{ id: string; email: string; already_disabled: boolean; sessions_ended: number }> {
-  const email = normaliseEmail(emailInput)
-  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
+  const email = requireEmail(emailInput)
+  const user = await requireUser(db, email)
   const c = adminCollections(db)
-  const user = await c.users.findOne({ email })
-  if (!user) throw new AdminUserError(`no admin "${email}"`)
   await c.users.updateOne({ _id: user._id }, { $set: { disabled: true } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, already_disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await db.collection('audit_log').insertOne({
-    at: new Date(),
-    actor,
-    action: 'admin.disable',
-    target: { user_id: user._id, email, already_disabled: res.already_disabled, sessions_ended: res.sessions_ended },
+  await audit(db, actor, 'admin.disable', {
+    user_id: user._id,
+    email,
+    already_disabled: res.already_disabled,
+    sessions_ended: res.sessions_ended,
   })
   return res
 }
@@ -114,21 +128,13 @@ export async function resetAdminPassword(
   password: string,
   actor: string,
 ): Promise<{ id: string; email: string; disabled: boolean; sessions_ended: number }> {
-  const email = normaliseEmail(emailInput)
-  if (!email) throw new AdminUserError(`invalid email "${emailInput}"`)
-  const problem = checkPasswordPolicy(password)
-  if (problem) throw new AdminUserError(problem)
+  const email = requireEmail(emailInput)
+  requirePasswordPolicy(password)
+  const user = await requireUser(db, email)
   const c = adminCollections(db)
-  const user = await c.users.findOne({ email })
-  if (!user) throw new AdminUserError(`no admin "${email}"`)
   await c.users.updateOne({ _id: user._id }, { $set: { password: await hashPassword(password) } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await db.collection('audit_log').insertOne({
-    at: new Date(),
-    actor,
-    action: 'admin.reset_password',
-    target: { user_id: user._id, email, sessions_ended: res.sessions_ended },
-  })
+  await audit(db, actor, 'admin.reset_password', { user_id: user._id, email, sessions_ended: res.sessions_ended })
   return res
 }

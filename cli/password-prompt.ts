@@ -1,6 +1,7 @@
 // Password input for `npm run cli -- admin create <email>`: a prompt with echo off (asked twice)
 // on a terminal, or the whole of stdin with --password-stdin (one trailing newline removed).
 import { Readable } from 'node:stream'
+import { CliError } from './errors.ts'
 
 export async function readStdinPassword(input: Readable = process.stdin): Promise<string> {
   const chunks: Buffer[] = []
@@ -29,7 +30,7 @@ function promptHidden(prompt: string): Promise<string> {
     const onData = (chunk: string) => {
       for (const ch of chunk) {
         if (ch === '\r' || ch === '\n') return done(null)
-        if (ch === '\u0003') return done(new Error('cancelled'))
+        if (ch === '\u0003') return done(new CliError('prompt_cancelled', 'cancelled'))
         if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1)
         else if (ch >= ' ') value += ch
       }
@@ -40,9 +41,9 @@ function promptHidden(prompt: string): Promise<string> {
 
 export async function readAdminPassword(fromStdin: boolean): Promise<string> {
   if (fromStdin) return readStdinPassword()
-  if (!process.stdin.isTTY) throw new Error('no terminal to ask for the password on; pipe it in with --password-stdin')
+  if (!process.stdin.isTTY) throw new CliError('no_terminal', 'no terminal to ask for the password on; pipe it in with --password-stdin')
   const first = await promptHidden('Password (at least 12 characters): ')
   const second = await promptHidden('Repeat the password: ')
-  if (first !== second) throw new Error('the passwords differ')
+  if (first !== second) throw new CliError('passwords_differ', 'the passwords differ')
   return first
 }
