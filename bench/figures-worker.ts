@@ -30,7 +30,10 @@ export interface DrainRound {
   avg_batch_documents: number | null
   /** CPU microseconds per document in the workers (together), Redis and FerretDB. */
   cpu_us_per_doc: { workers: number; redis: number; ferretdb: number }
-  /** Redis commands per document during the drain (INFO commandstats, scripts' inner commands included): where Redis's CPU per document goes. */
+  /**
+   * Redis commands per document during the drain (INFO commandstats, scripts' inner commands included): where Redis's CPU per
+   * document goes.
+   */
   redis_commands_per_doc: { total: number; top: Record<string, number> }
   redis_used_mb_before: number
   redis_used_mb_prefilled: number
@@ -231,7 +234,10 @@ export interface E2eRound {
   load: OpenLoopResult
   probes: number
   probes_lost: number
-  /** Probes seen accepted that a final MongoDB query found (should equal probes - lost). Lost probes (not visible PROBE_GRACE_S after the load) enter the percentiles at the time waited. */
+  /**
+   * Probes seen accepted that a final MongoDB query found (should equal probes - lost). Lost probes (not visible PROBE_GRACE_S after
+   * the load) enter the percentiles at the time waited.
+   */
   probes_in_mongodb: number
   visible_p50_ms: number
   visible_p99_ms: number

@@ -33,7 +33,10 @@ export interface OpenLoopSpec {
 
 export interface OpenLoopResult {
   sent: number
-  /** Requests still waiting for a connection at the deadline (durationS + overrunS): the offered load was not sustained. Their wait so far is in the latencies, as a lower bound. */
+  /**
+   * Requests still waiting for a connection at the deadline (durationS + overrunS): the offered load was not sustained. Their wait
+   * so far is in the latencies, as a lower bound.
+   */
   unsent: number
   completed: number
   errors: number
@@ -46,7 +49,10 @@ export interface OpenLoopResult {
   max: number
   /** How late requests left the generator, p99 in ms: waiting for a free connection (the server is behind) or the generator's own lag. */
   sendLagP99: number
-  /** The generator's own lateness (its timer firing late: this machine was busy), p99 in ms. If large, the figure says more about the machine than about the server. */
+  /**
+   * The generator's own lateness (its timer firing late: this machine was busy), p99 in ms. If large, the figure says more about the
+   * machine than about the server.
+   */
   scheduleLagP99: number
   achievedRate: number
   seconds: number

@@ -28,7 +28,10 @@ export interface AppProcess {
   exited: Promise<number | null>
 }
 
-/** Runs `npm run build`. Other engineers' unfinished type errors do not stop tsc emitting, so a non-zero exit with the entry points present is a warning. */
+/**
+ * Runs `npm run build`. Other engineers' unfinished type errors do not stop tsc emitting, so a non-zero exit with the entry points
+ * present is a warning.
+ */
 export function build(log: (s: string) => void): void {
   const res = spawnSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, encoding: 'utf8' })
   const entries = ['dist/gateway/server.js', 'dist/worker/server.js'].map((f) => join(repoRoot, f))

@@ -44,7 +44,10 @@ export interface GatewayDeps {
 }
 
 export interface GatewayHooks {
-  /** The session route sleeps this long between claiming the idempotency key and enqueueing, so a fault test can kill a gateway inside that window. */
+  /**
+   * The session route sleeps this long between claiming the idempotency key and enqueueing, so a fault test can kill a gateway
+   * inside that window.
+   */
   pauseAfterClaimMs?: number
 }
 

@@ -54,7 +54,10 @@ export interface IdempotencySettings {
 }
 
 export interface MetricsSettings {
-  /** Port of the process's own Prometheus listener (/metrics, /healthz); null = the process default (gateway 9464, worker 9465), 0 = off. */
+  /**
+   * Port of the process's own Prometheus listener (/metrics, /healthz); null = the process default (gateway 9464, worker 9465), 0 =
+   * off.
+   */
   metricsPort: number | null
 }
 
