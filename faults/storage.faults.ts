@@ -1,6 +1,8 @@
 // Storage faults: the MongoDB-compatible server, then the S3 server, stopped and restarted while
 // work flows. The gateway never talks to MongoDB, so a MongoDB outage only delays the workers;
 // an S3 outage refuses photo uploads with 503 and delays the media jobs. Both recover by themselves.
+// Then one node of distributed MinIO killed for good: the erasure set keeps serving, and the
+// uploads that were on the dead node's connections are retried.
 import t from 'tap'
 import { startCluster } from './lib/cluster.ts'
 import { hold } from './lib/hold.ts'
@@ -46,6 +48,30 @@ t.test('the S3 server stopped and restarted while photos are uploaded and proces
     t,
     rowOf('S3 server stopped 5 s and restarted during photo uploads and processing', f, [
       `${refused()} photo uploads were refused and retried`,
+      `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`,
+    ]),
+  )
+  assertIntact(t, f)
+  t.ok(gw.alive() && w.alive(), 'no process was restarted')
+})
+
+t.test('one of four distributed MinIO nodes killed with SIGKILL while photos are uploaded', async (t) => {
+  const c = await startCluster(t, 's3-node-kill', { topology: 'distributed' })
+  t.equal(c.stack.s3Nodes.length, 4, 'four MinIO server processes behind one endpoint')
+  const gw = await c.gateway()
+  const w = await c.worker()
+  const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, thinkMs: 50, mediaPerSession: 3 })
+  await load.reached(40)
+  const node = c.stack.s3Nodes[1]!
+  await node.kill('SIGKILL')
+  t.equal(node.pid, undefined, 'the node is gone, and stays gone')
+  await load.done
+  const f = await drain(c, load.uploads, { timeoutMs: 180_000 })
+  const retried = load.uploads.filter((u) => u.kind === 'media' && (u.answers['503'] || u.answers.error)).length
+  report(
+    t,
+    rowOf('one of 4 distributed MinIO nodes killed (SIGKILL) during photo uploads', f, [
+      `${retried} photo uploads saw a 503 or a cut connection and were retried`,
       `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`,
     ]),
   )

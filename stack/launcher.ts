@@ -2,11 +2,12 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { Client as MinioClient } from 'minio'
 import { ensureBinaries, s3ServerFromEnv, type Binaries, type S3Server } from './install.ts'
+import { startMinioDistributed, type DistributedS3 } from './minio-distributed.ts'
 import { runMinioInit } from './minio-init.ts'
 import { defaultStackDir } from './paths.ts'
 import { writeAclFile } from './redis-acl.ts'
 import { loadOrCreateRoleSecrets, roleVars } from './roles.ts'
-import { startFerretDB, startMinio, startRedis, startVersityGW, type ServiceHandle } from './services.ts'
+import { startFerretDB, startMinio, startRedis, startVersityGW, type S3Options, type ServiceHandle } from './services.ts'
 import { claimStackDir, loadOrCreateCredentials, readEnvFile, writeEnvFile } from './stack-dir.ts'
 
 export type { ServiceHandle } from './services.ts'
@@ -22,6 +23,12 @@ export interface StackOptions {
   binaries?: Binaries
   /** The S3 server; default STACK_S3 from the environment, else MinIO. */
   s3Server?: S3Server
+  /**
+   * `distributed`: MinIO as a cluster runs it (stack/minio-distributed.ts: 4 nodes behind a
+   * balancer); default STACK_TOPOLOGY from the environment, else `single`. Redis and MongoDB stay
+   * single servers: the Redis Cluster part of that topology is not built yet.
+   */
+  topology?: Topology
   /**
    * The Redis key prefix the ACL users are limited to; default `{*}`, any hash-tagged prefix,
    * so that every test file can use its own (stack/redis-acl.ts says more).
@@ -43,8 +50,19 @@ export interface Stack {
   redis: ServiceHandle
   mongo: ServiceHandle
   s3: ServiceHandle
+  topology: Topology
+  /** Distributed MinIO's server processes (empty otherwise), for fault tests that kill one. */
+  s3Nodes: ServiceHandle[]
   /** Stops all three services; safe to call twice. */
   stop(): Promise<void>
+}
+
+export type Topology = 'single' | 'distributed'
+
+export function topologyFromEnv(env: NodeJS.ProcessEnv = process.env): Topology {
+  const v = env.STACK_TOPOLOGY || 'single'
+  if (v !== 'single' && v !== 'distributed') throw new Error(`STACK_TOPOLOGY must be "single" or "distributed", got "${v}"`)
+  return v
 }
 
 export const S3_REGION = 'us-east-1'
@@ -54,6 +72,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const dir = resolve(opts.dir ?? defaultStackDir)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const s3Server = opts.s3Server ?? s3ServerFromEnv()
+  const topology = opts.topology ?? topologyFromEnv()
+  if (topology === 'distributed' && s3Server !== 'minio') throw new Error('STACK_TOPOLOGY=distributed runs MinIO: leave STACK_S3 unset')
   const bins = opts.binaries ?? (await ensureBinaries(s3Server))
   const claim = await claimStackDir(dir)
   const envFile = join(dir, 'env')
@@ -69,11 +89,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       logFile: join(dir, `${name}.log`),
       port: portOf(url),
       readyTimeoutMs: opts.readyTimeoutMs ?? 60_000,
-      onSpawn: (pid: number) => claim.setServicePid(name, pid),
+      onSpawn: (pid: number, which = name) => claim.setServicePid(which, pid),
     })
 
     // Separate data dirs: Versity's posix backend would take MinIO's drive folders for buckets.
-    const s3Opts = { ...common(s3Server === 'minio' ? 'minio' : 's3', prev.S3_ENDPOINT), ...creds, region: S3_REGION }
+    // Separate data dirs per layout too: MinIO refuses drives formatted for another erasure layout.
+    const s3Dir = s3Server === 'versity' ? 's3' : topology === 'distributed' ? 'minio-distributed' : 'minio'
+    const s3Opts = { ...common(s3Dir, prev.S3_ENDPOINT), ...creds, region: S3_REGION }
     const results = await Promise.allSettled([
       startRedis(bins.redisServer, {
         ...common('redis', prev.REDIS_URL),
@@ -82,7 +104,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         probeUser: { username: 'inspector', password: roles.redis.inspector },
       }),
       startFerretDB(bins.ferretdb, common('ferretdb', prev.MONGODB_URL)),
-      s3Server === 'minio' ? startMinio(need(bins.minio, 'minio'), s3Opts) : startVersityGW(need(bins.versitygw, 'versitygw'), s3Opts),
+      startS3(s3Server, topology, bins, s3Opts),
     ])
     const [redis, mongo, s3] = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined))
     if (!redis || !mongo || !s3) {
@@ -93,6 +115,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
     const env: Record<string, string> = {
       STACK_S3: s3Server,
+      STACK_TOPOLOGY: topology,
       REDIS_URL: redis.url,
       MONGODB_URL: `${mongo.url}/rdt`,
       S3_ENDPOINT: s3.url,
@@ -119,11 +142,17 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         await Promise.all([redis.stop(), mongo.stop(), s3.stop()])
         await claim.release()
       })())
-    return { dir, env, envFile, s3Server, redis, mongo, s3, stop }
+    return { dir, env, envFile, s3Server, topology, redis, mongo, s3, s3Nodes: 'nodes' in s3 ? (s3 as DistributedS3).nodes : [], stop }
   } catch (err) {
     await claim.release()
     throw err
   }
+}
+
+function startS3(server: S3Server, topology: Topology, bins: Binaries, opts: S3Options): Promise<ServiceHandle | DistributedS3> {
+  if (server === 'versity') return startVersityGW(need(bins.versitygw, 'versitygw'), opts)
+  if (topology === 'distributed') return startMinioDistributed(need(bins.minio, 'minio'), opts)
+  return startMinio(need(bins.minio, 'minio'), opts)
 }
 
 /** Private bucket (no policy): objects are only reachable signed or presigned. */

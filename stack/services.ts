@@ -14,7 +14,8 @@ export interface ServiceOptions {
   /** Port to try first (e.g. last run's); a free one is chosen otherwise. */
   port?: number
   readyTimeoutMs?: number
-  onSpawn?: (pid: number) => void
+  /** Called with each new pid, and the process's own name when a service has several (distributed MinIO's nodes). */
+  onSpawn?: (pid: number, which?: string) => void
 }
 
 /** Durable settings the pipeline relies on (AOF, no eviction: BullMQ needs every key). */
@@ -99,18 +100,7 @@ export async function startVersityGW(bin: string, opts: S3Options): Promise<Serv
 export async function startMinio(bin: string, opts: S3Options): Promise<ServiceHandle> {
   const drives = [1, 2, 3, 4].map((i) => `${opts.dataDir}/d${i}`)
   for (const d of drives) await mkdir(d, { recursive: true, mode: 0o700 })
-  // MinIO reads much from MINIO_* (even a KMS or an identity provider), so drop inherited ones.
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_)/.test(k)) env[k] = v
-  // Credentials via the environment, not argv, so they don't show in `ps`.
-  Object.assign(env, {
-    MINIO_CI_CD: '1',
-    MINIO_ROOT_USER: opts.accessKey,
-    MINIO_ROOT_PASSWORD: opts.secretKey,
-    MINIO_REGION: opts.region,
-    // No phone-home and no update checks from a test service.
-    MINIO_UPDATE: 'off',
-  })
+  const env = minioEnv(opts)
   const consolePort = await freePort()
   return startOnFreePort(opts, (port) => ({
     name: 's3',
@@ -129,6 +119,23 @@ export async function startMinio(bin: string, opts: S3Options): Promise<ServiceH
     env,
     probe: () => pingS3(port, opts),
   }))
+}
+
+/** MinIO's environment: credentials (via the environment, not argv, so they don't show in `ps`), none inherited. */
+export function minioEnv(opts: S3Options, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  // MinIO reads much from MINIO_* (even a KMS or an identity provider), so drop inherited ones.
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!/^(MINIO_|MC_)/.test(k)) env[k] = v
+  return Object.assign(env, {
+    // Without it MinIO refuses drives on the root disk and waits for ever.
+    MINIO_CI_CD: '1',
+    MINIO_ROOT_USER: opts.accessKey,
+    MINIO_ROOT_PASSWORD: opts.secretKey,
+    MINIO_REGION: opts.region,
+    // No phone-home and no update checks from a test service.
+    MINIO_UPDATE: 'off',
+    ...extra,
+  })
 }
 
 type Def = Pick<ConstructorParameters<typeof ChildService>[0], 'name' | 'url' | 'command' | 'args' | 'env' | 'probe'>
@@ -198,7 +205,7 @@ async function pingMongo(port: number): Promise<void> {
   }
 }
 
-async function pingS3(port: number, opts: S3Options): Promise<void> {
+export async function pingS3(port: number, opts: S3Options): Promise<void> {
   const client = new MinioClient({
     endPoint: '127.0.0.1',
     port,

@@ -37,11 +37,13 @@ t.test('env and env file', async (t) => {
     'S3_WORKER_ACCESS_KEY',
     'S3_WORKER_SECRET_KEY',
     'STACK_S3',
+    'STACK_TOPOLOGY',
     'TEST_INSPECTOR_REDIS_URL',
     'TEST_INSPECTOR_S3_ACCESS_KEY',
     'TEST_INSPECTOR_S3_SECRET_KEY',
   ])
   t.equal(env.STACK_S3, stack.s3Server)
+  t.equal(env.STACK_TOPOLOGY, stack.topology)
   // No user in REDIS_URL: each process gets its own (stack/roles.ts).
   t.match(env.REDIS_URL, /^redis:\/\/127\.0\.0\.1:\d+$/)
   t.match(env.MONGODB_URL, /^mongodb:\/\/127\.0\.0\.1:\d+\/rdt$/)

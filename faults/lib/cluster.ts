@@ -12,7 +12,7 @@ import { loadTestConfig, type TestConfig } from '../../testing/config.ts'
 import { connectMongo } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3 } from '../../shared/s3.ts'
-import { startStack, type Stack } from '../../stack/launcher.ts'
+import { startStack, type Stack, type Topology } from '../../stack/launcher.ts'
 import { inspectorEnv, roleEnv } from '../../stack/roles.ts'
 import { defaultStackDir } from '../../stack/paths.ts'
 import { freePort } from '../../stack/ports.ts'
@@ -30,6 +30,8 @@ export interface ClusterOptions {
   /** Environment for every worker process of this scenario (e.g. a short lock). */
   workerEnv?: Record<string, string>
   gatewayEnv?: Record<string, string>
+  /** `distributed`: MinIO as 4 nodes behind a balancer (stack/minio-distributed.ts); default single. */
+  topology?: Topology
 }
 
 export interface Cluster {
@@ -66,7 +68,7 @@ export interface Cluster {
 export async function startCluster(t: Teardown, name: string, opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = join(defaultStackDir, 'faults', `${name}-${process.pid}-${randomBytes(3).toString('hex')}`)
   await mkdir(dir, { recursive: true })
-  const stack = await startStack({ dir, redisArgs: opts.redisArgs })
+  const stack = await startStack({ dir, redisArgs: opts.redisArgs, topology: opts.topology ?? 'single' })
   const id = randomBytes(4).toString('hex')
   const port = await freePort()
   const adminPort = await freePort()
