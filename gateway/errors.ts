@@ -1,6 +1,7 @@
 // Maps failures to the statuses of the README ("HTTP API"). Bad input gets a clear 4xx; a dependency that
 // is down gets 503 with Retry-After, so devices back off and retry; only our own bugs are 500.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { AppError } from '../shared/errors.ts'
 import { isRedisUnavailable } from '../shared/redis-errors.ts'
 
 declare module 'fastify' {
@@ -10,7 +11,8 @@ declare module 'fastify' {
   }
 }
 
-export class HttpError extends Error {
+/** An answer decided on purpose: `code` is the `error` field of the JSON answer and the metrics' reason. */
+export class HttpError extends AppError {
   constructor(
     readonly statusCode: number,
     readonly code: string,

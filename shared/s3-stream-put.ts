@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Readable } from 'node:stream'
 import type { S3Settings } from './config.ts'
+import { AppError } from './errors.ts'
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex')
 const hmac = (key: Buffer | string, s: string) => createHmac('sha256', key).update(s).digest()
@@ -19,8 +20,10 @@ function encodePath(path: string): string {
     .join('/')
 }
 
-export class S3PutError extends Error {
+/** Object storage answered the PUT with another status than 200 (`statusCode`), or did not answer in time. */
+export class S3PutError extends AppError {
   constructor(
+    readonly code: 's3_put_refused' | 's3_put_timeout',
     message: string,
     readonly statusCode?: number,
   ) {
@@ -76,12 +79,19 @@ export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, bod
         res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c))
         res.on('end', () => {
           if (res.statusCode === 200) finish()
-          else finish(new S3PutError(`S3 PUT ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`, res.statusCode))
+          else
+            finish(
+              new S3PutError(
+                's3_put_refused',
+                `S3 PUT ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`,
+                res.statusCode,
+              ),
+            )
         })
         res.on('error', finish)
       },
     )
-    req.on('timeout', () => req.destroy(new S3PutError('S3 PUT timed out')))
+    req.on('timeout', () => req.destroy(new S3PutError('s3_put_timeout', 'S3 PUT timed out')))
     req.on('error', (err) => finish(err))
     // A body that fails mid-way (device disconnected, size limit) aborts the PUT, so S3 never
     // stores a partial object under this key.

@@ -9,6 +9,7 @@ import type { WorkerConfig } from './config.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
 import { type QueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
+import { AppError } from '../shared/errors.ts'
 import { describeError, isPermanentDocumentError } from './mongo-errors.ts'
 
 export interface Writers {
@@ -79,7 +80,15 @@ export async function insertWithFallback(
  * it is retried later, and every step is idempotent.
  */
 export function checkNotCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new Error('job cancelled: the worker is shutting down; it will run again')
+  if (signal?.aborted) throw new JobCancelledError()
+}
+
+/** A job stopped at a step boundary because the worker is shutting down; BullMQ runs it again later. */
+export class JobCancelledError extends AppError {
+  readonly code = 'job_cancelled'
+  constructor() {
+    super('job cancelled: the worker is shutting down; it will run again')
+  }
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -1,6 +1,7 @@
 // Sorting database errors into "this document can never be stored as it is" (store a fallback,
 // or fail the job for good) and everything else (rethrow: BullMQ retries with backoff).
 import { BSON, MongoServerSelectionError } from 'mongodb'
+import { AppError } from '../shared/errors.ts'
 
 /**
  * Server error codes that are about the document itself, so retrying cannot help. Codes are
@@ -24,12 +25,15 @@ const PERMANENT_DOC_CODES = new Set([
   17419, // document too large
 ])
 
-/** A document refused for what it is (size, shape), not because a server is unavailable. */
-export class DocumentRejectedError extends Error {
-  override name = 'DocumentRejectedError'
+/**
+ * A document refused for what it is (size, shape), not because a server is unavailable.
+ * `mongoCode` is the server's error code when there is one (10334 for a document over the size limit).
+ */
+export class DocumentRejectedError extends AppError {
+  readonly code = 'document_rejected'
   constructor(
     message: string,
-    readonly code?: number,
+    readonly mongoCode?: number,
   ) {
     super(message)
   }
@@ -69,6 +73,7 @@ export function describeError(err: unknown): string {
     .replace(/"[^"]*"/g, '"…"')
     .slice(0, 200)
   if (!(err instanceof Error)) return elided
-  const code = (err as { code?: unknown }).code
+  // Ours carry the server's numeric code apart from their own `code`; the description shows the server's.
+  const code = err instanceof DocumentRejectedError ? err.mongoCode : (err as { code?: unknown }).code
   return `${err.name}${code !== undefined ? ` ${String(code)}` : ''}: ${elided}`
 }
