@@ -2,7 +2,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { jobIds, objectKeys } from '../shared/keys.ts'
-import { readObject } from '../worker/processors/media.ts'
+import { readObject } from '../worker/staged-object.ts'
 import { fakeJob, jobIdFor, randomId, sha256, stageMedia, startTestWorker, waitFor } from './helpers/worker-harness.ts'
 
 const stack = await startTestWorker(t, { STAGING_GRACE_MS: '0' })

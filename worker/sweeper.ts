@@ -9,7 +9,7 @@ import { isValidId } from '../shared/ids.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import { jobValidators, type MediaJob } from '../shared/queues.ts'
 import { defaultJobOptions } from '../shared/queue-settings.ts'
-import { isMissingObject, readObject } from './processors/media.ts'
+import { isMissingObject, readObject } from './staged-object.ts'
 
 export interface SweeperDeps {
   s3: S3Client
