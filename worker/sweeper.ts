@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { isValidId } from '../shared/ids.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import { jobValidators, type MediaJob } from '../shared/queues.ts'
+import { periodic } from '../shared/periodic.ts'
 import { defaultJobOptions } from '../shared/queue-settings.ts'
 import { isMissingObject, readObject } from './staged-object.ts'
 
@@ -88,128 +89,140 @@ export function jobFromMetadata(
 
 export function createSweeper(deps: SweeperDeps) {
   const log = deps.logger.child({ component: 'sweeper' })
-  const maxPerSweep = deps.maxPerSweep ?? 1000
-  let timer: NodeJS.Timeout | null = null
-  let running: Promise<unknown> | null = null
-  let stopped = false
-
-  async function listOld(): Promise<{ name: string; size: number }[]> {
-    const cutoff = Date.now() - deps.graceMs
-    const out: { name: string; size: number }[] = []
-    const stream = deps.s3.listObjectsV2(deps.bucket, objectKeys.stagingPrefix, true)
-    for await (const obj of stream as AsyncIterable<{ name?: string; size?: number; lastModified?: Date }>) {
-      if (!obj.name || !obj.lastModified) continue
-      if (obj.lastModified.getTime() > cutoff) continue
-      out.push({ name: obj.name, size: obj.size ?? 0 })
-      if (out.length >= maxPerSweep) {
-        stream.destroy()
-        break
-      }
-    }
-    return out
-  }
-
-  async function sweepObject(name: string): Promise<'enqueued' | 'skipped'> {
-    let meta: Record<string, unknown>
-    let actualSize: number
-    try {
-      const stat = await deps.s3.statObject(deps.bucket, name)
-      meta = stat.metaData as Record<string, unknown>
-      actualSize = stat.size
-    } catch (err) {
-      if (isMissingObject(err)) return 'skipped' // finished by its job since the listing
-      throw err
-    }
-    // A PUT cut mid-body (the phone lost its network, the gateway stopped or died): some S3
-    // servers, the local stack's Versity gateway among them, keep the bytes that did arrive. The
-    // gateway records the length the object must have; an object of another length is such a
-    // partial upload, never acknowledged (the device retries it), so it is discarded. Finishing
-    // it stored a truncated photo and answered the device's own retry 409: the photo was lost
-    // (found by faults/shutdown.faults.ts).
-    const expected = String(meta.size ?? '')
-    if (/^\d+$/.test(expected) && Number(expected) !== actualSize) {
-      log.warn({ key: name, size: actualSize, expected: Number(expected) }, 'staged object is a partial upload; discarded')
-      await deps.s3.removeObject(deps.bucket, name)
-      return 'skipped'
-    }
-    let computed: { size: number; sha256: string } | null = null
-    if (!SHA256.test(String(meta.sha256 ?? '')) || !/^\d+$/.test(String(meta.size ?? ''))) {
-      // The gateway learns size and sha256 only after streaming the upload, so they are usually
-      // not in the metadata: check the rest first, then read the object to compute them (this
-      // is the rare orphan path, so the extra read is fine).
-      const pre = jobFromMetadata(deps.bucket, name, meta, { size: 0, sha256: '0'.repeat(64) })
-      if (typeof pre === 'string') {
-        log.warn({ key: name, reason: pre }, 'staged object with unusable metadata; skipped')
-        return 'skipped'
-      }
-      try {
-        computed = await readObject(deps.s3, deps.bucket, name)
-      } catch (err) {
-        if (isMissingObject(err)) return 'skipped'
-        throw err
-      }
-    }
-    const built = jobFromMetadata(deps.bucket, name, meta, computed)
-    if (typeof built === 'string') {
-      log.warn({ key: name, reason: built }, 'staged object with unusable metadata; skipped')
-      return 'skipped'
-    }
-    const jobId = jobIds.media(built.workspace_id, built.session_id, built.media_id)
-    const existing = await deps.queue.getJob(jobId)
-    if (existing) {
-      const state = await existing.getState()
-      // A completed job is kept for a while; this object is a second upload of the same media
-      // (e.g. the device retried after a failed enqueue), so the completed record gives way.
-      if (state !== 'completed') return 'skipped'
-      await existing.remove()
-    }
-    await deps.queue.add('media', built, { ...defaultJobOptions, jobId })
-    log.info({ key: name, jobId }, 'orphaned staged object re-enqueued')
-    return 'enqueued'
-  }
-
-  /** One pass over the staging area. Errors on one object are logged and do not stop the pass. */
-  async function sweepOnce(): Promise<SweepResult> {
-    const result: SweepResult = { scanned: 0, enqueued: 0, skipped: 0 }
-    const objects = await listOld()
-    for (const obj of objects) {
-      if (stopped) break
-      result.scanned++
-      try {
-        result[await sweepObject(obj.name)]++
-      } catch (err) {
-        result.skipped++
-        log.warn({ key: obj.name, err: (err as Error).message?.slice(0, 200) }, 'sweeping a staged object failed; will try next time')
-      }
-    }
-    if (result.enqueued > 0) log.info(result, 'staging sweep done')
-    return result
-  }
-
-  function schedule(): void {
-    if (stopped) return
-    timer = setTimeout(() => {
-      running = sweepOnce()
-        .catch((err: Error) => log.warn({ err: err.message?.slice(0, 200) }, 'staging sweep failed'))
-        .finally(() => {
-          running = null
-          schedule()
-        })
-    }, deps.intervalMs)
-    timer.unref()
-  }
-
+  // Set by stop(): a pass under way ends after the object it is on.
+  let stopping = false
+  const sweepOnce = () => sweepPass(deps, log, () => stopping)
+  const loop = periodic(
+    () =>
+      sweepOnce().then(
+        () => {},
+        (err: Error) => log.warn({ err: err.message?.slice(0, 200) }, 'staging sweep failed'),
+      ),
+    { intervalMs: deps.intervalMs },
+  )
   return {
     sweepOnce,
     start(): void {
-      stopped = false
-      schedule()
+      stopping = false
+      loop.start()
     },
     async stop(): Promise<void> {
-      stopped = true
-      if (timer) clearTimeout(timer)
-      timer = null
-      if (running) await running
+      stopping = true
+      await loop.stop()
     },
   }
+}
+
+/** One pass over the staging area. Errors on one object are logged and do not stop the pass. */
+async function sweepPass(deps: SweeperDeps, log: Logger, stopping: () => boolean): Promise<SweepResult> {
+  const result: SweepResult = { scanned: 0, enqueued: 0, skipped: 0 }
+  const objects = await listOld(deps)
+  for (const obj of objects) {
+    if (stopping()) break
+    result.scanned++
+    try {
+      result[await sweepObject(deps, log, obj.name)]++
+    } catch (err) {
+      result.skipped++
+      log.warn({ key: obj.name, err: (err as Error).message?.slice(0, 200) }, 'sweeping a staged object failed; will try next time')
+    }
+  }
+  if (result.enqueued > 0) log.info(result, 'staging sweep done')
+  return result
+}
+
+/** Staged objects older than the grace period, at most maxPerSweep of them. */
+async function listOld(deps: SweeperDeps): Promise<{ name: string; size: number }[]> {
+  const maxPerSweep = deps.maxPerSweep ?? 1000
+  const cutoff = Date.now() - deps.graceMs
+  const out: { name: string; size: number }[] = []
+  const stream = deps.s3.listObjectsV2(deps.bucket, objectKeys.stagingPrefix, true)
+  for await (const obj of stream as AsyncIterable<{ name?: string; size?: number; lastModified?: Date }>) {
+    if (!obj.name || !obj.lastModified) continue
+    if (obj.lastModified.getTime() > cutoff) continue
+    out.push({ name: obj.name, size: obj.size ?? 0 })
+    if (out.length >= maxPerSweep) {
+      stream.destroy()
+      break
+    }
+  }
+  return out
+}
+
+type Sweep = 'enqueued' | 'skipped'
+
+async function sweepObject(deps: SweeperDeps, log: Logger, name: string): Promise<Sweep> {
+  let meta: Record<string, unknown>
+  let actualSize: number
+  try {
+    const stat = await deps.s3.statObject(deps.bucket, name)
+    meta = stat.metaData as Record<string, unknown>
+    actualSize = stat.size
+  } catch (err) {
+    if (isMissingObject(err)) return 'skipped' // finished by its job since the listing
+    throw err
+  }
+  // A PUT cut mid-body (the phone lost its network, the gateway stopped or died): some S3
+  // servers, the local stack's Versity gateway among them, keep the bytes that did arrive. The
+  // gateway records the length the object must have; an object of another length is such a
+  // partial upload, never acknowledged (the device retries it), so it is discarded. Finishing
+  // it stored a truncated photo and answered the device's own retry 409: the photo was lost
+  // (found by faults/shutdown.faults.ts).
+  const expected = String(meta.size ?? '')
+  if (/^\d+$/.test(expected) && Number(expected) !== actualSize) {
+    log.warn({ key: name, size: actualSize, expected: Number(expected) }, 'staged object is a partial upload; discarded')
+    await deps.s3.removeObject(deps.bucket, name)
+    return 'skipped'
+  }
+  const computed = await computeMissing(deps, name, meta)
+  if (computed === 'gone') return 'skipped'
+  if (computed && 'unusable' in computed) return skipUnusable(log, name, computed.unusable)
+  const built = jobFromMetadata(deps.bucket, name, meta, computed)
+  if (typeof built === 'string') return skipUnusable(log, name, built)
+  return enqueueOrphan(deps, log, name, built)
+}
+
+function skipUnusable(log: Logger, name: string, reason: string): Sweep {
+  log.warn({ key: name, reason }, 'staged object with unusable metadata; skipped')
+  return 'skipped'
+}
+
+/**
+ * Size and sha256 read from the object when its metadata lacks them: null when the metadata has
+ * them, 'gone' when the object disappeared meanwhile, `unusable` when the rest of the metadata
+ * is unusable anyway.
+ */
+async function computeMissing(
+  deps: SweeperDeps,
+  name: string,
+  meta: Record<string, unknown>,
+): Promise<{ size: number; sha256: string } | null | 'gone' | { unusable: string }> {
+  if (SHA256.test(String(meta.sha256 ?? '')) && /^\d+$/.test(String(meta.size ?? ''))) return null
+  // The gateway learns size and sha256 only after streaming the upload, so they are usually
+  // not in the metadata: check the rest first, then read the object to compute them (this
+  // is the rare orphan path, so the extra read is fine).
+  const pre = jobFromMetadata(deps.bucket, name, meta, { size: 0, sha256: '0'.repeat(64) })
+  if (typeof pre === 'string') return { unusable: pre }
+  try {
+    return await readObject(deps.s3, deps.bucket, name)
+  } catch (err) {
+    if (isMissingObject(err)) return 'gone'
+    throw err
+  }
+}
+
+/** Enqueues the rebuilt job under its deterministic id, unless a job of that id is still to run. */
+async function enqueueOrphan(deps: SweeperDeps, log: Logger, name: string, job: MediaJob): Promise<Sweep> {
+  const jobId = jobIds.media(job.workspace_id, job.session_id, job.media_id)
+  const existing = await deps.queue.getJob(jobId)
+  if (existing) {
+    const state = await existing.getState()
+    // A completed job is kept for a while; this object is a second upload of the same media
+    // (e.g. the device retried after a failed enqueue), so the completed record gives way.
+    if (state !== 'completed') return 'skipped'
+    await existing.remove()
+  }
+  await deps.queue.add('media', job, { ...defaultJobOptions, jobId })
+  log.info({ key: name, jobId }, 'orphaned staged object re-enqueued')
+  return 'enqueued'
 }
