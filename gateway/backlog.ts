@@ -10,6 +10,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { keys } from '../shared/keys.ts'
+import { periodic } from '../shared/periodic.ts'
 import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
 import { overloaded } from './errors.ts'
 
@@ -61,119 +62,31 @@ function infoField(info: string, name: string): number {
   return m ? Number(m[1]) : 0
 }
 
+type Verdict = Record<QueueName, Overload | null>
+type Figures = Omit<BacklogSnapshot, 'overloaded'>
+
 export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
-  const k = keys(opts.prefix)
   const emptyQueues = () => Object.fromEntries(QUEUE_NAMES.map((q) => [q, { waiting: 0, delayed: 0 }])) as Record<QueueName, QueueBacklog>
-  const figures = {
-    at: null as number | null,
+  const figures: Figures = {
+    at: null,
     queues: emptyQueues(),
     stagedMediaBytes: 0,
     redis: { usedMemory: 0, maxMemory: 0 },
-    error: null as string | null,
+    error: null,
     polls: 0,
     failedPolls: 0,
   }
-  let verdict = Object.fromEntries(QUEUE_NAMES.map((q) => [q, null])) as Record<QueueName, Overload | null>
-  let timer: NodeJS.Timeout | null = null
-  let running: Promise<void> | null = null
-  let stopped = true
-
-  function judge(): Record<QueueName, Overload | null> {
-    const { usedMemory, maxMemory } = figures.redis
-    // Everything queued lives in Redis memory: near maxmemory (noeviction) writes would start failing.
-    const memory: Overload | null =
-      opts.memoryHighWater > 0 && maxMemory > 0 && usedMemory >= opts.memoryHighWater * maxMemory
-        ? { reason: 'redis_memory', detail: `used_memory ${usedMemory} >= ${opts.memoryHighWater} x maxmemory ${maxMemory}` }
-        : null
-    const out = {} as Record<QueueName, Overload | null>
-    for (const q of QUEUE_NAMES) {
-      const { waiting, delayed } = figures.queues[q]
-      const backlog = waiting + delayed
-      out[q] =
-        memory ??
-        (opts.backlogHighWater > 0 && backlog >= opts.backlogHighWater
-          ? { reason: 'backlog', detail: `${q}: ${backlog} jobs waiting or delayed >= ${opts.backlogHighWater}` }
-          : null)
-    }
-    if (!out.media && opts.stagedMediaHighWaterBytes > 0 && figures.stagedMediaBytes >= opts.stagedMediaHighWaterBytes) {
-      out.media = { reason: 'staged_media', detail: `${figures.stagedMediaBytes} staged media bytes >= ${opts.stagedMediaHighWaterBytes}` }
-    }
-    return out
+  let verdict = Object.fromEntries(QUEUE_NAMES.map((q) => [q, null])) as Verdict
+  const pollOnce = async (): Promise<void> => {
+    if (await poll(redis, keys(opts.prefix), figures, opts.logger)) verdict = update(verdict, judge(figures, opts), opts.logger)
   }
-
-  /** Logs each change of verdict once (not every poll), so operators see when and why 503s start and stop. */
-  function update(next: Record<QueueName, Overload | null>): void {
-    for (const q of QUEUE_NAMES) {
-      const before = verdict[q]
-      const after = next[q]
-      if (after && (!before || before.reason !== after.reason))
-        opts.logger?.warn({ queue: q, reason: after.reason, detail: after.detail }, 'backpressure: refusing new work')
-      else if (!after && before) opts.logger?.info({ queue: q, reason: before.reason }, 'backpressure: accepting again')
-    }
-    verdict = next
-  }
-
-  async function pollOnce(): Promise<void> {
-    const pipe = redis.pipeline()
-    for (const q of QUEUE_NAMES) {
-      pipe.llen(k.queue(q, 'wait'))
-      pipe.llen(k.queue(q, 'paused'))
-      pipe.zcard(k.queue(q, 'prioritized'))
-      pipe.zcard(k.queue(q, 'delayed'))
-    }
-    pipe.get(k.stagedMediaBytes)
-    pipe.info('memory')
-    try {
-      const res = await pipe.exec()
-      if (!res) throw new Error('pipeline aborted')
-      const values = res.map(([err, v]) => {
-        if (err) throw err
-        return v
-      })
-      QUEUE_NAMES.forEach((q, i) => {
-        const [wait, paused, prioritized, delayed] = values.slice(i * QUEUE_KEY_TYPES.length, (i + 1) * QUEUE_KEY_TYPES.length).map(Number)
-        figures.queues[q] = { waiting: wait! + paused! + prioritized!, delayed: delayed! }
-      })
-      const rest = values.slice(QUEUE_NAMES.length * QUEUE_KEY_TYPES.length)
-      figures.stagedMediaBytes = Math.max(0, Number(rest[0] ?? 0) || 0)
-      const info = String(rest[1] ?? '')
-      figures.redis = { usedMemory: infoField(info, 'used_memory'), maxMemory: infoField(info, 'maxmemory') }
-      figures.at = Date.now()
-      figures.error = null
-      figures.polls++
-      update(judge())
-    } catch (err) {
-      if (figures.error === null) opts.logger?.warn({ err: (err as Error).message }, 'backpressure poll failed; keeping the last verdict')
-      figures.error = (err as Error).message
-      figures.failedPolls++
-    }
-  }
-
-  function schedule(delay: number): void {
-    if (stopped) return
-    timer = setTimeout(() => {
-      running = pollOnce().finally(() => {
-        running = null
-        schedule(opts.intervalMs)
-      })
-    }, delay)
-    // Never keeps a process alive on its own.
-    timer.unref()
-  }
+  // Never keeps a process alive on its own; the first poll at once.
+  const loop = periodic(pollOnce, { intervalMs: opts.intervalMs, firstDelayMs: 0 })
 
   return {
     /** Starts polling (first poll at once). */
-    start(): void {
-      if (!stopped) return
-      stopped = false
-      schedule(0)
-    },
-    async stop(): Promise<void> {
-      stopped = true
-      if (timer) clearTimeout(timer)
-      timer = null
-      if (running) await running
-    },
+    start: loop.start,
+    stop: loop.stop,
     /** One poll now (tests, and callers that cannot wait for the next tick). */
     pollOnce,
     /** Why new work for `queue` must be refused right now, or null. Costs nothing: no Redis. */
@@ -185,6 +98,80 @@ export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
       return structuredClone({ ...figures, overloaded: verdict })
     },
   }
+}
+
+/** Reads every figure in one pipelined round trip into `figures`; false (figures kept) when it failed. */
+async function poll(redis: Redis, k: ReturnType<typeof keys>, figures: Figures, logger?: FastifyBaseLogger): Promise<boolean> {
+  const pipe = redis.pipeline()
+  for (const q of QUEUE_NAMES) {
+    pipe.llen(k.queue(q, 'wait'))
+    pipe.llen(k.queue(q, 'paused'))
+    pipe.zcard(k.queue(q, 'prioritized'))
+    pipe.zcard(k.queue(q, 'delayed'))
+  }
+  pipe.get(k.stagedMediaBytes)
+  pipe.info('memory')
+  try {
+    const res = await pipe.exec()
+    if (!res) throw new Error('pipeline aborted')
+    const values = res.map(([err, v]) => {
+      if (err) throw err
+      return v
+    })
+    QUEUE_NAMES.forEach((q, i) => {
+      const [wait, paused, prioritized, delayed] = values.slice(i * QUEUE_KEY_TYPES.length, (i + 1) * QUEUE_KEY_TYPES.length).map(Number)
+      figures.queues[q] = { waiting: wait! + paused! + prioritized!, delayed: delayed! }
+    })
+    const rest = values.slice(QUEUE_NAMES.length * QUEUE_KEY_TYPES.length)
+    figures.stagedMediaBytes = Math.max(0, Number(rest[0] ?? 0) || 0)
+    const info = String(rest[1] ?? '')
+    figures.redis = { usedMemory: infoField(info, 'used_memory'), maxMemory: infoField(info, 'maxmemory') }
+    figures.at = Date.now()
+    figures.error = null
+    figures.polls++
+    return true
+  } catch (err) {
+    if (figures.error === null) logger?.warn({ err: (err as Error).message }, 'backpressure poll failed; keeping the last verdict')
+    figures.error = (err as Error).message
+    figures.failedPolls++
+    return false
+  }
+}
+
+/** What each queue's requests must be answered, from the figures of the last poll. */
+function judge(figures: Figures, opts: BacklogOptions): Verdict {
+  const { usedMemory, maxMemory } = figures.redis
+  // Everything queued lives in Redis memory: near maxmemory (noeviction) writes would start failing.
+  const memory: Overload | null =
+    opts.memoryHighWater > 0 && maxMemory > 0 && usedMemory >= opts.memoryHighWater * maxMemory
+      ? { reason: 'redis_memory', detail: `used_memory ${usedMemory} >= ${opts.memoryHighWater} x maxmemory ${maxMemory}` }
+      : null
+  const out = {} as Verdict
+  for (const q of QUEUE_NAMES) {
+    const { waiting, delayed } = figures.queues[q]
+    const backlog = waiting + delayed
+    out[q] =
+      memory ??
+      (opts.backlogHighWater > 0 && backlog >= opts.backlogHighWater
+        ? { reason: 'backlog', detail: `${q}: ${backlog} jobs waiting or delayed >= ${opts.backlogHighWater}` }
+        : null)
+  }
+  if (!out.media && opts.stagedMediaHighWaterBytes > 0 && figures.stagedMediaBytes >= opts.stagedMediaHighWaterBytes) {
+    out.media = { reason: 'staged_media', detail: `${figures.stagedMediaBytes} staged media bytes >= ${opts.stagedMediaHighWaterBytes}` }
+  }
+  return out
+}
+
+/** Logs each change of verdict once (not every poll), so operators see when and why 503s start and stop; returns the new one. */
+function update(verdict: Verdict, next: Verdict, logger?: FastifyBaseLogger): Verdict {
+  for (const q of QUEUE_NAMES) {
+    const before = verdict[q]
+    const after = next[q]
+    if (after && (!before || before.reason !== after.reason))
+      logger?.warn({ queue: q, reason: after.reason, detail: after.detail }, 'backpressure: refusing new work')
+    else if (!after && before) logger?.info({ queue: q, reason: before.reason }, 'backpressure: accepting again')
+  }
+  return next
 }
 
 export type BacklogMonitor = ReturnType<typeof createBacklogMonitor>
