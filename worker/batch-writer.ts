@@ -52,117 +52,141 @@ interface Pending {
 
 export const DEFAULT_MAX_DOCUMENT_BYTES = 15 * 1024 * 1024
 
+/** One writer's queue and settings; the functions below work on it. */
+interface BatchState {
+  collection: Collection
+  maxItems: number
+  maxWaitMs: number
+  maxDocumentBytes: number
+  maxBatchBytes: number
+  maxInFlight: number
+  onBatch?: (documents: number, seconds: number) => void
+  pending: Pending[]
+  pendingBytes: number
+  timer: NodeJS.Timeout | null
+  inFlight: Set<Promise<void>>
+  stats: { batches: number; documents: number; isolatedRetries: number }
+  closed: boolean
+}
+
 export function createBatchWriter(collection: Collection, opts: BatchWriterOptions = {}): BatchWriter {
-  const maxItems = opts.maxItems ?? 100
-  const maxWaitMs = opts.maxWaitMs ?? 5
-  const maxDocumentBytes = opts.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES
-  const maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024
-  const maxInFlight = opts.maxInFlight ?? 2
-  const pending: Pending[] = []
-  let pendingBytes = 0
-  let timer: NodeJS.Timeout | null = null
-  const inFlight = new Set<Promise<void>>()
-  const stats = { batches: 0, documents: 0, isolatedRetries: 0 }
-  let closed = false
-
-  /** The oldest waiting documents, within maxItems and maxBatchBytes (always at least one). */
-  function take(): Pending[] {
-    let n = 0
-    let bytes = 0
-    while (n < pending.length && n < maxItems && (n === 0 || bytes + pending[n]!.size <= maxBatchBytes)) bytes += pending[n++]!.size
-    pendingBytes -= bytes
-    return pending.splice(0, n)
+  const state: BatchState = {
+    collection,
+    maxItems: opts.maxItems ?? 100,
+    maxWaitMs: opts.maxWaitMs ?? 5,
+    maxDocumentBytes: opts.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES,
+    maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,
+    maxInFlight: opts.maxInFlight ?? 2,
+    onBatch: opts.onBatch,
+    pending: [],
+    pendingBytes: 0,
+    timer: null,
+    inFlight: new Set(),
+    stats: { batches: 0, documents: 0, isolatedRetries: 0 },
+    closed: false,
   }
-
-  /** Sends waiting documents while a slot is free (every slot too, when forced: flush, close). */
-  function flushNow(force = false): void {
-    if (timer) {
-      clearTimeout(timer)
-      timer = null
-    }
-    while (pending.length > 0 && (force || inFlight.size < maxInFlight)) {
-      const p: Promise<void> = write(take()).finally(() => {
-        inFlight.delete(p)
-        // What arrived while this batch was being written goes now, however few.
-        if (pending.length > 0) flushNow()
-      })
-      inFlight.add(p)
-    }
-  }
-
-  async function write(batch: Pending[]): Promise<void> {
-    stats.batches++
-    stats.documents += batch.length
-    const started = performance.now()
-    try {
-      await collection.insertMany(
-        batch.map((p) => p.doc),
-        { ordered: false },
-      )
-      opts.onBatch?.(batch.length, (performance.now() - started) / 1000)
-      for (const p of batch) p.resolve('inserted')
-      return
-    } catch (err) {
-      opts.onBatch?.(batch.length, (performance.now() - started) / 1000)
-      if (err instanceof MongoBulkWriteError && settlePerDocument(batch, err)) return
-      if (batch.length > 1 && !isServerUnreachable(err)) {
-        // The batch failed as a whole (a client-side serialisation error, a dropped connection).
-        // Retry each document on its own so that one bad document cannot fail its neighbours;
-        // documents that did get in come back as duplicates, which callers already treat as done.
-        stats.isolatedRetries++
-        await Promise.all(batch.map((p) => write([p])))
-        return
-      }
-      for (const p of batch) p.reject(err)
-    }
-  }
-
-  /** Maps a bulk error's per-document errors onto callers; false when it is not per-document. */
-  function settlePerDocument(batch: Pending[], err: MongoBulkWriteError): boolean {
-    const list = Array.isArray(err.writeErrors) ? err.writeErrors : err.writeErrors ? [err.writeErrors] : []
-    if (list.length === 0) return false
-    // A write concern error means the acknowledged documents may still be rolled back: retry them.
-    const wce = (err.result as { getWriteConcernError?: () => unknown } | undefined)?.getWriteConcernError?.()
-    const byIndex = new Map(list.map((w) => [w.index, w]))
-    batch.forEach((p, i) => {
-      const w = byIndex.get(i)
-      if (w?.code === DUPLICATE_KEY) p.resolve('duplicate')
-      else if (w) p.reject(new DocumentRejectedError(String(w.errmsg ?? 'write error').slice(0, 300), w.code))
-      else if (wce) p.reject(err)
-      else p.resolve('inserted')
-    })
-    return true
-  }
-
   return {
-    stats,
-    insert(doc) {
-      if (closed) return Promise.reject(new Error('batch writer closed: the worker is shutting down'))
-      let size: number
-      try {
-        size = BSON.calculateObjectSize(doc)
-      } catch (err) {
-        return Promise.reject(new DocumentRejectedError(`document cannot be serialised: ${(err as Error).message.slice(0, 200)}`))
-      }
-      if (size > maxDocumentBytes) {
-        return Promise.reject(new DocumentRejectedError(`document is ${size} bytes, over the ${maxDocumentBytes}-byte limit`, 10334))
-      }
-      return new Promise<InsertOutcome>((resolve, reject) => {
-        pending.push({ doc, size, resolve, reject })
-        pendingBytes += size
-        if (pending.length >= maxItems || pendingBytes >= maxBatchBytes) flushNow()
-        else if (!timer) timer = setTimeout(flushNow, maxWaitMs)
-      })
-    },
+    stats: state.stats,
+    insert: (doc) => enqueue(state, doc),
     async flush() {
-      flushNow(true)
+      flushNow(state, true)
       // Only what is in flight now: a job still running may keep adding batches, and waiting
       // for those could take as long as the job itself.
-      await Promise.allSettled([...inFlight])
+      await Promise.allSettled([...state.inFlight])
     },
     async close() {
-      closed = true
+      state.closed = true
       await this.flush()
     },
   }
+}
+
+function enqueue(state: BatchState, doc: Document): Promise<InsertOutcome> {
+  if (state.closed) return Promise.reject(new Error('batch writer closed: the worker is shutting down'))
+  let size: number
+  try {
+    size = BSON.calculateObjectSize(doc)
+  } catch (err) {
+    return Promise.reject(new DocumentRejectedError(`document cannot be serialised: ${(err as Error).message.slice(0, 200)}`))
+  }
+  if (size > state.maxDocumentBytes) {
+    return Promise.reject(new DocumentRejectedError(`document is ${size} bytes, over the ${state.maxDocumentBytes}-byte limit`, 10334))
+  }
+  return new Promise<InsertOutcome>((resolve, reject) => {
+    state.pending.push({ doc, size, resolve, reject })
+    state.pendingBytes += size
+    if (state.pending.length >= state.maxItems || state.pendingBytes >= state.maxBatchBytes) flushNow(state)
+    else if (!state.timer) state.timer = setTimeout(() => flushNow(state), state.maxWaitMs)
+  })
+}
+
+/** The oldest waiting documents, within maxItems and maxBatchBytes (always at least one). */
+function take(state: BatchState): Pending[] {
+  const { pending } = state
+  let n = 0
+  let bytes = 0
+  while (n < pending.length && n < state.maxItems && (n === 0 || bytes + pending[n]!.size <= state.maxBatchBytes))
+    bytes += pending[n++]!.size
+  state.pendingBytes -= bytes
+  return pending.splice(0, n)
+}
+
+/** Sends waiting documents while a slot is free (every slot too, when forced: flush, close). */
+function flushNow(state: BatchState, force = false): void {
+  if (state.timer) {
+    clearTimeout(state.timer)
+    state.timer = null
+  }
+  while (state.pending.length > 0 && (force || state.inFlight.size < state.maxInFlight)) {
+    const p: Promise<void> = write(state, take(state)).finally(() => {
+      state.inFlight.delete(p)
+      // What arrived while this batch was being written goes now, however few.
+      if (state.pending.length > 0) flushNow(state)
+    })
+    state.inFlight.add(p)
+  }
+}
+
+async function write(state: BatchState, batch: Pending[]): Promise<void> {
+  state.stats.batches++
+  state.stats.documents += batch.length
+  const started = performance.now()
+  try {
+    await state.collection.insertMany(
+      batch.map((p) => p.doc),
+      { ordered: false },
+    )
+    state.onBatch?.(batch.length, (performance.now() - started) / 1000)
+    for (const p of batch) p.resolve('inserted')
+    return
+  } catch (err) {
+    state.onBatch?.(batch.length, (performance.now() - started) / 1000)
+    if (err instanceof MongoBulkWriteError && settlePerDocument(batch, err)) return
+    if (batch.length > 1 && !isServerUnreachable(err)) {
+      // The batch failed as a whole (a client-side serialisation error, a dropped connection).
+      // Retry each document on its own so that one bad document cannot fail its neighbours;
+      // documents that did get in come back as duplicates, which callers already treat as done.
+      state.stats.isolatedRetries++
+      await Promise.all(batch.map((p) => write(state, [p])))
+      return
+    }
+    for (const p of batch) p.reject(err)
+  }
+}
+
+/** Maps a bulk error's per-document errors onto callers; false when it is not per-document. */
+function settlePerDocument(batch: Pending[], err: MongoBulkWriteError): boolean {
+  const list = Array.isArray(err.writeErrors) ? err.writeErrors : err.writeErrors ? [err.writeErrors] : []
+  if (list.length === 0) return false
+  // A write concern error means the acknowledged documents may still be rolled back: retry them.
+  const wce = (err.result as { getWriteConcernError?: () => unknown } | undefined)?.getWriteConcernError?.()
+  const byIndex = new Map(list.map((w) => [w.index, w]))
+  batch.forEach((p, i) => {
+    const w = byIndex.get(i)
+    if (w?.code === DUPLICATE_KEY) p.resolve('duplicate')
+    else if (w) p.reject(new DocumentRejectedError(String(w.errmsg ?? 'write error').slice(0, 300), w.code))
+    else if (wce) p.reject(err)
+    else p.resolve('inserted')
+  })
+  return true
 }
