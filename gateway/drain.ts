@@ -67,73 +67,8 @@ function declaredLength(request: FastifyRequest): number | null {
 export function installBodyDrain(app: FastifyInstance, opts: DrainOptions): BodyDrain {
   const draining = new Map<Socket, Finish>()
 
-  function start(request: FastifyRequest, reply: FastifyReply): void {
-    const req = request.raw
-    // Everything was received (the usual case), or the connection is gone: nothing to read.
-    if (req.complete || req.destroyed) return
-    const found: unknown = req.socket
-    // (app.inject's requests have a stand-in socket: nothing to drain.)
-    if (!(found instanceof Socket) || found.destroyed || draining.has(found)) return
-    const socket: Socket = found
-    const status = reply.statusCode
-    const wanted = status < 400 || status === 409
-    const maxBytes = wanted ? opts.acceptedMaxBytes : opts.maxBytes
-    const declared = declaredLength(request)
-    if (maxBytes === 0 || (declared !== null && declared > maxBytes)) {
-      reply.header('connection', 'close')
-      opts.onOutcome?.('not_drained')
-      return
-    }
-
-    let bytes = 0
-    let done = false
-    // Node closes a connection whose answer said `Connection: close` with destroySoon() once
-    // the answer is written. While draining, that becomes a half-close: the answer and a FIN go
-    // out, and the socket keeps reading until the body has ended.
-    let lingering = false
-    const own = socket as unknown as { destroySoon?: () => void }
-    own.destroySoon = () => {
-      lingering = true
-      if (socket.writable) socket.end()
-    }
-    const onData = (chunk: Buffer) => {
-      bytes += chunk.length
-      if (bytes > maxBytes) finish('too_large')
-    }
-    const onEnd = () => finish('completed')
-    const onClose = () => finish('closed')
-    const timer = wanted ? null : setTimeout(() => finish('timeout'), opts.timeoutMs).unref()
-    function finish(outcome: DrainOutcome): void {
-      if (done) return
-      done = true
-      if (timer) clearTimeout(timer)
-      req.off('data', onData)
-      req.off('end', onEnd)
-      socket.off('close', onClose)
-      draining.delete(socket)
-      delete own.destroySoon // back to net.Socket's own
-      opts.onOutcome?.(outcome)
-      if (outcome === 'closed') return
-      if (outcome !== 'completed') socket.destroy()
-      else if (lingering) socket.destroySoon()
-    }
-    draining.set(socket, finish)
-    req.on('data', onData)
-    req.once('end', onEnd)
-    socket.once('close', onClose)
-    // Node drops a finished request's 'data' listeners if it was never read (IncomingMessage
-    // _dump); count again in that case.
-    reply.raw.once('finish', () => {
-      if (!done && req.listenerCount('data') === 0) req.on('data', onData)
-    })
-    // A route that stopped reading (a failed upload, Fastify's body limit) left it piped, paused
-    // or flowing: from now on its bytes go nowhere.
-    req.unpipe()
-    req.resume()
-  }
-
   app.addHook('onSend', (request, reply, payload, done) => {
-    start(request, reply)
+    startDrain(draining, opts, request, reply)
     done(null, payload)
   })
 
@@ -146,4 +81,84 @@ export function installBodyDrain(app: FastifyInstance, opts: DrainOptions): Body
     },
     active: () => draining.size,
   }
+}
+
+/** Decides whether an answered request's body is to be drained, and within which bound. */
+function startDrain(draining: Map<Socket, Finish>, opts: DrainOptions, request: FastifyRequest, reply: FastifyReply): void {
+  const req = request.raw
+  // Everything was received (the usual case), or the connection is gone: nothing to read.
+  if (req.complete || req.destroyed) return
+  const found: unknown = req.socket
+  // (app.inject's requests have a stand-in socket: nothing to drain.)
+  if (!(found instanceof Socket) || found.destroyed || draining.has(found)) return
+  const status = reply.statusCode
+  const wanted = status < 400 || status === 409
+  const maxBytes = wanted ? opts.acceptedMaxBytes : opts.maxBytes
+  const declared = declaredLength(request)
+  if (maxBytes === 0 || (declared !== null && declared > maxBytes)) {
+    reply.header('connection', 'close')
+    opts.onOutcome?.('not_drained')
+    return
+  }
+  drain({ draining, onOutcome: opts.onOutcome, req, socket: found, reply, maxBytes, timeoutMs: wanted ? null : opts.timeoutMs })
+}
+
+interface DrainJob {
+  draining: Map<Socket, Finish>
+  onOutcome: DrainOptions['onOutcome']
+  req: FastifyRequest['raw']
+  socket: Socket
+  reply: FastifyReply
+  maxBytes: number
+  /** null: bounded by the request timeout only. */
+  timeoutMs: number | null
+}
+
+/** Reads and discards the rest of the body, until it ends or a bound is passed. */
+function drain({ draining, onOutcome, req, socket, reply, maxBytes, timeoutMs }: DrainJob): void {
+  let bytes = 0
+  let done = false
+  // Node closes a connection whose answer said `Connection: close` with destroySoon() once
+  // the answer is written. While draining, that becomes a half-close: the answer and a FIN go
+  // out, and the socket keeps reading until the body has ended.
+  let lingering = false
+  const own = socket as unknown as { destroySoon?: () => void }
+  own.destroySoon = () => {
+    lingering = true
+    if (socket.writable) socket.end()
+  }
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length
+    if (bytes > maxBytes) finish('too_large')
+  }
+  const onEnd = () => finish('completed')
+  const onClose = () => finish('closed')
+  const timer = timeoutMs === null ? null : setTimeout(() => finish('timeout'), timeoutMs).unref()
+  function finish(outcome: DrainOutcome): void {
+    if (done) return
+    done = true
+    if (timer) clearTimeout(timer)
+    req.off('data', onData)
+    req.off('end', onEnd)
+    socket.off('close', onClose)
+    draining.delete(socket)
+    delete own.destroySoon // back to net.Socket's own
+    onOutcome?.(outcome)
+    if (outcome === 'closed') return
+    if (outcome !== 'completed') socket.destroy()
+    else if (lingering) socket.destroySoon()
+  }
+  draining.set(socket, finish)
+  req.on('data', onData)
+  req.once('end', onEnd)
+  socket.once('close', onClose)
+  // Node drops a finished request's 'data' listeners if it was never read (IncomingMessage
+  // _dump); count again in that case.
+  reply.raw.once('finish', () => {
+    if (!done && req.listenerCount('data') === 0) req.on('data', onData)
+  })
+  // A route that stopped reading (a failed upload, Fastify's body limit) left it piped, paused
+  // or flowing: from now on its bytes go nowhere.
+  req.unpipe()
+  req.resume()
 }
