@@ -58,9 +58,9 @@ function parseJson(text: string): unknown {
   }
 }
 
-export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps) {
-  const k = keys(deps.redisPrefix)
+type JsonRequest = FastifyRequest & { params: { dsn: string; session: string } }
 
+export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps) {
   // Whatever the Content-Type (devices and proxies get it wrong), the body is read as bytes:
   // the exact bytes are what we store and hash.
   app.removeAllContentTypeParsers()
@@ -70,67 +70,13 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
   app.setValidatorCompiler(ingestValidatorCompiler)
   const api = app.withTypeProvider<TypeBoxTypeProvider>()
 
-  /**
-   * The body as both JSON routes take it: exact bytes, their hash, the text as kept, and the
-   * parsed value, which must be an object (or, where `arrays`, an array): anything else is the one
-   * body not worth keeping (400).
-   */
-  function prepare(request: FastifyRequest & { params: { dsn: string; session: string } }, arrays: boolean, refusal: string) {
-    const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
-    // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
-    const sha256 = createHash('sha256').update(raw).digest('hex')
-    const valid = isUtf8(raw)
-    const text = redactToken(utf8.decode(raw), request.params.dsn)
-    // Each invalid byte becomes U+FFFD, 3 bytes as text: a body of them at the limit would be a
-    // 15 MiB record that MongoDB refuses even as the fallback document, so its job would fail
-    // after a 201. The limit therefore also holds for the text (only invalid bodies can grow).
-    if (!valid && Buffer.byteLength(text, 'utf8') > deps.maxJsonBytes) {
-      throw new HttpError(413, 'too_large', `body is larger than ${deps.maxJsonBytes} bytes once its invalid UTF-8 is replaced`)
-    }
-    const flag = valid ? {} : { body_invalid_utf8: true as const }
-    const body = parseJson(text)
-    if (typeof body !== 'object' || body === null || (Array.isArray(body) && !arrays)) throw new HttpError(400, 'not_an_object', refusal)
-    const { workspaceId: ws, tokenId } = request.ingest
-    return { raw, sha256, text, flag, received_at: new Date().toISOString(), ws, tokenId, session: request.params.session }
-  }
-
-  /** The two limits the claim checks: requests per token, and this body's bytes (as decoded) against its workspace's budget. */
-  const limits = (request: FastifyRequest, bytes: number) => ({
-    rateLimit: tokenRateLimit(deps.redisPrefix, request.ingest),
-    budget: workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, bytes),
-  })
-
   api.put('/ingest/:dsn/test_session/:session', {
     schema: sessionSchema,
     onRequest: ingestPreflight(deps, 'sessions', 'test_session', takeContentType),
     handler: async (request, reply) => {
-      const { raw, sha256, text, flag, received_at, ws, tokenId, session } = prepare(request, false, 'a test session must be a JSON object')
-      const origin = { workspace_id: ws, session_id: session, token_id: tokenId, received_at, sha256, body: text, ...flag }
-      const idemKey = k.idempotency('s', ws, session)
-      const jobId = jobIds.session(ws, session)
-      const claim = await claimOrRefuse(deps.idempotency, request, {
-        idemKey,
-        jobKey: k.job('sessions', jobId),
-        sha256,
-        ...limits(request, raw.length),
-        what: 'this session',
-      })
-      if (claim.state === 'dup') {
-        if (claim.sha256 !== sha256) {
-          // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
-          await app.queues.sessions.add('conflict', { kind: 'conflict', ...origin }, { jobId: jobIds.conflict(ws, session, sha256) })
-        }
+      if ((await putSession(app, deps, request)) === 'duplicate') {
         return reply.code(409).send({ error: 'conflict', message: 'this test session already exists' })
       }
-      // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
-      // SIGKILL the gateway inside the crash window between the two. Never set in production.
-      if (deps.pauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.pauseAfterClaimMs))
-      await enqueueOrRelease(
-        deps.idempotency,
-        idemKey,
-        () => claim.token,
-        () => app.queues.sessions.add('session', { kind: 'session', ...origin }, { jobId }),
-      )
       return reply.code(201).send({ status: 'accepted' })
     },
   })
@@ -139,36 +85,106 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     schema: logsSchema,
     onRequest: ingestPreflight(deps, 'logs', 'logs', takeContentType),
     handler: async (request, reply) => {
-      const { raw, sha256, text, flag, received_at, ws, tokenId, session } = prepare(request, true, 'logs must be a JSON object or array')
-      const idemKey = k.idempotency('l', ws, session, sha256)
-      const jobId = jobIds.logs(ws, session, sha256)
-      const claim = await claimOrRefuse(deps.idempotency, request, {
-        idemKey,
-        jobKey: k.job('logs', jobId),
-        sha256,
-        ...limits(request, raw.length),
-        what: 'these logs',
-      })
-      // A byte-identical replay is already stored (or queued): it is answered 201 like the first.
-      if (claim.state === 'claimed') {
-        const job = {
-          kind: 'logs' as const,
-          workspace_id: ws,
-          session_id: session,
-          token_id: tokenId,
-          received_at,
-          sha256,
-          body: text,
-          ...flag,
-        }
-        await enqueueOrRelease(
-          deps.idempotency,
-          idemKey,
-          () => claim.token,
-          () => app.queues.logs.add('logs', job, { jobId }),
-        )
-      }
+      await putLogs(app, deps, request)
       return reply.code(201).send({ status: 'accepted' })
     },
+  })
+}
+
+/** A session: claimed once per GUID; a later upload is answered 409, and kept if its body differs. */
+async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<'accepted' | 'duplicate'> {
+  const body = prepare(deps, request, false, 'a test session must be a JSON object')
+  const { ws, session, sha256 } = body
+  const k = keys(deps.redisPrefix)
+  const idemKey = k.idempotency('s', ws, session)
+  const jobId = jobIds.session(ws, session)
+  const claim = await claimBody(deps, request, body, idemKey, k.job('sessions', jobId), 'this session')
+  if (claim.state === 'dup') {
+    if (claim.sha256 !== sha256) {
+      // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
+      await app.queues.sessions.add('conflict', { kind: 'conflict', ...jobFields(body) }, { jobId: jobIds.conflict(ws, session, sha256) })
+    }
+    return 'duplicate'
+  }
+  // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
+  // SIGKILL the gateway inside the crash window between the two. Never set in production.
+  if (deps.pauseAfterClaimMs) await new Promise((resolve) => setTimeout(resolve, deps.pauseAfterClaimMs))
+  await enqueueOrRelease(
+    deps.idempotency,
+    idemKey,
+    () => claim.token,
+    () => app.queues.sessions.add('session', { kind: 'session', ...jobFields(body) }, { jobId }),
+  )
+  return 'accepted'
+}
+
+/** A batch of logs: claimed per body hash; a byte-identical replay is already stored (or queued) and answered 201 like the first. */
+async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<void> {
+  const body = prepare(deps, request, true, 'logs must be a JSON object or array')
+  const { ws, session, sha256 } = body
+  const k = keys(deps.redisPrefix)
+  const idemKey = k.idempotency('l', ws, session, sha256)
+  const jobId = jobIds.logs(ws, session, sha256)
+  const claim = await claimBody(deps, request, body, idemKey, k.job('logs', jobId), 'these logs')
+  if (claim.state !== 'claimed') return
+  await enqueueOrRelease(
+    deps.idempotency,
+    idemKey,
+    () => claim.token,
+    () => app.queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
+  )
+}
+
+type PreparedBody = ReturnType<typeof prepare>
+
+/**
+ * The body as both JSON routes take it: exact bytes, their hash, the text as kept, and the
+ * parsed value, which must be an object (or, where `arrays`, an array): anything else is the one
+ * body not worth keeping (400).
+ */
+function prepare(deps: Deps, request: JsonRequest, arrays: boolean, refusal: string) {
+  const raw = decodeBody((request.body as Buffer | undefined) ?? Buffer.alloc(0), request.headers['content-encoding'], deps.maxJsonBytes)
+  // The hash is of the exact bytes, so replays are recognised whatever happens to the text below.
+  const sha256 = createHash('sha256').update(raw).digest('hex')
+  const valid = isUtf8(raw)
+  const text = redactToken(utf8.decode(raw), request.params.dsn)
+  // Each invalid byte becomes U+FFFD, 3 bytes as text: a body of them at the limit would be a
+  // 15 MiB record that MongoDB refuses even as the fallback document, so its job would fail
+  // after a 201. The limit therefore also holds for the text (only invalid bodies can grow).
+  if (!valid && Buffer.byteLength(text, 'utf8') > deps.maxJsonBytes) {
+    throw new HttpError(413, 'too_large', `body is larger than ${deps.maxJsonBytes} bytes once its invalid UTF-8 is replaced`)
+  }
+  const flag = valid ? {} : { body_invalid_utf8: true as const }
+  const body = parseJson(text)
+  if (typeof body !== 'object' || body === null || (Array.isArray(body) && !arrays)) throw new HttpError(400, 'not_an_object', refusal)
+  const { workspaceId: ws, tokenId } = request.ingest
+  return { raw, sha256, text, flag, received_at: new Date().toISOString(), ws, tokenId, session: request.params.session }
+}
+
+/** The job fields both routes enqueue: who sent what, when, and the body as kept. */
+function jobFields(p: PreparedBody) {
+  return {
+    workspace_id: p.ws,
+    session_id: p.session,
+    token_id: p.tokenId,
+    received_at: p.received_at,
+    sha256: p.sha256,
+    body: p.text,
+    ...p.flag,
+  }
+}
+
+/**
+ * Claims the body's key against the two limits the claim checks: requests per token, and this
+ * body's bytes (as decoded) against its workspace's budget.
+ */
+function claimBody(deps: Deps, request: FastifyRequest, p: PreparedBody, idemKey: string, jobKey: string, what: string) {
+  return claimOrRefuse(deps.idempotency, request, {
+    idemKey,
+    jobKey,
+    sha256: p.sha256,
+    rateLimit: tokenRateLimit(deps.redisPrefix, request.ingest),
+    budget: workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, p.raw.length),
+    what,
   })
 }
