@@ -198,34 +198,32 @@ const mediaErrors = ingestErrors({
 
 // --- The routes -----------------------------------------------------------------------------
 
-export const sessionSchema = {
-  params: SessionParams,
-  headers: JsonHeaders,
-  response: {
-    201: Accepted('Accepted: queued for storage.'),
-    409: ErrorBody(['conflict'], 'This session GUID is already stored in this workspace.'),
-    ...sessionErrors.schema,
-  },
+/** An ingest route: its params and headers, the refusals, and its own answers (201, and 409 where it has one). */
+function ingestSchema<P extends TSchema, H extends TSchema, R extends Record<number, TSchema>>(
+  params: P,
+  headers: H,
+  errors: ReturnType<typeof ingestErrors>,
+  own: R,
+) {
+  return { params, headers, response: { ...own, ...errors.schema } }
 }
 
-export const logsSchema = {
-  params: SessionParams,
-  headers: JsonHeaders,
-  response: {
-    201: Accepted('Accepted (or a byte-identical replay of a batch already accepted).'),
-    ...logsErrors.schema,
-  },
-}
+/** The 409 of the routes that take one upload per id. */
+const Conflict = (description: string) => ErrorBody(['conflict'], description)
 
-export const mediaSchema = {
-  params: MediaParams,
-  headers: MediaHeaders,
-  response: {
-    201: Accepted('Accepted: the photo is staged and queued for storage.'),
-    409: ErrorBody(['conflict'], 'This media id is already stored for this session.'),
-    ...mediaErrors.schema,
-  },
-}
+export const sessionSchema = ingestSchema(SessionParams, JsonHeaders, sessionErrors, {
+  201: Accepted('Accepted: queued for storage.'),
+  409: Conflict('This session GUID is already stored in this workspace.'),
+})
+
+export const logsSchema = ingestSchema(SessionParams, JsonHeaders, logsErrors, {
+  201: Accepted('Accepted (or a byte-identical replay of a batch already accepted).'),
+})
+
+export const mediaSchema = ingestSchema(MediaParams, MediaHeaders, mediaErrors, {
+  201: Accepted('Accepted: the photo is staged and queued for storage.'),
+  409: Conflict('This media id is already stored for this session.'),
+})
 
 export const healthzSchema = {
   response: { 200: Type.Object({ status: Type.Literal('ok') }) },
