@@ -109,7 +109,7 @@ grep -nE '^\s*(image:|FROM|ARG [A-Z_]*IMAGE=).*:latest\b' compose.yaml Dockerfil
   fail ":latest is used"
 
 echo "check-compose: deploy scripts parse"
-for f in deploy/redis/start.sh deploy/minio/init.sh deploy/mongo/start.sh; do
+for f in deploy/secret.sh deploy/redis/start.sh deploy/minio/init.sh deploy/mongo/start.sh; do
   sh -n "$f" || fail "$f does not parse"
 done
 bash -n deploy/check-compose.sh

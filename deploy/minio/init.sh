@@ -17,19 +17,10 @@ fail() {
   exit 1
 }
 
-need() {
-  eval "v=\${$1:-}"
-  [ -n "$v" ] || fail "$1 is not set (see .env.example)"
-  case $v in
-    change-me*) fail "$1 is still the .env.example placeholder: set a real secret in .env" ;;
-  esac
-  # The root pair goes into MC_HOST_rdt as a URL; the service pairs go into the processes'
-  # environment as they are. Keep all of them to URL-safe characters.
-  case $v in
-    *[!A-Za-z0-9._~-]*) fail "$1 may only use A-Z a-z 0-9 . _ ~ -" ;;
-  esac
-  printf '%s' "$v"
-}
+# env_secret NAME: the checked value of a secret (deploy/secret.sh). The root pair goes into
+# MC_HOST_rdt as a URL; the service pairs go into the processes' environment as they are. Both
+# are kept to URL-safe characters.
+. "$(dirname "$0")/../secret.sh"
 
 endpoint=${MINIO_ENDPOINT:-http://minio:9000}
 bucket=${S3_BUCKET:-rdt-media}
@@ -40,8 +31,8 @@ policy_bucket=${MINIO_POLICY_BUCKET:-$bucket}
 case $policy_bucket in
   *[!a-z0-9.*-]*) fail "MINIO_POLICY_BUCKET may only use a-z 0-9 . - *" ;;
 esac
-root_user=$(need MINIO_ROOT_USER)
-root_password=$(need MINIO_ROOT_PASSWORD)
+root_user=$(env_secret MINIO_ROOT_USER)
+root_password=$(env_secret MINIO_ROOT_PASSWORD)
 case $endpoint in
   http://*) scheme=http ;;
   https://*) scheme=https ;;
@@ -52,8 +43,8 @@ export MC_HOST_rdt="$scheme://$root_user:$root_password@${endpoint#*://}"
 
 # Every value is checked before anything changes.
 for svc in GATEWAY WORKER ADMIN; do
-  key=$(need "S3_${svc}_ACCESS_KEY")
-  secret=$(need "S3_${svc}_SECRET_KEY")
+  key=$(env_secret "S3_${svc}_ACCESS_KEY")
+  secret=$(env_secret "S3_${svc}_SECRET_KEY")
   [ ${#key} -ge 3 ] || fail "S3_${svc}_ACCESS_KEY must be at least 3 characters"
   [ ${#secret} -ge 8 ] && [ ${#secret} -le 40 ] || fail "S3_${svc}_SECRET_KEY must be 8 to 40 characters"
   [ "$key" != "$root_user" ] || fail "S3_${svc}_ACCESS_KEY must not be the root user"
@@ -72,8 +63,8 @@ mc anonymous set private "rdt/$bucket" >/dev/null
 
 for svc in gateway worker admin; do
   upper=$(echo "$svc" | tr a-z A-Z)
-  key=$(need "S3_${upper}_ACCESS_KEY")
-  secret=$(need "S3_${upper}_SECRET_KEY")
+  key=$(env_secret "S3_${upper}_ACCESS_KEY")
+  secret=$(env_secret "S3_${upper}_SECRET_KEY")
   sed "s|@BUCKET@|$policy_bucket|g" "$policies/$svc.json" > "$work/$svc.json"
   # "create" replaces a policy of the same name, so an edited policy file takes effect here.
   mc admin policy create rdt "rdt-$svc" "$work/$svc.json" >/dev/null

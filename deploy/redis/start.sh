@@ -30,17 +30,12 @@ esac
 [ ${#prefix} -le 64 ] || fail "REDIS_PREFIX is longer than 64 characters"
 [ -r "$template" ] || fail "ACL template $template is missing"
 
+# env_secret NAME: the checked value of a secret (deploy/secret.sh).
+. "$(dirname "$0")/../secret.sh"
+
 hash_of() {
-  name=$1
-  eval "value=\${$name:-}"
-  [ -n "$value" ] || fail "$name is not set (see .env.example)"
-  case $value in
-    change-me*) fail "$name is still the .env.example placeholder: set a real secret in .env" ;;
-  esac
-  case $value in
-    *[!A-Za-z0-9._~-]*) fail "$name may only use A-Z a-z 0-9 . _ ~ - (it goes into REDIS_URL unencoded)" ;;
-  esac
-  [ ${#value} -ge 16 ] || fail "$name must be at least 16 characters"
+  value=$(env_secret "$1" "it goes into REDIS_URL unencoded") || exit 1
+  [ ${#value} -ge 16 ] || fail "$1 must be at least 16 characters"
   printf '%s' "$value" | sha256sum | cut -d' ' -f1
 }
 
