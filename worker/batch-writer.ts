@@ -3,6 +3,7 @@
 // one unordered insertMany. Each caller still gets its own answer, and only once the server has
 // acknowledged the batch: a job never completes before its write is durable.
 import { BSON, MongoBulkWriteError, type Collection, type Document } from 'mongodb'
+import { AppError } from '../shared/errors.ts'
 import { DUPLICATE_KEY } from '../shared/mongo.ts'
 import { DocumentRejectedError, isServerUnreachable } from './mongo-errors.ts'
 
@@ -48,6 +49,14 @@ interface Pending {
   size: number
   resolve: (outcome: InsertOutcome) => void
   reject: (err: unknown) => void
+}
+
+/** An insert after close(): the worker is shutting down, and the job runs again later. */
+export class WriterClosedError extends AppError {
+  readonly code = 'writer_closed'
+  constructor() {
+    super('batch writer closed: the worker is shutting down')
+  }
 }
 
 export const DEFAULT_MAX_DOCUMENT_BYTES = 15 * 1024 * 1024
@@ -102,7 +111,7 @@ export function createBatchWriter(collection: Collection, opts: BatchWriterOptio
 }
 
 function enqueue(state: BatchState, doc: Document): Promise<InsertOutcome> {
-  if (state.closed) return Promise.reject(new Error('batch writer closed: the worker is shutting down'))
+  if (state.closed) return Promise.reject(new WriterClosedError())
   let size: number
   try {
     size = BSON.calculateObjectSize(doc)

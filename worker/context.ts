@@ -83,6 +83,14 @@ export function checkNotCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new JobCancelledError()
 }
 
+/**
+ * A step found things not yet as they must be (an object not visible yet, a copy of the wrong
+ * size): this attempt fails, and BullMQ runs the job again after its backoff.
+ */
+export class RetryLaterError extends AppError {
+  readonly code = 'retry_later'
+}
+
 /** A job stopped at a step boundary because the worker is shutting down; BullMQ runs it again later. */
 export class JobCancelledError extends AppError {
   readonly code = 'job_cancelled'

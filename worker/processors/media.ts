@@ -12,7 +12,7 @@ import { releaseStagedMedia } from '../../shared/staged-media.ts'
 import type { MediaJob } from '../../shared/queues.ts'
 import { sniffType } from '../../shared/sniff.ts'
 import type { Logger } from 'pino'
-import { checkNotCancelled, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
+import { checkNotCancelled, parseReceivedAt, RetryLaterError, validatePayload, type ProcessorDeps } from '../context.ts'
 import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { isMissingObject, readObject, type StagedRead } from '../staged-object.ts'
@@ -100,7 +100,7 @@ async function readStaged({ deps, data, stored }: MediaRun): Promise<StagedRead 
       return 'already_stored'
     }
     // Possibly not visible yet; if it is gone for good, the job ends in the failed set after its attempts.
-    throw new Error('staged object not found; will retry', { cause: err })
+    throw new RetryLaterError('staged object not found; will retry', { cause: err })
   }
 }
 
@@ -136,7 +136,7 @@ async function copy(deps: ProcessorDeps, data: MediaJob, destKey: string, sniffe
   )
   // Trust, but check: a copy that came out the wrong size is retried.
   const stat = await deps.s3.statObject(data.bucket, destKey)
-  if (stat.size !== data.size) throw new Error(`copied object is ${stat.size} bytes, expected ${data.size}; will retry`)
+  if (stat.size !== data.size) throw new RetryLaterError(`copied object is ${stat.size} bytes, expected ${data.size}; will retry`)
 }
 
 async function insert(deps: ProcessorDeps, doc: Record<string, unknown>, what: 'media' | 'conflict') {

@@ -7,7 +7,15 @@ import type { Logger } from 'pino'
 import { collections } from '../../shared/mongo.ts'
 import type { ConflictJob, SessionJob } from '../../shared/queues.ts'
 import type { ValidationIssue } from '../../shared/session-schema.ts'
-import { checkNotCancelled, insertWithFallback, isPlainObject, parseReceivedAt, validatePayload, type ProcessorDeps } from '../context.ts'
+import {
+  checkNotCancelled,
+  insertWithFallback,
+  isPlainObject,
+  parseReceivedAt,
+  RetryLaterError,
+  validatePayload,
+  type ProcessorDeps,
+} from '../context.ts'
 import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { buildSessionDocument, sessionFallbackDocument } from '../session-document.ts'
@@ -60,7 +68,7 @@ async function storeSession(run: Run, data: SessionJob, receivedAt: Date, signal
     checkNotCancelled(signal)
     const existing = await storedSha(c, data.workspace_id, data.session_id)
     // The unique index said "exists" but the read found nothing: retry rather than guess.
-    if (existing === null) throw new Error('duplicate session reported but not found; will retry')
+    if (existing === null) throw new RetryLaterError('duplicate session reported but not found; will retry')
     if (existing === data.sha256) {
       outcome = 'replay'
     } else {
