@@ -32,7 +32,7 @@ interface MediaRun {
 export function createMediaProcessor(deps: ProcessorDeps) {
   const c = collections(deps.db)
   const log = deps.logger.child({ queue: 'media' })
-  return function processMedia(job: Job, _token?: string, signal?: AbortSignal): Promise<MediaResult> {
+  return async function processMedia(job: Job, _token?: string, signal?: AbortSignal): Promise<MediaResult> {
     const data = validatePayload('media', job.data)
     const ids = { workspace_id: data.workspace_id, session_id: data.session_id, media_id: data.media_id }
     const stored = () => c.media.findOne(ids, { projection: { sha256: 1 } })
