@@ -1,6 +1,7 @@
 # Sourced by deploy/redis/start.sh and deploy/minio/init.sh from one folder up, in the repository
-# and in their containers (compose.yaml mounts it at /etc/rdt/secret.sh): the checks every secret taken from .env passes before it is used. The
-# caller defines fail(), which prints its message and exits.
+# and in their containers (compose.yaml mounts it at /etc/rdt/secret.sh): the checks every secret
+# taken from .env passes before it is used. The caller defines fail(), which prints its message
+# and exits.
 
 # env_secret NAME [WHY]: prints the value of the variable NAME. Fails when it is unset, still the
 # .env.example placeholder, or holds a character outside [A-Za-z0-9._~-]: these values go into
