@@ -3,25 +3,14 @@
 // which depend on whether it serves HTTPS. An invalid value stops the process with a message
 // naming the variable, like everywhere else.
 import { ConfigError, fail, int, type Env } from '../shared/config-vars.ts'
-import {
-  mongoSettings,
-  processSettings,
-  publicUrlSettings,
-  readSections,
-  redisSettings,
-  s3Settings,
-  tlsSettings,
-  type SettingsOf,
-} from '../shared/config.ts'
+import * as shared from '../shared/config.ts'
 
 /** What the panel connects to and serves on: photos come from S3, DSNs are printed with PUBLIC_URL. */
-const SECTIONS = [processSettings, redisSettings, mongoSettings, s3Settings, tlsSettings, publicUrlSettings] as const
-
-export type AdminServerConfig = SettingsOf<typeof SECTIONS> & { adminPort: number }
-
-export function loadAdminServerConfig(env: Env = process.env): AdminServerConfig {
-  return { ...readSections(env, SECTIONS), adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535) }
-}
+export const loadAdminServerConfig = shared.configLoader(
+  [shared.processSettings, shared.redisSettings, shared.mongoSettings, shared.s3Settings, shared.tlsSettings, shared.publicUrlSettings],
+  (env) => ({ adminPort: int(env, 'ADMIN_PORT', 8081, 0, 65535) }),
+)
+export type AdminServerConfig = ReturnType<typeof loadAdminServerConfig>
 
 export interface AdminConfig {
   /** The URL people open the panel at; decides the cookie's Secure default. */

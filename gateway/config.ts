@@ -1,20 +1,7 @@
 // The gateway's configuration: the shared sections it uses plus its own limits, read and
 // validated once at start (gateway/server.ts). Every setting is in the README's configuration table.
 import { fail, fraction, int, type Env } from '../shared/config-vars.ts'
-import {
-  gatewayPort,
-  idempotencySettings,
-  metricsSettings,
-  processSettings,
-  readSections,
-  redisSettings,
-  s3Settings,
-  tlsSettings,
-  type SettingsOf,
-} from '../shared/config.ts'
-
-/** The shared sections the gateway reads: no MongoDB, no public URL. */
-const SECTIONS = [processSettings, redisSettings, s3Settings, tlsSettings, idempotencySettings, metricsSettings] as const
+import * as shared from '../shared/config.ts'
 
 export interface GatewaySettings {
   port: number
@@ -60,15 +47,16 @@ export interface GatewaySettings {
   workspaceBytesPerMinute: number
 }
 
-export type GatewayConfig = SettingsOf<typeof SECTIONS> & GatewaySettings
-
-export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
-  return { ...readSections(env, SECTIONS), ...gatewaySettings(env) }
-}
+/** The gateway reads no MongoDB and no public URL. */
+export const loadGatewayConfig = shared.configLoader(
+  [shared.processSettings, shared.redisSettings, shared.s3Settings, shared.tlsSettings, shared.idempotencySettings, shared.metricsSettings],
+  gatewaySettings,
+)
+export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
 
 function gatewaySettings(env: Env): GatewaySettings {
   return {
-    port: gatewayPort(env),
+    port: shared.gatewayPort(env),
     ...bodyLimits(env),
     ...timeouts(env),
     tokenCacheMs: int(env, 'TOKEN_CACHE_MS', 30_000, 0),

@@ -74,9 +74,14 @@ type Intersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: 
 /** The settings of a list of sections, as one type: [redisSettings, s3Settings] gives RedisSettings & S3Settings. */
 export type SettingsOf<S extends readonly Section[]> = Intersection<ReturnType<S[number]>>
 
-/** Reads every section of a process's list, so each process names its sections once (type and value from one list). */
-export function readSections<S extends readonly Section[]>(env: Env, sections: S): SettingsOf<S> {
-  return Object.assign({}, ...sections.map((read) => read(env))) as SettingsOf<S>
+/**
+ * A process's config loader: its shared sections plus its own settings, read from the environment
+ * it is given (process.env by default). Each process names its sections once; its config type is
+ * the loader's return type.
+ */
+export function configLoader<S extends readonly Section[], O extends object>(sections: S, own: (env: Env) => O) {
+  return (env: Env = process.env): SettingsOf<S> & O =>
+    Object.assign({}, ...sections.map((read) => read(env)), own(env)) as SettingsOf<S> & O
 }
 
 export function processSettings(env: Env): ProcessSettings {

@@ -1,20 +1,8 @@
 // The worker's configuration: the shared sections it uses plus its own settings, read and
 // validated once at start (worker/server.ts). Every setting is in the README's configuration table.
 import { fail, int, type Env } from '../shared/config-vars.ts'
-import {
-  idempotencySettings,
-  metricsSettings,
-  mongoSettings,
-  processSettings,
-  readSections,
-  redisSettings,
-  s3Settings,
-  type SettingsOf,
-} from '../shared/config.ts'
+import * as shared from '../shared/config.ts'
 import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
-
-/** The shared sections the worker reads: no TLS (it serves no clients), no public URL. */
-const SECTIONS = [processSettings, redisSettings, mongoSettings, s3Settings, idempotencySettings, metricsSettings] as const
 
 export interface WorkerSettings {
   /**
@@ -39,11 +27,22 @@ export interface WorkerSettings {
   logsMaxEntries: number
 }
 
-export type WorkerConfig = SettingsOf<typeof SECTIONS> & WorkerSettings
+/** The worker reads no TLS (it serves no clients) and no public URL. */
+export const loadWorkerConfig = shared.configLoader(
+  [
+    shared.processSettings,
+    shared.redisSettings,
+    shared.mongoSettings,
+    shared.s3Settings,
+    shared.idempotencySettings,
+    shared.metricsSettings,
+  ],
+  workerSettings,
+)
+export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 
-export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+function workerSettings(env: Env): WorkerSettings {
   return {
-    ...readSections(env, SECTIONS),
     workerConcurrency: workerConcurrency(env),
     workerQueues: workerQueues(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
