@@ -1,4 +1,4 @@
-// Request bodies shaped like the real RDToolkit client's (test/fixtures/session-rdtoolkit.json:
+// Request bodies shaped like the real RDToolkit client's (testing/fixtures/session-rdtoolkit.json:
 // 4-space indent, "+00:00" times, string flags, result.images, metrics.data), made 2-5 KB the way
 // real sessions grow: more capture attempts (each adds images), more diagnoses, more metrics.
 import { randomBytes } from 'node:crypto'

@@ -10,7 +10,7 @@ import type { AutocannonSummary, LoadSpec } from './load-child.ts'
 import { unsentNote, type OpenLoopResult } from './open-loop.ts'
 import { idleRss, startGateway, type AppProcess } from './procs.ts'
 import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, SCRIPT_COMMANDS } from './redis-info.ts'
-import { scrape, sumOf } from '../test/helpers/prometheus.ts'
+import { scrape, sumOf } from '../testing/prometheus.ts'
 import { mb, median } from './stats.ts'
 
 export interface JsonFigures {

@@ -7,7 +7,7 @@ import { newUpload, put, sessionBody, sessionUrl, startLoad } from './lib/load.t
 import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
 import { drain } from './lib/verify.ts'
-import { waitFor } from '../test/helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
 import { collections } from '../shared/mongo.ts'
 import { idempotencyValue } from '../shared/idempotency.ts'
 

@@ -10,7 +10,7 @@ import type { Proc } from './lib/processes.ts'
 import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
 import { drain } from './lib/verify.ts'
-import { waitFor } from '../test/helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
 
 /** The gateway and worker of a scenario are the same processes at the end: none was restarted. */
 function assertNoRestart(t: Test, procs: Proc[], c: Cluster) {

@@ -9,8 +9,8 @@ import { newUpload, put, startLoad } from './lib/load.ts'
 import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
 import { drain } from './lib/verify.ts'
-import { fakeJpeg } from '../test/helpers/media.ts'
-import { waitFor } from '../test/helpers/env.ts'
+import { fakeJpeg } from '../testing/media.ts'
+import { waitFor } from '../testing/wait.ts'
 
 /** A photo upload that trickles in (like a phone on a poor network): resolves with the status or 'error'. */
 function slowUpload(url: string, bytes: Buffer, bytesPerTick: number, tickMs: number) {

@@ -6,7 +6,7 @@ import { startLoad } from './lib/load.ts'
 import { report, rowOf } from './lib/report.ts'
 import { assertIntact } from './lib/scenario.ts'
 import { drain } from './lib/verify.ts'
-import { waitFor } from '../test/helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
 
 t.test('a worker killed with SIGKILL in the middle of jobs', async (t) => {
   const c = await startCluster(t, 'worker-sigkill')

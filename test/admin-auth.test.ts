@@ -19,8 +19,9 @@ import {
 } from './helpers/admin-support.ts'
 import { isLocalHttp, loadAdminConfig } from '../admin/config.ts'
 import { CSP } from '../admin/app.ts'
-import { fakeJpeg } from './helpers/media.ts'
-import { testConfig, waitFor } from './helpers/env.ts'
+import { fakeJpeg } from '../testing/media.ts'
+import { testConfig } from './helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const config = testConfig()
 const { app } = await startAdmin(config, { adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 8 } })

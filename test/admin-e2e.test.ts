@@ -19,7 +19,9 @@ import { buildWorker } from '../worker/app.ts'
 import { buildAdmin } from '../admin/app.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { createAdminUser } from '../tokens/users.ts'
-import { asRole, fixturesDir, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { waitFor } from '../testing/wait.ts'
 import { ensureLocalTls } from '../stack/local-tls.ts'
 
 const artifacts = new URL('./artifacts/', import.meta.url)

@@ -14,7 +14,7 @@ import { objectKeys } from '../shared/keys.ts'
 import { outcomeOf, validityOf } from '../admin/data/readings.ts'
 import { listSessions, parseFilters } from '../admin/data/sessions.ts'
 import { addAdmin, login, seedMedia, seedSession, sessionBody, startAdmin } from './helpers/admin-support.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { fakeJpeg } from '../testing/media.ts'
 import { testConfig } from './helpers/env.ts'
 
 const config = testConfig()

@@ -12,9 +12,10 @@ import { runCli } from '../cli/run.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import type { MediaJob } from '../shared/queues.ts'
 import { streamPut } from '../shared/s3-stream-put.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { fakeJpeg } from '../testing/media.ts'
 import { asRole, roleProcessEnv } from './helpers/env.ts'
-import { randomId, sha256, startTestWorker, waitFor } from './helpers/worker-harness.ts'
+import { randomId, sha256, startTestWorker } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const stack = await startTestWorker(t)

@@ -11,7 +11,7 @@ import type { Document } from 'mongodb'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { buildSessionDocument, INVALID_UTF8_ISSUE, sessionFallbackDocument } from '../worker/session-document.ts'
 import { roleEnv } from '../stack/roles.ts'
-import { fixturesDir } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
 import { FIXTURES, sessionJob } from './helpers/worker-harness.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')

@@ -9,7 +9,9 @@ import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import type { TestConfig } from '../testing/config.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
-import { asRole, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, roleProcessEnv, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)

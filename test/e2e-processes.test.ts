@@ -9,8 +9,10 @@ import { Redis } from 'ioredis'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { freePort } from '../stack/ports.ts'
-import { fixturesDir, roleProcessEnv, testConfig, waitFor } from './helpers/env.ts'
-import { fakeJpeg, readObject } from './helpers/media.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { roleProcessEnv, testConfig } from './helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
+import { fakeJpeg, readObject } from '../testing/media.ts'
 
 const run = promisify(execFile)
 const port = await freePort()

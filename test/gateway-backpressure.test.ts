@@ -22,8 +22,10 @@ import { releaseStagedMedia } from '../shared/staged-media.ts'
 import { buildWorker, type WorkerApp } from '../worker/app.ts'
 import { ensureBinaries } from '../stack/install.ts'
 import { startRedis } from '../stack/services.ts'
-import { asRole, inspectorQueues, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { asRole, inspectorQueues, roleProcessEnv, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
+import { fakeJpeg } from '../testing/media.ts'
 
 const silent = pino({ level: 'silent' })
 

@@ -5,7 +5,8 @@ import pino from 'pino'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../gateway/app.ts'
 import { loggerOptions } from '../shared/logger.ts'
-import { asRole, seedToken, testConfig } from './helpers/env.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config, { permissions: ['test_session'] })

@@ -2,7 +2,9 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { buildGateway } from '../gateway/app.ts'
-import { asRole, fixturesDir, seedToken, testConfig } from './helpers/env.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { seedToken } from '../testing/seed.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config)

@@ -11,8 +11,9 @@ import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../gateway/app.ts'
 import { freePort } from '../stack/ports.ts'
-import { asRole, seedToken, testConfig } from './helpers/env.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
+import { fakeJpeg } from '../testing/media.ts'
 
 const closedPort = await freePort()
 const config = testConfig({ S3_ENDPOINT: `http://127.0.0.1:${closedPort}` })

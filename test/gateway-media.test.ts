@@ -6,8 +6,9 @@ import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../gateway/app.ts'
 import { jobIds } from '../shared/keys.ts'
 import { createS3 } from '../shared/s3.ts'
-import { asRole, inspectorQueues, seedToken, testConfig } from './helpers/env.ts'
-import { readObject, fakeJpeg } from './helpers/media.ts'
+import { asRole, inspectorQueues, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
+import { readObject, fakeJpeg } from '../testing/media.ts'
 
 const config = testConfig({ MAX_MEDIA_BYTES: String(2 * 1024 * 1024) })
 const seeded = await seedToken(config)

@@ -10,9 +10,12 @@ import { buildGateway } from '../gateway/app.ts'
 import { loadTestConfig } from '../testing/config.ts'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { freePort } from '../stack/ports.ts'
-import { asRole, fixturesDir, seedToken, testConfig, waitFor } from './helpers/env.ts'
-import { fakeJpeg } from './helpers/media.ts'
-import { scrape, sumOf } from './helpers/prometheus.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { seedToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
+import { fakeJpeg } from '../testing/media.ts'
+import { scrape, sumOf } from '../testing/prometheus.ts'
 
 const config = testConfig()
 const seeded = await seedToken(config)

@@ -12,7 +12,9 @@ import { runCli } from '../cli/run.ts'
 import { jobIds, keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
-import { asRole, inspectorQueues, roleProcessEnv, seedToken, testConfig, waitFor } from './helpers/env.ts'
+import { asRole, inspectorQueues, roleProcessEnv, testConfig } from './helpers/env.ts'
+import { seedToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const UNKNOWN_MAX = 5
 const config = testConfig({

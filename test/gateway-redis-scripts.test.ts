@@ -9,8 +9,10 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import { keys } from '../shared/keys.ts'
-import { asRole, seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { seedToken, type SeededToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
+import { fakeJpeg } from '../testing/media.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 async function setup(t: Test) {

@@ -17,7 +17,9 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { createSubscriberRedis } from '../shared/redis.ts'
 import { hashToken, publishEntries, type TokenEntry } from '../shared/token-registry.ts'
 import type { ServiceHandle } from '../stack/services.ts'
-import { asRole, roleProcessEnv, seedToken, testConfig, waitFor, type SeededToken } from './helpers/env.ts'
+import { asRole, roleProcessEnv, testConfig } from './helpers/env.ts'
+import { seedToken, type SeededToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
 import { privateRedis } from './helpers/private-redis.ts'
 
 const run = promisify(execFile)

@@ -5,7 +5,8 @@
 import t from 'tap'
 import type { Document } from 'mongodb'
 import { decodeKey } from '../shared/json-storage.ts'
-import { FIXTURES, randomId, send, sha256, waitFor } from './helpers/hostile.ts'
+import { FIXTURES, randomId, send, sha256 } from './helpers/hostile.ts'
+import { waitFor } from '../testing/wait.ts'
 import { startHostileCases } from './helpers/hostile-cases.ts'
 
 const { stack, ws, maxJson: MAX_JSON, p, col, storedSession, storedBatch, nothingFor, checkAfterEveryCase } = await startHostileCases(t)

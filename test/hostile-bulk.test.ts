@@ -4,17 +4,8 @@
 // sets another size; the elapsed time is printed either way). Only the first LOGS_MAX_ENTRIES
 // become documents (amplification), and the batch keeps the whole body.
 import t from 'tap'
-import {
-  drain,
-  knownGoodRoundTrip,
-  paths,
-  randomId,
-  seedVictim,
-  send,
-  snapshotWorkspace,
-  startHostileStack,
-  waitFor,
-} from './helpers/hostile.ts'
+import { drain, knownGoodRoundTrip, paths, randomId, seedVictim, send, snapshotWorkspace, startHostileStack } from './helpers/hostile.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const ENTRIES = Number(process.env.HOSTILE_BULK_ENTRIES ?? 20_000)
 // Many inserts on a machine shared with the rest of the suite: a deadline, not a target.

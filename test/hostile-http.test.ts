@@ -7,19 +7,9 @@ import t from 'tap'
 import { gzipSync } from 'node:zlib'
 import { openMedia } from '../admin/data/media.ts'
 import { jobIds, objectKeys } from '../shared/keys.ts'
-import { fakeJpeg, readObject } from './helpers/media.ts'
-import {
-  buildRawRequest,
-  chunked,
-  FIXTURES,
-  parseResponses,
-  randomId,
-  rawSend,
-  send,
-  sha256,
-  waitFor,
-  leftoverSpools,
-} from './helpers/hostile.ts'
+import { fakeJpeg, readObject } from '../testing/media.ts'
+import { buildRawRequest, chunked, FIXTURES, parseResponses, randomId, rawSend, send, sha256, leftoverSpools } from './helpers/hostile.ts'
+import { waitFor } from '../testing/wait.ts'
 import { startHostileCases } from './helpers/hostile-cases.ts'
 
 const {

@@ -10,7 +10,7 @@ import t from 'tap'
 import { keys } from '../shared/keys.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { asRole, testConfig } from './helpers/env.ts'
-import { readObject } from './helpers/media.ts'
+import { readObject } from '../testing/media.ts'
 
 const config = testConfig()
 const k = keys(config.redisPrefix)

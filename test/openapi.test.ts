@@ -13,8 +13,10 @@ import { ingestValidatorCompiler } from '../gateway/routes/params.ts'
 import * as routeSchemas from '../gateway/route-schemas.ts'
 import { routeSchemaExports } from '../gateway/schemas.ts'
 import { HttpError } from '../gateway/errors.ts'
-import { asRole, fixturesDir, seedToken, testConfig } from './helpers/env.ts'
-import { fakeJpeg } from './helpers/media.ts'
+import { asRole, testConfig } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { seedToken } from '../testing/seed.ts'
+import { fakeJpeg } from '../testing/media.ts'
 
 // The document is walked by key path; each walk asserts what it finds.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

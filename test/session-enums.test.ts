@@ -1,15 +1,18 @@
 // The session enums are the real client's (docs/architecture.md §1): every value the RDToolkit
 // client can send is stored as valid, through the real gateway and worker on the real stack.
 //
-// The values come from test/fixtures/session-enum-values.json, copied from the client's
+// The values come from testing/fixtures/session-enum-values.json, copied from the client's
 // DomainModels.kt, and NOT from shared/session-schema.ts: if the product's lists drift from the
 // client's, these tests fail.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { buildGateway } from '../gateway/app.ts'
 import { CLASSIFIER_MODES, PROVISION_MODES, SESSION_STATES, SESSION_TYPES } from '../shared/session-schema.ts'
-import { asRole, fixturesDir, seedToken } from './helpers/env.ts'
-import { FIXTURES, randomId, startTestWorker, waitFor } from './helpers/worker-harness.ts'
+import { asRole } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { seedToken } from '../testing/seed.ts'
+import { FIXTURES, randomId, startTestWorker } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const ENUMS = JSON.parse(readFileSync(new URL('session-enum-values.json', fixturesDir), 'utf8')) as { values: Record<string, string[]> }
 const DOCS_EXAMPLE = readFileSync(new URL('session-rdtoolkit-docs-example.json', fixturesDir), 'utf8')

@@ -13,8 +13,9 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { loadTestConfig } from '../testing/config.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
-import { fixturesDir, waitFor } from './helpers/env.ts'
-import { fakeJpeg, readObject } from './helpers/media.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { waitFor } from '../testing/wait.ts'
+import { fakeJpeg, readObject } from '../testing/media.ts'
 import { npmStart } from './helpers/npm-start.ts'
 
 const run = promisify(execFile)

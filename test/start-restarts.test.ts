@@ -11,7 +11,9 @@ import { join } from 'node:path'
 import { loadTestConfig } from '../testing/config.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { inspectorEnv } from '../stack/roles.ts'
-import { fixturesDir, seedToken, waitFor } from './helpers/env.ts'
+import { fixturesDir } from '../testing/fixtures.ts'
+import { seedToken } from '../testing/seed.ts'
+import { waitFor } from '../testing/wait.ts'
 import { npmStart } from './helpers/npm-start.ts'
 
 const app = await npmStart({

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { existsSync } from 'node:fs'
 import { AppProcess } from '../stack/app-process.ts'
-import { waitFor } from './helpers/env.ts'
+import { waitFor } from '../testing/wait.ts'
 import { backoffDelay, Supervisor, type Unit } from '../stack/supervisor.ts'
 
 t.test('backoffDelay doubles from initialMs up to maxMs', async (t) => {

@@ -11,7 +11,8 @@ import { keys } from '../shared/keys.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { buildWorker } from '../worker/app.ts'
 import { asRole, roleProcessEnv } from './helpers/env.ts'
-import { captureLogger, jobIdFor, logsJob, randomId, startTestWorker, testConfig, waitFor } from './helpers/worker-harness.ts'
+import { captureLogger, jobIdFor, logsJob, randomId, startTestWorker, testConfig } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 

@@ -3,7 +3,8 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import { readObject } from '../worker/staged-object.ts'
-import { fakeJob, jobIdFor, randomId, sha256, stageMedia, startTestWorker, waitFor } from './helpers/worker-harness.ts'
+import { fakeJob, jobIdFor, randomId, sha256, stageMedia, startTestWorker } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const stack = await startTestWorker(t, { STAGING_GRACE_MS: '0' })
 const media = stack.db.collection('test_session_media')

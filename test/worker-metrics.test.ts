@@ -5,8 +5,9 @@ import { Worker } from 'bullmq'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { freePort } from '../stack/ports.ts'
 import { createWorkerMetrics } from '../worker/metrics.ts'
-import { scrape, sumOf } from './helpers/prometheus.ts'
-import { FIXTURES, jobIdFor, randomId, sessionJob, sha256, startTestWorker, waitFor } from './helpers/worker-harness.ts'
+import { scrape, sumOf } from '../testing/prometheus.ts'
+import { FIXTURES, jobIdFor, randomId, sessionJob, sha256, startTestWorker } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const metrics = createWorkerMetrics()
 const stack = await startTestWorker(t, {}, { metrics })

@@ -8,7 +8,8 @@
 // must have (metadata `size`), and the sweeper discards an object of any other length.
 import t from 'tap'
 import { jobIds } from '../shared/keys.ts'
-import { randomId, stageMedia, startTestWorker, waitFor } from './helpers/worker-harness.ts'
+import { randomId, stageMedia, startTestWorker } from './helpers/worker-harness.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const stack = await startTestWorker(t, { STAGING_GRACE_MS: '0' })
 const bucket = stack.config.s3.bucket

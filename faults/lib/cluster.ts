@@ -16,7 +16,8 @@ import { startStack, type Stack, type Topology } from '../../stack/launcher.ts'
 import { inspectorEnv, roleEnv } from '../../stack/roles.ts'
 import { defaultStackDir } from '../../stack/paths.ts'
 import { freePort } from '../../stack/ports.ts'
-import { seedToken, waitFor, type SeededToken } from '../../test/helpers/env.ts'
+import { seedToken, type SeededToken } from '../../testing/seed.ts'
+import { waitFor } from '../../testing/wait.ts'
 import { spawnProc, type Proc } from './processes.ts'
 
 interface Teardown {

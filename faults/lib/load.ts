@@ -5,8 +5,8 @@
 // every upload's final outcome and every answer along the way are recorded for the comparison.
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { fakeJpeg } from '../../test/helpers/media.ts'
-import { fixturesDir } from '../../test/helpers/env.ts'
+import { fakeJpeg } from '../../testing/media.ts'
+import { fixturesDir } from '../../testing/fixtures.ts'
 
 export type Kind = 'session' | 'logs' | 'media'
 

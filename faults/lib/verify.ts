@@ -5,7 +5,7 @@
 // twice, a replay recorded as a conflict).
 import type { Document } from 'mongodb'
 import { collections } from '../../shared/mongo.ts'
-import { readObject } from '../../test/helpers/media.ts'
+import { readObject } from '../../testing/media.ts'
 import type { Cluster } from './cluster.ts'
 import type { Upload } from './load.ts'
 

@@ -15,8 +15,8 @@ import {
   send,
   snapshotWorkspace,
   startHostileStack,
-  waitFor,
 } from './hostile.ts'
+import { waitFor } from '../../testing/wait.ts'
 
 export async function startHostileCases(t: Test) {
   const stack = await startHostileStack(t)

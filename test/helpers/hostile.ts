@@ -12,11 +12,13 @@ import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../../gateway/app.ts'
 import { QUEUE_NAMES } from '../../shared/queue-settings.ts'
-import { asRole, seedToken, type SeededToken } from './env.ts'
-import { fakeJpeg, readObject } from './media.ts'
-import { captureLogger, FIXTURES, randomId, sha256, startTestWorker, waitFor, type LogLine, type TestStack } from './worker-harness.ts'
+import { asRole } from './env.ts'
+import { seedToken, type SeededToken } from '../../testing/seed.ts'
+import { fakeJpeg, readObject } from '../../testing/media.ts'
+import { captureLogger, FIXTURES, randomId, sha256, startTestWorker, type LogLine, type TestStack } from './worker-harness.ts'
+import { waitFor } from '../../testing/wait.ts'
 
-export { FIXTURES, randomId, sha256, waitFor }
+export { FIXTURES, randomId, sha256 }
 
 interface Tap {
   teardown(fn: () => unknown): void

@@ -10,7 +10,9 @@ import { MongoClient, type Db } from 'mongodb'
 import type { Client as S3Client } from 'minio'
 import { pino } from 'pino'
 import type { TestConfig } from '../../testing/config.ts'
-import { asRole, fixturesDir, testConfig as baseTestConfig, waitFor } from './env.ts'
+import { asRole, testConfig as baseTestConfig } from './env.ts'
+import { fixturesDir } from '../../testing/fixtures.ts'
+import { waitFor } from '../../testing/wait.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared/queues.ts'
 import { defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
@@ -19,7 +21,7 @@ import { streamPut } from '../../shared/s3-stream-put.ts'
 import { idempotencyValue } from '../../shared/idempotency.ts'
 import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
 
-/** The real request bodies (docs/architecture.md §1), byte for byte, from test/fixtures/. */
+/** The real request bodies (docs/architecture.md §1), byte for byte, from testing/fixtures/. */
 const fixture = (name: string) => readFileSync(new URL(name, fixturesDir), 'utf8')
 export const FIXTURES = {
   sessionRdtoolkit: fixture('session-rdtoolkit.json'),
@@ -62,8 +64,6 @@ export function captureLogger() {
   })
   return { logger: pino({ level: 'debug' }, stream), lines }
 }
-
-export { waitFor }
 
 export interface TestStack {
   config: TestConfig

@@ -1,3 +1,4 @@
+// Photo bytes for uploads and reading objects back, for the tests and the fault suite.
 import { randomBytes } from 'node:crypto'
 import type { Client } from 'minio'
 

@@ -1,4 +1,4 @@
-// Reads figures out of Prometheus text exposition (what /metrics serves), for the metrics tests.
+// Reads figures out of Prometheus text exposition (what /metrics serves), for the metrics tests and the benchmark.
 
 export interface Sample {
   name: string
