@@ -15,7 +15,6 @@ import { streamPut } from '../shared/s3-stream-put.ts'
 import { fakeJpeg } from '../testing/media.ts'
 import { asRole, roleProcessEnv } from './helpers/env.ts'
 import { randomId, sha256, startTestWorker } from './helpers/worker-harness.ts'
-import { waitFor } from '../testing/wait.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const stack = await startTestWorker(t)
@@ -223,17 +222,13 @@ t.test('once the photo exists, jobs retry <id> stores it, and the retry is audit
 })
 
 t.test('jobs retry --all retries what is failed; an invalid payload fails again and stays for inspection', async (t) => {
+  // Listening before the retry: the job is 'failed' now, so only its next 'failed' event tells.
+  const failedAgain = (await stack.watch('sessions')).next(badId, 'failed', { what: 'the invalid job to fail again' })
   const res = await cli(['jobs', 'retry', '--all', '--json'])
   t.equal(res.code, 0, res.err)
   t.match(JSON.parse(res.out), { retried: [{ queue: 'sessions', id: badId }], skipped: [] })
-  await waitFor(
-    async () =>
-      (await stack.queues.sessions.getJobState(badId)) === 'failed' &&
-      (await stack.queues.sessions.getJob(badId))?.finishedOn !== bad.job.finishedOn,
-    {
-      what: 'the invalid job to fail again',
-    },
-  )
+  await failedAgain
+  t.not((await stack.queues.sessions.getJob(badId))?.finishedOn, bad.job.finishedOn, 'it ran again')
   t.equal(await stack.queues.sessions.getFailedCount(), 1, 'still kept, never dropped')
   t.equal(await stack.db.collection('audit_log').countDocuments({ action: 'job.retry' }), 2, 'one audit entry per retried job')
   const human = await cli(['jobs', 'retry', '--all', '--queue', 'media'])

@@ -1,4 +1,7 @@
-// Waiting with a deadline, for the tests, the fault suite and the benchmark.
+// Waiting with a deadline, for the tests, the fault suite and the benchmark. Wait on an event
+// where one exists (onceWithin here, waitForJobs in job-events.ts); poll with waitFor only where
+// nothing announces the change, and say at the call site why.
+import { once, type EventEmitter } from 'node:events'
 
 /** Polls until `fn` returns a truthy value, or fails after the deadline. Never a fixed sleep. */
 export async function waitFor<T>(
@@ -16,5 +19,19 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`)
     await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
+/**
+ * The next `event` of a Node emitter, or an error naming `what` after `timeoutMs`. The caller
+ * checks first whether the state it waits for is already reached: an event that already fired
+ * does not fire again.
+ */
+export async function onceWithin(emitter: EventEmitter, event: string, { timeoutMs = 15_000, what = event } = {}): Promise<unknown[]> {
+  try {
+    return await once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) })
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: err })
+    throw err
   }
 }

@@ -12,7 +12,7 @@ import { pino } from 'pino'
 import type { TestConfig } from '../../testing/config.ts'
 import { asRole, testConfig as baseTestConfig } from './env.ts'
 import { fixturesDir } from '../../testing/fixtures.ts'
-import { waitFor } from '../../testing/wait.ts'
+import { watchJobs, type JobOutcome, type JobWatch } from '../../testing/job-events.ts'
 import { jobIds, keys, objectKeys } from '../../shared/keys.ts'
 import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared/queues.ts'
 import { defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
@@ -76,8 +76,10 @@ export interface TestStack {
   s3: S3Client
   /** Adds a job as the gateway does: pending idempotency key first, deterministic id, default options. */
   add(queue: QueueName, data: SessionsQueueJob | LogsJob | MediaJob, opts?: JobsOptions): Promise<Job>
-  /** Waits until a job is completed or failed and returns the final state. */
-  settled(queue: QueueName, jobId: string): Promise<{ state: string; job: Job }>
+  /** Waits (on its events) until a job is completed or failed for good and returns the final state. */
+  settled(queue: QueueName, jobId: string, opts?: { timeoutMs?: number }): Promise<{ state: string; job: Job }>
+  /** The queue's job events, for waits settled() does not cover (several jobs, a job starting). */
+  watch(queue: QueueName): Promise<JobWatch>
   idemKey(kind: 's' | 'l' | 'm', ws: string, session: string, extra?: string): string
 }
 
@@ -117,6 +119,12 @@ export async function startTestWorker(
     media: new Queue('media', { connection: redis, prefix }),
   }
   const k = keys(prefix)
+  // One event listener per queue, made on first use (each holds a blocking Redis connection).
+  const watches = new Map<QueueName, Promise<JobWatch>>()
+  const watch = (queue: QueueName) => {
+    if (!watches.has(queue)) watches.set(queue, watchJobs(t, { redisUrl: config.redisUrl, prefix, queue }))
+    return watches.get(queue)!
+  }
 
   t.teardown(async () => {
     await app.close()
@@ -154,17 +162,13 @@ export async function startTestWorker(
         )
       return queues[queue].add(data.kind, data, { ...defaultJobOptions, jobId: jobIdFor(data), ...opts })
     },
-    async settled(queue, jobId) {
-      return waitFor(
-        async () => {
-          const state = await queues[queue].getJobState(jobId)
-          if (state !== 'completed' && state !== 'failed') return null
-          // Fetched after the state is final, so returnvalue and failedReason are filled in.
-          const job = await queues[queue].getJob(jobId)
-          return job ? { state, job } : null
-        },
-        { what: `job ${jobId} to settle` },
-      )
+    watch,
+    async settled(queue, jobId, opts) {
+      const [{ state }] = (await (await watch(queue)).settled([jobId], { what: `job ${jobId} to settle`, ...opts })) as [JobOutcome]
+      // Read after the final event, so returnvalue and failedReason are filled in.
+      const job = await queues[queue].getJob(jobId)
+      if (!job) throw new Error(`job ${jobId} settled but is gone`)
+      return { state, job }
     },
   }
 }
