@@ -12,7 +12,7 @@ import { createS3, ensureBucket } from '../shared/s3.ts'
 import { buildWorker } from '../worker/app.ts'
 import { asRole, roleProcessEnv } from './helpers/env.ts'
 import { captureLogger, jobIdFor, logsJob, randomId, startTestWorker, testConfig } from './helpers/worker-harness.ts'
-import { waitFor } from '../testing/wait.ts'
+import { onceWithin, untilEvent } from '../testing/wait.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -68,7 +68,7 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
     [...app.workers.values()].every((w) => !w.isRunning()),
     'worker loops stopped',
   )
-  await waitFor(() => app.redis.status === 'end', { what: 'redis to close' })
+  if (app.redis.status !== 'end') await onceWithin(app.redis, 'end', { what: 'redis to close' })
 })
 
 t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming the variable', async (t) => {
@@ -84,7 +84,8 @@ t.test('the process starts, and exits 0 on SIGTERM; bad config exits 1 naming th
   let out = ''
   child.stdout.on('data', (c: Buffer) => (out += c.toString()))
   child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-  await waitFor(() => out.includes('"worker started"'), { what: 'worker started', timeoutMs: 30_000 })
+  // The log line comes on stdout (pino's destination).
+  await untilEvent(child.stdout, 'data', () => out.includes('"worker started"'), { what: 'worker started', timeoutMs: 30_000 })
   child.kill('SIGTERM')
   const [code] = await once(child, 'exit')
   t.equal(code, 0)
@@ -125,7 +126,7 @@ t.test('close() is bounded by its deadline even while a job is running', async (
   const entries = Array.from({ length: 60_000 }, (_, i) => ({ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: `m${i}` }))
   const data = logsJob(randomId('w'), 's1', JSON.stringify({ entries }))
   await stack.add('logs', data)
-  await waitFor(async () => (await stack.queues.logs.getJobState(jobIdFor(data))) === 'active', { what: 'job to start' })
+  await (await stack.watch('logs')).started(jobIdFor(data), { what: 'job to start' })
   const started = Date.now()
   await stack.app.close()
   const took = Date.now() - started

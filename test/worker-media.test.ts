@@ -4,7 +4,6 @@ import { randomBytes } from 'node:crypto'
 import { jobIds, objectKeys } from '../shared/keys.ts'
 import { readObject } from '../worker/staged-object.ts'
 import { fakeJob, jobIdFor, randomId, sha256, stageMedia, startTestWorker } from './helpers/worker-harness.ts'
-import { waitFor } from '../testing/wait.ts'
 
 const stack = await startTestWorker(t, { STAGING_GRACE_MS: '0' })
 const media = stack.db.collection('test_session_media')
@@ -185,7 +184,8 @@ t.test('the sweeper finishes a staged object whose job was lost', async (t) => {
   t.ok(result.enqueued >= 1, `enqueued ${result.enqueued}`)
   const { state } = await stack.settled('media', jobIds.media(ws, 's9', 'secondary_raw'))
   t.equal(state, 'completed')
-  const doc = await waitFor(() => media.findOne({ workspace_id: ws, media_id: 'secondary_raw' }))
+  // Completed means stored: the document is there to read, no poll needed.
+  const doc = await media.findOne({ workspace_id: ws, media_id: 'secondary_raw' })
   t.match(doc, { size: bytes.length, sha256: data.sha256, filename: 'a b ü.jpg', content_type: 'image/jpeg', sniffed_type: 'image/jpeg' })
   t.notOk(await exists(data.staging_key))
   t.ok(

@@ -9,7 +9,6 @@
 import t from 'tap'
 import { jobIds } from '../shared/keys.ts'
 import { randomId, stageMedia, startTestWorker } from './helpers/worker-harness.ts'
-import { waitFor } from '../testing/wait.ts'
 
 const stack = await startTestWorker(t, { STAGING_GRACE_MS: '0' })
 const bucket = stack.config.s3.bucket
@@ -43,8 +42,10 @@ t.test('the sweeper discards a partial upload and finishes a complete one', asyn
     'logged for operators',
   )
 
-  const doc = await waitFor(() => media.findOne({ workspace_id: ws, media_id: 'raw' }), { what: 'the complete orphan to be stored' })
-  t.equal(doc.size, bytes.length)
-  t.equal(doc.sha256, complete.sha256)
+  const { state } = await stack.settled('media', jobIds.media(ws, 's1', 'raw'))
+  t.equal(state, 'completed', 'the complete orphan was enqueued and processed')
+  const doc = await media.findOne({ workspace_id: ws, media_id: 'raw' })
+  t.equal(doc?.size, bytes.length)
+  t.equal(doc?.sha256, complete.sha256)
   t.equal(await media.countDocuments({ workspace_id: ws, media_id: 'cropped' }), 0, 'no truncated photo stored')
 })
