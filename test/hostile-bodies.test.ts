@@ -6,10 +6,20 @@ import t from 'tap'
 import type { Document } from 'mongodb'
 import { decodeKey } from '../shared/json-storage.ts'
 import { FIXTURES, randomId, send, sha256 } from './helpers/hostile.ts'
-import { waitFor } from '../testing/wait.ts'
 import { startHostileCases } from './helpers/hostile-cases.ts'
 
-const { stack, ws, maxJson: MAX_JSON, p, col, storedSession, storedBatch, nothingFor, checkAfterEveryCase } = await startHostileCases(t)
+const {
+  stack,
+  ws,
+  maxJson: MAX_JSON,
+  p,
+  col,
+  storedSession,
+  storedBatch,
+  storedLogs,
+  nothingFor,
+  checkAfterEveryCase,
+} = await startHostileCases(t)
 
 t.test('keys $where, a.b, __proto__ and constructor are data, stored under the documented encoding', async (t) => {
   const id = randomId('keys-')
@@ -41,8 +51,8 @@ t.test('keys $where, a.b, __proto__ and constructor are data, stored under the d
   const logsBody =
     '{"entries":[{"timestamp":"2021-01-25T11:02:41.118+00:00","tag":"t","message":"m","json":{"$where":"1","a.b":2,"__proto__":3,"constructor":4}}]}'
   t.equal((await send(stack.port, { path: p(id).logs, body: logsBody })).status, 201)
-  await storedBatch(id)
-  const entry = await waitFor(() => col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))
+  await storedLogs(id, logsBody)
+  const entry = (await col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))!
   t.same(Object.keys(entry.json as object).sort(), ['%24where', '__proto__', 'a%2Eb', 'constructor'].sort())
   t.equal(entry.validation.ok, true)
 })
@@ -84,10 +94,8 @@ t.test('nesting deeper than 100 levels, and 10,000 levels, is stored as JSON tex
 
     const logs = `{"entries":[{"timestamp":"2021-01-25T11:02:41Z","json":${deepObj}}, ${deepArr}]}`
     t.equal((await send(stack.port, { path: p(id).logs, body: logs })).status, 201)
-    await waitFor(async () => (await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id })) === 2, {
-      timeoutMs: 60_000,
-      what: 'both deep entries',
-    })
+    await storedLogs(id, logs)
+    t.equal(await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id }), 2, 'both deep entries')
     const bare = await col('test_session_logs').findOne({ workspace_id: ws, session_id: id, batch_index: 1 })
     t.equal(typeof (bare?.value as unknown[])[0], 'string', 'a non-object entry (an array of arrays) is kept, its inner array as JSON text')
   }
@@ -114,17 +122,10 @@ t.test('100,000-element arrays: in a session, and in a log entry (100,000 entrie
     'and flagged where the schema wants a map',
   )
 
-  t.equal(
-    (
-      await send(stack.port, {
-        path: p(id).logs,
-        body: JSON.stringify({ entries: [{ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: 'm', json: { values: big } }] }),
-      })
-    ).status,
-    201,
-  )
-  await storedBatch(id)
-  const entry = await waitFor(() => col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))
+  const bigLogs = JSON.stringify({ entries: [{ timestamp: '2021-01-25T11:02:41Z', tag: 't', message: 'm', json: { values: big } }] })
+  t.equal((await send(stack.port, { path: p(id).logs, body: bigLogs })).status, 201)
+  await storedLogs(id, bigLogs)
+  const entry = (await col('test_session_logs').findOne({ workspace_id: ws, session_id: id }))!
   t.equal(((entry.json as Document).values as number[]).length, 100_000)
 })
 

@@ -4,8 +4,18 @@
 // sets another size; the elapsed time is printed either way). Only the first LOGS_MAX_ENTRIES
 // become documents (amplification), and the batch keeps the whole body.
 import t from 'tap'
-import { drain, knownGoodRoundTrip, paths, randomId, seedVictim, send, snapshotWorkspace, startHostileStack } from './helpers/hostile.ts'
-import { waitFor } from '../testing/wait.ts'
+import { jobIds } from '../shared/keys.ts'
+import {
+  drain,
+  knownGoodRoundTrip,
+  paths,
+  randomId,
+  seedVictim,
+  send,
+  sha256,
+  snapshotWorkspace,
+  startHostileStack,
+} from './helpers/hostile.ts'
 
 const ENTRIES = Number(process.env.HOSTILE_BULK_ENTRIES ?? 20_000)
 // Many inserts on a machine shared with the rest of the suite: a deadline, not a target.
@@ -19,11 +29,6 @@ const CAP = stack.config.logsMaxEntries
 const STORED = Math.min(ENTRIES, CAP)
 const p = (session: string) => paths(stack.attacker.token, session)
 const col = (name: string) => stack.db.collection(name)
-const storedBatch = (session: string) =>
-  waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), {
-    timeoutMs: 60_000,
-    what: `logs of ${session} to be stored`,
-  })
 
 t.test(`a ${ENTRIES}-element entries array: the first ${STORED} become log documents, the batch keeps all ${ENTRIES}`, async (t) => {
   t.equal(CAP, 10_000, 'the default LOGS_MAX_ENTRIES')
@@ -32,16 +37,15 @@ t.test(`a ${ENTRIES}-element entries array: the first ${STORED} become log docum
   t.ok(entries.length < MAX_JSON, `${entries.length} bytes`)
   const started = Date.now()
   t.equal((await send(stack.port, { path: p(id).logs, body: entries })).status, 201)
-  const batch = await storedBatch(id)
+  // The job completes once the batch and every stored entry are written.
+  const { state } = await stack.settled('logs', jobIds.logs(ws, id, sha256(entries)), { timeoutMs: 240_000 })
+  t.equal(state, 'completed')
+  const batch = (await col('test_session_log_batches').findOne({ workspace_id: ws, session_id: id }))!
   t.equal(batch.entry_count, ENTRIES)
   t.equal(batch.stored_entry_count, STORED)
   t.equal(batch.truncated, ENTRIES > CAP)
   t.equal(batch.raw_body, entries, 'the whole body is kept')
-  await waitFor(async () => (await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id })) === STORED, {
-    timeoutMs: 240_000,
-    intervalMs: 1000,
-    what: `${STORED} log entries`,
-  })
+  t.equal(await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id }), STORED, `${STORED} log entries`)
   t.comment(`${STORED} log entries stored in ${Date.now() - started} ms`)
   t.equal(
     await col('test_session_logs').countDocuments({ workspace_id: ws, session_id: id, batch_index: { $gte: CAP } }),

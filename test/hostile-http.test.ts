@@ -56,6 +56,7 @@ t.test('Content-Length that does not match the body (raw sockets)', async (t) =>
     mAnswers.every((s) => s === 201 || s === 400),
     `media answers: ${mAnswers.join(', ') || 'none'}`,
   )
+  // A poll: the gateway announces nothing when the dead request's claim is released.
   const mRetry = await waitFor(async () => {
     const r = await send(stack.port, {
       path: p(mid).media('raw'),
@@ -82,7 +83,8 @@ t.test('Content-Length that does not match the body (raw sockets)', async (t) =>
       const retry = await waitFor(
         async () => {
           const again = await send(stack.port, { path, body })
-          // 503 only while the dead request's claim is still being cleaned up.
+          // 503 only while the dead request's claim is still being cleaned up; a poll, as nothing
+          // announces the release.
           return again.status === 503 ? null : again
         },
         { timeoutMs: 20_000, what: 'the retry to be answered' },

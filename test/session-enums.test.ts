@@ -7,12 +7,12 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { buildGateway } from '../gateway/app.ts'
+import { jobIds } from '../shared/keys.ts'
 import { CLASSIFIER_MODES, PROVISION_MODES, SESSION_STATES, SESSION_TYPES } from '../shared/session-schema.ts'
 import { asRole } from './helpers/env.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
 import { seedToken } from '../testing/seed.ts'
 import { FIXTURES, randomId, startTestWorker } from './helpers/worker-harness.ts'
-import { waitFor } from '../testing/wait.ts'
 
 const ENUMS = JSON.parse(readFileSync(new URL('session-enum-values.json', fixturesDir), 'utf8')) as { values: Record<string, string[]> }
 const DOCS_EXAMPLE = readFileSync(new URL('session-rdtoolkit-docs-example.json', fixturesDir), 'utf8')
@@ -45,7 +45,12 @@ async function upload(guid: string, body: string) {
     headers: { 'content-type': 'application/json; charset=utf-8' },
   })
   if (res.statusCode !== 201) throw new Error(`PUT ${guid}: ${res.statusCode} ${res.body}`)
-  return waitFor(() => sessions.findOne({ workspace_id: seeded.workspaceId, session_id: guid }), { what: `session ${guid} stored` })
+  const { state } = await stack.settled('sessions', jobIds.session(seeded.workspaceId, guid))
+  if (state !== 'completed') throw new Error(`the job of session ${guid} ${state}`)
+  // Completed means stored (the worker answers after MongoDB has acknowledged the write).
+  const doc = await sessions.findOne({ workspace_id: seeded.workspaceId, session_id: guid })
+  if (!doc) throw new Error(`session ${guid} completed but is not stored`)
+  return doc
 }
 
 t.test("the product's lists are the client's, value for value", async (t) => {

@@ -58,7 +58,8 @@ t.test('job durations by outcome, batch sizes, failures by kind', async (t) => {
   const { text, samples } = await waitFor(
     async () => {
       const s = await scrape(server.port)
-      // The 'failed' event that counts the last failure can land just after the state is final.
+      // A poll: no event says the counter moved. The worker's own 'failed' listener counts the last
+      // failure, and it runs after BullMQ has published the 'failed' event settled() heard.
       return sumOf(s.samples, 'rdt_worker_job_failures_total') >= 3 ? s : null
     },
     { what: 'failure counters' },

@@ -4,7 +4,9 @@
 // touched another workspace. Two files, not one: each runs within tap's per-file budget on a
 // loaded 2-core machine, and the two run side by side.
 import type { Test } from 'tap'
-import { keys } from '../../shared/keys.ts'
+import type { Document } from 'mongodb'
+import { jobIds, keys } from '../../shared/keys.ts'
+import type { QueueName } from '../../shared/queue-settings.ts'
 import {
   drain,
   errorLines,
@@ -13,6 +15,7 @@ import {
   paths,
   seedVictim,
   send,
+  sha256,
   snapshotWorkspace,
   startHostileStack,
 } from './hostile.ts'
@@ -25,20 +28,42 @@ export async function startHostileCases(t: Test) {
   const ws = stack.attacker.workspaceId
   const token = stack.attacker.token
   const col = (name: string) => stack.db.collection(name)
+  /** Waits on the job's events, then reads what it stored: 'completed' means the write is readable. */
+  async function settledThenRead(queue: QueueName, jobId: string, read: () => Promise<Document | null>, what: string): Promise<Document> {
+    const { state, job } = await stack.settled(queue, jobId, { timeoutMs: 60_000 })
+    if (state !== 'completed') throw new Error(`${what}: its job ${state}: ${job.failedReason}`)
+    const doc = await read()
+    if (!doc) throw new Error(`${what}: its job completed but nothing is stored`)
+    return doc
+  }
   const storedSession = (session: string) =>
-    waitFor(() => col('test_sessions').findOne({ workspace_id: ws, session_id: session }), {
-      timeoutMs: 60_000,
-      what: `session ${session} to be stored`,
-    })
+    settledThenRead(
+      'sessions',
+      jobIds.session(ws, session),
+      () => col('test_sessions').findOne({ workspace_id: ws, session_id: session }),
+      `session ${session}`,
+    )
+  const storedMedia = (session: string, media: string) =>
+    settledThenRead(
+      'media',
+      jobIds.media(ws, session, media),
+      () => col('test_session_media').findOne({ workspace_id: ws, session_id: session, media_id: media }),
+      `media ${session}/${media}`,
+    )
+  /** The logs job of `body` (sent as is: no gzip, no BOM), whose id holds the body's hash. */
+  const storedLogs = (session: string, body: string) =>
+    settledThenRead(
+      'logs',
+      jobIds.logs(ws, session, sha256(body)),
+      () => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session, sha256: sha256(body) }),
+      `logs of ${session}`,
+    )
+  // A poll: the logs job's id holds the hash of the body as the gateway received it (inflated,
+  // invalid bytes and all), which these callers do not restate. storedLogs waits on the event.
   const storedBatch = (session: string) =>
     waitFor(() => col('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }), {
       timeoutMs: 60_000,
       what: `logs of ${session} to be stored`,
-    })
-  const storedMedia = (session: string, media: string) =>
-    waitFor(() => col('test_session_media').findOne({ workspace_id: ws, session_id: session, media_id: media }), {
-      timeoutMs: 60_000,
-      what: `media ${session}/${media} to be stored`,
     })
 
   /** Nothing queued for this session in any queue, and no staged photo under it. */
@@ -91,6 +116,7 @@ export async function startHostileCases(t: Test) {
     col,
     storedSession,
     storedBatch,
+    storedLogs,
     storedMedia,
     nothingFor,
     checkAfterEveryCase,

@@ -11,7 +11,8 @@ import { BSON } from 'mongodb'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../../gateway/app.ts'
-import { QUEUE_NAMES } from '../../shared/queue-settings.ts'
+import { jobIds } from '../../shared/keys.ts'
+import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { asRole } from './env.ts'
 import { seedToken, type SeededToken } from '../../testing/seed.ts'
 import { fakeJpeg, readObject } from '../../testing/media.ts'
@@ -236,6 +237,7 @@ export async function drain(stack: TestStack, timeoutMs = 60_000): Promise<Queue
   }
   let pending = await pendingNow()
   try {
+    // A poll: BullMQ's 'drained' event says nothing is waiting, not that nothing is active or delayed.
     await waitFor(
       async () => {
         pending = await pendingNow()
@@ -265,21 +267,20 @@ export async function knownGoodRoundTrip(stack: HostileStack): Promise<{ statuse
     (await send(stack.port, { path: p.media('cropped'), headers: [['Content-Type', 'image/jpeg']], body: photo })).status,
   ]
   const ws = stack.attacker.workspaceId
-  const stored = await waitFor(
-    async () => {
-      const [s, l, m] = await Promise.all([
-        stack.db
-          .collection('test_sessions')
-          .findOne({ workspace_id: ws, session_id: session, raw_sha256: sha256(FIXTURES.sessionRdtoolkit) }),
-        stack.db.collection('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }),
-        stack.db
-          .collection('test_session_media')
-          .findOne({ workspace_id: ws, session_id: session, media_id: 'cropped', sha256: sha256(photo) }),
-      ])
-      return Boolean(s && l && m)
-    },
-    { timeoutMs: 30_000, what: 'the known-good uploads to be stored' },
-  ).catch(() => false)
+  // 'completed' means stored; the reads below then check it is what was sent.
+  const outcomes = await settledAll(stack, [
+    ['sessions', jobIds.session(ws, session)],
+    ['logs', jobIds.logs(ws, session, sha256(FIXTURES.logsRdtoolkit))],
+    ['media', jobIds.media(ws, session, 'cropped')],
+  ]).catch(() => [])
+  const [s, l, m] = await Promise.all([
+    stack.db.collection('test_sessions').findOne({ workspace_id: ws, session_id: session, raw_sha256: sha256(FIXTURES.sessionRdtoolkit) }),
+    stack.db.collection('test_session_log_batches').findOne({ workspace_id: ws, session_id: session }),
+    stack.db
+      .collection('test_session_media')
+      .findOne({ workspace_id: ws, session_id: session, media_id: 'cropped', sha256: sha256(photo) }),
+  ])
+  const stored = outcomes.length === 3 && outcomes.every((o) => o === 'completed') && Boolean(s && l && m)
   return { statuses, stored }
 }
 
@@ -302,17 +303,24 @@ export async function seedVictim(stack: HostileStack): Promise<void> {
   ]
   const statuses = res.map((r) => r.status)
   if (statuses.join() !== '201,201,201,409') throw new Error(`seeding the victim workspace got ${statuses.join()}`)
-  await waitFor(
-    async () => {
-      const counts = await Promise.all(
-        ['test_sessions', 'test_session_log_batches', 'test_session_media', 'test_session_conflicts'].map((c) =>
-          stack.db.collection(c).countDocuments({ workspace_id: ws }),
-        ),
-      )
-      return counts.every((n) => n === 1)
-    },
-    { timeoutMs: 30_000, what: 'the victim workspace to be stored' },
+  const outcomes = await settledAll(stack, [
+    ['sessions', jobIds.session(ws, 'victim-session')],
+    ['logs', jobIds.logs(ws, 'victim-session', sha256(FIXTURES.logsRdtoolkit))],
+    ['media', jobIds.media(ws, 'victim-session', 'cropped')],
+    ['sessions', jobIds.conflict(ws, 'victim-session', sha256(FIXTURES.sessionSpecExample))],
+  ])
+  const counts = await Promise.all(
+    ['test_sessions', 'test_session_log_batches', 'test_session_media', 'test_session_conflicts'].map((c) =>
+      stack.db.collection(c).countDocuments({ workspace_id: ws }),
+    ),
   )
+  if (!outcomes.every((o) => o === 'completed') || !counts.every((n) => n === 1))
+    throw new Error(`seeding the victim workspace: jobs ${outcomes.join()}, documents ${counts.join()}`)
+}
+
+/** Waits on their events until every job listed is completed or failed for good; their states, in order. */
+function settledAll(stack: TestStack, jobs: [QueueName, string][], timeoutMs = 30_000): Promise<string[]> {
+  return Promise.all(jobs.map(async ([queue, id]) => (await stack.settled(queue, id, { timeoutMs })).state))
 }
 
 const DATA_COLLECTIONS = ['test_sessions', 'test_session_conflicts', 'test_session_logs', 'test_session_log_batches', 'test_session_media']
