@@ -16,6 +16,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { pino } from 'pino'
 import { buildGateway } from '../gateway/app.ts'
 import { buildWorker } from '../worker/app.ts'
+import { jobIds } from '../shared/keys.ts'
+import { watchJobs } from '../testing/job-events.ts'
 import { buildAdmin } from '../admin/app.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { createAdminUser } from '../tokens/users.ts'
@@ -164,12 +166,20 @@ t.test('the admin journey in a real browser', async (t) => {
     statuses.map((r) => r.status),
     [201, 201],
   )
-  await waitFor(
-    async () =>
-      (await admin.db.collection('test_session_media').countDocuments({ session_id: guid })) === 2 &&
-      (await admin.db.collection('test_session_logs').countDocuments({ session_id: guid })) === 3,
-    { timeoutMs: 30_000, what: 'worker stored everything' },
+  // The worker's jobs, heard on their events; 'completed' means stored.
+  const ws = String((await admin.db.collection('workspaces').findOne({ slug: 'clinic-e2e' }))?._id)
+  const watch = (queue: string) => watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue })
+  const sessionJob = jobIds.session(ws, guid)
+  t.same(await (await watch('sessions')).settled([sessionJob], { timeoutMs: 30_000 }), [{ id: sessionJob, state: 'completed' }])
+  const logsJob = jobIds.logs(ws, guid, createHash('sha256').update(logs).digest('hex'))
+  t.same(await (await watch('logs')).settled([logsJob], { timeoutMs: 30_000 }), [{ id: logsJob, state: 'completed' }])
+  const photoJobs = [jobIds.media(ws, guid, 'cropped'), jobIds.media(ws, guid, 'raw')]
+  t.same(
+    (await (await watch('media')).settled(photoJobs, { timeoutMs: 30_000 })).map((o) => o.state),
+    ['completed', 'completed'],
   )
+  t.equal(await admin.db.collection('test_session_media').countDocuments({ session_id: guid }), 2, 'worker stored both photos')
+  t.equal(await admin.db.collection('test_session_logs').countDocuments({ session_id: guid }), 3, 'and the log entries')
 
   // 5. Find the session in the list.
   await page.click('.tabs >> text=Sessions')
@@ -201,6 +211,7 @@ t.test('the admin journey in a real browser', async (t) => {
   await Promise.all([page.waitForURL(/done=revoked/), page.click('button:has-text("Revoke")')])
   t.match(await page.textContent('.notice'), 'Token revoked')
   await shot(page, '06-revoked')
+  // A poll: the pushed revocation reaches the gateway's token cache with no event a test can hear.
   const after = await waitFor(
     async () => {
       const r = await fetch(`${dsn}/test_session/another-guid/`, { method: 'PUT', body: new Uint8Array(session), headers: json })

@@ -3,14 +3,17 @@
 // Afterwards the documents are in MongoDB and the photo is in the bucket, byte for byte.
 import t from 'tap'
 import { spawn, execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
+import { jobIds } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { freePort } from '../stack/ports.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
 import { roleProcessEnv, testConfig } from './helpers/env.ts'
+import { watchJobs } from '../testing/job-events.ts'
 import { waitFor } from '../testing/wait.ts'
 import { fakeJpeg, readObject } from '../testing/media.ts'
 
@@ -41,6 +44,7 @@ t.teardown(() => {
 })
 
 t.test('npm start serves the real client end to end', async (t) => {
+  // A poll: a child process's readiness is seen only by asking it.
   await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, { timeoutMs: 60_000, what: 'gateway ready' })
   t.match(output, `http://127.0.0.1:${port}`, 'prints the gateway URL')
 
@@ -70,13 +74,23 @@ t.test('npm start serves the real client end to end', async (t) => {
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   const c = collections(db)
-  const doc = await waitFor(() => c.sessions.findOne({ session_id: guid }), { timeoutMs: 30_000, what: 'session stored' })
+  // The worker process's jobs, heard on their events; 'completed' means stored.
+  const ws: string = created.workspace_id
+  const watch = (queue: string) => watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue })
+  const jobs: [string, string][] = [
+    ['sessions', jobIds.session(ws, guid)],
+    ['logs', jobIds.logs(ws, guid, createHash('sha256').update(logs).digest('hex'))],
+    ['media', jobIds.media(ws, guid, 'cropped')],
+  ]
+  for (const [queue, id] of jobs)
+    t.same(await (await watch(queue)).settled([id], { timeoutMs: 30_000 }), [{ id, state: 'completed' }], `${queue} job completed`)
+  const doc = (await c.sessions.findOne({ session_id: guid }))!
   t.equal(doc.raw_body, Buffer.from(session).toString('utf8'), 'exact body kept')
   t.ok(doc.time_started instanceof Date, 'dates are BSON dates')
   t.equal(doc.state, 'QUEUED')
   t.equal(doc.test_profile_id, 'sd_bioline_mal_pf_pv')
-  await waitFor(async () => (await c.logs.countDocuments({ session_id: guid })) === 3, { timeoutMs: 30_000, what: 'logs stored' })
-  const media = await waitFor(() => c.media.findOne({ session_id: guid, media_id: 'cropped' }), { timeoutMs: 30_000, what: 'media stored' })
+  t.equal(await c.logs.countDocuments({ session_id: guid }), 3, 'logs stored')
+  const media = (await c.media.findOne({ session_id: guid, media_id: 'cropped' }))!
   t.equal(media.size, jpeg.length)
   t.equal(media.filename, '20210125_111802_cropped.jpg')
   t.equal(media.key, `${doc.workspace_id}/${guid}/cropped`)
@@ -88,7 +102,8 @@ t.test('npm start serves the real client end to end', async (t) => {
   const redis = new Redis(config.redisUrl)
   t.teardown(() => redis.disconnect())
   await cli('token', 'revoke', created.id)
-  // The change is pushed to the gateway over pub/sub, which is asynchronous: poll with a deadline.
+  // The change is pushed to the gateway over pub/sub, which is asynchronous and seen by no
+  // event outside the gateway process: poll with a deadline.
   await waitFor(async () => (await fetch(`${dsn}/test_session/other/`, { method: 'PUT', body: session, headers: json })).status === 403, {
     timeoutMs: 10_000,
     what: 'revocation',
