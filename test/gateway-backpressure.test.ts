@@ -24,6 +24,7 @@ import { ensureBinaries } from '../stack/install.ts'
 import { startRedis } from '../stack/services.ts'
 import { asRole, inspectorQueues, roleProcessEnv, testConfig } from './helpers/env.ts'
 import { seedToken } from '../testing/seed.ts'
+import { watchJobs } from '../testing/job-events.ts'
 import { waitFor } from '../testing/wait.ts'
 import { fakeJpeg } from '../testing/media.ts'
 
@@ -82,16 +83,19 @@ t.test('a queue backlog over the mark: 503 + Retry-After for that queue only, 20
   // A worker drains what was accepted; the gateway accepts again at the next poll after that.
   const worker = await workerFor(config, 'sessions')
   t.teardown(() => worker.close())
-  const again = await waitFor(async () => ((await putSession(app, seeded.token, 'b-4')).statusCode === 201 ? true : null), {
-    what: 'the backlog to drain',
-  })
-  t.ok(again, 'accepted again once drained')
+  const sessionJobs = await watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue: 'sessions' })
+  const accepted = ['b-1', 'b-2', 'b-3'].map((guid) => jobIds.session(seeded.workspaceId, guid))
+  t.same(
+    (await sessionJobs.settled(accepted, { what: 'the backlog to drain' })).map((o) => o.state),
+    ['completed', 'completed', 'completed'],
+  )
+  await app.backlog.pollOnce() // the next scheduled poll would do the same within 50 ms
+  t.equal((await putSession(app, seeded.token, 'b-4')).statusCode, 201, 'accepted again once drained')
+  const [last] = await sessionJobs.settled([jobIds.session(seeded.workspaceId, 'b-4')])
+  t.equal(last?.state, 'completed')
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
-  const stored = await waitFor(
-    async () => ((await collections(db).sessions.countDocuments({ workspace_id: seeded.workspaceId })) === 4 ? 4 : null),
-    { what: 'all accepted sessions stored' },
-  )
+  const stored = await collections(db).sessions.countDocuments({ workspace_id: seeded.workspaceId })
   t.equal(stored, 4, 'every session answered 201 was stored, including those accepted before the refusal')
 
   // Delayed jobs (retries waiting out their backoff) count too.
@@ -136,13 +140,19 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
 
   const worker = await workerFor(config, 'media')
   t.teardown(() => worker.close())
-  await waitFor(async () => (await counter()) === 0 && (await redis.hlen(k.stagedMedia)) === 0, {
-    what: 'the worker to release the staged bytes',
-  })
-  t.pass('back to 0 once the worker has moved both photos')
+  // The worker releases a photo's staged bytes before it completes the job.
+  const mediaJobs = await watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue: 'media' })
+  const photos = ['raw', 'cropped'].map((m) => jobIds.media(seeded.workspaceId, 'm-1', m))
+  t.same(
+    (await mediaJobs.settled(photos, { what: 'the worker to move both photos' })).map((o) => o.state),
+    ['completed', 'completed'],
+  )
+  t.equal(await counter(), 0, 'back to 0 once the worker has moved both photos')
+  t.equal(await redis.hlen(k.stagedMedia), 0, 'and nothing registered')
   await app.backlog.pollOnce()
   t.equal((await putMedia(app, seeded.token, 'm-1', 'attempt_1_raw', fakeJpeg(1000))).statusCode, 201, 'media accepted again')
-  await waitFor(async () => (await counter()) === 0, { what: 'the third photo to be processed' })
+  await mediaJobs.settled([jobIds.media(seeded.workspaceId, 'm-1', 'attempt_1_raw')], { what: 'the third photo to be processed' })
+  t.equal(await counter(), 0, 'and its bytes released too')
 
   // A job that runs twice (a stalled lock, a retry after a crash) must subtract once. Another
   // photo's bytes are registered meanwhile, so a second subtraction would show (and not be hidden by the floor at 0).
@@ -208,6 +218,8 @@ t.test('private Redis: near maxmemory, unreachable, and evicting', async (t) => 
     await app.backlog.pollOnce()
     t.ok(app.backlog.snapshot().error, 'the poller reports its failure (and keeps the last verdict)')
     await server.start()
+    // Polls: the point is that the gateway comes back by itself, whenever its client reconnects;
+    // asking is the only outside view of that.
     await waitFor(async () => (await putSession(app, seeded.token, 'down-1')).statusCode === 201, {
       what: 'the gateway to recover',
       timeoutMs: 20_000,
