@@ -5,15 +5,18 @@
 // http gets no answer. The admin panel serves HTTPS too.
 import t from 'tap'
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { request } from 'node:https'
 import { rootCertificates, getCACertificates, setDefaultCACertificates } from 'node:tls'
 import { promisify } from 'node:util'
+import { jobIds } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { createS3 } from '../shared/s3.ts'
 import { loadTestConfig } from '../testing/config.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
+import { watchJobs } from '../testing/job-events.ts'
 import { waitFor } from '../testing/wait.ts'
 import { fakeJpeg, readObject } from '../testing/media.ts'
 import { npmStart } from './helpers/npm-start.ts'
@@ -46,6 +49,7 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   const ca = readFileSync(envFile.GATEWAY_CA_FILE!, 'utf8')
 
   // Without the CA: the handshake fails, before any HTTP. Plain http on the same port gets nothing.
+  // Polls: a child process's readiness is seen only by asking it.
   await waitFor(() => get(`${base}/readyz`, [ca]).then((s) => s === 200), { timeoutMs: 60_000, what: 'gateway ready over HTTPS' })
   await t.rejects(
     get(`${base}/readyz`, [...rootCertificates]),
@@ -95,10 +99,21 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   const c = collections(db)
-  const doc = await waitFor(() => c.sessions.findOne({ session_id: guid }), { timeoutMs: 30_000, what: 'session stored' })
+  // The worker process's jobs, heard on their events; 'completed' means stored.
+  const ws: string = created.workspace_id
+  const jobs: [string, string][] = [
+    ['sessions', jobIds.session(ws, guid)],
+    ['logs', jobIds.logs(ws, guid, createHash('sha256').update(logs).digest('hex'))],
+    ['media', jobIds.media(ws, guid, 'cropped')],
+  ]
+  for (const [queue, id] of jobs) {
+    const watch = await watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue })
+    t.same(await watch.settled([id], { timeoutMs: 30_000 }), [{ id, state: 'completed' }], `${queue} job completed`)
+  }
+  const doc = (await c.sessions.findOne({ session_id: guid }))!
   t.equal(doc.raw_body, Buffer.from(session).toString('utf8'), 'the session, byte for byte')
-  await waitFor(async () => (await c.logs.countDocuments({ session_id: guid })) === 3, { timeoutMs: 30_000, what: 'logs stored' })
-  const media = await waitFor(() => c.media.findOne({ session_id: guid, media_id: 'cropped' }), { timeoutMs: 30_000, what: 'photo stored' })
+  t.equal(await c.logs.countDocuments({ session_id: guid }), 3, 'logs stored')
+  const media = (await c.media.findOne({ session_id: guid, media_id: 'cropped' }))!
   t.ok((await readObject(createS3(config.s3), media.bucket, media.key)).equals(jpeg), 'the photo in the bucket, byte for byte')
 })
 

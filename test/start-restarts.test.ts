@@ -9,10 +9,12 @@ import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadTestConfig } from '../testing/config.ts'
+import { jobIds } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { inspectorEnv } from '../stack/roles.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
 import { seedToken } from '../testing/seed.ts'
+import { watchJobs } from '../testing/job-events.ts'
 import { waitFor } from '../testing/wait.ts'
 import { npmStart } from './helpers/npm-start.ts'
 
@@ -90,8 +92,12 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   const envFile = await app.envFile()
   // Seeding and checks with the stack's test-only root credentials.
   const config = loadTestConfig({ ...inspectorEnv(envFile), PUBLIC_URL: `http://127.0.0.1:${app.port}` })
+  // Polls: a child process's readiness, and the phones' progress below, have no event to wait on.
   await waitFor(async () => (await fetch(`http://127.0.0.1:${app.port}/readyz`)).ok, { timeoutMs: 60_000, what: 'gateway ready' })
-  const { token } = await seedToken(config)
+  const { token, workspaceId } = await seedToken(config)
+  // The worker process's jobs, heard on their events; 'completed' means stored.
+  const sessionJobs = await watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue: 'sessions' })
+  const jobOf = (guid: string) => jobIds.session(workspaceId, guid)
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
   t.teardown(() => client.close())
   const c = collections(db)
@@ -118,11 +124,8 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
     // Uploads go on: accepted after the new process started, and (for the worker) stored by it.
     await waitFor(() => p.accepted.length >= before + 20, { timeoutMs: 60_000, what: `20 more uploads accepted after the ${name} restart` })
     const late = p.accepted[p.accepted.length - 1]!
-    await waitFor(async () => (await stored(late)) === 1, {
-      timeoutMs: 60_000,
-      what: `an upload accepted after the ${name} restart is stored`,
-    })
-    t.pass(`uploads continue after the ${name} restart`)
+    await sessionJobs.settled([jobOf(late)], { timeoutMs: 60_000, what: `an upload accepted after the ${name} restart to be stored` })
+    t.equal(await stored(late), 1, `uploads continue after the ${name} restart`)
   }
 
   await p.stop()
@@ -130,10 +133,13 @@ t.test('the worker and then the gateway killed with SIGKILL while phones upload'
   t.ok(p.retries() > 0, 'the phones did see the restarts (and retried)')
   // Every accepted upload, including the jobs the killed worker held, stored once and only once.
   const ids = [...new Set(p.accepted)]
-  await waitFor(async () => (await c.sessions.countDocuments({ session_id: { $in: ids } })) === ids.length, {
-    timeoutMs: 90_000,
-    what: `all ${ids.length} accepted sessions stored`,
-  })
+  const outcomes = await sessionJobs.settled(ids.map(jobOf), { timeoutMs: 90_000, what: `all ${ids.length} accepted sessions stored` })
+  t.same(
+    outcomes.filter((o) => o.state !== 'completed'),
+    [],
+    'every job completed',
+  )
+  t.equal(await c.sessions.countDocuments({ session_id: { $in: ids } }), ids.length, 'every accepted session stored')
   const dup = await c.sessions.aggregate([{ $group: { _id: '$session_id', n: { $sum: 1 } } }, { $match: { n: { $gt: 1 } } }]).toArray()
   t.same(dup, [], 'no session stored twice')
   t.equal(await c.sessions.countDocuments({}), ids.length, 'nothing stored that was not accepted')
