@@ -6,6 +6,7 @@ import { createS3, ensureBucket } from '../shared/s3.ts'
 import { createPasswordChecks } from '../admin/security/password-checks.ts'
 import { hashPassword, needsRehash, verifyPassword, SCRYPT_PARAMS } from '../tokens/passwords.ts'
 import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import {
   addAdmin,
   browser,
@@ -21,7 +22,7 @@ import { isLocalHttp, loadAdminConfig } from '../admin/config.ts'
 import { CSP } from '../admin/app.ts'
 import { fakeJpeg } from '../testing/media.ts'
 import { testConfig } from './helpers/env.ts'
-import { waitFor } from '../testing/wait.ts'
+import { untilEvent } from '../testing/wait.ts'
 
 const config = testConfig()
 const { app } = await startAdmin(config, { adminConfig: { loginMaxPerEmail: 3, loginMaxPerIp: 8 } })
@@ -212,14 +213,19 @@ t.test('scrypt checks in flight are capped per process; past the queue the attem
   let running = 0
   let peak = 0
   const release: (() => void)[] = []
+  // 'change' each time a check starts or ends, so the test waits on it instead of polling.
+  const changes = new EventEmitter()
   const checks = createPasswordChecks({
     maxInFlight: 2,
     maxWaiting: 3,
     verify: async () => {
       running++
       peak = Math.max(peak, running)
-      await new Promise<void>((r) => release.push(r))
+      const released = new Promise<void>((r) => release.push(r))
+      changes.emit('change')
+      await released
       running--
+      changes.emit('change')
       return false
     },
   })
@@ -230,10 +236,10 @@ t.test('scrypt checks in flight are capped per process; past the queue the attem
       (e: Error) => e.name,
     ),
   )
-  await waitFor(() => release.length === 2, { what: 'two checks running' })
+  await untilEvent(changes, 'change', () => release.length === 2, { what: 'two checks running' })
   while (release.length) {
     release.shift()!()
-    await waitFor(() => release.length > 0 || running === 0, { what: 'the next check' })
+    await untilEvent(changes, 'change', () => release.length > 0 || running === 0, { what: 'the next check' })
   }
   const outcomes = await Promise.all(all)
   t.equal(peak, 2, 'never more than 2 at once')

@@ -46,6 +46,7 @@ const tokenOf = (dsn: string) => dsn.split('/ingest/')[1]!.replace(/\/$/, '')
 async function gateway(t: Test, config: TestConfig): Promise<FastifyInstance> {
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
+  // A poll: the token cache announces nothing when its subscription is confirmed.
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })
   return app
 }
@@ -74,7 +75,8 @@ t.test('--grace 2s: the old DSN works during the grace period and gets 403 after
   }
   t.ok(duringGrace > 0, `the old DSN was tried ${duringGrace} time(s) within its grace period`)
 
-  // After it: wait (with a deadline) for the 403; never a 201 once the expiry has passed.
+  // After it: wait (with a deadline) for the 403; never a 201 once the expiry has passed. A poll:
+  // an expiry is a moment in time, no event marks it.
   const refusedAt = await waitFor(
     async () => {
       const sent = Date.now()
@@ -105,6 +107,7 @@ t.test('--grace 0: the old DSN is refused at once, the new one works; human outp
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, 'the old token stopped working now')
   const dsn = /^\s+(http\S+\/ingest\/rdt_\S+)$/m.exec(r.stdout)![1]!
+  // A poll: the pushed change reaches the gateway's cache with no event a test can hear.
   await waitFor(async () => (await put(app, seeded.token)).statusCode === 403, { timeoutMs: 5000, what: 'the old DSN to get 403' })
   t.equal((await put(app, tokenOf(dsn))).statusCode, 201, 'the new DSN works')
 })

@@ -174,6 +174,7 @@ t.test(
       await holdUpload(`/ingest/${busy.token}/test_session/${id('h')}/`, { ...json, 'Content-Length': 100_000 }, Buffer.from('{"pad":"')),
     ]
     t.teardown(() => held.forEach((h) => h.socket.destroy()))
+    // Polls on the in-flight gauge: a held upload is counted (or released) with no event.
     await waitFor(async () => (await metric('rdt_gateway_uploads_in_flight', {})) === MAX_IN_FLIGHT, {
       what: `${MAX_IN_FLIGHT} uploads in flight`,
     })

@@ -96,7 +96,8 @@ t.test('counters move by route pattern, status and reason; the token never appea
 })
 
 t.test('backpressure figures: staged photo bytes, Redis memory, refusal state', async (t) => {
-  // The poller refreshes every BACKPRESSURE_POLL_MS, so wait for it to have seen the photo above.
+  // The poller refreshes every BACKPRESSURE_POLL_MS, so wait for it to have seen the photo above:
+  // a poll, as the poller announces nothing.
   const { samples } = await waitFor(
     async () => {
       const s = await scrape(metrics.port)

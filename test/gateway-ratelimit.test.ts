@@ -14,7 +14,7 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
 import { asRole, inspectorQueues, roleProcessEnv, testConfig } from './helpers/env.ts'
 import { seedToken } from '../testing/seed.ts'
-import { waitFor } from '../testing/wait.ts'
+import { onceWithin, waitFor } from '../testing/wait.ts'
 
 const UNKNOWN_MAX = 5
 const config = testConfig({
@@ -167,7 +167,8 @@ t.test('the bucket refills: after Retry-After the token is accepted again', asyn
   t.ok(accepted >= 120 && accepted <= allowed, `${accepted} accepted: the burst of 120, plus at most what refilled meanwhile (${allowed})`)
   t.equal(refused?.statusCode, 429)
   t.equal(refused?.headers['retry-after'], '1', 'one request every 500 ms: retry within the second')
-  // Polls with a deadline; refused attempts use up nothing, so one is accepted as soon as a slot frees.
+  // Polls with a deadline (a slot freeing is only a matter of time, no event); refused attempts
+  // use up nothing, so one is accepted as soon as a slot frees.
   await waitFor(async () => (await session(gwB, refill.token, 'fill-over')).statusCode === 201, {
     timeoutMs: 10_000,
     intervalMs: 100,
@@ -247,8 +248,9 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
   const cfg = { ...config, backpressurePollMs: 3_600_000, rateLimitPerMinute: 6 }
   const app = await buildGateway({ config: asRole(cfg, 'gateway'), logger: false })
   t.teardown(() => app.close())
+  // A poll: the backpressure poller announces nothing; the subscriber's connection has 'ready'.
   await waitFor(() => app.backlog.snapshot().polls >= 1, { what: 'the first backpressure poll' })
-  await waitFor(() => app.subscriber.status === 'ready', { what: 'the token-change subscription' })
+  if (app.subscriber.status !== 'ready') await onceWithin(app.subscriber, 'ready', { what: 'the token-change subscription' })
   t.equal((await session(app, other.token, 'rt-warm')).statusCode, 201, 'warm-up (fills the token cache)')
 
   const commands: string[] = []

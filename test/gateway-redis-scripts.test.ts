@@ -24,6 +24,7 @@ async function setup(t: Test) {
   t.teardown(() => app.close())
   const direct = new Redis(redis.url)
   t.teardown(() => direct.disconnect())
+  // A poll: readiness (Redis reachable, scripts loaded) is seen only by asking /readyz.
   await waitFor(async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, { what: 'the gateway to be ready' })
   return { app, direct, seeded, config }
 }
@@ -91,6 +92,7 @@ async function photoAcrossTheLimit(
     )
     req.on('error', reject)
     req.write(body.subarray(0, 1000))
+    // A poll: the claim is a key the gateway writes; Redis tells no one (no keyspace events here).
     waitFor(() => direct.exists(claim), { intervalMs: 5, what: 'the claim' })
       .then(between)
       .then(() => req.end(body.subarray(1000)), reject)
@@ -100,6 +102,7 @@ async function photoAcrossTheLimit(
 t.test('at the memory limit every upload is 503 with Retry-After; afterwards they are accepted', async (t) => {
   const { app, direct, seeded, config } = await setup(t)
   // The token is looked up (and cached) first: at the limit its lookup would be refused too.
+  // A poll: the token cache announces nothing when its subscription is confirmed.
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })
   t.equal((await session(app, seeded.token, 'before-limit')).statusCode, 201)
   let undo: () => Promise<void> = async () => {}

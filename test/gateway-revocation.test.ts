@@ -73,6 +73,7 @@ async function gatewayWithCachedToken(
   const seeded = await seedToken(config)
   const app = await buildGateway({ config: asRole(config, 'gateway'), logger: false })
   t.teardown(() => app.close())
+  // A poll: the token cache announces nothing when its subscription is confirmed.
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the token-change subscription' })
   t.equal((await put(app, seeded.token, 'before')).statusCode, 201, 'the token works')
   t.equal(app.tokenCache.size(), 1, 'and is cached, so only a pushed change can refuse it')
@@ -95,6 +96,7 @@ t.test('a subscription made during the connection handshake still hears every ch
   const cache = await new Promise<TokenCache>((resolve) =>
     sub.once('connect', () => resolve(createTokenCache(main, sub, { prefix, ttlMs: 60_000 }))),
   )
+  // A poll: the token cache announces nothing when its subscription is confirmed.
   await waitFor(() => cache.subscribed(), { what: 'the subscription' })
 
   const token = 'rdt_' + randomBytes(16).toString('base64url')
@@ -113,6 +115,7 @@ t.test('a subscription made during the connection handshake still hears every ch
   t.match(await cache.lookup(token), { revoked: false })
   t.equal(cache.size(), 1, 'cached')
   await publishEntries(main, prefix, new Map([[hashToken(token), { ...entry, revoked: true, v: 2 }]]))
+  // A poll: applying a pushed entry emits nothing a test can hear.
   await waitFor(async () => (await cache.lookup(token)) !== null && ((await cache.lookup(token)) as TokenEntry).revoked, {
     what: 'the pushed revocation',
   })
@@ -126,6 +129,7 @@ t.test('Redis restarted between caching and revoking: refused within 1 s of the 
   await redis.stop()
   await redis.start()
   // The subscription must come back by itself, and the token be cached again through it.
+  // Polls: the reconnection, and the gateway serving again, are seen only by asking.
   await waitFor(() => app.tokenCache.subscribed(), { what: 'the subscription after the restart' })
   await waitFor(async () => (await put(app, seeded.token, 'between')).statusCode === 201, { what: 'the gateway to serve again' })
   t.equal(app.tokenCache.size(), 1, 'the token is cached again')
@@ -144,6 +148,7 @@ t.test('Redis down when the revocation starts: the CLI waits for it, then refuse
   await redis.stop()
   const cli = cliRevoke(config, seeded.tokenId)
   // Redis comes back only after the revocation is in MongoDB, so the CLI's push must be retried.
+  // A poll: the CLI's write to MongoDB is seen only by reading it.
   await waitFor(async () => (await collections(db).tokens.findOne({ _id: seeded.tokenId }))?.revoked_at, {
     timeoutMs: 30_000,
     what: 'the revocation in MongoDB',

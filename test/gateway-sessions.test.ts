@@ -155,7 +155,8 @@ t.test('tokens: unknown, wrong permission, inactive workspace, expired and revok
   await syncTokenMirror(db, redis, config.redisPrefix)
   await client.close()
   // Pushed, not polled: the cached entry is dropped when the change is announced. How fast is a
-  // figure for the benchmark (shared machines are noisy), so the deadline here is generous.
+  // figure for the benchmark (shared machines are noisy), so the deadline here is generous. A poll:
+  // the gateway drops the entry with no event a test can hear.
   await waitFor(async () => (await put(`/ingest/${victim.token}/test_session/v2`, '{}')).statusCode === 403, {
     timeoutMs: 10_000,
     intervalMs: 20,

@@ -61,6 +61,7 @@ gateway.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
 t.teardown(() => {
   gateway.kill('SIGKILL')
 })
+// A poll: a child process's readiness is seen only by asking it.
 await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, {
   timeoutMs: 60_000,
   what: `gateway ready (stderr: ${stderr.slice(-500)})`,
@@ -235,6 +236,7 @@ t.test(
     // Each photo trickler spooled at most what it sent before its cut: PIECE bytes per tick.
     const perPhoto = PIECE * Math.ceil((REQUEST_TIMEOUT_MS + SLACK_MS) / TICK_MS + 1)
     t.ok(spoolPeak <= (BODY_TRICKLERS / 2) * perPhoto, `spool peak ${spoolPeak} bytes <= ${(BODY_TRICKLERS / 2) * perPhoto}`)
+    // Polls: spool files and the in-flight gauge of another process change with no event.
     await waitFor(async () => (await spools()).length === 0, { timeoutMs: 15_000, what: 'every spool directory to be removed' })
     t.pass('no spool file is left')
 
@@ -250,6 +252,7 @@ t.test(
       'by route where the request was routed',
     )
     t.equal(sumOf(m, 'rdt_gateway_refusals_total', { reason: 'aborted' }), 0, 'and not counted twice (as the aborted upload that follows)')
+    // A poll, as above: the gauge is another process's.
     await waitFor(async () => sumOf(await metrics(), 'rdt_gateway_uploads_in_flight') === 0, { what: 'no upload left in flight' })
     t.pass('no upload left in flight')
   },

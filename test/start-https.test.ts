@@ -58,6 +58,7 @@ t.test('STACK_TLS=1 npm start: HTTPS with a local CA, end to end', async (t) => 
   )
   await t.rejects(fetch(`http://127.0.0.1:${app.port}/readyz`), 'no cleartext answer')
   t.equal(await get(`https://localhost:${app.port}/readyz`, [ca]), 200, 'the certificate names localhost too')
+  // The same for the admin panel.
   await waitFor(() => get(`https://127.0.0.1:${app.adminPort}/healthz`, [ca]).then((s) => s === 200), {
     timeoutMs: 60_000,
     what: 'admin panel ready over HTTPS',

@@ -143,6 +143,7 @@ setInterval(() => {}, 1000)
   const stubbornPid = Number((await next(/^stubborn started \(pid (\d+)\)$/))[1])
 
   // Both have their SIGTERM handlers in place (a signal that comes earlier kills either at once).
+  // A poll: each child writes a file once its handler is in place; that file is the only signal.
   for (const pid of [thirdPid, stubbornPid]) await waitFor(() => existsSync(join(dir, `up-${pid}`)), { what: `pid ${pid} up` })
   sup.stop()
   const before = lines.length
