@@ -77,7 +77,7 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
     BACKLOG_HIGH_WATER: '10000000',
     // T3 sends 256 photos of 1-5 MB per round through one workspace, more than its default byte
     // budget (256 MiB a minute): the rounds measured 429s, not storage. The budget is a policy
-    // limit, tested in test/gateway-ratelimit.test.ts (with 0 the claim script skips it; T1 is unchanged, its bodies are small).
+    // limit, tested in test/gateway-ratelimit.test.ts (with 0 the claim script skips it).
     WORKSPACE_BYTES_PER_MINUTE: '0',
   }
 
