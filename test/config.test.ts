@@ -1,19 +1,14 @@
 // Config parsing that needs no services: each process's own loader, per-queue worker concurrency,
 // the hostile-client limits.
 import t from 'tap'
+import { OFFLINE_ENV } from '../testing/config.ts'
 import { loadAdminServerConfig } from '../admin/config.ts'
 import { loadCliConfig } from '../cli/config.ts'
 import { loadGatewayConfig } from '../gateway/config.ts'
 import { ConfigError } from '../shared/config-vars.ts'
 import { loadWorkerConfig } from '../worker/config.ts'
 
-const env = {
-  REDIS_URL: 'redis://127.0.0.1:1',
-  MONGODB_URL: 'mongodb://127.0.0.1:1/x',
-  S3_ENDPOINT: 'http://127.0.0.1:1',
-  S3_ACCESS_KEY: 'a',
-  S3_SECRET_KEY: 'b',
-}
+const env = OFFLINE_ENV
 
 t.test('each process asks only for what it uses', async (t) => {
   const redis = { REDIS_URL: env.REDIS_URL }

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../gateway/app.ts'
-import { loadTestConfig } from '../testing/config.ts'
+import { loadTestConfig, OFFLINE_ENV } from '../testing/config.ts'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { freePort } from '../stack/ports.ts'
 import { asRole, testConfig } from './helpers/env.ts'
@@ -147,13 +147,7 @@ t.test('METRICS_PORT: 0 disables, a taken port is logged and does not stop the p
   t.equal(await startMetricsServer({ port: metrics.port, host: '127.0.0.1', registry: app.metrics, logger }), null)
   t.match(lines.join(''), /metrics listener could not start/)
 
-  const env = {
-    REDIS_URL: 'redis://127.0.0.1:1',
-    MONGODB_URL: 'mongodb://127.0.0.1:1/x',
-    S3_ENDPOINT: 'http://127.0.0.1:1',
-    S3_ACCESS_KEY: 'a',
-    S3_SECRET_KEY: 'b',
-  }
+  const env = OFFLINE_ENV
   t.equal(loadTestConfig(env).metricsPort, null, 'unset: the process default')
   t.equal(loadTestConfig({ ...env, METRICS_PORT: '0' }).metricsPort, 0)
   t.equal(loadTestConfig({ ...env, METRICS_PORT: '9999' }).metricsPort, 9999)

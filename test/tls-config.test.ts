@@ -7,18 +7,12 @@ import { readFileSync, statSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadTestConfig } from '../testing/config.ts'
+import { loadTestConfig, OFFLINE_ENV } from '../testing/config.ts'
 import { loadAdminConfig } from '../admin/config.ts'
 import { cookieNames } from '../admin/security/auth.ts'
 import { ensureLocalTls, stackTlsSettings } from '../stack/local-tls.ts'
 
-const env = {
-  REDIS_URL: 'redis://127.0.0.1:1',
-  MONGODB_URL: 'mongodb://127.0.0.1:1/x',
-  S3_ENDPOINT: 'http://127.0.0.1:1',
-  S3_ACCESS_KEY: 'a',
-  S3_SECRET_KEY: 'b',
-}
+const env = OFFLINE_ENV
 const dir = await mkdtemp(join(tmpdir(), 'rdt-tls-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
 const tlsDir = join(dir, 'tls')

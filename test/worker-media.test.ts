@@ -31,6 +31,13 @@ async function run(data: Awaited<ReturnType<typeof stageMedia>>) {
   return stack.settled('media', jobIdFor(data))
 }
 
+/** What the sweeper logged since line `from` (a failed sweep of one object is only logged). */
+const sweepLogLines = (from: number) =>
+  stack.lines
+    .slice(from)
+    .filter((l) => /sweep/.test(String(l.msg)))
+    .map((l) => `${l.msg} ${String(l.err ?? '')}`)
+
 t.test('a staged JPEG is verified, moved to its final key and recorded', async (t) => {
   const ws = randomId('w')
   const bytes = jpeg()
@@ -209,14 +216,7 @@ t.test('the sweeper does not duplicate a job that is waiting, and asks its state
   const linesBefore = stack.lines.length
   const res = await stack.app.sweeper!.sweepOnce()
   t.equal(res.enqueued, 0, 'the waiting job is not duplicated')
-  t.same(
-    stack.lines
-      .slice(linesBefore)
-      .filter((l) => /sweep/.test(String(l.msg)))
-      .map((l) => `${l.msg} ${String(l.err ?? '')}`),
-    [],
-    'no sweep failed',
-  )
+  t.same(sweepLogLines(linesBefore), [], 'no sweep failed')
   await stack.queues.media.resume()
   t.equal((await stack.settled('media', jobIdFor(data))).state, 'completed')
 })
@@ -231,14 +231,7 @@ t.test('the sweeper does not duplicate a job that is still queued', async (t) =>
   t.equal(res.enqueued, 0, 'the queued job is not duplicated')
   // It asked the job's state, with the worker's own Redis user: a script it may not run (BullMQ 6's
   // getState needs LPOS) fails the object's sweep quietly, which the count above cannot tell apart.
-  t.same(
-    stack.lines
-      .slice(linesBefore)
-      .filter((l) => /sweep/.test(String(l.msg)))
-      .map((l) => `${l.msg} ${String(l.err ?? '')}`),
-    [],
-    'no sweep failed',
-  )
+  t.same(sweepLogLines(linesBefore), [], 'no sweep failed')
   t.equal(await stack.queues.media.getJobState(jobIdFor(data)), 'delayed')
   await job.promote()
   t.equal((await stack.settled('media', jobIdFor(data))).state, 'completed')

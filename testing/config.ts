@@ -13,3 +13,12 @@ export type TestConfig = GatewayConfig & WorkerConfig & AdminServerConfig & CliC
 export function loadTestConfig(env: Env): TestConfig {
   return { ...loadGatewayConfig(env), ...loadWorkerConfig(env), ...loadAdminServerConfig(env), ...loadCliConfig(env) }
 }
+
+/** An environment every loader accepts, pointing at nothing: for tests that only parse configuration. */
+export const OFFLINE_ENV: Readonly<Record<string, string>> = {
+  REDIS_URL: 'redis://127.0.0.1:1',
+  MONGODB_URL: 'mongodb://127.0.0.1:1/x',
+  S3_ENDPOINT: 'http://127.0.0.1:1',
+  S3_ACCESS_KEY: 'a',
+  S3_SECRET_KEY: 'b',
+}

@@ -180,28 +180,17 @@ async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {
   await s3.removeBucket(bucket)
 }
 
+/** The fields every JSON job carries, as the gateway sets them for `body` (token tok1, received now). */
+function jsonJob(ws: string, session: string, body: string) {
+  return { workspace_id: ws, session_id: session, token_id: 'tok1', received_at: new Date().toISOString(), sha256: sha256(body), body }
+}
+
 export function sessionJob(ws: string, session: string, body: string, kind: 'session' | 'conflict' = 'session'): SessionsQueueJob {
-  return {
-    kind,
-    workspace_id: ws,
-    session_id: session,
-    token_id: 'tok1',
-    received_at: new Date().toISOString(),
-    sha256: sha256(body),
-    body,
-  }
+  return { kind, ...jsonJob(ws, session, body) }
 }
 
 export function logsJob(ws: string, session: string, body: string): LogsJob {
-  return {
-    kind: 'logs',
-    workspace_id: ws,
-    session_id: session,
-    token_id: 'tok1',
-    received_at: new Date().toISOString(),
-    sha256: sha256(body),
-    body,
-  }
+  return { kind: 'logs', ...jsonJob(ws, session, body) }
 }
 
 /** A Job-shaped object for calling a processor directly (as a re-run after a stall would). */
