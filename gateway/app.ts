@@ -1,5 +1,6 @@
-// buildGateway(deps) returns the Fastify app; server.ts only starts it. The gateway is
-// deliberately thin: authenticate the DSN, claim the idempotency key, enqueue, answer.
+// buildGateway(deps) returns the Fastify app; run.ts runs it as a process and server.ts only
+// starts that. The gateway is deliberately thin: authenticate the DSN, claim the idempotency key,
+// enqueue, answer.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from 'fastify'
 import type { GatewayConfig } from './config.ts'
 import { redactUrl } from '../shared/logger.ts'
@@ -127,7 +128,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   await app.register(redisPlugin, { url: config.redisUrl })
   await app.register(queuesPlugin, { redisPrefix: config.redisPrefix })
-  // Before the routes, so its onResponse hook sees every one; served by server.ts on METRICS_PORT.
+  // Before the routes, so its onResponse hook sees every one; served by run.ts on METRICS_PORT.
   // The backlog poller is created below; its figures are read lazily, at scrape time.
   const inFlight = createInFlightLimiter(config.maxInFlightPerToken)
   await app.register(metricsPlugin, {

@@ -1,5 +1,5 @@
 // The gateway's configuration: the shared sections it uses plus its own limits, read and
-// validated once at start (gateway/server.ts). Every setting is in the README's configuration table.
+// validated once at start (gateway/run.ts). Every setting is in the README's configuration table.
 import { fail, fraction, int, type Env } from '../shared/config-vars.ts'
 import * as shared from '../shared/config.ts'
 
