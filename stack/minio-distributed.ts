@@ -46,27 +46,37 @@ export async function startMinioDistributed(bin: string, opts: S3Options): Promi
   )
   await Promise.all(nodes.map((n) => n.start()))
   const balancer = await startBalancer(serverPorts, opts.port)
-  const handle = composite(nodes, balancer, opts)
+  const handle = composite(nodes, serverPorts, balancer, opts)
   await handle.ready(opts.readyTimeoutMs ?? 60_000)
   return handle
 }
 
-/** One handle for the whole cluster: the balancer's address, and every node started, stopped or killed together. */
-function composite(nodes: ChildService[], balancer: Balancer, opts: S3Options): DistributedS3 {
+/**
+ * One handle for the whole cluster: the balancer's address, and every node started, stopped or
+ * killed together. Stopping closes the balancer too (the stack must not leave a listener behind);
+ * starting opens it again on the same port, so S3_ENDPOINT stays right.
+ */
+function composite(nodes: ChildService[], serverPorts: number[], first: Balancer, opts: S3Options): DistributedS3 {
   const all = (f: (n: ChildService) => Promise<unknown>) => Promise.all(nodes.map(f)).then(() => undefined)
+  const { port, url } = first
+  let balancer: Balancer | null = first
   return {
     name: 's3',
-    port: balancer.port,
-    url: balancer.url,
+    port,
+    url,
     nodes,
     get pid() {
       return nodes[0]!.pid
     },
     logFile: nodes[0]!.logFile,
-    start: () => all((n) => n.start()),
+    start: async () => {
+      await all((n) => n.start())
+      balancer ??= await startBalancer(serverPorts, port)
+    },
     stop: async () => {
       await all((n) => n.stop())
-      await balancer.close()
+      await balancer?.close()
+      balancer = null
     },
     kill: (signal) => all((n) => n.kill(signal)),
     // Ready once the erasure set answers S3 through the balancer (a write quorum of nodes is up).
@@ -74,7 +84,7 @@ function composite(nodes: ChildService[], balancer: Balancer, opts: S3Options): 
       const deadline = Date.now() + timeoutMs
       for (;;) {
         try {
-          return await pingS3(balancer.port, opts)
+          return await pingS3(port, opts)
         } catch (err) {
           if (Date.now() > deadline)
             throw new Error(`distributed MinIO not ready after ${timeoutMs} ms: ${(err as Error).message}`, { cause: err })
