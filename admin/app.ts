@@ -93,7 +93,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
 async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyPassword']): Promise<void> {
   const { config, adminConfig, now } = app
   await app.register(mongoPlugin, { url: config.mongodbUrl, writeConcern: config.mongoWriteConcern })
-  await app.register(redisPlugin, { url: config.redisUrl })
+  await app.register(redisPlugin, { target: config })
   app.decorate('s3', createS3(config.s3))
   app.decorate(
     'tokenAdmin',
@@ -101,6 +101,7 @@ async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyP
       db: app.db,
       redis: app.redis,
       prefix: config.redisPrefix,
+      shards: config.redisShards,
       publicUrl: config.publicUrl,
       now,
       onMirrorError: (err, action) =>

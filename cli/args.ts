@@ -43,6 +43,12 @@ export const COMMANDS = {
     writes: true,
   },
   'workspace set-rate-limit': { positionals: ['slug', 'limit'], options: json, writes: true },
+  'workspace move-shard': {
+    positionals: ['slug', 'shard'],
+    options: { 'no-wait': { type: 'boolean' }, ...json },
+    writes: true,
+    queues: true,
+  },
   'token create': {
     positionals: [],
     options: {
@@ -121,6 +127,7 @@ workspaces:
   workspace activate <slug> [--json]
   workspace rename <slug> [--name N] [--slug NEW_SLUG] [--json]
   workspace set-rate-limit <slug> <per-minute|default> [--json]
+  workspace move-shard <slug> <shard> [--no-wait] [--json]
 
 tokens:
   token create --workspace <slug> [--permissions test_session,logs,media]
@@ -152,6 +159,8 @@ admin create and admin reset-password ask for the password twice (no echo), or r
 stdin with --password-stdin. admin disable and admin reset-password end the admin's sessions.
 token rotate issues a new token like the old one; the old one keeps working for the grace
 period (at most 90d; 0 = it stops now, and the command exits 1 if the gateways were not told).
+move-shard sends the workspace's new uploads to another Redis shard, then waits until the jobs
+it left in the old shard have run (--no-wait: return at once; run it again later to finish).
 jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
 sessions revalidate recomputes the normalised fields and validation of stored sessions from
 their raw_body with the current rules (e.g. after an upgrade); safe to re-run and to interrupt.

@@ -13,7 +13,7 @@ async function jobsCommand(cx: CommandContext): Promise<void> {
   // The jobs live only in Redis: without it there is nothing to show, so say so plainly.
   if (cx.redis?.status !== 'ready') throw new CliError('redis_unavailable', `Redis at ${cx.redisLabel} is unreachable`)
   const { createJobsAdmin } = await import('./jobs.ts')
-  const jobs = createJobsAdmin({ redis: cx.redis, prefix: cx.prefix, db: cx.db })
+  const jobs = createJobsAdmin({ redis: cx.redis, prefixes: cx.shardPrefixes, db: cx.db })
   const queue = option(cx.cmd, 'queue') as QueueName | undefined // checked against QUEUE_NAMES by the parser
   try {
     if (cx.cmd.name === 'jobs failed') {

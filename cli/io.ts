@@ -1,6 +1,6 @@
 // What every CLI command gets: its parsed arguments, the output streams, the actor, the
 // connections and the token admin; and the two ways a command answers (print, unconfirmed).
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import type { TokenAdmin } from '../tokens/admin.ts'
 import type { CommandName, ParsedCommand } from './args.ts'
@@ -20,9 +20,11 @@ export interface CommandContext {
   actor: string
   db: Db
   /** Connected (maybe not ready) for commands that write or read queues; null otherwise. */
-  redis: Redis | null
+  redis: RedisClient | null
   /** Redis key prefix (config.redisPrefix). */
   prefix: string
+  /** Every shard's key prefix (shared/redis-shards.ts), shard 0 first. */
+  shardPrefixes: string[]
   /** Redis URL with its password hidden, for messages. */
   redisLabel: string
   admin: TokenAdmin

@@ -5,7 +5,7 @@
 // Job bodies are patients' test results (and a session may once have carried its DSN), so only
 // metadata is ever printed: queue, id, the ids the job is about, failure reason, attempts, times.
 import { Job, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import { AppError } from '../shared/errors.ts'
 import { isValidId } from '../shared/ids.ts'
@@ -69,13 +69,14 @@ export function describeJob(queue: QueueName, job: Job): FailedJobInfo {
 }
 
 interface JobsDeps {
-  queues: Map<QueueName, Queue>
+  /** Every queue of every shard (a workspace moved to another shard may have left failed jobs in the old one). */
+  queues: [QueueName, Queue][]
   audit: ReturnType<typeof collections>['audit']
 }
 
 /** The queues a command covers: one, or all. */
 const pick = (deps: JobsDeps, queue?: QueueName): [QueueName, Queue][] =>
-  [...deps.queues].filter(([name]) => queue === undefined || name === queue)
+  deps.queues.filter(([name]) => queue === undefined || name === queue)
 
 /**
  * Moves one failed job back to waiting and audits it. The attempt counters are reset: a retry
@@ -120,7 +121,10 @@ async function retry(deps: JobsDeps, id: string, opts: { queue?: QueueName; acto
   }
   if (found.length === 0) throw new JobsError('job_not_found', `no job "${id}"${opts.queue ? ` in queue ${opts.queue}` : ''}`)
   if (found.length > 1)
-    throw new JobsError('ambiguous_job', `job "${id}" exists in ${found.map(([n]) => n).join(' and ')}; say which with --queue`)
+    throw new JobsError(
+      'ambiguous_job',
+      `job "${id}" exists in ${found.map(([, j]) => j.queueQualifiedName).join(' and ')}; say which with --queue, or retry all`,
+    )
   const [name, job] = found[0]!
   const state = await job.getState()
   if (state !== 'failed') throw new JobsError('job_not_failed', `job "${id}" in ${name} is ${state}, not failed; nothing to retry`)
@@ -152,17 +156,19 @@ async function retryAll(deps: JobsDeps, opts: { queue?: QueueName; actor: string
   return out
 }
 
-export function createJobsAdmin(deps: { redis: Redis; prefix: string; db: Db }) {
+export function createJobsAdmin(deps: { redis: RedisClient; prefixes: string[]; db: Db }) {
   const jd: JobsDeps = {
     audit: collections(deps.db).audit,
-    queues: new Map(QUEUE_NAMES.map((name) => [name, new Queue(name, { connection: deps.redis, prefix: deps.prefix })])),
+    queues: deps.prefixes.flatMap((prefix) =>
+      QUEUE_NAMES.map((name): [QueueName, Queue] => [name, new Queue(name, { connection: deps.redis, prefix })]),
+    ),
   }
   return {
     listFailed: (opts: { queue?: QueueName; limit: number }) => listFailed(jd, opts),
     retry: (id: string, opts: { queue?: QueueName; actor: string }) => retry(jd, id, opts),
     retryAll: (opts: { queue?: QueueName; actor: string }) => retryAll(jd, opts),
     async close(): Promise<void> {
-      await Promise.all([...jd.queues.values()].map((q) => q.close()))
+      await Promise.all(jd.queues.map(([, q]) => q.close()))
     },
   }
 }

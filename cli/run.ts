@@ -1,12 +1,13 @@
 // The CLI as a function: parse, connect, run one command, close everything, return the exit code.
 // Exit codes: 0 done, 1 refused or failed (message on stderr), 2 usage (usage on stderr).
 import { userInfo } from 'node:os'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Db, MongoClient } from 'mongodb'
 import { ConfigError } from '../shared/config-vars.ts'
 import { loadCliConfig, type CliConfig } from './config.ts'
 import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { assertNoEviction, createProducerRedis } from '../shared/redis.ts'
+import { assertNoEviction, createProducerRedis, type RedisTarget } from '../shared/redis.ts'
+import { shardPrefixes } from '../shared/redis-shards.ts'
 import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { COMMAND_HANDLERS } from './commands.ts'
@@ -57,7 +58,7 @@ export async function runCli(argv: readonly string[], io: CliIO = defaultIO): Pr
 
 async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): Promise<number> {
   let mongo: MongoClient | undefined
-  let redis: Redis | undefined
+  let redis: RedisClient | undefined
   try {
     let db: Db
     try {
@@ -67,7 +68,7 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
       throw new CliError('mongo_unavailable', `MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`, { cause: err })
     }
     // Read-only commands never touch the mirror, so they work with Redis down.
-    if (cmd.writes || cmd.queues) redis = await connectRedis(config.redisUrl)
+    if (cmd.writes || cmd.queues) redis = await connectRedis(config)
     // Like every process: refuse an evicting Redis before changing anything (an evicted mirror
     // entry or job is lost data). An unreachable Redis is the warning below, not a refusal.
     if (redis?.status === 'ready') await assertNoEviction(redis)
@@ -79,6 +80,7 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
       db,
       redis: redis ?? null,
       prefix: config.redisPrefix,
+      shardPrefixes: shardPrefixes(config.redisPrefix, config.redisShards),
       redisLabel: redact(config.redisUrl),
       admin,
     }
@@ -93,12 +95,13 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
 }
 
 /** The token admin, warning once on stderr when a change could not be pushed to the gateways' mirror. */
-function cliTokenAdmin(db: Db, redis: Redis | null, config: CliConfig, io: CliIO): TokenAdmin {
+function cliTokenAdmin(db: Db, redis: RedisClient | null, config: CliConfig, io: CliIO): TokenAdmin {
   let warned = false
   return createTokenAdmin({
     db,
     redis,
     prefix: config.redisPrefix,
+    shards: config.redisShards,
     publicUrl: config.publicUrl,
     onMirrorError: (err) => {
       if (warned) return
@@ -116,9 +119,9 @@ function cliTokenAdmin(db: Db, redis: Redis | null, config: CliConfig, io: CliIO
  * keeps reconnecting, so a mirror push retried within its window (tokens/mirror.ts pushToMirror)
  * reaches a Redis that was restarting; a push that never does is reported through onMirrorError.
  */
-async function connectRedis(url: string): Promise<Redis> {
+async function connectRedis(target: RedisTarget): Promise<RedisClient> {
   // Not fail-fast like the gateway: a slow reply under load must not turn into a skipped mirror push.
-  const redis = createProducerRedis(url, {
+  const redis = createProducerRedis(target, {
     lazyConnect: true,
     retryStrategy: (times) => Math.min(times * 100, 500),
     connectTimeout: 2000,

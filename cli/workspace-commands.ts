@@ -1,4 +1,4 @@
-// `workspace create|list|activate|deactivate|rename|set-rate-limit`.
+// `workspace create|list|activate|deactivate|rename|set-rate-limit|move-shard`.
 import { TokenAdminError } from '../tokens/errors.ts'
 import { workspaceTable } from './format.ts'
 import { option, print, unconfirmed, type CommandContext, type CommandHandlers } from './io.ts'
@@ -38,8 +38,57 @@ async function setRateLimit(cx: CommandContext): Promise<void> {
   print(cx, res, human)
 }
 
+/**
+ * `workspace move-shard <slug> <shard>` (tokens/shards.ts has the procedure). Run again for a
+ * workspace already on that shard whose move has not finished, it only waits and finishes.
+ */
+async function moveShard(cx: CommandContext): Promise<number | void> {
+  const raw = cx.cmd.args.shard!
+  if (!/^\d{1,2}$/.test(raw)) throw new TokenAdminError('bad_shard', `invalid shard "${raw}": use a shard number (0 to REDIS_SHARDS - 1)`)
+  const to = Number(raw)
+  const before = await cx.admin.getWorkspace(cx.cmd.args.slug!)
+  const resuming = before.redis_shard === to && before.redis_shard_moving_from !== null
+  const move = resuming
+    ? { ...before, from: before.redis_shard_moving_from!, to, tokens_republished: null }
+    : await cx.admin.moveWorkspaceShard(cx.cmd.args.slug!, to, cx.actor)
+  if (!resuming && move.tokens_republished === null)
+    cx.io.err('warning: the gateways were not told; they switch at the next mirror sync by a worker (about every 30 s).\n')
+  if (cx.cmd.values['no-wait'] || !cx.redis) {
+    print(
+      cx,
+      { ...move, pending_jobs: null },
+      `Workspace "${move.slug}": new uploads go to shard ${to}; run this again to wait for shard ${move.from}.\n`,
+    )
+    return
+  }
+  const { pendingWorkspaceJobs } = await import('./shard-drain.ts')
+  const oldPrefix = cx.shardPrefixes[move.from]!
+  let lastProgress = 0
+  for (;;) {
+    const pending = await pendingWorkspaceJobs(cx.redis, oldPrefix, move.id)
+    if (pending === 0) break
+    if (Date.now() - lastProgress > 5000) {
+      lastProgress = Date.now()
+      cx.io.err(`${pending} job(s) of "${move.slug}" still to run in shard ${move.from}…\n`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  const done = await cx.admin.finishShardMove(move.id)
+  print(
+    cx,
+    { ...move, ...done, pending_jobs: 0 },
+    `Workspace "${move.slug}" moved from shard ${move.from} to shard ${to}; nothing left in shard ${move.from}.\n`,
+  )
+}
+
 export const workspaceCommands: CommandHandlers<
-  'workspace create' | 'workspace list' | 'workspace activate' | 'workspace deactivate' | 'workspace rename' | 'workspace set-rate-limit'
+  | 'workspace create'
+  | 'workspace list'
+  | 'workspace activate'
+  | 'workspace deactivate'
+  | 'workspace rename'
+  | 'workspace set-rate-limit'
+  | 'workspace move-shard'
 > = {
   'workspace create': async (cx) => {
     const ws = await cx.admin.createWorkspace(cx.cmd.args.slug!, { name: option(cx.cmd, 'name'), actor: cx.actor })
@@ -57,4 +106,5 @@ export const workspaceCommands: CommandHandlers<
     print(cx, ws, `Workspace ${ws.id}: slug "${ws.slug}", name "${ws.name}".\n`)
   },
   'workspace set-rate-limit': setRateLimit,
+  'workspace move-shard': moveShard,
 }

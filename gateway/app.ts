@@ -84,13 +84,13 @@ function createAuthentication(app: FastifyInstance, config: GatewayConfig) {
           windowMs: config.unknownTokenWindowMs,
         })
       : undefined
-  return createAuthenticator(tokens, { defaultRateLimitPerMinute: config.rateLimitPerMinute, unknownTokens })
+  return createAuthenticator(tokens, { shards: app.shards, defaultRateLimitPerMinute: config.rateLimitPerMinute, unknownTokens })
 }
 
 /** One backpressure poller per gateway; requests only read its verdict (no Redis round trip of their own). */
 function startBackpressure(app: FastifyInstance, config: GatewayConfig): BacklogMonitor {
   const backlog = createBacklogMonitor(app.redis, {
-    prefix: config.redisPrefix,
+    prefixes: app.shards.map((s) => s.prefix),
     backlogHighWater: config.backlogHighWater,
     stagedMediaHighWaterBytes: config.stagedMediaHighWaterBytes,
     memoryHighWater: config.redisMemoryHighWater,
@@ -112,7 +112,7 @@ function keepRequestScriptsLoaded(app: FastifyInstance): void {
   defineStagingCommands(app.redis)
   const scripts = keepScriptsLoaded(app.redis, {
     // BullMQ defines its scripts once its connection is initialised.
-    before: () => Promise.all(Object.values(app.queues).map((q) => q.waitUntilReady())),
+    before: () => Promise.all(app.shards.flatMap((s) => Object.values(s.queues)).map((q) => q.waitUntilReady())),
     onError: (err) => app.log.warn({ err: (err as Error).message }, 'could not load the Redis scripts; retrying'),
   })
   app.decorate('scripts', scripts)
@@ -126,8 +126,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   late.app = app
   installAnswers(app)
 
-  await app.register(redisPlugin, { url: config.redisUrl })
-  await app.register(queuesPlugin, { redisPrefix: config.redisPrefix })
+  await app.register(redisPlugin, { target: config })
+  await app.register(queuesPlugin, { redisPrefix: config.redisPrefix, redisShards: config.redisShards })
   // Before the routes, so its onResponse hook sees every one; served by run.ts on METRICS_PORT.
   // The backlog poller is created below; its figures are read lazily, at scrape time.
   const inFlight = createInFlightLimiter(config.maxInFlightPerToken)
@@ -149,9 +149,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const backlog = startBackpressure(app, config)
   const idempotency = createIdempotencyStore(app.redis, { pendingTimeoutMs: config.pendingTimeoutMs, ttlMs: config.idempotencyTtlMs })
   keepRequestScriptsLoaded(app)
-  // Not `prefix`: that option name is Fastify's route prefix.
   const common = {
-    redisPrefix: config.redisPrefix,
     idempotency,
     authenticate,
     backlog,

@@ -7,6 +7,7 @@ import type { Permission } from '../shared/permissions.ts'
 import { isValidId } from '../shared/ids.ts'
 import { HttpError, rateLimited, unavailable } from './errors.ts'
 import type { TokenCache } from './token-cache.ts'
+import type { Shard } from './plugins/queues.ts'
 import { addressKey, type UnknownTokenLimiter } from './unknown-token-limit.ts'
 
 export interface IngestContext {
@@ -14,15 +15,19 @@ export interface IngestContext {
   tokenId: string
   /** This token's rate limit (requests per minute, 0 = none): its workspace's setting, or the gateway default. */
   rateLimitPerMinute: number
+  /** The workspace's shard: every key and queue the request touches is under its prefix. */
+  shard: Shard
 }
 
 export interface AuthOptions {
+  /** Every shard, by number (REDIS_SHARDS of them). */
+  shards: Shard[]
   /** RATE_LIMIT_PER_MINUTE, for tokens whose workspace sets no limit of its own. */
   defaultRateLimitPerMinute?: number
   unknownTokens?: UnknownTokenLimiter
 }
 
-export function createAuthenticator(tokens: TokenCache, opts: AuthOptions = {}) {
+export function createAuthenticator(tokens: TokenCache, opts: AuthOptions) {
   return async function authenticate(request: FastifyRequest, dsn: string, permission: Permission): Promise<IngestContext> {
     // A malformed token cannot exist, so it is refused without a lookup.
     const entry = isValidId(dsn) ? await tokens.lookup(dsn) : null
@@ -50,7 +55,14 @@ export function createAuthenticator(tokens: TokenCache, opts: AuthOptions = {}) 
     }
     const own = entry.rate_limit_per_minute
     const rateLimitPerMinute = typeof own === 'number' && own >= 0 ? own : (opts.defaultRateLimitPerMinute ?? 0)
-    return { workspaceId: entry.workspace_id, tokenId: entry.id, rateLimitPerMinute }
+    const shard = opts.shards[entry.redis_shard ?? 0]
+    if (!shard) {
+      // REDIS_SHARDS is lower than a shard in use: refusing with 503 keeps the device retrying
+      // until the operator fixes the setting, and queues nothing where no worker would look.
+      request.log.error({ token_id: entry.id, shard: entry.redis_shard, shards: opts.shards.length }, 'workspace shard beyond REDIS_SHARDS')
+      throw unavailable('redis shard')
+    }
+    return { workspaceId: entry.workspace_id, tokenId: entry.id, rateLimitPerMinute, shard }
   }
 }
 

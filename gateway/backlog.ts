@@ -4,11 +4,16 @@
 // budget, so one poller per gateway reads them all in a single pipelined round trip every
 // `intervalMs` and keeps an in-process verdict that the request path reads for free.
 //
+// With shards (shared/redis-shards.ts) each shard is read in its own pipeline, which a Redis
+// Cluster client sends to the master that owns the shard's slot, INFO included: the memory figure
+// is the fullest of those masters. The queue figures are summed over shards, since the workers
+// serve every shard; the verdict is the gateway's, not a shard's.
+//
 // Only new work is refused: workers are unaffected, so what was accepted keeps draining, and the
 // verdict clears at the first poll after the figures fall back under the marks. If a poll fails
 // (Redis away), the last verdict stands; requests then fail on Redis itself with 503 anyway.
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import { keys } from '../shared/keys.ts'
 import { periodic } from '../shared/periodic.ts'
 import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
@@ -44,7 +49,8 @@ export interface BacklogSnapshot {
 }
 
 export interface BacklogOptions {
-  prefix: string
+  /** Every shard's key prefix. */
+  prefixes: string[]
   /** Jobs (waiting + delayed) per queue at which that queue's route answers 503; 0 = never. */
   backlogHighWater: number
   /** Staged photo bytes at which the media route answers 503; 0 = never. */
@@ -65,7 +71,7 @@ function infoField(info: string, name: string): number {
 type Verdict = Record<QueueName, Overload | null>
 type Figures = Omit<BacklogSnapshot, 'overloaded'>
 
-export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
+export function createBacklogMonitor(redis: RedisClient, opts: BacklogOptions) {
   const emptyQueues = () => Object.fromEntries(QUEUE_NAMES.map((q) => [q, { waiting: 0, delayed: 0 }])) as Record<QueueName, QueueBacklog>
   const figures: Figures = {
     at: null,
@@ -78,7 +84,7 @@ export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
   }
   let verdict = Object.fromEntries(QUEUE_NAMES.map((q) => [q, null])) as Verdict
   const pollOnce = async (): Promise<void> => {
-    if (await poll(redis, keys(opts.prefix), figures, opts.logger)) verdict = update(verdict, judge(figures, opts), opts.logger)
+    if (await pollShards(redis, opts.prefixes, figures, opts.logger)) verdict = update(verdict, judge(figures, opts), opts.logger)
   }
   // Never keeps a process alive on its own; the first poll at once.
   const loop = periodic(pollOnce, { intervalMs: opts.intervalMs, firstDelayMs: 0 })
@@ -100,32 +106,22 @@ export function createBacklogMonitor(redis: Redis, opts: BacklogOptions) {
   }
 }
 
-/** Reads every figure in one pipelined round trip into `figures`; false (figures kept) when it failed. */
-async function poll(redis: Redis, k: ReturnType<typeof keys>, figures: Figures, logger?: FastifyBaseLogger): Promise<boolean> {
-  const pipe = redis.pipeline()
-  for (const q of QUEUE_NAMES) {
-    pipe.llen(k.queue(q, 'wait'))
-    pipe.llen(k.queue(q, 'paused'))
-    pipe.zcard(k.queue(q, 'prioritized'))
-    pipe.zcard(k.queue(q, 'delayed'))
-  }
-  pipe.get(k.stagedMediaBytes)
-  pipe.info('memory')
+type ShardFigures = Pick<Figures, 'queues' | 'stagedMediaBytes' | 'redis'>
+
+/** Reads every shard (one pipelined round trip each, in parallel) into `figures`; false (figures kept) when one failed. */
+async function pollShards(redis: RedisClient, prefixes: string[], figures: Figures, logger?: FastifyBaseLogger): Promise<boolean> {
   try {
-    const res = await pipe.exec()
-    if (!res) throw new Error('pipeline aborted')
-    const values = res.map(([err, v]) => {
-      if (err) throw err
-      return v
-    })
-    QUEUE_NAMES.forEach((q, i) => {
-      const [wait, paused, prioritized, delayed] = values.slice(i * QUEUE_KEY_TYPES.length, (i + 1) * QUEUE_KEY_TYPES.length).map(Number)
-      figures.queues[q] = { waiting: wait! + paused! + prioritized!, delayed: delayed! }
-    })
-    const rest = values.slice(QUEUE_NAMES.length * QUEUE_KEY_TYPES.length)
-    figures.stagedMediaBytes = Math.max(0, Number(rest[0] ?? 0) || 0)
-    const info = String(rest[1] ?? '')
-    figures.redis = { usedMemory: infoField(info, 'used_memory'), maxMemory: infoField(info, 'maxmemory') }
+    const shards = await Promise.all(prefixes.map((prefix) => pollShard(redis, keys(prefix))))
+    for (const q of QUEUE_NAMES) {
+      figures.queues[q] = { waiting: 0, delayed: 0 }
+      for (const s of shards) {
+        figures.queues[q].waiting += s.queues[q].waiting
+        figures.queues[q].delayed += s.queues[q].delayed
+      }
+    }
+    figures.stagedMediaBytes = shards.reduce((sum, s) => sum + s.stagedMediaBytes, 0)
+    const fill = (m: ShardFigures['redis']) => (m.maxMemory > 0 ? m.usedMemory / m.maxMemory : 0)
+    figures.redis = shards.map((s) => s.redis).reduce((a, b) => (fill(b) > fill(a) ? b : a))
     figures.at = Date.now()
     figures.error = null
     figures.polls++
@@ -135,6 +131,37 @@ async function poll(redis: Redis, k: ReturnType<typeof keys>, figures: Figures, 
     figures.error = (err as Error).message
     figures.failedPolls++
     return false
+  }
+}
+
+/** One shard's figures, and the memory of the Redis that holds it, in one pipelined round trip. */
+async function pollShard(redis: RedisClient, k: ReturnType<typeof keys>): Promise<ShardFigures> {
+  const pipe = redis.pipeline()
+  for (const q of QUEUE_NAMES) {
+    pipe.llen(k.queue(q, 'wait'))
+    pipe.llen(k.queue(q, 'paused'))
+    pipe.zcard(k.queue(q, 'prioritized'))
+    pipe.zcard(k.queue(q, 'delayed'))
+  }
+  pipe.get(k.stagedMediaBytes)
+  pipe.info('memory')
+  const res = await pipe.exec()
+  if (!res) throw new Error('pipeline aborted')
+  const values = res.map(([err, v]) => {
+    if (err) throw err
+    return v
+  })
+  const queues = {} as Record<QueueName, QueueBacklog>
+  QUEUE_NAMES.forEach((q, i) => {
+    const [wait, paused, prioritized, delayed] = values.slice(i * QUEUE_KEY_TYPES.length, (i + 1) * QUEUE_KEY_TYPES.length).map(Number)
+    queues[q] = { waiting: wait! + paused! + prioritized!, delayed: delayed! }
+  })
+  const rest = values.slice(QUEUE_NAMES.length * QUEUE_KEY_TYPES.length)
+  const info = String(rest[1] ?? '')
+  return {
+    queues,
+    stagedMediaBytes: Math.max(0, Number(rest[0] ?? 0) || 0),
+    redis: { usedMemory: infoField(info, 'used_memory'), maxMemory: infoField(info, 'maxmemory') },
   }
 }
 

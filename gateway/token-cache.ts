@@ -2,7 +2,7 @@
 // Redis mirror (shared/token-registry.ts). Changes are pushed on a pub/sub channel and evict the
 // cached entry at once, so a revocation reaches every gateway well within a second. While the
 // subscription is down nothing is cached, because a missed message could keep a revoked token alive.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import { keys } from '../shared/keys.ts'
 // token-hash.ts, not token-registry.ts: the latter loads the MongoDB driver, which the gateway never uses.
 import { hashToken } from '../shared/token-hash.ts'
@@ -18,7 +18,7 @@ export interface TokenCacheOptions {
   negativeTtlMs?: number
 }
 
-export function createTokenCache(redis: Redis, subscriber: Redis, opts: TokenCacheOptions) {
+export function createTokenCache(redis: RedisClient, subscriber: RedisClient, opts: TokenCacheOptions) {
   const k = keys(opts.prefix)
   const maxEntries = opts.maxEntries ?? 50_000
   const negativeTtlMs = opts.negativeTtlMs ?? Math.min(opts.ttlMs, 5000)

@@ -4,19 +4,18 @@
 // answered: 429 with Retry-After, the one 4xx the device treats as "later" (docs/architecture.md §1),
 // logged with reason rate_limited.
 import type { FastifyRequest } from 'fastify'
-import { keys } from '../shared/keys.ts'
 import type { IngestContext } from './auth.ts'
 import { rateLimited, type HttpError } from './errors.ts'
 import type { ByteBudget, ClaimResult, RateLimit } from '../shared/idempotency.ts'
 
 /** The limit to pass to claim(); undefined when this token has none (0). */
-export function tokenRateLimit(prefix: string, ctx: IngestContext): RateLimit | undefined {
-  return ctx.rateLimitPerMinute > 0 ? { key: keys(prefix).tokenRate(ctx.tokenId), perMinute: ctx.rateLimitPerMinute } : undefined
+export function tokenRateLimit(ctx: IngestContext): RateLimit | undefined {
+  return ctx.rateLimitPerMinute > 0 ? { key: ctx.shard.keys.tokenRate(ctx.tokenId), perMinute: ctx.rateLimitPerMinute } : undefined
 }
 
 /** The byte budget to pass to claim() for a body of `bytes`; undefined when the budget is off (0). */
-export function workspaceByteBudget(prefix: string, ctx: IngestContext, bytesPerMinute: number, bytes: number): ByteBudget | undefined {
-  return bytesPerMinute > 0 ? { key: keys(prefix).workspaceBytes(ctx.workspaceId), bytesPerMinute, bytes } : undefined
+export function workspaceByteBudget(ctx: IngestContext, bytesPerMinute: number, bytes: number): ByteBudget | undefined {
+  return bytesPerMinute > 0 ? { key: ctx.shard.keys.workspaceBytes(ctx.workspaceId), bytesPerMinute, bytes } : undefined
 }
 
 /** The 429 for a claim refused by one of the limits. */

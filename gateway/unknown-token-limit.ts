@@ -15,7 +15,7 @@
 // mistyped DSN retries with backoff and stays far below it. IPv6 clients are counted per /64,
 // the block one subscriber usually gets, or one client could rotate through addresses.
 import { isIP } from 'node:net'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 
 // KEYS: the address's counter. ARGV: window (ms). Returns {count, ms left in the window}.
 const COUNT = `
@@ -55,9 +55,9 @@ export interface UnknownTokenLimitOptions {
   maxTracked?: number
 }
 
-type CountRedis = Redis & { rdtCountUnknownToken(key: string, windowMs: number): Promise<[number, number]> }
+type CountRedis = RedisClient & { rdtCountUnknownToken(key: string, windowMs: number): Promise<[number, number]> }
 
-export function createUnknownTokenLimiter(redis: Redis, opts: UnknownTokenLimitOptions) {
+export function createUnknownTokenLimiter(redis: RedisClient, opts: UnknownTokenLimitOptions) {
   const r = redis as CountRedis
   if (typeof (redis as unknown as Partial<CountRedis>).rdtCountUnknownToken !== 'function') {
     redis.defineCommand('rdtCountUnknownToken', { numberOfKeys: 1, lua: COUNT })

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { createSecureContext } from 'node:tls'
 import { fail, int, required, url, type Env } from './config-vars.ts'
+import { MAX_SHARDS, isHashTag } from './redis-shards.ts'
 
 export interface ProcessSettings {
   /** Address the process listens on. */
@@ -14,9 +15,23 @@ export interface ProcessSettings {
 }
 
 export interface RedisSettings {
+  /** One server, or (with a cluster) the scheme, user and password every node is reached with, and one more seed node. */
   redisUrl: string
-  /** BullMQ prefix and the prefix of every other Redis key we own. A hash tag keeps one slot on a Redis Cluster. */
+  /** REDIS_CLUSTER_NODES: the seed nodes of a Redis Cluster, or null for one server. */
+  redisClusterNodes: RedisNode[] | null
+  /**
+   * BullMQ prefix and the prefix of every other Redis key we own. A hash tag keeps one slot on a
+   * Redis Cluster. It is also shard 0's prefix and the home of the keys every shard shares (the
+   * token mirror); shard k's is shared/redis-shards.ts's shardPrefix(redisPrefix, k).
+   */
   redisPrefix: string
+  /** REDIS_SHARDS: how many shards the work is spread over (each workspace belongs to one). */
+  redisShards: number
+}
+
+export interface RedisNode {
+  host: string
+  port: number
 }
 
 export interface MongoSettings {
@@ -91,7 +106,24 @@ export function processSettings(env: Env): ProcessSettings {
 export function redisSettings(env: Env): RedisSettings {
   const prefix = env.REDIS_PREFIX || '{rdt}'
   if (!/^[A-Za-z0-9{}_-]{1,64}$/.test(prefix) || prefix.includes(':')) fail('REDIS_PREFIX', 'must be 1-64 of [A-Za-z0-9{}_-]')
-  return { redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']), redisPrefix: prefix }
+  const redisClusterNodes = clusterNodes(env)
+  const redisShards = int(env, 'REDIS_SHARDS', 1, 1, MAX_SHARDS)
+  // Every key of a shard must hash to one slot (scripts and MULTIs span its keys), so on a cluster,
+  // or with shards, the prefix must be one whole hash tag.
+  if ((redisClusterNodes || redisShards > 1) && !isHashTag(prefix))
+    fail('REDIS_PREFIX', `must be a hash tag such as {rdt} with REDIS_CLUSTER_NODES or REDIS_SHARDS > 1, got "${prefix}"`)
+  return { redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']), redisClusterNodes, redisPrefix: prefix, redisShards }
+}
+
+/** REDIS_CLUSTER_NODES: host:port,host:port,… (at least one; the client discovers the rest). */
+function clusterNodes(env: Env): RedisNode[] | null {
+  const raw = env.REDIS_CLUSTER_NODES
+  if (!raw) return null
+  return raw.split(',').map((item) => {
+    const m = /^\s*([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})\s*$/.exec(item)
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) fail('REDIS_CLUSTER_NODES', `must be host:port,host:port,…; "${item}" is not`)
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }
+  })
 }
 
 export function mongoSettings(env: Env): MongoSettings {

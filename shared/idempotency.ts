@@ -17,7 +17,7 @@
 // This module is the protocol's one home: the value format, the claim, release and refresh the
 // gateway runs, and markAccepted, which the worker runs once a record is durable. Key names are
 // in shared/keys.ts (`idempotency`), with every other Redis key.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import { keys, type IdempotencyKind } from './keys.ts'
 
 /**
@@ -40,7 +40,7 @@ export const idempotencyValue = {
  * the job itself has been removed. `deps` is the worker's (its Redis, prefix and key TTL).
  */
 export async function markAccepted(
-  deps: { redis: Redis; config: { redisPrefix: string; idempotencyTtlMs: number } },
+  deps: { redis: RedisClient; config: { redisPrefix: string; idempotencyTtlMs: number } },
   kind: IdempotencyKind,
   ws: string,
   session: string,
@@ -148,7 +148,7 @@ export interface IdempotencyOptions {
   maxWaitMs?: number
 }
 
-type ScriptRedis = Redis & {
+type ScriptRedis = RedisClient & {
   rdtClaim(
     idem: string,
     job: string,
@@ -167,7 +167,7 @@ type ScriptRedis = Redis & {
   rdtTouch(idem: string, value: string, next: string, ttl: number): Promise<number>
 }
 
-export function createIdempotencyStore(redis: Redis, opts: IdempotencyOptions) {
+export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOptions) {
   const r = redis as ScriptRedis
   if (typeof (redis as unknown as Partial<ScriptRedis>).rdtClaim !== 'function') {
     redis.defineCommand('rdtClaim', { numberOfKeys: 4, lua: CLAIM })

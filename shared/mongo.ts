@@ -20,6 +20,13 @@ export interface WorkspaceDoc {
   updated_at: Date
   /** Requests per minute per token of this workspace; absent or null = the gateway's RATE_LIMIT_PER_MINUTE, 0 = no limit. */
   rate_limit_per_minute?: number | null
+  /**
+   * The Redis shard its work goes through (shared/redis-shards.ts), chosen at creation and changed
+   * only by `workspace move-shard`; absent = 0 (workspaces created before shards existed).
+   */
+  redis_shard?: number
+  /** Set while `workspace move-shard` runs: the shard it is leaving, whose queued jobs are still draining. */
+  redis_shard_moving_from?: number | null
 }
 
 export interface TokenDoc {

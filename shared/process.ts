@@ -1,6 +1,6 @@
 // What every long-running process (gateway, worker, admin) does around its app: stop with a
 // clear message on bad configuration, and shut down cleanly, once, on SIGTERM/SIGINT.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import type { Logger } from 'pino'
 import { ConfigError } from './config-vars.ts'
 import { assertNoEviction } from './redis.ts'
@@ -52,7 +52,7 @@ export function closeOnSignals(close: () => Promise<unknown>, logger: Logger, fo
  * idempotency key or token mirror entry is accepted data silently lost). Other errors (Redis gone
  * again) are left to the connection's own handling.
  */
-export async function exitOnEvictingRedis(redis: Redis, logger: Logger): Promise<void> {
+export async function exitOnEvictingRedis(redis: RedisClient, logger: Logger): Promise<void> {
   const check = () =>
     assertNoEviction(redis).catch((err: unknown) => {
       if (!(err instanceof EvictionPolicyError)) return

@@ -22,7 +22,14 @@ export function registerQueueDepth(registry: Registry, queues: () => Queue[]): G
           new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('queue counts timed out')), COUNT_TIMEOUT_MS))),
         ])
         this.reset()
-        for (const [queue, c] of counts) for (const state of QUEUE_STATES) this.set({ queue, state }, c[state] ?? 0)
+        // Summed over shards: a queue's depth is what its workers (and an autoscaler) care about.
+        const sums = new Map<string, Record<string, number>>()
+        for (const [queue, c] of counts) {
+          const sum = sums.get(queue) ?? {}
+          for (const state of QUEUE_STATES) sum[state] = (sum[state] ?? 0) + (c[state] ?? 0)
+          sums.set(queue, sum)
+        }
+        for (const [queue, c] of sums) for (const state of QUEUE_STATES) this.set({ queue, state }, c[state] ?? 0)
       } catch {
         // Redis is away: report no figure rather than a stale one (absent series can be alerted on).
         this.reset()

@@ -6,7 +6,7 @@
 // NOSCRIPT only outside a transaction). The gateway's media enqueue is such a MULTI: one photo at
 // the memory limit turned every later photo into a 500 (found by faults/maxmemory.faults.ts).
 // SCRIPT LOAD is allowed at maxmemory, so loading every script up front keeps EVALSHA valid.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 
 interface DefinedScript {
   lua: string
@@ -14,12 +14,12 @@ interface DefinedScript {
 }
 
 /** The scripts defined on a client with defineCommand: ours and BullMQ's. */
-function definedScripts(redis: Redis): DefinedScript[] {
+function definedScripts(redis: RedisClient): DefinedScript[] {
   return Object.values(redis.scriptsSet as Record<string, DefinedScript>)
 }
 
 /** Loads every script defined on `redis` into Redis's cache, in one round trip; returns how many. */
-export async function loadScripts(redis: Redis): Promise<number> {
+export async function loadScripts(redis: RedisClient): Promise<number> {
   const scripts = definedScripts(redis)
   if (scripts.length === 0) return 0
   const pipe = redis.pipeline()
@@ -40,7 +40,7 @@ export interface ScriptLoader {
  * connected (BullMQ defines its scripts when its connection initialises) are included.
  */
 export function keepScriptsLoaded(
-  redis: Redis,
+  redis: RedisClient,
   opts: { before?: () => Promise<unknown>; onError?: (err: unknown) => void } = {},
 ): ScriptLoader {
   let loaded = false

@@ -10,7 +10,7 @@
 // - An object staged without a job (the enqueue failed) was never registered; the sweeper's
 //   re-enqueued job then releases nothing. Either way the counter matches the entries.
 import { Job, type Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import { keys } from './keys.ts'
 import { isNoScript } from './redis-errors.ts'
 import { loadScripts } from './redis-scripts.ts'
@@ -37,12 +37,12 @@ interface StageCommands {
 }
 
 /** Defines the staging scripts on a client; the gateway does it at start so they are preloaded (shared/redis-scripts.ts). */
-export function defineStagingCommands(redis: Redis): Redis & StageCommands {
+export function defineStagingCommands(redis: RedisClient): RedisClient & StageCommands {
   if (typeof (redis as Partial<StageCommands>).rdtStageMedia !== 'function') {
     redis.defineCommand('rdtStageMedia', { numberOfKeys: 2, lua: STAGE })
     redis.defineCommand('rdtReleaseMedia', { numberOfKeys: 2, lua: RELEASE })
   }
-  return redis as Redis & StageCommands
+  return redis as RedisClient & StageCommands
 }
 
 /** The first error of an aborted transaction (e.g. "OOM command not allowed"), so the caller can map it to 503. */
@@ -57,7 +57,13 @@ function unwrapExecAbort(err: unknown): unknown {
  * commands are defined on it). BullMQ's own addBulk adds jobs to a pipeline the same way
  * (Job#addJob accepts a transaction); test/gateway-backpressure.test.ts checks both effects.
  */
-export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix: string, data: MediaJob, jobId: string): Promise<void> {
+export async function addMediaJobWithStaging(
+  queue: Queue,
+  redis: RedisClient,
+  prefix: string,
+  data: MediaJob,
+  jobId: string,
+): Promise<void> {
   const k = keys(prefix)
   defineStagingCommands(redis)
   const client = await queue.getBackend().client
@@ -65,7 +71,7 @@ export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix:
     throw new Error('addMediaJobWithStaging: the queue does not use the given Redis connection')
   }
   const once = async (): Promise<[Error | null, unknown][]> => {
-    const multi = client.multi() as unknown as ReturnType<Redis['multi']> & {
+    const multi = client.multi() as unknown as ReturnType<RedisClient['multi']> & {
       rdtStageMedia: StageCommands['rdtStageMedia']
       length: number
     }
@@ -99,7 +105,7 @@ export async function addMediaJobWithStaging(queue: Queue, redis: Redis, prefix:
 }
 
 /** Call after the staging object is removed; true if this call released it (false: already released, or never registered). */
-export async function releaseStagedMedia(redis: Redis, prefix: string, stagingKey: string): Promise<boolean> {
+export async function releaseStagedMedia(redis: RedisClient, prefix: string, stagingKey: string): Promise<boolean> {
   const k = keys(prefix)
   return (await defineStagingCommands(redis).rdtReleaseMedia(k.stagedMedia, k.stagedMediaBytes, stagingKey)) === 1
 }

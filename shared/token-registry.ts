@@ -4,7 +4,7 @@
 // channel so that every gateway drops its cached copy at once (revocation within 1 s).
 // Workers re-sync the whole mirror periodically, which repairs it after a lost write or a wiped Redis.
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis.ts'
 import type { Db } from 'mongodb'
 import { keys } from './keys.ts'
 import { collections, type TokenDoc, type WorkspaceDoc } from './mongo.ts'
@@ -20,6 +20,8 @@ export interface TokenEntry {
   workspace_active: boolean
   /** The workspace's per-token rate limit (requests per minute, 0 = none); null or absent = the gateway's default. */
   rate_limit_per_minute?: number | null
+  /** The workspace's Redis shard; absent = 0. */
+  redis_shard?: number
   /** Version (ms): the newest change to the token or its workspace. An older version never overwrites a newer one. */
   v: number
 }
@@ -34,7 +36,7 @@ export function generateToken(): string {
 
 export function toEntry(
   token: TokenDoc,
-  workspace: Pick<WorkspaceDoc, 'active' | 'updated_at' | 'rate_limit_per_minute'> | null,
+  workspace: Pick<WorkspaceDoc, 'active' | 'updated_at' | 'rate_limit_per_minute' | 'redis_shard'> | null,
 ): TokenEntry {
   return {
     id: token._id,
@@ -46,6 +48,8 @@ export function toEntry(
     // A workspace setting, carried by each token's entry so the gateway needs no second lookup.
     // Changing it bumps the workspace's updated_at, hence `v` below, like (de)activation does.
     rate_limit_per_minute: workspace?.rate_limit_per_minute ?? null,
+    // Also a workspace setting carried by each entry; a move bumps updated_at like the others.
+    redis_shard: workspace?.redis_shard ?? 0,
     v: Math.max((token.updated_at ?? token.created_at).getTime(), workspace?.updated_at?.getTime() ?? 0),
   }
 }
@@ -77,7 +81,7 @@ return changed
 `
 
 async function writeNewer(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   entries: [hash: string, entry: TokenEntry][],
   alwaysPublish: boolean,
@@ -96,12 +100,12 @@ async function writeNewer(
  * Writes entries (keyed by token hash) to the mirror after an admin action, and tells every
  * gateway to forget them, even when unchanged (a repeated revoke is a nudge worth sending).
  */
-export async function publishEntries(redis: Redis, prefix: string, entries: Map<string, TokenEntry>): Promise<void> {
+export async function publishEntries(redis: RedisClient, prefix: string, entries: Map<string, TokenEntry>): Promise<void> {
   if (entries.size > 0) await writeNewer(redis, prefix, [...entries], true)
 }
 
 /** Re-mirrors the tokens of one workspace (after the workspace itself changes, e.g. deactivation). */
-export async function republishWorkspace(db: Db, redis: Redis, prefix: string, workspaceId: string): Promise<void> {
+export async function republishWorkspace(db: Db, redis: RedisClient, prefix: string, workspaceId: string): Promise<void> {
   const c = collections(db)
   const ws = await c.workspaces.findOne({ _id: workspaceId })
   const entries = new Map<string, TokenEntry>()
@@ -113,7 +117,7 @@ export async function republishWorkspace(db: Db, redis: Redis, prefix: string, w
  * Rebuilds the whole mirror from MongoDB (workers run it at start and every 30 s). It repairs a
  * lost write or a wiped Redis, and never overwrites an entry newer than what it read.
  */
-export async function syncTokenMirror(db: Db, redis: Redis, prefix: string): Promise<{ tokens: number; removed: number }> {
+export async function syncTokenMirror(db: Db, redis: RedisClient, prefix: string): Promise<{ tokens: number; removed: number }> {
   const c = collections(db)
   const k = keys(prefix)
   const workspaces = new Map<string, WorkspaceDoc>()

@@ -7,7 +7,8 @@ import { runMinioInit } from './minio-init.ts'
 import { defaultStackDir } from './paths.ts'
 import { writeAclFile } from './redis-acl.ts'
 import { loadOrCreateRoleSecrets, roleVars } from './roles.ts'
-import { startFerretDB, startMinio, startRedis, startVersityGW, type S3Options, type ServiceHandle } from './services.ts'
+import { startFerretDB, startMinio, startRedis, startVersityGW, type RedisOptions, type S3Options, type ServiceHandle } from './services.ts'
+import { startRedisCluster, type RedisClusterHandle } from './redis-cluster.ts'
 import { claimStackDir, loadOrCreateCredentials, readEnvFile, writeEnvFile } from './stack-dir.ts'
 
 export type { ServiceHandle } from './services.ts'
@@ -24,9 +25,10 @@ export interface StackOptions {
   /** The S3 server; default STACK_S3 from the environment, else MinIO. */
   s3Server?: S3Server
   /**
-   * `distributed`: MinIO as a cluster runs it (stack/minio-distributed.ts: 4 nodes behind a
-   * balancer); default STACK_TOPOLOGY from the environment, else `single`. Redis and MongoDB stay
-   * single servers: the Redis Cluster part of that topology is not built yet.
+   * `distributed`: a Redis Cluster of 3 masters with a replica each, and 3 shards
+   * (stack/redis-cluster.ts), and MinIO as a cluster runs it (stack/minio-distributed.ts: 4 nodes
+   * behind a balancer); default STACK_TOPOLOGY from the environment, else `single`. MongoDB stays
+   * a single server.
    */
   topology?: Topology
   /**
@@ -53,6 +55,8 @@ export interface Stack {
   topology: Topology
   /** Distributed MinIO's server processes (empty otherwise), for fault tests that kill one. */
   s3Nodes: ServiceHandle[]
+  /** The Redis Cluster's nodes, masters first as formed (empty otherwise), for fault tests. */
+  redisNodes: ServiceHandle[]
   /** Stops all three services; safe to call twice. */
   stop(): Promise<void>
 }
@@ -97,8 +101,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const s3Dir = s3Server === 'versity' ? 's3' : topology === 'distributed' ? 'minio-distributed' : 'minio'
     const s3Opts = { ...common(s3Dir, prev.S3_ENDPOINT), ...creds, region: S3_REGION }
     const results = await Promise.allSettled([
-      startRedis(bins.redisServer, {
-        ...common('redis', prev.REDIS_URL),
+      startRedisTopology(topology, bins.redisServer, {
+        ...common(topology === 'distributed' ? 'redis-cluster' : 'redis', prev.REDIS_URL),
         extraArgs: opts.redisArgs,
         aclFile,
         probeUser: { username: 'inspector', password: roles.redis.inspector },
@@ -117,6 +121,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       STACK_S3: s3Server,
       STACK_TOPOLOGY: topology,
       REDIS_URL: redis.url,
+      ...('clusterNodes' in redis ? { REDIS_CLUSTER_NODES: (redis as RedisClusterHandle).clusterNodes, REDIS_SHARDS: '3' } : {}),
       MONGODB_URL: `${mongo.url}/rdt`,
       S3_ENDPOINT: s3.url,
       S3_REGION,
@@ -142,11 +147,29 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         await Promise.all([redis.stop(), mongo.stop(), s3.stop()])
         await claim.release()
       })())
-    return { dir, env, envFile, s3Server, topology, redis, mongo, s3, s3Nodes: 'nodes' in s3 ? (s3 as DistributedS3).nodes : [], stop }
+    return {
+      dir,
+      env,
+      envFile,
+      s3Server,
+      topology,
+      redis,
+      mongo,
+      s3,
+      s3Nodes: 'nodes' in s3 ? (s3 as DistributedS3).nodes : [],
+      redisNodes: 'nodes' in redis ? (redis as RedisClusterHandle).nodes : [],
+      stop,
+    }
   } catch (err) {
     await claim.release()
     throw err
   }
+}
+
+/** One Redis, or (distributed) the cluster, whose shards' tags are REDIS_PREFIX's default. */
+function startRedisTopology(topology: Topology, bin: string, opts: RedisOptions & { probeUser: { username: string; password: string } }) {
+  if (topology !== 'distributed') return startRedis(bin, opts)
+  return startRedisCluster(bin, { ...opts, adminUser: opts.probeUser, prefix: '{rdt}' })
 }
 
 function startS3(server: S3Server, topology: Topology, bins: Binaries, opts: S3Options): Promise<ServiceHandle | DistributedS3> {

@@ -36,6 +36,8 @@ export function renderAcl(template: string, prefixPattern: string, pw: RedisPass
     .map((l) =>
       l
         .replaceAll('{{PREFIX}}', prefixPattern)
+        // `{*}` already matches every shard's prefix ({t1:2} too); a fixed prefix gets deploy/redis/start.sh's pattern.
+        .replaceAll('{{SHARDS}}', prefixPattern.includes('*') ? prefixPattern : prefixPattern.replace(/}$/, ':*}'))
         .replaceAll('{{REDIS_GATEWAY_PASSWORD}}', hash(pw.gateway))
         .replaceAll('{{REDIS_WORKER_PASSWORD}}', hash(pw.worker))
         .replaceAll('{{REDIS_ADMIN_PASSWORD}}', hash(pw.admin)),

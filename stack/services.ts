@@ -171,7 +171,7 @@ async function addrInUse(logFile: string): Promise<boolean> {
 
 const PROBE_TIMEOUT_MS = 2_000
 
-async function pingRedis(port: number, user?: { username: string; password: string }): Promise<void> {
+export async function pingRedis(port: number, user?: { username: string; password: string }): Promise<void> {
   const r = new Redis({
     host: '127.0.0.1',
     port,

@@ -15,7 +15,11 @@ t.test('each process asks only for what it uses', async (t) => {
   const mongo = { MONGODB_URL: env.MONGODB_URL }
   const s3 = { S3_ENDPOINT: env.S3_ENDPOINT, S3_ACCESS_KEY: env.S3_ACCESS_KEY, S3_SECRET_KEY: env.S3_SECRET_KEY }
   const cli = loadCliConfig({ ...redis, ...mongo })
-  t.same(Object.keys(cli).sort(), ['mongoWriteConcern', 'mongodbUrl', 'publicUrl', 'redisPrefix', 'redisUrl'], 'the CLI: no S3 key needed')
+  t.same(
+    Object.keys(cli).sort(),
+    ['mongoWriteConcern', 'mongodbUrl', 'publicUrl', 'redisClusterNodes', 'redisPrefix', 'redisShards', 'redisUrl'],
+    'the CLI: no S3 key needed',
+  )
   t.equal(cli.publicUrl, 'http://127.0.0.1:8080', 'PUBLIC_URL defaults to the gateway port')
   t.equal(loadCliConfig({ ...redis, ...mongo, PORT: '9000', PUBLIC_URL: 'https://rdt.example.org/' }).publicUrl, 'https://rdt.example.org')
   const gateway = loadGatewayConfig({ ...redis, ...s3 })
@@ -32,6 +36,32 @@ t.test('each process asks only for what it uses', async (t) => {
   t.throws(() => loadGatewayConfig({ ...redis, S3_ENDPOINT: env.S3_ENDPOINT }), { name: 'ConfigError', variable: 'S3_ACCESS_KEY' })
   t.throws(() => loadAdminServerConfig({ ...mongo, ...s3 }), { name: 'ConfigError', variable: 'REDIS_URL' })
   t.throws(() => loadCliConfig({ ...redis, ...mongo, PUBLIC_URL: 'ftp://x' }), { name: 'ConfigError', variable: 'PUBLIC_URL' })
+})
+
+t.test('Redis Cluster and shards: the seed list, the shard count, and a hash-tag prefix when either is used', async (t) => {
+  const single = loadCliConfig(env)
+  t.equal(single.redisClusterNodes, null, 'one server unless REDIS_CLUSTER_NODES is set')
+  t.equal(single.redisShards, 1)
+  const cluster = loadCliConfig({ ...env, REDIS_CLUSTER_NODES: 'r1:7000, 10.0.0.2:7001,[::1]:7002', REDIS_SHARDS: '3' })
+  t.same(cluster.redisClusterNodes, [
+    { host: 'r1', port: 7000 },
+    { host: '10.0.0.2', port: 7001 },
+    { host: '::1', port: 7002 },
+  ])
+  t.equal(cluster.redisShards, 3)
+  for (const bad of ['r1', 'r1:0', 'r1:70000', 'r1:7000,,r2:7000', 'user@r1:7000'])
+    t.throws(() => loadCliConfig({ ...env, REDIS_CLUSTER_NODES: bad }), { name: 'ConfigError', variable: 'REDIS_CLUSTER_NODES' }, bad)
+  for (const bad of ['0', '65', 'x'])
+    t.throws(() => loadCliConfig({ ...env, REDIS_SHARDS: bad }), { name: 'ConfigError', variable: 'REDIS_SHARDS' }, bad)
+  // Every key of a shard must hash to one slot, so the prefix must be one whole hash tag.
+  t.throws(() => loadCliConfig({ ...env, REDIS_PREFIX: 'rdt', REDIS_SHARDS: '2' }), { variable: 'REDIS_PREFIX', message: /hash tag/ })
+  t.throws(() => loadCliConfig({ ...env, REDIS_PREFIX: 'x{rdt}', REDIS_CLUSTER_NODES: 'r1:7000' }), { variable: 'REDIS_PREFIX' })
+  t.equal(loadCliConfig({ ...env, REDIS_PREFIX: 'rdt' }).redisPrefix, 'rdt', 'a plain prefix is still fine on one server with one shard')
+  // The worker consumes every shard unless told otherwise, and only shards that exist.
+  t.same(loadWorkerConfig({ ...env, REDIS_SHARDS: '3' }).workerShards, [0, 1, 2])
+  t.same(loadWorkerConfig({ ...env, REDIS_SHARDS: '3', WORKER_SHARDS: '2, 0,2' }).workerShards, [2, 0])
+  t.throws(() => loadWorkerConfig({ ...env, REDIS_SHARDS: '3', WORKER_SHARDS: '3' }), { variable: 'WORKER_SHARDS' })
+  t.throws(() => loadWorkerConfig({ ...env, WORKER_SHARDS: '1' }), { variable: 'WORKER_SHARDS' }, 'one shard by default')
 })
 
 t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {

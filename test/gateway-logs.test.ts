@@ -22,7 +22,7 @@ t.test('a logs batch is queued once however often it is replayed', async (t) => 
     concurrent.map((r) => r.statusCode),
     Array(10).fill(201),
   )
-  const counts = await app.queues.logs.getJobCounts()
+  const counts = await app.shards[0]!.queues.logs.getJobCounts()
   t.equal(counts.waiting, 1, 'one job for one batch')
 })
 
@@ -30,7 +30,7 @@ t.test('a different batch for the same session is a new job', async (t) => {
   const url = `/ingest/${seeded.token}/test_session/s1/logs`
   const other = JSON.stringify({ entries: [{ timestamp: '2021-01-25T11:02:41.563+00:00', tag: 't', message: 'm' }] })
   t.equal((await put(url, other)).statusCode, 201)
-  t.equal((await app.queues.logs.getJobCounts()).waiting, 2)
+  t.equal((await app.shards[0]!.queues.logs.getJobCounts()).waiting, 2)
 })
 
 t.test('logs bodies: arrays are fine, non-JSON is 400', async (t) => {

@@ -42,10 +42,10 @@ t.test('a real client session is accepted with and without the trailing slash', 
 })
 
 t.test('a replay answers 409 and queues nothing new', async (t) => {
-  const before = await app.queues.sessions.getJobCounts()
+  const before = await app.shards[0]!.queues.sessions.getJobCounts()
   const res = await put(`${base}/test_session/guid-a/`, sessionBody)
   t.equal(res.statusCode, 409)
-  const after = await app.queues.sessions.getJobCounts()
+  const after = await app.shards[0]!.queues.sessions.getJobCounts()
   t.same(after, before)
 })
 

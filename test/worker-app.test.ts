@@ -65,7 +65,7 @@ t.test('the token mirror is synced from MongoDB at start', async (t) => {
   await app.close()
   await app.close() // idempotent
   t.ok(
-    [...app.workers.values()].every((w) => !w.isRunning()),
+    [...app.workers.values()].flat().every((w) => !w.isRunning()),
     'worker loops stopped',
   )
   if (app.redis.status !== 'end') await onceWithin(app.redis, 'end', { what: 'redis to close' })

@@ -11,9 +11,9 @@ import { waitFor } from '../testing/wait.ts'
 
 const metrics = createWorkerMetrics()
 const stack = await startTestWorker(t, {}, { metrics })
-const depth = metrics.watchQueues(stack.redis, stack.config.redisPrefix, ['sessions', 'logs', 'media'])
+const depth = metrics.watchQueues(stack.redis, [stack.config.redisPrefix], ['sessions', 'logs', 'media'])
 const port = await freePort()
-const workers = [...stack.app.workers.values()]
+const workers = [...stack.app.workers.values()].flat()
 const server = await startMetricsServer({
   port,
   host: '127.0.0.1',
@@ -81,7 +81,7 @@ t.test('job durations by outcome, batch sizes, failures by kind', async (t) => {
 })
 
 t.test('queue depth counts waiting jobs while the worker is paused', async (t) => {
-  const w = stack.app.workers.get('sessions')!
+  const w = stack.app.workers.get('sessions')![0]!
   await w.pause()
   t.teardown(() => w.resume())
   const ws = randomId('w')

@@ -6,6 +6,7 @@
 import { tokenAdminContext, type TokenAdminContext, type TokenAdminDeps } from './context.ts'
 import { rotateToken } from './rotation.ts'
 import { createToken, listTokens, revokeToken } from './tokens.ts'
+import { finishShardMove, moveWorkspaceShard } from './shards.ts'
 import { createWorkspace, getWorkspace, listWorkspaces, renameWorkspace, setWorkspaceActive, setWorkspaceRateLimit } from './workspaces.ts'
 
 type Action<A extends unknown[], R> = (ctx: TokenAdminContext, ...args: A) => R
@@ -23,6 +24,8 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     setWorkspaceActive: bind(ctx, setWorkspaceActive),
     setWorkspaceRateLimit: bind(ctx, setWorkspaceRateLimit),
     renameWorkspace: bind(ctx, renameWorkspace),
+    moveWorkspaceShard: bind(ctx, moveWorkspaceShard),
+    finishShardMove: bind(ctx, finishShardMove),
     createToken: bind(ctx, createToken),
     listTokens: bind(ctx, listTokens),
     revokeToken: bind(ctx, revokeToken),

@@ -6,7 +6,7 @@
 // If the mirror write fails (Redis down), the change still stands: workers re-sync the whole
 // mirror periodically (syncTokenMirror), so the failure is reported through `onMirrorError`
 // instead of failing the action after the fact.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import { collections, type WorkspaceDoc } from '../shared/mongo.ts'
 import { TokenAdminError } from './errors.ts'
@@ -16,9 +16,11 @@ import { SLUG_PATTERN, WORKSPACE_ID_PATTERN } from './rules.ts'
 export interface TokenAdminDeps {
   db: Db
   /** null: no mirror writes at all (each one is reported through onMirrorError), e.g. for read-only use. */
-  redis: Redis | null
+  redis: RedisClient | null
   /** Redis key prefix (config.redisPrefix). */
   prefix: string
+  /** REDIS_SHARDS: new workspaces are spread over this many shards; default 1. */
+  shards?: number
   /** Base URL printed in DSNs (config.publicUrl); a trailing slash is ignored. */
   publicUrl: string
   /** Called when MongoDB was updated but the Redis mirror was not; a worker's periodic sync will repair it. */
@@ -33,13 +35,14 @@ export interface TokenAdminContext {
   db: Db
   c: ReturnType<typeof collections>
   prefix: string
+  shards: number
   /** Without a trailing slash. */
   publicUrl: string
   now: () => Date
   revocationPushMs: number
   audit(actor: string, action: string, target: Record<string, unknown>): Promise<void>
   /** Pushes to the mirror (pushToMirror); false, after reporting it, when the push was not confirmed. */
-  mirror(action: string, fn: (redis: Redis) => Promise<void>, deadlineMs?: number): Promise<boolean>
+  mirror(action: string, fn: (redis: RedisClient) => Promise<void>, deadlineMs?: number): Promise<boolean>
 }
 
 export function tokenAdminContext(deps: TokenAdminDeps): TokenAdminContext {
@@ -49,6 +52,7 @@ export function tokenAdminContext(deps: TokenAdminDeps): TokenAdminContext {
     db: deps.db,
     c,
     prefix: deps.prefix,
+    shards: deps.shards ?? 1,
     publicUrl: deps.publicUrl.replace(/\/+$/, ''),
     now,
     revocationPushMs: deps.revocationPushMs ?? REVOCATION_PUSH_MS,

@@ -1,5 +1,5 @@
 // Pushing a change to the gateways' Redis mirror of the token registry, with a bounded retry.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 
 /** Retry window of a mirror push that takes access away (revoke, deactivate): see pushToMirror. */
 export const REVOCATION_PUSH_MS = 10_000
@@ -13,8 +13,8 @@ export const QUICK_PUSH_MS = 1_500
  * was confirmed. Unconfirmed, it is applied at the next worker sync (TOKEN_SYNC_INTERVAL_MS).
  */
 export async function pushToMirror(
-  redis: Redis | null,
-  fn: (redis: Redis) => Promise<void>,
+  redis: RedisClient | null,
+  fn: (redis: RedisClient) => Promise<void>,
   deadlineMs: number,
 ): Promise<{ ok: true } | { ok: false; error: unknown }> {
   const deadline = Date.now() + deadlineMs

@@ -5,6 +5,7 @@ import { republishWorkspace } from '../shared/token-registry.ts'
 import { findWorkspace, type TokenAdminContext } from './context.ts'
 import { TokenAdminError } from './errors.ts'
 import { QUICK_PUSH_MS } from './mirror.ts'
+import { leastUsedShard } from './shards.ts'
 import { checkActor, checkRateLimit, cleanText, MAX_NAME, newWorkspaceId, tokenStatus, validateSlug } from './rules.ts'
 
 export interface WorkspaceInfo {
@@ -16,6 +17,10 @@ export interface WorkspaceInfo {
   updated_at: Date
   /** Per-token requests per minute for this workspace; null = the gateway default (RATE_LIMIT_PER_MINUTE), 0 = no limit. */
   rate_limit_per_minute: number | null
+  /** The Redis shard its uploads go through (README, "Redis Cluster and shards"). */
+  redis_shard: number
+  /** While a `workspace move-shard` has not finished: the shard being left; otherwise null. */
+  redis_shard_moving_from: number | null
 }
 
 export interface WorkspaceListItem extends WorkspaceInfo {
@@ -43,7 +48,7 @@ export interface RenameInput {
   slug?: string
 }
 
-const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
+export const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
   id: w._id,
   slug: w.slug,
   name: w.name,
@@ -51,6 +56,8 @@ const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
   created_at: w.created_at,
   updated_at: w.updated_at,
   rate_limit_per_minute: w.rate_limit_per_minute ?? null,
+  redis_shard: w.redis_shard ?? 0,
+  redis_shard_moving_from: w.redis_shard_moving_from ?? null,
 })
 
 const duplicateSlug = (slug: string | undefined) => new TokenAdminError('duplicate_slug', `workspace "${slug}" already exists`)
@@ -60,7 +67,12 @@ async function slugTaken(ctx: TokenAdminContext, slug: string): Promise<boolean>
 }
 
 /** Re-publishes a workspace's token entries; how many there are, or null when the push was not confirmed. */
-async function republish(ctx: TokenAdminContext, ws: WorkspaceDoc, action: string, deadlineMs = QUICK_PUSH_MS): Promise<number | null> {
+export async function republish(
+  ctx: TokenAdminContext,
+  ws: WorkspaceDoc,
+  action: string,
+  deadlineMs = QUICK_PUSH_MS,
+): Promise<number | null> {
   const ok = await ctx.mirror(action, (r) => republishWorkspace(ctx.db, r, ctx.prefix, ws._id), deadlineMs)
   return ok ? await ctx.c.tokens.countDocuments({ workspace_id: ws._id }) : null
 }
@@ -77,7 +89,15 @@ export async function createWorkspace(
   // The unique index on slug is the real guard (a concurrent create); the loop only covers an id collision.
   for (let attempt = 0; ; attempt++) {
     const at = ctx.now()
-    const doc: WorkspaceDoc = { _id: newWorkspaceId(), slug, name, active: true, created_at: at, updated_at: at }
+    const doc: WorkspaceDoc = {
+      _id: newWorkspaceId(),
+      slug,
+      name,
+      active: true,
+      created_at: at,
+      updated_at: at,
+      redis_shard: await leastUsedShard(ctx),
+    }
     try {
       await ctx.c.workspaces.insertOne(doc)
     } catch (err) {
@@ -85,7 +105,7 @@ export async function createWorkspace(
       if (attempt >= 3 || (await slugTaken(ctx, slug))) throw duplicateSlug(slug)
       continue
     }
-    await ctx.audit(actor, 'workspace.create', { workspace_id: doc._id, slug, name })
+    await ctx.audit(actor, 'workspace.create', { workspace_id: doc._id, slug, name, redis_shard: doc.redis_shard })
     return wsInfo(doc)
   }
 }

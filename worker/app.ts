@@ -1,7 +1,7 @@
 // buildWorker(deps) connects the clients and starts one BullMQ Worker per configured queue,
 // the token-mirror sync and the staging sweeper; server.ts only reads config and handles signals.
 import { Queue, type Worker } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Client as S3Client } from 'minio'
 import type { Db, MongoClient } from 'mongodb'
 import type { Logger } from 'pino'
@@ -21,6 +21,7 @@ import { createMediaProcessor } from './processors/media.ts'
 import { createSessionsProcessor } from './processors/sessions.ts'
 import { closeQueueWorkers, startQueueWorkers, type Processor } from './queue-workers.ts'
 import { createSweeper } from './sweeper.ts'
+import { shardPrefix, shardPrefixes } from '../shared/redis-shards.ts'
 
 /** One processor factory per queue; a configured queue without one refuses to start. */
 export const PROCESSORS: Record<QueueName, (deps: ProcessorDeps) => Processor> = {
@@ -37,7 +38,7 @@ export interface WorkerDeps {
   config: WorkerConfig
   logger: Logger
   /** A Redis connection to use (it is not closed by close()); by default one is created. */
-  redis?: Redis
+  redis?: RedisClient
   /** Overrides for tests, e.g. a shorter close deadline. */
   closeDeadlineMs?: number
   tokenSyncIntervalMs?: number
@@ -46,14 +47,15 @@ export interface WorkerDeps {
 }
 
 export interface WorkerApp {
-  workers: Map<QueueName, Worker>
-  /** The processor functions the workers run (tests call them directly to simulate a re-run). */
+  /** Each queue's Workers, one per consumed shard, in WORKER_SHARDS order. */
+  workers: Map<QueueName, Worker[]>
+  /** The processor functions of the first consumed shard (tests call them directly to simulate a re-run). */
   processors: Map<QueueName, Processor>
   /** The staging sweeper, when this process serves the media queue. */
   sweeper: ReturnType<typeof createSweeper> | null
   db: Db
   s3: S3Client
-  redis: Redis
+  redis: RedisClient
   stats(): {
     permanentFailures: Record<string, number>
     retriedFailures: Record<string, number>
@@ -64,9 +66,9 @@ export interface WorkerApp {
 }
 
 /** The worker's own Redis connection (unless the caller gave one), logged at most every 10 s while Redis is away. */
-function connectRedis(deps: WorkerDeps, closers: Closers): Redis {
+function connectRedis(deps: WorkerDeps, closers: Closers): RedisClient {
   if (deps.redis) return deps.redis
-  const redis = createWorkerRedis(deps.config.redisUrl)
+  const redis = createWorkerRedis(deps.config)
   let lastLogged = 0
   redis.on('error', (err: Error) => {
     // ioredis reconnects by itself.
@@ -93,7 +95,7 @@ function createWriters(db: Db, metrics?: WorkerMetrics): Writers {
 }
 
 /** The token mirror sync, now and then periodically: it repairs the gateways' Redis copy after a lost write or a wiped Redis. */
-async function startTokenSync(deps: WorkerDeps, db: Db, redis: Redis, closers: Closers): Promise<void> {
+async function startTokenSync(deps: WorkerDeps, db: Db, redis: RedisClient, closers: Closers): Promise<void> {
   const syncTokens = async () => {
     try {
       await syncTokenMirror(db, redis, deps.config.redisPrefix)
@@ -107,15 +109,20 @@ async function startTokenSync(deps: WorkerDeps, db: Db, redis: Redis, closers: C
   closers.add('token sync', async () => clearInterval(timer))
 }
 
-/** The staging sweeper, in a process that serves the media queue: it finishes photos whose job was lost. */
-function startSweeper(deps: WorkerDeps, redis: Redis, s3: S3Client, closers: Closers): WorkerApp['sweeper'] {
+/**
+ * The staging sweeper, in a process that serves the media queue: it finishes photos whose job was
+ * lost, enqueueing each into the shard it was staged for, whichever shards this process consumes.
+ */
+function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closers: Closers): WorkerApp['sweeper'] {
   const { config } = deps
-  const mediaQueue = new Queue('media', { connection: redis, prefix: config.redisPrefix })
-  closers.add('media queue', () => mediaQueue.close())
+  const mediaQueues = shardPrefixes(config.redisPrefix, config.redisShards).map(
+    (prefix) => new Queue('media', { connection: redis, prefix }),
+  )
+  closers.add('media queues', () => Promise.all(mediaQueues.map((q) => q.close())))
   const sweeper = createSweeper({
     s3,
     bucket: config.s3.bucket,
-    queue: mediaQueue,
+    queue: (shard) => mediaQueues[shard],
     logger: deps.logger,
     graceMs: config.stagingGraceMs,
     intervalMs: config.sweepIntervalMs,
@@ -143,23 +150,32 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     await startTokenSync(deps, db, redis, closers)
     const sweeper = queues.includes('media') ? startSweeper(deps, redis, s3, closers) : null
 
-    const processorDeps: ProcessorDeps = { config, logger, redis, db, s3, writers }
-    const processors = new Map(queues.map((q) => [q, PROCESSORS[q](processorDeps)]))
-    const started = startQueueWorkers({ config, logger, redis, metrics: deps.metrics }, processors)
+    // A shard's processors mark idempotency keys and release staged bytes under that shard's prefix.
+    const shards = config.workerShards.map((shard) => {
+      const prefix = shardPrefix(config.redisPrefix, shard)
+      const processorDeps: ProcessorDeps = { config: { ...config, redisPrefix: prefix }, logger, redis, db, s3, writers }
+      return { shard, prefix, processors: new Map(queues.map((q) => [q, PROCESSORS[q](processorDeps)])) }
+    })
+    const started = startQueueWorkers({ config, logger, redis, metrics: deps.metrics }, shards)
     const deadline = deps.closeDeadlineMs ?? CLOSE_DEADLINE_MS
     closers.add('workers', () => closeQueueWorkers(started, Object.values(writers), deadline, logger))
     // "Started" means connected: this also keeps a close() right after start from racing
     // BullMQ's connection setup.
-    await Promise.all([...started.workers.values()].map((w) => w.waitUntilReady()))
+    await Promise.all([...started.workers.values()].flat().map((w) => w.waitUntilReady()))
     logger.info(
-      { queues, concurrency: Object.fromEntries(queues.map((q) => [q, config.workerConcurrency[q]])), prefix: config.redisPrefix },
+      {
+        queues,
+        shards: config.workerShards,
+        concurrency: Object.fromEntries(queues.map((q) => [q, config.workerConcurrency[q]])),
+        prefix: config.redisPrefix,
+      },
       'worker started',
     )
 
     let closing: Promise<void> | null = null
     return {
       workers: started.workers,
-      processors,
+      processors: shards[0]!.processors,
       sweeper,
       db,
       s3,

@@ -14,6 +14,8 @@ export interface WorkerSettings {
   workerConcurrency: Record<QueueName, number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: QueueName[]
+  /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
+  workerShards: number[]
   /**
    * BullMQ job lock: a worker renews it every half of this while a job runs. The jobs of a worker
    * that died are run again by another worker once their lock has expired and a stalled check
@@ -45,6 +47,7 @@ function workerSettings(env: Env): WorkerSettings {
   return {
     workerConcurrency: workerConcurrency(env),
     workerQueues: workerQueues(env),
+    workerShards: workerShards(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
     workerStalledIntervalMs: int(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1000),
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
@@ -65,6 +68,18 @@ function workerQueues(env: Env): QueueName[] {
       fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
   }
   return [...new Set(queues)] as QueueName[]
+}
+
+/** Shard numbers below REDIS_SHARDS, each once; default all of them. */
+function workerShards(env: Env): number[] {
+  const count = int(env, 'REDIS_SHARDS', 1, 1)
+  if (!env.WORKER_SHARDS) return Array.from({ length: count }, (_, k) => k)
+  const shards = env.WORKER_SHARDS.split(',').map((s) => s.trim())
+  for (const s of shards) {
+    if (!/^\d+$/.test(s) || Number(s) >= count)
+      fail('WORKER_SHARDS', `names "${s}", which is not a shard number below REDIS_SHARDS (${count})`)
+  }
+  return [...new Set(shards.map(Number))]
 }
 
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */

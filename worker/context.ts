@@ -1,7 +1,7 @@
 // What every processor is given, and the steps they share: payload validation, marking the
 // idempotency key accepted, and "insert, or store a fallback document if this one can never go in".
 import { UnrecoverableError } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Client as S3Client } from 'minio'
 import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
@@ -23,7 +23,7 @@ export interface Writers {
 export interface ProcessorDeps {
   config: WorkerConfig
   logger: Logger
-  redis: Redis
+  redis: RedisClient
   db: Db
   s3: S3Client
   writers: Writers

@@ -2,7 +2,7 @@
 // transient), insertMany batch sizes and times, and queue depth. server.ts serves the registry
 // on METRICS_PORT (shared/metrics-server.ts); buildWorker feeds it through the hooks below.
 import { Queue, type Job } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import { Counter, Histogram, Registry } from 'prom-client'
 import type { QueueName } from '../shared/queue-settings.ts'
 import { registerQueueDepth } from '../shared/queue-metrics.ts'
@@ -23,7 +23,7 @@ export interface WorkerMetrics {
   /** The batch writer's hook for one collection: documents per insertMany and its duration. */
   batchObserver(collection: string): (documents: number, seconds: number) => void
   /** Exports the depth of these queues, read at scrape time on the worker's connection. */
-  watchQueues(redis: Redis, prefix: string, queues: QueueName[]): { close(): Promise<void> }
+  watchQueues(redis: RedisClient, prefixes: string[], queues: QueueName[]): { close(): Promise<void> }
 }
 
 export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
@@ -83,9 +83,10 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
         secs.observe(seconds)
       }
     },
-    watchQueues(redis, prefix, names) {
+    watchQueues(redis, prefixes, names) {
       // Queue objects on the worker's own connection; closing them leaves the connection open.
-      const queues = names.map((name) => new Queue(name, { connection: redis, prefix }))
+      // Every shard's: the gauge sums them, so an autoscaler sees each queue's whole depth.
+      const queues = prefixes.flatMap((prefix) => names.map((name) => new Queue(name, { connection: redis, prefix })))
       registerQueueDepth(registry, () => queues)
       return { close: async () => void (await Promise.allSettled(queues.map((q) => q.close()))) }
     },

@@ -7,6 +7,7 @@ import { loadWorkerConfig } from './config.ts'
 import { collectDefaultMetrics } from 'prom-client'
 import { startMetricsServer } from '../shared/metrics-server.ts'
 import { createWorkerMetrics } from './metrics.ts'
+import { shardPrefixes } from '../shared/redis-shards.ts'
 
 const config = configOrExit(() => loadWorkerConfig())
 const logger = pino(loggerOptions(config.logLevel, 'worker'))
@@ -19,10 +20,10 @@ try {
   logger.fatal({ err: (err as Error).message }, 'worker failed to start')
   process.exit(1)
 }
-const depth = metrics.watchQueues(app.redis, config.redisPrefix, [...app.workers.keys()])
+const depth = metrics.watchQueues(app.redis, shardPrefixes(config.redisPrefix, config.redisShards), [...app.workers.keys()])
 // /metrics and /healthz on their own port (compose health-checks the worker there). Healthy
 // means every queue's BullMQ loop is still running: a loop that died never recovers by itself.
-const workers = [...app.workers.values()]
+const workers = [...app.workers.values()].flat()
 const server = await startMetricsServer({
   port: config.metricsPort ?? 9465,
   host: config.host,

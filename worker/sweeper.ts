@@ -15,8 +15,8 @@ import { isMissingObject, readObject } from './staged-object.ts'
 export interface SweeperDeps {
   s3: S3Client
   bucket: string
-  /** The `media` queue, with the same prefix as the workers. */
-  queue: Queue
+  /** The `media` queue of a shard (every shard, not only those this process consumes), or undefined past REDIS_SHARDS. */
+  queue: (shard: number) => Queue | undefined
   logger: Logger
   /** Objects younger than this are left alone: their upload or job is probably still under way. */
   graceMs: number
@@ -179,7 +179,9 @@ async function sweepObject(deps: SweeperDeps, log: Logger, name: string): Promis
   if (computed && 'unusable' in computed) return skipUnusable(log, name, computed.unusable)
   const built = jobFromMetadata(deps.bucket, name, meta, computed)
   if (typeof built === 'string') return skipUnusable(log, name, built)
-  return enqueueOrphan(deps, log, name, built)
+  // The shard the gateway staged it for; objects staged before shards existed have none (shard 0).
+  const shard = /^\d{1,2}$/.test(String(meta['redis-shard'] ?? '')) ? Number(meta['redis-shard']) : 0
+  return enqueueOrphan(deps, log, name, built, shard)
 }
 
 function skipUnusable(log: Logger, name: string, reason: string): Sweep {
@@ -212,9 +214,11 @@ async function computeMissing(
 }
 
 /** Enqueues the rebuilt job under its deterministic id, unless a job of that id is still to run. */
-async function enqueueOrphan(deps: SweeperDeps, log: Logger, name: string, job: MediaJob): Promise<Sweep> {
+async function enqueueOrphan(deps: SweeperDeps, log: Logger, name: string, job: MediaJob, shard: number): Promise<Sweep> {
   const jobId = jobIds.media(job.workspace_id, job.session_id, job.media_id)
-  const existing = await deps.queue.getJob(jobId)
+  const queue = deps.queue(shard)
+  if (!queue) return skipUnusable(log, name, `its shard ${shard} is beyond REDIS_SHARDS`)
+  const existing = await queue.getJob(jobId)
   if (existing) {
     const state = await existing.getState()
     // A completed job is kept for a while; this object is a second upload of the same media
@@ -222,7 +226,7 @@ async function enqueueOrphan(deps: SweeperDeps, log: Logger, name: string, job: 
     if (state !== 'completed') return 'skipped'
     await existing.remove()
   }
-  await deps.queue.add('media', job, { ...defaultJobOptions, jobId })
+  await queue.add('media', job, { ...defaultJobOptions, jobId })
   log.info({ key: name, jobId }, 'orphaned staged object re-enqueued')
   return 'enqueued'
 }

@@ -12,7 +12,7 @@
 // gives back to the address only the one attempt it was charged (so log-ins that succeed cost the
 // address nothing, and one good account never buys more guesses at others).
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../../shared/redis.ts'
 
 export interface LoginLimiterOptions {
   prefix: string
@@ -59,7 +59,7 @@ end
 return 0
 `
 
-export function createLoginLimiter(redis: Redis, opts: LoginLimiterOptions) {
+export function createLoginLimiter(redis: RedisClient, opts: LoginLimiterOptions) {
   // Hashed, so neither emails nor addresses sit in Redis in clear.
   const emailKey = (email: string) => `${opts.prefix}:admin:login-fail:e:${h(email)}`
   const ipKey = (ip: string) => `${opts.prefix}:admin:login-fail:i:${h(ip)}`

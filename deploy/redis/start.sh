@@ -30,6 +30,13 @@ esac
 [ ${#prefix} -le 64 ] || fail "REDIS_PREFIX is longer than 64 characters"
 [ -r "$template" ] || fail "ACL template $template is missing"
 
+# The other shards' prefixes (shared/redis-shards.ts): {rdt} -> {rdt:*}. A prefix that is not a
+# hash tag cannot have shards (the processes refuse it), so its pattern is the prefix itself.
+case $prefix in
+  \{*\}) shards="${prefix%\}}:*}" ;;
+  *) shards=$prefix ;;
+esac
+
 # env_secret NAME: the checked value of a secret (deploy/secret.sh).
 . "$(dirname "$0")/../secret.sh"
 
@@ -48,6 +55,7 @@ umask 077
 # Comments and blank lines out: the ACL file holds only "user" lines.
 grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$template" |
   sed -e "s|{{PREFIX}}|$prefix|g" \
+      -e "s|{{SHARDS}}|$shards|g" \
       -e "s|{{REDIS_GATEWAY_PASSWORD}}|$gateway|g" \
       -e "s|{{REDIS_WORKER_PASSWORD}}|$worker|g" \
       -e "s|{{REDIS_ADMIN_PASSWORD}}|$admin|g" > "$out.tmp"

@@ -3,7 +3,7 @@
 // the URL carries the DSN token, and a per-URL label would also grow without bound.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../../shared/redis.ts'
 import type { Socket } from 'node:net'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { keys } from '../../shared/keys.ts'
@@ -74,7 +74,7 @@ export default fp<MetricsPluginOptions>(
     app.decorate('observeDrain', (outcome: string) => m.drains.inc({ outcome }))
     registerGuardGauges(registry, opts)
     // Read at scrape time, so it does not matter whether the queues plugin is registered yet.
-    registerQueueDepth(registry, () => (app.hasDecorator('queues') ? Object.values(app.queues) : []))
+    registerQueueDepth(registry, () => (app.hasDecorator('shards') ? app.shards.flatMap((s) => Object.values(s.queues)) : []))
     registerBacklogGauges(registry, opts, () => app.redis)
     app.decorate('metrics', registry)
   },
@@ -208,7 +208,7 @@ function registerGuardGauges(registry: Registry, opts: MetricsPluginOptions): vo
 }
 
 /** The backpressure poller's figures; `redis` is read only when there is no poller. */
-function registerBacklogGauges(registry: Registry, opts: MetricsPluginOptions, redis: () => Redis): void {
+function registerBacklogGauges(registry: Registry, opts: MetricsPluginOptions, redis: () => RedisClient): void {
   const stagedKey = keys(opts.redisPrefix).stagedMediaBytes
   gauge(
     registry,

@@ -1,21 +1,21 @@
 // The gateway's Redis clients: one for commands (fail fast: an error becomes 503) and one for
 // the token-change subscription. Both close when the app closes, after the queues.
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
-import { createProducerRedis, createSubscriberRedis, waitForReady } from '../../shared/redis.ts'
+import type { RedisClient } from '../../shared/redis.ts'
+import { createProducerRedis, createSubscriberRedis, waitForReady, type RedisTarget } from '../../shared/redis.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis
-    subscriber: Redis
+    redis: RedisClient
+    subscriber: RedisClient
   }
 }
 
-export default fp<{ url: string; connectWaitMs?: number }>(
+export default fp<{ target: RedisTarget; connectWaitMs?: number }>(
   async (app, opts) => {
-    const redis = createProducerRedis(opts.url)
+    const redis = createProducerRedis(opts.target)
     // Nothing on the request path waits on the subscriber: until it is subscribed, lookups are not cached.
-    const subscriber = createSubscriberRedis(opts.url)
+    const subscriber = createSubscriberRedis(opts.target)
     for (const [name, client] of [
       ['redis', redis],
       ['subscriber', subscriber],
@@ -25,8 +25,9 @@ export default fp<{ url: string; connectWaitMs?: number }>(
     // Give Redis a moment to connect so the first requests are not refused; if it is down,
     // start anyway and answer 503 until it is back (devices retry).
     await waitForReady(redis, opts.connectWaitMs)
-    app.decorate('redis', redis)
-    app.decorate('subscriber', subscriber)
+    // A getter: Fastify's decorate() types a plain value of a union type (Redis | Cluster) as only its first member.
+    app.decorate('redis', { getter: () => redis })
+    app.decorate('subscriber', { getter: () => subscriber })
     app.addHook('onClose', async () => {
       await Promise.allSettled([redis.quit(), subscriber.quit()])
       redis.disconnect()

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { createHash } from 'node:crypto'
-import { jobIds, keys } from '../../shared/keys.ts'
+import { jobIds } from '../../shared/keys.ts'
 import type { IdempotencyStore } from '../../shared/idempotency.ts'
 import type { IngestContext } from '../auth.ts'
 import { decodeBody, takeContentType } from '../body.ts'
@@ -21,7 +21,6 @@ declare module 'fastify' {
 }
 
 interface Deps extends PreflightDeps {
-  redisPrefix: string
   maxJsonBytes: number
   idempotency: IdempotencyStore
   /** WORKSPACE_BYTES_PER_MINUTE (0 = off). */
@@ -95,14 +94,14 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
 async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<'accepted' | 'duplicate'> {
   const body = prepare(deps, request, false, 'a test session must be a JSON object')
   const { ws, session, sha256 } = body
-  const k = keys(deps.redisPrefix)
+  const { keys: k, queues } = request.ingest.shard
   const idemKey = k.idempotency('s', ws, session)
   const jobId = jobIds.session(ws, session)
   const claim = await claimBody(deps, request, body, idemKey, k.job('sessions', jobId), 'this session')
   if (claim.state === 'dup') {
     if (claim.sha256 !== sha256) {
       // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
-      await app.queues.sessions.add('conflict', { kind: 'conflict', ...jobFields(body) }, { jobId: jobIds.conflict(ws, session, sha256) })
+      await queues.sessions.add('conflict', { kind: 'conflict', ...jobFields(body) }, { jobId: jobIds.conflict(ws, session, sha256) })
     }
     return 'duplicate'
   }
@@ -113,7 +112,7 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
     deps.idempotency,
     idemKey,
     () => claim.token,
-    () => app.queues.sessions.add('session', { kind: 'session', ...jobFields(body) }, { jobId }),
+    () => queues.sessions.add('session', { kind: 'session', ...jobFields(body) }, { jobId }),
   )
   return 'accepted'
 }
@@ -122,7 +121,7 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
 async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<void> {
   const body = prepare(deps, request, true, 'logs must be a JSON object or array')
   const { ws, session, sha256 } = body
-  const k = keys(deps.redisPrefix)
+  const { keys: k, queues } = request.ingest.shard
   const idemKey = k.idempotency('l', ws, session, sha256)
   const jobId = jobIds.logs(ws, session, sha256)
   const claim = await claimBody(deps, request, body, idemKey, k.job('logs', jobId), 'these logs')
@@ -131,7 +130,7 @@ async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): 
     deps.idempotency,
     idemKey,
     () => claim.token,
-    () => app.queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
+    () => queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
   )
 }
 
@@ -183,8 +182,8 @@ function claimBody(deps: Deps, request: FastifyRequest, p: PreparedBody, idemKey
     idemKey,
     jobKey,
     sha256: p.sha256,
-    rateLimit: tokenRateLimit(deps.redisPrefix, request.ingest),
-    budget: workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, p.raw.length),
+    rateLimit: tokenRateLimit(request.ingest),
+    budget: workspaceByteBudget(request.ingest, deps.workspaceBytesPerMinute, p.raw.length),
     what,
   })
 }

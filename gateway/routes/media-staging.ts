@@ -45,6 +45,8 @@ export interface StagePhotoOptions {
   session: string
   media: string
   tokenId: string
+  /** The workspace's Redis shard, recorded for the sweeper. */
+  shard: number
   /** The declared Content-Length; null for a chunked upload. */
   length: number | null
 }
@@ -70,6 +72,8 @@ export async function stagePhoto(request: FastifyRequest, o: StagePhotoOptions):
     'session-id': o.session,
     'media-id': o.media,
     'token-id': o.tokenId,
+    // The sweeper re-enqueues into the same shard, so BullMQ sees a job that still exists there.
+    'redis-shard': String(o.shard),
     'received-at': receivedAt,
     filename: metaText(filename, 700),
     // Not 'content-type': S3 clients fold that into the object's own Content-Type header.

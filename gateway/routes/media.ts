@@ -3,7 +3,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { GatewayConfig } from '../config.ts'
-import { jobIds, keys } from '../../shared/keys.ts'
+import { jobIds } from '../../shared/keys.ts'
 import type { MediaJob } from '../../shared/queues.ts'
 import { takeContentType, tooLarge } from '../body.ts'
 import { addMediaJobWithStaging } from '../../shared/staged-media.ts'
@@ -16,7 +16,6 @@ import { ingestValidatorCompiler } from './params.ts'
 import { stagePhoto } from './media-staging.ts'
 
 interface Deps extends PreflightDeps {
-  redisPrefix: string
   s3: GatewayConfig['s3']
   maxMediaBytes: number
   pendingTimeoutMs: number
@@ -58,7 +57,6 @@ function keepClaimFresh(idempotency: IdempotencyStore, idemKey: string, token: s
 }
 
 export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
-  const k = keys(deps.redisPrefix)
   // Leave the body untouched: the handler streams request.raw itself.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, _payload, done) => done(null))
@@ -75,7 +73,8 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
     }),
     handler: async (request, reply) => {
       const { session, media } = request.params
-      const { workspaceId: ws, tokenId } = request.ingest
+      const { workspaceId: ws, tokenId, shard } = request.ingest
+      const k = shard.keys
       const length = declaredLength(request, deps.maxMediaBytes)
 
       const idemKey = k.idempotency('m', ws, session, media)
@@ -83,8 +82,8 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       // The byte budget is charged the declared length up front, before a byte is read. A chunked
       // photo's size is known only once read: the claim checks that the budget is not already
       // spent, and its bytes are charged after the upload (below).
-      const budget = workspaceByteBudget(deps.redisPrefix, request.ingest, deps.workspaceBytesPerMinute, length ?? 0)
-      const rateLimit = tokenRateLimit(deps.redisPrefix, request.ingest)
+      const budget = workspaceByteBudget(request.ingest, deps.workspaceBytesPerMinute, length ?? 0)
+      const rateLimit = tokenRateLimit(request.ingest)
       const claim = await claimOrRefuse(deps.idempotency, request, {
         idemKey,
         jobKey: k.job('media', jobId),
@@ -99,7 +98,16 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       try {
         // The staging upload counts as part of the enqueue: if either fails, the claim is released.
         await enqueueOrRelease(deps.idempotency, idemKey, fresh.token, async () => {
-          const staged = await stagePhoto(request, { s3: deps.s3, maxMediaBytes: deps.maxMediaBytes, ws, session, media, tokenId, length })
+          const staged = await stagePhoto(request, {
+            s3: deps.s3,
+            maxMediaBytes: deps.maxMediaBytes,
+            ws,
+            session,
+            media,
+            tokenId,
+            shard: shard.index,
+            length,
+          })
           const job: MediaJob = {
             kind: 'media',
             workspace_id: ws,
@@ -118,7 +126,7 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
           // made anyway. A chunked photo's bytes are charged to the byte budget alongside
           // (accounting only: a failed charge does not fail the upload).
           const charge = budget && length === null ? deps.idempotency.chargeBytes({ ...budget, bytes: staged.size }).catch(() => {}) : null
-          await addMediaJobWithStaging(app.queues.media, app.redis, deps.redisPrefix, job, jobId)
+          await addMediaJobWithStaging(shard.queues.media, app.redis, shard.prefix, job, jobId)
           await charge
         })
       } finally {
