@@ -13,8 +13,9 @@ import { exitCodeFor } from '../stack/signals.ts'
 import { formatRow, HEADER, readRows } from './lib/report.ts'
 
 const here = join(repoRoot, 'faults')
-// The table reads from the workers outwards: workers, Redis, storage, gateway, memory, shutdown.
-const ORDER = ['worker', 'redis', 'storage', 'gateway', 'maxmemory', 'shutdown']
+// The table reads from the workers outwards: workers, Redis, storage, gateway, memory, shutdown, then
+// the distributed topology's own (Redis Cluster).
+const ORDER = ['worker', 'redis', 'storage', 'gateway', 'maxmemory', 'shutdown', 'redis-cluster']
 const rank = (file: string) => {
   const i = ORDER.indexOf(basename(file).replace(/\.faults\.ts.*$/, ''))
   return i < 0 ? ORDER.length : i

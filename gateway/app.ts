@@ -10,6 +10,7 @@ import { installBodyDrain } from './drain.ts'
 import { errorHandler } from './errors.ts'
 import { createInFlightLimiter } from './in-flight.ts'
 import { createIdempotencyStore } from '../shared/idempotency.ts'
+import { createReplicationWait } from './replication.ts'
 import redisPlugin from './plugins/redis.ts'
 import queuesPlugin from './plugins/queues.ts'
 import metricsPlugin from './plugins/metrics.ts'
@@ -150,6 +151,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const idempotency = createIdempotencyStore(app.redis, { pendingTimeoutMs: config.pendingTimeoutMs, ttlMs: config.idempotencyTtlMs })
   keepRequestScriptsLoaded(app)
   const common = {
+    confirmReplicated: createReplicationWait(app.redis, config.redisWaitReplicas, config.redisWaitTimeoutMs),
     idempotency,
     authenticate,
     backlog,

@@ -45,6 +45,10 @@ export interface GatewaySettings {
   maxInFlightPerToken: number
   /** Request body bytes per workspace per minute, across every gateway (in Redis); past it, 429 (0 = no budget). */
   workspaceBytesPerMinute: number
+  /** REDIS_WAIT_REPLICAS: replicas that must have a job before its 201 (gateway/replication.ts); 0 = do not wait. */
+  redisWaitReplicas: number
+  /** REDIS_WAIT_TIMEOUT_MS: how long that wait may take before the answer is 503 instead. */
+  redisWaitTimeoutMs: number
 }
 
 /** The gateway reads no MongoDB and no public URL. */
@@ -72,6 +76,8 @@ function gatewaySettings(env: Env): GatewaySettings {
     drainMaxBytes: int(env, 'DRAIN_MAX_BYTES', 64 * 1024 * 1024, 0),
     drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 30_000, 100, 3_600_000),
     maxInFlightPerToken: int(env, 'MAX_IN_FLIGHT_PER_TOKEN', 32, 0, 1_000_000),
+    redisWaitReplicas: int(env, 'REDIS_WAIT_REPLICAS', 0, 0, 16),
+    redisWaitTimeoutMs: int(env, 'REDIS_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
   }
 }
 

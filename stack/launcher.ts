@@ -36,6 +36,8 @@ export interface StackOptions {
    * so that every test file can use its own (stack/redis-acl.ts says more).
    */
   redisKeyPrefix?: string
+  /** The REDIS_PREFIX whose shards the distributed topology places one per master; default {rdt}. */
+  redisClusterPrefix?: string
 }
 
 export interface Stack {
@@ -101,7 +103,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const s3Dir = s3Server === 'versity' ? 's3' : topology === 'distributed' ? 'minio-distributed' : 'minio'
     const s3Opts = { ...common(s3Dir, prev.S3_ENDPOINT), ...creds, region: S3_REGION }
     const results = await Promise.allSettled([
-      startRedisTopology(topology, bins.redisServer, {
+      startRedisTopology(topology, opts.redisClusterPrefix ?? '{rdt}', bins.redisServer, {
         ...common(topology === 'distributed' ? 'redis-cluster' : 'redis', prev.REDIS_URL),
         extraArgs: opts.redisArgs,
         aclFile,
@@ -166,10 +168,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   }
 }
 
-/** One Redis, or (distributed) the cluster, whose shards' tags are REDIS_PREFIX's default. */
-function startRedisTopology(topology: Topology, bin: string, opts: RedisOptions & { probeUser: { username: string; password: string } }) {
+/** One Redis, or (distributed) the cluster, each of whose masters holds one of `prefix`'s shards. */
+function startRedisTopology(
+  topology: Topology,
+  prefix: string,
+  bin: string,
+  opts: RedisOptions & { probeUser: { username: string; password: string } },
+) {
   if (topology !== 'distributed') return startRedis(bin, opts)
-  return startRedisCluster(bin, { ...opts, adminUser: opts.probeUser, prefix: '{rdt}' })
+  return startRedisCluster(bin, { ...opts, adminUser: opts.probeUser, prefix })
 }
 
 function startS3(server: S3Server, topology: Topology, bins: Binaries, opts: S3Options): Promise<ServiceHandle | DistributedS3> {

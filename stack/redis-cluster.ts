@@ -103,6 +103,9 @@ function clusterNode(bin: string, opts: RedisClusterOptions, port: number, busPo
       String(busPort),
       '--cluster-node-timeout',
       String(CLUSTER_NODE_TIMEOUT_MS),
+      // While one shard's master is failing over, the other shards keep serving.
+      '--cluster-require-full-coverage',
+      'no',
       ...REDIS_BASE_ARGS,
       ...(opts.extraArgs ?? []),
     ],

@@ -36,20 +36,32 @@ try {
   process.exit(1)
 }
 const env = { ...process.env, ...stack?.env, ...tls?.env }
+const port = Number(process.env.PORT || '8080')
+// The distributed topology runs a second gateway on the next port (the admin panel then moves one
+// further), as production runs several behind a load balancer.
+const distributed = (stack?.topology ?? env.STACK_TOPOLOGY) === 'distributed'
 
-const apps: Record<string, string> = { gateway: 'gateway/server.ts', worker: 'worker/server.ts' }
-if (existsSync(join(repoRoot, 'admin', 'server.ts'))) apps.admin = 'admin/server.ts'
+interface App {
+  role: keyof typeof NODE_FLAGS & Role
+  entry: string
+  env?: Record<string, string>
+}
+const apps: Record<string, App> = { gateway: { role: 'gateway', entry: 'gateway/server.ts' } }
+if (distributed) apps.gateway2 = { role: 'gateway', entry: 'gateway/server.ts', env: { PORT: String(port + 1), METRICS_PORT: '9466' } }
+apps.worker = { role: 'worker', entry: 'worker/server.ts' }
+if (existsSync(join(repoRoot, 'admin', 'server.ts')))
+  apps.admin = { role: 'admin', entry: 'admin/server.ts', env: distributed && !env.ADMIN_PORT ? { ADMIN_PORT: String(port + 2) } : {} }
 
 const supervisor = new Supervisor({ log })
 const processes = Object.entries(apps).map(
-  ([name, entry]) =>
+  ([name, app]) =>
     new AppProcess({
       name,
-      entry,
-      nodeFlags: NODE_FLAGS[name as keyof typeof NODE_FLAGS],
+      entry: app.entry,
+      nodeFlags: NODE_FLAGS[app.role],
       // Each process only its own role's credentials (stack/roles.ts). Only the two listeners
       // facing people get the certificate and its key.
-      env: roleEnv(name === 'worker' ? env : { ...env, ...tls?.serverEnv }, name as Role),
+      env: roleEnv({ ...env, ...(app.role === 'worker' ? {} : tls?.serverEnv), ...app.env }, app.role),
       log,
     }),
 )
@@ -58,8 +70,8 @@ if (stack) for (const svc of [stack.redis, stack.mongo, stack.s3]) void supervis
 // The services are unref'd children; between two restarts nothing else may be pending.
 const keepAlive = setInterval(() => {}, 1 << 30)
 
-const port = process.env.PORT || '8080'
 console.log(`[start-all] gateway: ${env.PUBLIC_URL || `http://127.0.0.1:${port}`}`)
+if (distributed) console.log(`[start-all] second gateway: port ${port + 1}; admin panel: port ${apps.admin?.env?.ADMIN_PORT ?? 8081}`)
 if (stack) console.log(`[start-all] stack env file: ${stack.envFile}`)
 if (tls)
   console.log(

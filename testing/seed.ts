@@ -1,10 +1,10 @@
 // Seeds a workspace and a token for the tests and the fault suite, without going through the CLI.
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
 import type { TestConfig } from './config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import type { Permission } from '../shared/permissions.ts'
 import { generateToken, hashToken, syncTokenMirror } from '../shared/token-registry.ts'
+import { createWorkerRedis } from '../shared/redis.ts'
 
 export interface SeededToken {
   token: string
@@ -17,11 +17,11 @@ export interface SeededToken {
  * CLI and the workers do, so gateway tests do not depend on the CLI.
  */
 export async function seedToken(
-  config: Pick<TestConfig, 'mongodbUrl' | 'redisUrl' | 'redisPrefix'>,
-  opts: { permissions?: Permission[]; active?: boolean; expiresAt?: Date | null; slug?: string } = {},
+  config: Pick<TestConfig, 'mongodbUrl' | 'redisUrl' | 'redisClusterNodes' | 'redisPrefix'>,
+  opts: { permissions?: Permission[]; active?: boolean; expiresAt?: Date | null; slug?: string; shard?: number } = {},
 ): Promise<SeededToken> {
   const { client, db } = await connectMongo(config.mongodbUrl, 1)
-  const redis = new Redis(config.redisUrl)
+  const redis = createWorkerRedis(config)
   try {
     await ensureIndexes(db)
     const c = collections(db)
@@ -36,6 +36,7 @@ export async function seedToken(
       active: opts.active ?? true,
       created_at: now,
       updated_at: now,
+      ...(opts.shard === undefined ? {} : { redis_shard: opts.shard }),
     })
     await c.tokens.insertOne({
       _id: tokenId,

@@ -5,13 +5,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Queue } from 'bullmq'
-import { Redis } from 'ioredis'
 import type { Client as S3Client } from 'minio'
 import type { Db, MongoClient } from 'mongodb'
 import { loadTestConfig, type TestConfig } from '../../testing/config.ts'
 import { connectMongo } from '../../shared/mongo.ts'
 import { QUEUE_NAMES, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3 } from '../../shared/s3.ts'
+import { createWorkerRedis, type RedisClient } from '../../shared/redis.ts'
+import { shardPrefixes } from '../../shared/redis-shards.ts'
 import { startStack, type Stack, type Topology } from '../../stack/launcher.ts'
 import { inspectorEnv, roleEnv } from '../../stack/roles.ts'
 import { defaultStackDir } from '../../stack/paths.ts'
@@ -31,8 +32,13 @@ export interface ClusterOptions {
   /** Environment for every worker process of this scenario (e.g. a short lock). */
   workerEnv?: Record<string, string>
   gatewayEnv?: Record<string, string>
-  /** `distributed`: MinIO as 4 nodes behind a balancer (stack/minio-distributed.ts); default single. */
+  /**
+   * `distributed`: a 3-master Redis Cluster with 3 shards (stack/redis-cluster.ts) and MinIO as 4
+   * nodes behind a balancer (stack/minio-distributed.ts); default single.
+   */
   topology?: Topology
+  /** The seeded workspace's Redis shard; default 0. */
+  shard?: number
 }
 
 export interface Cluster {
@@ -46,11 +52,12 @@ export interface Cluster {
   dsn: string
   gatewayUrl: string
   adminUrl: string
-  /** Test-side clients. The Redis client waits through outages (commands queue until it is back). */
-  redis: Redis
+  /** Test-side clients. The Redis client waits through outages (commands queue until it is back); a Cluster client on a cluster. */
+  redis: RedisClient
   db: Db
   s3: S3Client
   procs: Proc[]
+  /** A gateway on the scenario's port, or on `env.PORT` (a second gateway). */
   gateway(env?: Record<string, string>): Promise<Proc>
   worker(env?: Record<string, string>): Promise<Proc>
   admin(env?: Record<string, string>): Promise<Proc>
@@ -69,8 +76,9 @@ export interface Cluster {
 export async function startCluster(t: Teardown, name: string, opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = join(defaultStackDir, 'faults', `${name}-${process.pid}-${randomBytes(3).toString('hex')}`)
   await mkdir(dir, { recursive: true })
-  const stack = await startStack({ dir, redisArgs: opts.redisArgs, topology: opts.topology ?? 'single' })
   const id = randomBytes(4).toString('hex')
+  // On a cluster, the scenario's own shards get a master each.
+  const stack = await startStack({ dir, redisArgs: opts.redisArgs, topology: opts.topology ?? 'single', redisClusterPrefix: `{f${id}}` })
   const port = await freePort()
   const adminPort = await freePort()
   const mongoUrl = new URL(stack.env.MONGODB_URL!)
@@ -100,12 +108,15 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
   // The scenario's own checks and setup use the stack's TEST-ONLY root credentials; every product
   // process gets its own role's (childEnv below), as in production.
   const config = loadTestConfig(inspectorEnv(env))
-  const seeded = await seedToken(config)
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 200 })
+  const seeded = await seedToken(config, { shard: opts.shard })
+  const redis = createWorkerRedis(config, { retryStrategy: () => 200 })
   redis.on('error', () => {}) // outages are the point here
   const { client: mongo, db } = await connectMongo(config.mongodbUrl, 1)
   const s3 = createS3(config.s3)
-  const queues = QUEUE_NAMES.map((q) => new Queue(q, { connection: redis, prefix: config.redisPrefix }))
+  // Every shard's: a workspace moved between shards leaves jobs in both.
+  const queues = shardPrefixes(config.redisPrefix, config.redisShards).flatMap((prefix) =>
+    QUEUE_NAMES.map((q) => new Queue(q, { connection: redis, prefix })),
+  )
   for (const q of queues) q.on('error', () => {})
   const procs: Proc[] = []
 
@@ -157,7 +168,7 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
     spawn,
     async gateway(extra) {
       const p = spawn('gateway', extra)
-      await healthy(gatewayUrl, p)
+      await healthy(extra?.PORT ? `http://127.0.0.1:${extra.PORT}` : gatewayUrl, p)
       return p
     },
     async worker(extra) {
@@ -178,7 +189,8 @@ export async function startCluster(t: Teardown, name: string, opts: ClusterOptio
       let completed = 0
       for (const q of queues) {
         const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed', 'completed')
-        byQueue[q.name as QueueName] = c
+        const sum = (byQueue[q.name as QueueName] ??= {})
+        for (const [state, n] of Object.entries(c)) sum[state] = (sum[state] ?? 0) + n
         pending += (c.waiting ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0)
         active += c.active ?? 0
         failed += c.failed ?? 0

@@ -62,6 +62,11 @@ export function logsBody(guid: string, n: number): Buffer {
 export interface LoadOptions {
   /** Base DSN URL (gateway URL + /ingest/<token>). */
   dsn: string
+  /**
+   * The same DSN on several gateways: each attempt goes to the next one, as a load balancer in
+   * front of them would send it (a dead gateway's requests fail once and go elsewhere).
+   */
+  dsns?: string[]
   devices: number
   /** Devices uploading at the same time. */
   concurrency: number
@@ -93,11 +98,17 @@ export function randomBetween([lo, hi]: [number, number]): number {
 }
 
 /** One upload, retried like the device does; fills in `u.final` and `u.answers`. */
-export async function put(url: string, u: Upload, headers: Record<string, string>, retry: Partial<RetryPolicy> = {}): Promise<Upload> {
+export async function put(
+  target: string | (() => string),
+  u: Upload,
+  headers: Record<string, string>,
+  retry: Partial<RetryPolicy> = {},
+): Promise<Upload> {
   const p = { ...DEFAULT_RETRY, ...retry }
   const started = Date.now()
   for (let attempt = 1; ; attempt++) {
     let status: number | 'error'
+    const url = typeof target === 'string' ? target : target()
     try {
       const res = await fetch(url, {
         method: 'PUT',
@@ -139,27 +150,30 @@ export function sessionUrl(dsn: string, guid: string): string {
   return `${dsn}/test_session/${guid}/`
 }
 
+let nextGateway = 0
+
 /** Uploads one device's session, logs and photos in the client's order. */
 async function device(
   opts: Required<Omit<LoadOptions, 'retry'>> & { retry?: Partial<RetryPolicy> },
   push: (u: Upload) => void,
 ): Promise<void> {
   const guid = randomUUID()
+  const at = (path: string) => () => `${opts.dsns[nextGateway++ % opts.dsns.length]}${path}`
   const pause = () => (opts.thinkMs > 0 ? new Promise((r) => setTimeout(r, Math.random() * opts.thinkMs)) : undefined)
   const session = newUpload('session', guid, sessionBody(guid))
   push(session)
-  await put(sessionUrl(opts.dsn, guid), session, JSON_HEADERS, opts.retry)
+  await put(at(`/test_session/${guid}/`), session, JSON_HEADERS, opts.retry)
   await pause()
   const n = randomBetween(opts.logEntries)
   const logs = newUpload('logs', guid, logsBody(guid, n), { entries: n })
   push(logs)
-  await put(`${opts.dsn}/test_session/${guid}/logs/`, logs, JSON_HEADERS, opts.retry)
+  await put(at(`/test_session/${guid}/logs/`), logs, JSON_HEADERS, opts.retry)
   await pause()
   const media = MEDIA_IDS.slice(0, opts.mediaPerSession).map((id) =>
     newUpload('media', guid, fakeJpeg(randomBetween(opts.mediaBytes)), { mediaId: id }),
   )
   for (const m of media) push(m)
-  await Promise.all(media.map((m) => put(`${opts.dsn}/test_session/${guid}/media/${m.mediaId}/`, m, mediaHeaders(m.mediaId!), opts.retry)))
+  await Promise.all(media.map((m) => put(at(`/test_session/${guid}/media/${m.mediaId}/`), m, mediaHeaders(m.mediaId!), opts.retry)))
 }
 
 export function startLoad(options: LoadOptions): Load {
@@ -169,6 +183,7 @@ export function startLoad(options: LoadOptions): Load {
     logEntries: [2, 8] as [number, number],
     thinkMs: 0,
     ...options,
+    dsns: options.dsns ?? [options.dsn],
   }
   const uploads: Upload[] = []
   let next = 0

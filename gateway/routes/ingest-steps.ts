@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { QueueName } from '../../shared/queue-settings.ts'
 import type { Permission } from '../../shared/permissions.ts'
 import type { Authenticate } from '../auth.ts'
+import type { ConfirmReplicated } from '../replication.ts'
 import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { unavailable } from '../errors.ts'
 import type { ByteBudget, ClaimResult, IdempotencyStore, RateLimit } from '../../shared/idempotency.ts'
@@ -19,6 +20,8 @@ export interface PreflightDeps {
   backlog: BacklogMonitor
   backpressureRetryAfterS: number
   inFlight: InFlightLimiter
+  /** Called after an accepted enqueue, before the 201 (gateway/replication.ts; a no-op unless REDIS_WAIT_REPLICAS). */
+  confirmReplicated: ConfirmReplicated
 }
 
 /**

@@ -114,6 +114,7 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
     () => claim.token,
     () => queues.sessions.add('session', { kind: 'session', ...jobFields(body) }, { jobId }),
   )
+  await deps.confirmReplicated(k.job('sessions', jobId))
   return 'accepted'
 }
 
@@ -132,6 +133,7 @@ async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): 
     () => claim.token,
     () => queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
   )
+  await deps.confirmReplicated(k.job('logs', jobId))
 }
 
 type PreparedBody = ReturnType<typeof prepare>

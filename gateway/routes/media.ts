@@ -132,6 +132,7 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       } finally {
         fresh.stop()
       }
+      await deps.confirmReplicated(k.job('media', jobId))
       return reply.code(201).send({ status: 'accepted' })
     },
   })
