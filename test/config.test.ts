@@ -55,13 +55,20 @@ t.test('Redis Cluster and shards: the seed list, the shard count, and a hash-tag
     t.throws(() => loadCliConfig({ ...env, REDIS_SHARDS: bad }), { name: 'ConfigError', variable: 'REDIS_SHARDS' }, bad)
   // Every key of a shard must hash to one slot, so the prefix must be one whole hash tag.
   t.throws(() => loadCliConfig({ ...env, REDIS_PREFIX: 'rdt', REDIS_SHARDS: '2' }), { variable: 'REDIS_PREFIX', message: /hash tag/ })
-  t.throws(() => loadCliConfig({ ...env, REDIS_PREFIX: 'x{rdt}', REDIS_CLUSTER_NODES: 'r1:7000' }), { name: 'ConfigError', variable: 'REDIS_PREFIX' })
+  t.throws(() => loadCliConfig({ ...env, REDIS_PREFIX: 'x{rdt}', REDIS_CLUSTER_NODES: 'r1:7000' }), {
+    name: 'ConfigError',
+    variable: 'REDIS_PREFIX',
+  })
   t.equal(loadCliConfig({ ...env, REDIS_PREFIX: 'rdt' }).redisPrefix, 'rdt', 'a plain prefix is still fine on one server with one shard')
   // The worker consumes every shard unless told otherwise, and only shards that exist.
   t.same(loadWorkerConfig({ ...env, REDIS_SHARDS: '3' }).workerShards, [0, 1, 2])
   t.same(loadWorkerConfig({ ...env, REDIS_SHARDS: '3', WORKER_SHARDS: '2, 0,2' }).workerShards, [2, 0])
   t.throws(() => loadWorkerConfig({ ...env, REDIS_SHARDS: '3', WORKER_SHARDS: '3' }), { name: 'ConfigError', variable: 'WORKER_SHARDS' })
-  t.throws(() => loadWorkerConfig({ ...env, WORKER_SHARDS: '1' }), { name: 'ConfigError', variable: 'WORKER_SHARDS' }, 'one shard by default')
+  t.throws(
+    () => loadWorkerConfig({ ...env, WORKER_SHARDS: '1' }),
+    { name: 'ConfigError', variable: 'WORKER_SHARDS' },
+    'one shard by default',
+  )
 })
 
 t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {
