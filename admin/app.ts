@@ -21,7 +21,7 @@ import staticRoutes from './routes/static.ts'
 import tokenRoutes from './routes/tokens.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
-import { assertAccessDeclared, checkAccess, Forbidden } from './security/roles.ts'
+import { assertAccessDeclared, checkAccess, Forbidden, type Access } from './security/roles.ts'
 import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
 import { createPasswordChecks, type PasswordChecks } from './security/password-checks.ts'
 import type { verifyPassword } from '../tokens/passwords.ts'
@@ -38,8 +38,8 @@ declare module 'fastify' {
     sessions: SessionStore
     loginLimiter: LoginLimiter
     passwordChecks: PasswordChecks
-    /** Every route registered, for the "nothing without a log-in" test. */
-    adminRoutes: { method: string; url: string; public: boolean }[]
+    /** Every route registered, for the "nothing without a log-in" and the roles tests. */
+    adminRoutes: { method: string; url: string; public: boolean; access: Access | null }[]
     now: () => Date
   }
 }
@@ -76,7 +76,8 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   const routes: FastifyInstance['adminRoutes'] = []
   app.addHook('onRoute', (r) => {
     assertAccessDeclared(r) // a route that does not say who may use it stops the start
-    for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true })
+    for (const m of [r.method].flat())
+      if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true, access: r.config?.access ?? null })
   })
   app.decorate('adminRoutes', routes)
   app.decorate('config', config)

@@ -15,7 +15,8 @@
 // Refusals: a workspace the admin has no role in answers exactly like one that does not exist
 // (404 "No such workspace."), so guessing ids reveals nothing. An admin who has a role there but
 // not enough of one (an analyst on a token page) already knows the workspace exists and gets 403
-// with the reason. Pages without a workspace that need a superadmin answer 403.
+// with the reason. A 'superadmin' page answers 403 to anyone else before any workspace is looked
+// at, so it too gives the same answer for every workspace id.
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import { AppError } from '../../shared/errors.ts'
 import { roleIncludes, type WorkspaceRole } from '../../tokens/roles.ts'
