@@ -11,7 +11,7 @@ export interface WorkspaceChoice {
 }
 
 function roleCell(admin: AdminIdentity, u: AdminListItem): SafeHtml {
-  if (u.roles.length === 0) return html`<span class="muted">none</span>`
+  if (u.roles.length === 0) return html`<span class="muted">${u.superadmin ? 'owner of every workspace (superadmin)' : 'none'}</span>`
   return html`${u.roles.map(
     (r) => html`<div><span class="mono">${r.slug}</span>: ${r.role}
       <form method="post" action="/admins/revoke" class="inline" data-confirm="Remove ${u.email}'s role in ${r.slug}?">
