@@ -117,6 +117,10 @@ t.test("an analyst of A, guessing B's URLs and ids, gets the answer of a workspa
     }
   }
   for (const url of ['/workspaces', '/audit', `/audit?workspace=${B.id}`, '/docs']) noLeak(t, await analyst.get(url), url)
+  // HEAD routes (Fastify adds one per GET) go through the same check.
+  const cookie = [...analyst.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
+  const head = await app.inject({ method: 'HEAD', url: `/workspaces/${B.id}/sessions/hiddensess-b/media/cropped`, headers: { cookie } })
+  t.equal(head.statusCode, 404, 'HEAD of a photo of B')
   t.equal((await analyst.get(`/audit?workspace=${B.id}`)).statusCode, 404, "B's audit log: 404")
 })
 
