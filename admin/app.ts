@@ -12,6 +12,7 @@ import { TokenAdminError } from '../tokens/errors.ts'
 import { loadAdminConfig, type AdminConfig, type AdminServerConfig } from './config.ts'
 import mongoPlugin from './plugins/mongo.ts'
 import redisPlugin from './plugins/redis.ts'
+import adminRoutes from './routes/admins.ts'
 import auditRoutes from './routes/audit.ts'
 import authRoutes from './routes/auth.ts'
 import reportRoutes from './routes/reports.ts'
@@ -20,6 +21,7 @@ import staticRoutes from './routes/static.ts'
 import tokenRoutes from './routes/tokens.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
+import { assertAccessDeclared, checkAccess, Forbidden, type Access } from './security/roles.ts'
 import { createLoginLimiter, type LoginLimiter } from './security/rate-limit.ts'
 import { createPasswordChecks, type PasswordChecks } from './security/password-checks.ts'
 import type { verifyPassword } from '../tokens/passwords.ts'
@@ -36,8 +38,8 @@ declare module 'fastify' {
     sessions: SessionStore
     loginLimiter: LoginLimiter
     passwordChecks: PasswordChecks
-    /** Every route registered, for the "nothing without a log-in" test. */
-    adminRoutes: { method: string; url: string; public: boolean }[]
+    /** Every route registered, for the "nothing without a log-in" and the roles tests. */
+    adminRoutes: { method: string; url: string; public: boolean; access: Access | null }[]
     now: () => Date
   }
 }
@@ -73,7 +75,9 @@ export async function buildAdmin(deps: AdminDeps): Promise<FastifyInstance> {
   })
   const routes: FastifyInstance['adminRoutes'] = []
   app.addHook('onRoute', (r) => {
-    for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true })
+    assertAccessDeclared(r) // a route that does not say who may use it stops the start
+    for (const m of [r.method].flat())
+      if (m !== 'HEAD') routes.push({ method: m, url: r.url, public: r.config?.public === true, access: r.config?.access ?? null })
   })
   app.decorate('adminRoutes', routes)
   app.decorate('config', config)
@@ -124,6 +128,7 @@ async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyP
 /** Security headers and the log-in check on every request; the CSRF check on every POST. */
 function addSecurityHooks(app: FastifyInstance, names: ReturnType<typeof cookieNames>): void {
   app.decorateRequest('admin', null)
+  app.decorateRequest('workspace', null)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('content-security-policy', CSP)
     reply.header('x-content-type-options', 'nosniff')
@@ -132,11 +137,11 @@ function addSecurityHooks(app: FastifyInstance, names: ReturnType<typeof cookieN
     reply.header('cross-origin-opener-policy', 'same-origin')
     reply.header('cross-origin-resource-policy', 'same-origin')
     if (app.adminConfig.cookieSecure) reply.header('strict-transport-security', 'max-age=31536000')
-    const doc = await app.sessions.lookup(request.cookies[names.session])
-    if (doc) request.admin = { userId: doc.user_id, email: doc.email, csrf: doc.csrf, sessionHash: doc._id }
+    request.admin = await app.sessions.lookup(request.cookies[names.session])
     if (request.routeOptions.config?.public === true) return
     reply.header('cache-control', 'no-store')
     if (!request.admin) return refuseAnonymous(request, reply)
+    await checkAccess(app, request) // the route's role (admin/security/roles.ts); refusals are 404 or 403 pages
   })
   // Every state change is a POST carrying the session's synchronizer token. Fetch metadata
   // refuses cross-site POSTs outright in browsers that send it.
@@ -150,10 +155,14 @@ function addSecurityHooks(app: FastifyInstance, names: ReturnType<typeof cookieN
   })
 }
 
-/** Refusals as pages: 404 for what does not exist, 400 for a refused change, 500 (logged) for the rest. */
+/**
+ * Refusals as pages: 404 for what does not exist (or belongs to a workspace the admin has no role
+ * in), 403 for a role too small, 400 for a refused change, 500 (logged) for the rest.
+ */
 function setErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof NotFound) return sendHtml(reply, errorPage(request.admin, 'Not found', err.message), 404)
+    if (err instanceof Forbidden) return sendHtml(reply, errorPage(request.admin, 'Forbidden', err.message), 403)
     if (err instanceof TokenAdminError) {
       const status = err.code === 'unknown_workspace' || err.code === 'unknown_token' ? 404 : 400
       return sendHtml(reply, errorPage(request.admin, status === 404 ? 'Not found' : 'Refused', err.message), status)
@@ -176,5 +185,6 @@ async function registerRoutes(app: FastifyInstance, names: ReturnType<typeof coo
   await app.register(sessionRoutes)
   await app.register(reportRoutes)
   await app.register(auditRoutes)
+  await app.register(adminRoutes)
   await app.register(import('./routes/docs.ts')) // the gateway's OpenAPI document and its page, /docs
 }

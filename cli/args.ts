@@ -76,6 +76,21 @@ export const COMMANDS = {
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
   'admin disable': { positionals: ['email'], options: json, writes: false },
   'admin reset-password': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
+  'admin list': { positionals: [], options: json, writes: false },
+  'admin grant': {
+    positionals: ['email'],
+    options: { workspace: { type: 'string' }, role: { type: 'string' }, ...json },
+    required: ['workspace', 'role'],
+    writes: false,
+    check: (_a, v) => (v.role === 'owner' || v.role === 'analyst' ? null : '--role must be owner or analyst'),
+  },
+  'admin revoke': { positionals: ['email'], options: { workspace: { type: 'string' }, ...json }, required: ['workspace'], writes: false },
+  'admin superadmin': {
+    positionals: ['email', 'state'],
+    options: json,
+    writes: false,
+    check: (a) => (a.state === 'on' || a.state === 'off' ? null : '"admin superadmin" takes on or off'),
+  },
   // Rewrites test_sessions documents but needs no Redis (like `admin create`, writes: false).
   'sessions revalidate': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
   'jobs failed': {
@@ -140,6 +155,10 @@ admin panel users:
   admin create <email> [--password-stdin] [--json]
   admin disable <email> [--json]
   admin reset-password <email> [--password-stdin] [--json]
+  admin list [--json]
+  admin grant <email> --workspace <slug> --role owner|analyst [--json]
+  admin revoke <email> --workspace <slug> [--json]
+  admin superadmin <email> on|off [--json]
 
 stored sessions:
   sessions revalidate [--workspace <slug>] [--json]
@@ -157,6 +176,9 @@ set-rate-limit: requests per minute per token of the workspace (0 = no limit), o
 "default" for the gateways' RATE_LIMIT_PER_MINUTE.
 admin create and admin reset-password ask for the password twice (no echo), or read it from
 stdin with --password-stdin. admin disable and admin reset-password end the admin's sessions.
+Roles (README "Roles"): an analyst reads a workspace, an owner also manages its tokens; a
+superadmin manages workspaces and admins. The first admin created is a superadmin. grant replaces
+the admin's role in that workspace; changes apply at their next click in the panel.
 token rotate issues a new token like the old one; the old one keeps working for the grace
 period (at most 90d; 0 = it stops now, and the command exits 1 if the gateways were not told).
 move-shard sends the workspace's new uploads to another Redis shard, then waits until the jobs

@@ -1,4 +1,5 @@
 // Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
+import type { AdminListItem } from '../tokens/roles.ts'
 import type { CreatedToken, TokenInfo } from '../tokens/tokens.ts'
 import type { WorkspaceListItem } from '../tokens/workspaces.ts'
 import type { FailedJobInfo, RetryOutcome } from './jobs.ts'
@@ -26,6 +27,19 @@ export function workspaceTable(list: readonly WorkspaceListItem[]): string {
   return table(
     ['ID', 'SLUG', 'NAME', 'STATUS', 'TOKENS', 'CREATED'],
     list.map((w) => [w.id, w.slug, w.name, w.active ? 'active' : 'inactive', `${w.active_tokens}/${w.tokens}`, shortDate(w.created_at)]),
+  )
+}
+
+export function adminTable(list: readonly AdminListItem[]): string {
+  if (list.length === 0) return 'No admins.\n'
+  return table(
+    ['EMAIL', 'STATUS', 'SUPERADMIN', 'ROLES'],
+    list.map((u) => [
+      u.email,
+      u.disabled ? 'disabled' : 'active',
+      u.superadmin ? 'yes' : 'no',
+      u.roles.map((r) => `${r.slug}:${r.role}`).join(',') || '-',
+    ]),
   )
 }
 

@@ -9,6 +9,7 @@ import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { assertNoEviction, createProducerRedis, type RedisTarget } from '../shared/redis.ts'
 import { shardPrefixes } from '../shared/redis-shards.ts'
 import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
+import { migrateLegacyAdmins } from '../tokens/roles.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { COMMAND_HANDLERS } from './commands.ts'
 import { CliError } from './errors.ts'
@@ -64,6 +65,7 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
     try {
       ;({ client: mongo, db } = await connectMongo(config.mongodbUrl, config.mongoWriteConcern))
       await ensureIndexes(db)
+      await migrateLegacyAdmins(db, 'system:roles-upgrade') // before any command, like the panel's start (tokens/roles.ts)
     } catch (err) {
       throw new CliError('mongo_unavailable', `MongoDB at ${redact(config.mongodbUrl)}: ${(err as Error).message}`, { cause: err })
     }

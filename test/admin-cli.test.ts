@@ -1,4 +1,5 @@
-// `npm run cli -- admin create|disable|reset-password <email>`, as real processes.
+// `npm run cli -- admin create|disable|reset-password <email>`, as real processes, and the roles
+// commands (`admin list|grant|revoke|superadmin`) through runCli.
 import t from 'tap'
 import { startAdmin, login, browser, csrfOf } from './helpers/admin-support.ts'
 import { spawn } from 'node:child_process'
@@ -30,7 +31,7 @@ function cli(args: string[], stdin: string): Promise<{ code: number | null; out:
 t.test('admin create --password-stdin (real process)', async (t) => {
   const res = await cli(['admin', 'create', 'First@Example.org', '--password-stdin', '--json'], 'a good long password\n')
   t.equal(res.code, 0, res.err)
-  t.match(JSON.parse(res.out), { email: 'first@example.org' })
+  t.match(JSON.parse(res.out), { email: 'first@example.org', superadmin: true }, 'the first admin is a superadmin')
   const user = await db.collection('admin_users').findOne({ email: 'first@example.org' })
   t.ok(await verifyPassword('a good long password', user!.password as PasswordHash), 'the trailing newline is not part of the password')
   t.match(await db.collection('audit_log').findOne({ action: 'admin.create' }), { actor: /^cli:/, target: { email: 'first@example.org' } })
@@ -126,4 +127,76 @@ t.test('admin reset-password --password-stdin (real process): the new password w
   const noTty = await cli(['admin', 'reset-password', 'forgetful@example.org'], '')
   t.equal(noTty.code, 1)
   t.match(noTty.err, '--password-stdin')
+})
+
+/** runCli in this process, collecting its output. */
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = ''
+  let err = ''
+  const code = await runCli(args, { out: (s) => (out += s), err: (s) => (err += s), env })
+  return { code, out, err }
+}
+
+t.test('admin grant|revoke|superadmin|list: roles from the CLI, with --json, audited', async (t) => {
+  t.equal((await run(['workspace', 'create', 'roles-ws', '--json'])).code, 0)
+  const later = await runCli(['admin', 'create', 'member@example.org'], {
+    out: () => {},
+    err: () => {},
+    env,
+    readPassword: async () => 'the member password',
+  })
+  t.equal(later, 0)
+  t.match(await db.collection('admin_users').findOne({ email: 'member@example.org' }), { superadmin: false, workspace_roles: {} })
+
+  const grant = await run(['admin', 'grant', 'Member@Example.org', '--workspace', 'roles-ws', '--role', 'analyst', '--json'])
+  t.equal(grant.code, 0, grant.err)
+  const g = JSON.parse(grant.out)
+  t.match(g, { email: 'member@example.org', slug: 'roles-ws', role: 'analyst', previous_role: null, workspace_id: /^w[0-9a-f]{16}$/ })
+  const up = await run(['admin', 'grant', 'member@example.org', '--workspace', g.workspace_id, '--role', 'owner'])
+  t.equal(up.code, 0, up.err)
+  t.match(up.out, '"member@example.org" is now owner of workspace "roles-ws" (was analyst)')
+
+  const list = await run(['admin', 'list', '--json'])
+  t.equal(list.code, 0, list.err)
+  const member = (JSON.parse(list.out) as { email: string }[]).find((u) => u.email === 'member@example.org')
+  t.match(member, { superadmin: false, roles: [{ slug: 'roles-ws', role: 'owner' }] })
+  t.notMatch(list.out, 'scrypt', 'no password hash in the list')
+  t.match((await run(['admin', 'list'])).out, /member@example\.org\s+active\s+no\s+roles-ws:owner/)
+
+  const revoke = await run(['admin', 'revoke', 'member@example.org', '--workspace', 'roles-ws', '--json'])
+  t.equal(revoke.code, 0, revoke.err)
+  t.match(JSON.parse(revoke.out), { role: null, previous_role: 'owner' })
+  t.same((await db.collection('admin_users').findOne({ email: 'member@example.org' }))?.workspace_roles, {})
+
+  const on = await run(['admin', 'superadmin', 'member@example.org', 'on', '--json'])
+  t.equal(on.code, 0, on.err)
+  t.match(JSON.parse(on.out), { superadmin: true, changed: true })
+  t.match(await db.collection('audit_log').findOne({ action: 'admin.grant' }), { actor: /^cli:/, target: { email: 'member@example.org' } })
+  t.match(await db.collection('audit_log').findOne({ action: 'admin.revoke' }), { actor: /^cli:/ })
+  t.match(await db.collection('audit_log').findOne({ action: 'admin.superadmin', 'target.email': 'member@example.org' }), {
+    target: { superadmin: true },
+  })
+
+  // Refusals: exit 1 with the reason, or 2 for a command line that cannot be parsed.
+  const badRole = await run(['admin', 'grant', 'member@example.org', '--workspace', 'roles-ws', '--role', 'admin'])
+  t.equal(badRole.code, 2)
+  t.match(badRole.err, '--role must be owner or analyst')
+  t.equal((await run(['admin', 'superadmin', 'member@example.org', 'maybe'])).code, 2)
+  const noWs = await run(['admin', 'grant', 'member@example.org', '--workspace', 'no-such-ws', '--role', 'owner'])
+  t.equal(noWs.code, 1)
+  t.match(noWs.err, 'unknown workspace "no-such-ws"')
+  const noUser = await run(['admin', 'revoke', 'ghost@example.org', '--workspace', 'roles-ws'])
+  t.equal(noUser.code, 1)
+  t.match(noUser.err, 'no admin "ghost@example.org"')
+  // Only enabled superadmins count: turn every other one off, then the last is refused.
+  for (const u of await db
+    .collection('admin_users')
+    .find({ superadmin: true, email: { $ne: 'member@example.org' } })
+    .toArray()) {
+    t.equal((await run(['admin', 'superadmin', String(u.email), 'off'])).code, 0)
+  }
+  const last = await run(['admin', 'superadmin', 'member@example.org', 'off'])
+  t.equal(last.code, 1)
+  t.match(last.err, 'last enabled superadmin')
+  t.equal((await db.collection('admin_users').findOne({ email: 'member@example.org' }))?.superadmin, true)
 })

@@ -1,7 +1,8 @@
 // The admin panel end to end, in a real browser (Debian's Chromium, driven by playwright-core):
 // log in, create a workspace and a token, upload as a phone would through the real gateway and
 // worker, find the session, see its photos render, revoke the token (the gateway then answers
-// 403), and export the CSV. Screenshots go to test/artifacts/.
+// 403), and export the CSV; then give a colleague the analyst role on the admins page, log in as
+// them and check what they see (and what they do not). Screenshots go to test/artifacts/.
 // Everything runs over HTTPS, as in production: the gateway and the panel serve it themselves
 // (TLS_CERT_FILE/TLS_KEY_FILE) with a certificate from the local CA `STACK_TLS=1 npm start` makes,
 // so the panel's cookies are the Secure `__Host-` ones.
@@ -43,7 +44,9 @@ const worker = await buildWorker({ config: asRole(config, 'worker'), logger: pin
 const admin = await buildAdmin({ config: asRole(config, 'admin'), adminConfig: loadAdminConfig(config, {}), logger: false })
 await admin.listen({ port: 0, host: '127.0.0.1' })
 const adminUrl = `https://127.0.0.1:${(admin.server.address() as { port: number }).port}`
-await createAdminUser(admin.db, 'ops@example.org', 'e2e password for ops', 'test')
+await createAdminUser(admin.db, 'ops@example.org', 'e2e password for ops', 'test') // the first: a superadmin
+await createAdminUser(admin.db, 'reader@example.org', 'e2e password for the reader', 'test') // no role yet
+const hidden = await admin.tokenAdmin.createWorkspace('clinic-hidden', { name: 'Hidden clinic', actor: 'test' })
 
 const profile = await mkdtemp(join(tmpdir(), 'rdt-admin-e2e-'))
 // The browser trusts our certificate by its public key: Chromium on Linux takes extra CAs only
@@ -238,6 +241,48 @@ t.test('the admin journey in a real browser', async (t) => {
     'the session row is in the CSV',
   )
   t.match(download.suggestedFilename(), /^clinic-e2e-sessions-.*\.csv$/)
+
+  // 9. Give a colleague the analyst role on the admins page, then log in as them.
+  await page.click('header >> text=Admins')
+  await page.selectOption('select[name=email]', 'reader@example.org')
+  await page.selectOption('select[name=workspace]', { label: 'clinic-e2e' })
+  await page.selectOption('select[name=role]', 'analyst')
+  await Promise.all([page.waitForURL(/\/admins\?done=granted$/), page.click('button:has-text("Give role")')])
+  t.match(await page.textContent('#admins'), /reader@example\.org[\s\S]*clinic-e2e: analyst/)
+  await shot(page, '07-admins')
+  await Promise.all([page.waitForURL(/\/login$/), page.click('header >> text=Log out')])
+  await page.goto(`${adminUrl}/workspaces`)
+  await page.fill('input[name=email]', 'reader@example.org')
+  await page.fill('input[name=password]', 'e2e password for the reader')
+  await Promise.all([page.waitForURL(`${adminUrl}/workspaces`), page.click('button[type=submit]')])
+  t.match(await page.textContent('header'), 'reader@example.org')
+  t.notMatch(await page.textContent('header'), 'Admins', 'no admins page for an analyst')
+  t.match(await page.textContent('main'), 'Clinic E2E')
+  t.notMatch(await page.textContent('main'), 'Hidden clinic', 'only the workspaces they have a role in')
+  t.equal(await page.$('form[action="/workspaces"]'), null, 'no new-workspace form')
+  await shot(page, '08-analyst-workspaces')
+  await Promise.all([page.waitForURL(/\/dashboard$/), page.click('text=Clinic E2E')])
+  t.same(
+    await page.$$eval('.tabs a', (as) => as.map((a) => a.textContent)),
+    ['Dashboard', 'Sessions', 'Missing media', 'Conflicts'],
+    'no Tokens or Settings tab',
+  )
+  await page.click('.tabs >> text=Sessions')
+  await Promise.all([page.waitForURL(`**/sessions/${guid}`), page.click(`#sessions a:has-text("${guid}")`)])
+  await page.waitForFunction(() => [...document.querySelectorAll('.gallery img')].every((i) => (i as HTMLImageElement).complete))
+  t.same(
+    (await page.$$eval('.gallery img', (imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth))).sort(),
+    [240, 320],
+    'the analyst sees the photos',
+  )
+  await shot(page, '09-analyst-session')
+  const tokensPage = await page.goto(`${adminUrl}${wsPath}/tokens`)
+  t.equal(tokensPage?.status(), 403, 'the tokens page, typed in: 403')
+  t.notMatch(await page.textContent('main'), 'tablet 7')
+  const other = await page.goto(`${adminUrl}/workspaces/${hidden.id}/sessions`)
+  t.equal(other?.status(), 404, "another workspace's page, typed in: 404")
+  t.match(await page.textContent('main'), 'No such workspace.')
+  t.equal((await page.goto(`${adminUrl}/admins`))?.status(), 403)
 
   t.same(
     cspErrors.filter((e) => /Content Security Policy/i.test(e)),

@@ -28,9 +28,10 @@ export class TokenAdminError extends AppError {
   }
 }
 
-export type AdminUserErrorCode = 'bad_email' | 'bad_password' | 'duplicate_admin' | 'unknown_admin'
+export type AdminUserErrorCode =
+  'bad_email' | 'bad_password' | 'duplicate_admin' | 'unknown_admin' | 'bad_role' | 'unknown_workspace' | 'last_superadmin'
 
-/** A refused admin-user action (`admin create`, `admin disable`, `admin reset-password`). */
+/** A refused admin-user action (`admin create|disable|reset-password|grant|revoke|superadmin`). */
 export class AdminUserError extends AppError {
   constructor(
     readonly code: AdminUserErrorCode,

@@ -5,6 +5,7 @@ import type { Db } from 'mongodb'
 import { COLLECTIONS, isDuplicateKey } from '../shared/mongo.ts'
 import { AdminUserError } from './errors.ts'
 import { checkPasswordPolicy, hashPassword, type PasswordHash } from './passwords.ts'
+import type { WorkspaceRole } from './roles.ts'
 
 export interface AdminUserDoc {
   _id: string
@@ -12,6 +13,14 @@ export interface AdminUserDoc {
   password: PasswordHash
   created_at: Date
   disabled: boolean
+  /**
+   * Global rights: workspaces, admin users and memberships, and owner of every workspace
+   * (README "Roles"). Absent only on an account made before roles existed; the start-up
+   * migration (tokens/roles.ts migrateLegacyAdmins) sets it.
+   */
+  superadmin?: boolean
+  /** The account's role per workspace id (tokens/roles.ts explains why a map on the user). */
+  workspace_roles?: Record<string, WorkspaceRole>
 }
 
 export interface AdminSessionDoc {
@@ -43,7 +52,7 @@ export function normaliseEmail(email: unknown): string | null {
 }
 
 /** The normalised email, or a refusal. */
-function requireEmail(input: string): string {
+export function requireEmail(input: string): string {
   const email = normaliseEmail(input)
   if (!email) throw new AdminUserError('bad_email', `invalid email "${input}"`)
   return email
@@ -54,26 +63,40 @@ function requirePasswordPolicy(password: string): void {
   if (problem) throw new AdminUserError('bad_password', problem)
 }
 
-async function requireUser(db: Db, email: string): Promise<AdminUserDoc> {
+export async function requireUser(db: Db, email: string): Promise<AdminUserDoc> {
   const user = await adminCollections(db).users.findOne({ email })
   if (!user) throw new AdminUserError('unknown_admin', `no admin "${email}"`)
   return user
 }
 
-async function audit(db: Db, actor: string, action: string, target: Record<string, unknown>): Promise<void> {
+export async function auditAdminAction(db: Db, actor: string, action: string, target: Record<string, unknown>): Promise<void> {
   await db.collection(COLLECTIONS.audit).insertOne({ at: new Date(), actor, action, target })
 }
 
-export async function createAdminUser(db: Db, emailInput: string, password: string, actor: string): Promise<{ id: string; email: string }> {
+/**
+ * `admin create <email>`. The first account of a deployment is a superadmin (someone must be able
+ * to grant roles from the panel); every later one starts with no role at all. Two concurrent
+ * "first" creations could both see an empty collection and both become superadmins: harmless,
+ * since whoever can run the CLI can already make any account a superadmin (`admin superadmin`).
+ */
+export async function createAdminUser(
+  db: Db,
+  emailInput: string,
+  password: string,
+  actor: string,
+): Promise<{ id: string; email: string; superadmin: boolean }> {
   const email = requireEmail(emailInput)
   requirePasswordPolicy(password)
   await ensureAdminUserIndexes(db) // the unique email index is what refuses a second "admin create"
+  const superadmin = (await adminCollections(db).users.countDocuments({}, { limit: 1 })) === 0
   const doc: AdminUserDoc = {
     _id: 'u' + randomBytes(8).toString('hex'),
     email,
     password: await hashPassword(password),
     created_at: new Date(),
     disabled: false,
+    superadmin,
+    workspace_roles: {},
   }
   try {
     await adminCollections(db).users.insertOne(doc)
@@ -81,8 +104,8 @@ export async function createAdminUser(db: Db, emailInput: string, password: stri
     if (isDuplicateKey(err)) throw new AdminUserError('duplicate_admin', `admin "${email}" already exists`)
     throw err
   }
-  await audit(db, actor, 'admin.create', { user_id: doc._id, email })
-  return { id: doc._id, email }
+  await auditAdminAction(db, actor, 'admin.create', { user_id: doc._id, email, superadmin })
+  return { id: doc._id, email, superadmin }
 }
 
 export const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex')
@@ -108,7 +131,7 @@ export async function disableAdminUser(
   await c.users.updateOne({ _id: user._id }, { $set: { disabled: true } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, already_disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await audit(db, actor, 'admin.disable', {
+  await auditAdminAction(db, actor, 'admin.disable', {
     user_id: user._id,
     email,
     already_disabled: res.already_disabled,
@@ -135,6 +158,6 @@ export async function resetAdminPassword(
   await c.users.updateOne({ _id: user._id }, { $set: { password: await hashPassword(password) } })
   const ended = await c.sessions.deleteMany({ user_id: user._id })
   const res = { id: user._id, email, disabled: user.disabled === true, sessions_ended: ended.deletedCount }
-  await audit(db, actor, 'admin.reset_password', { user_id: user._id, email, sessions_ended: res.sessions_ended })
+  await auditAdminAction(db, actor, 'admin.reset_password', { user_id: user._id, email, sessions_ended: res.sessions_ended })
   return res
 }

@@ -1,7 +1,8 @@
-// The admin's MongoDB client: connected and indexed at start, closed last (after HTTP) on close.
+// The admin's MongoDB client: connected, indexed and migrated at start, closed last (after HTTP) on close.
 import fp from 'fastify-plugin'
 import type { Db } from 'mongodb'
 import { connectMongo, ensureIndexes } from '../../shared/mongo.ts'
+import { migrateLegacyAdmins } from '../../tokens/roles.ts'
 import { ensureAdminIndexes } from '../data/indexes.ts'
 
 declare module 'fastify' {
@@ -16,6 +17,8 @@ export default fp<{ url: string; writeConcern: string | number }>(
     try {
       await ensureIndexes(db)
       await ensureAdminIndexes(db)
+      // Accounts from before roles existed keep the full rights they had (tokens/roles.ts).
+      await migrateLegacyAdmins(db, 'system:roles-upgrade')
     } catch (err) {
       await client.close()
       throw err

@@ -53,6 +53,9 @@ export const NOTICES: Record<string, string> = {
   activated: 'Workspace reactivated: its tokens work again.',
   deactivated: 'Workspace deactivated: its tokens are refused from now on.',
   revoked: 'Token revoked: gateways refuse it from now on.',
+  granted: 'Role given: it applies at their next click.',
+  role_removed: 'Role removed: it applies at their next click.',
+  superadmin_changed: 'Superadmin setting saved.',
 }
 
 /**

@@ -6,7 +6,8 @@ import { missingMediaReport } from '../data/missing-media.ts'
 import { DASHBOARD_RANGES, dashboardBody } from '../views/dashboard.ts'
 import { page } from '../views/layout.ts'
 import { conflictsBody, LOOKBACK_CHOICES, missingMediaBody } from '../views/reports.ts'
-import { beforeCursor, checkId, loadWorkspace, sendHtml, who, type Query } from './common.ts'
+import { workspaceOf } from '../security/roles.ts'
+import { beforeCursor, checkId, sendHtml, who, type Query } from './common.ts'
 
 type WorkspaceRequest = FastifyRequest<{ Params: { ws: string }; Querystring: Query }>
 
@@ -14,13 +15,14 @@ type WorkspaceRequest = FastifyRequest<{ Params: { ws: string }; Querystring: Qu
 const daysOf = (q: Query, choices: number[]): number => (choices.includes(Number(q.days)) ? Number(q.days) : 30)
 
 export default async function reportRoutes(app: FastifyInstance) {
-  app.get('/workspaces/:ws/dashboard', (request: WorkspaceRequest, reply) => dashboard(app, request, reply))
-  app.get('/workspaces/:ws/missing-media', (request: WorkspaceRequest, reply) => missingMedia(app, request, reply))
-  app.get('/workspaces/:ws/conflicts', (request: WorkspaceRequest, reply) => conflicts(app, request, reply))
+  const analyst = { config: { access: 'analyst' as const } }
+  app.get('/workspaces/:ws/dashboard', analyst, (request: WorkspaceRequest, reply) => dashboard(app, request, reply))
+  app.get('/workspaces/:ws/missing-media', analyst, (request: WorkspaceRequest, reply) => missingMedia(app, request, reply))
+  app.get('/workspaces/:ws/conflicts', analyst, (request: WorkspaceRequest, reply) => conflicts(app, request, reply))
 }
 
 async function dashboard(app: FastifyInstance, request: WorkspaceRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const days = daysOf(request.query, DASHBOARD_RANGES)
   const now = app.now()
   const to = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + 86400_000)
@@ -31,7 +33,7 @@ async function dashboard(app: FastifyInstance, request: WorkspaceRequest, reply:
 }
 
 async function missingMedia(app: FastifyInstance, request: WorkspaceRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const lookback = daysOf(request.query, LOOKBACK_CHOICES)
   const delayMs = app.adminConfig.missingMediaDelayMs
   const r = await missingMediaReport(app.db, ws.id, { delayMs, lookbackDays: lookback, now: app.now() })
@@ -41,7 +43,7 @@ async function missingMedia(app: FastifyInstance, request: WorkspaceRequest, rep
 }
 
 async function conflicts(app: FastifyInstance, request: WorkspaceRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const q = request.query
   const sessionId = q.session ? checkId(q.session, 'session') : undefined
   const p = await listConflicts(app.db, ws.id, { sessionId, before: beforeCursor(q) })

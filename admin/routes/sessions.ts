@@ -10,19 +10,21 @@ import { contentDisposition, openMedia } from '../data/media.ts'
 import { str } from '../views/format.ts'
 import { page } from '../views/layout.ts'
 import { exportForm, LOG_LIMIT, sessionDetailBody, sessionListBody } from '../views/sessions.ts'
-import { actorOf, checkId, loadWorkspace, NotFound, sendHtml, who, type Query } from './common.ts'
+import { workspaceOf } from '../security/roles.ts'
+import { actorOf, checkId, NotFound, sendHtml, who, type Query } from './common.ts'
 
 type SessionRequest = FastifyRequest<{ Params: { ws: string; sid: string; mid: string }; Querystring: Query }>
 
 export default async function sessionRoutes(app: FastifyInstance) {
-  app.get('/workspaces/:ws/sessions', (request: SessionRequest, reply) => sessionList(app, request, reply))
-  app.get('/workspaces/:ws/sessions/:sid', (request: SessionRequest, reply) => sessionDetail(app, request, reply))
-  app.get('/workspaces/:ws/sessions/:sid/media/:mid', (request: SessionRequest, reply) => sessionMedia(app, request, reply))
-  app.get('/workspaces/:ws/export', (request: SessionRequest, reply) => exportSessions(app, request, reply))
+  const analyst = { config: { access: 'analyst' as const } }
+  app.get('/workspaces/:ws/sessions', analyst, (request: SessionRequest, reply) => sessionList(app, request, reply))
+  app.get('/workspaces/:ws/sessions/:sid', analyst, (request: SessionRequest, reply) => sessionDetail(app, request, reply))
+  app.get('/workspaces/:ws/sessions/:sid/media/:mid', analyst, (request: SessionRequest, reply) => sessionMedia(app, request, reply))
+  app.get('/workspaces/:ws/export', analyst, (request: SessionRequest, reply) => exportSessions(app, request, reply))
 }
 
 async function sessionList(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const q = request.query
   const f = parseFilters(q)
   const [res, choices] = await Promise.all([listSessions(app.db, ws.id, f, q.after), filterChoices(app.db, ws.id)])
@@ -32,7 +34,7 @@ async function sessionList(app: FastifyInstance, request: SessionRequest, reply:
 }
 
 async function sessionDetail(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const sid = checkId(request.params.sid, 'session')
   const doc = await app.db.collection(COLLECTIONS.sessions).findOne({ workspace_id: ws.id, session_id: sid })
   if (!doc) throw new NotFound('No such session in this workspace.')
@@ -48,7 +50,7 @@ async function sessionDetail(app: FastifyInstance, request: SessionRequest, repl
 }
 
 async function sessionMedia(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const sid = checkId(request.params.sid, 'session')
   const mid = checkId(request.params.mid, 'image')
   const m = await app.db.collection(COLLECTIONS.media).findOne({ workspace_id: ws.id, session_id: sid, media_id: mid })
@@ -64,7 +66,7 @@ async function sessionMedia(app: FastifyInstance, request: SessionRequest, reply
 }
 
 async function exportSessions(app: FastifyInstance, request: SessionRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const q = request.query
   const from = parseDay(q.from)
   const toDay = parseDay(q.to)

@@ -10,19 +10,21 @@ import { fmtDate } from '../views/format.ts'
 import { seg, type SafeHtml } from '../views/html.ts'
 import { page } from '../views/layout.ts'
 import { GRACE_CHOICES, one, secretBox, tokensBody, type FormBody } from '../views/tokens.ts'
+import { workspaceOf } from '../security/roles.ts'
 import { actorOf, loadWorkspace, notice, sendHtml, UNCONFIRMED_PUSH, who, type Query } from './common.ts'
 
 type TokenRequest = FastifyRequest<{ Params: { ws: string; tid: string }; Body: FormBody }>
 
 export default async function tokenRoutes(app: FastifyInstance) {
-  app.get('/workspaces/:ws/tokens', async (request: FastifyRequest<{ Params: { ws: string }; Querystring: Query }>, reply) =>
+  const owner = { config: { access: 'owner' as const } } // tokens are an owner's business, analysts never see them
+  app.get('/workspaces/:ws/tokens', owner, async (request: FastifyRequest<{ Params: { ws: string }; Querystring: Query }>, reply) =>
     sendHtml(reply, await tokensPage(app, request, request.params.ws, { q: request.query })),
   )
-  app.post('/workspaces/:ws/tokens', (request: FastifyRequest<{ Params: { ws: string }; Body: FormBody }>, reply) =>
+  app.post('/workspaces/:ws/tokens', owner, (request: FastifyRequest<{ Params: { ws: string }; Body: FormBody }>, reply) =>
     createToken(app, request, reply),
   )
-  app.post('/workspaces/:ws/tokens/:tid/revoke', (request: TokenRequest, reply) => revokeToken(app, request, reply))
-  app.post('/workspaces/:ws/tokens/:tid/rotate', (request: TokenRequest, reply) => rotateToken(app, request, reply))
+  app.post('/workspaces/:ws/tokens/:tid/revoke', owner, (request: TokenRequest, reply) => revokeToken(app, request, reply))
+  app.post('/workspaces/:ws/tokens/:tid/rotate', owner, (request: TokenRequest, reply) => rotateToken(app, request, reply))
 }
 
 async function tokensPage(
@@ -45,7 +47,7 @@ async function tokensPage(
 }
 
 async function createToken(app: FastifyInstance, request: FastifyRequest<{ Params: { ws: string }; Body: FormBody }>, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   const b = request.body
   const perms = b.permissions === undefined ? [] : [b.permissions].flat()
   let created: CreatedToken
@@ -66,7 +68,7 @@ async function createToken(app: FastifyInstance, request: FastifyRequest<{ Param
 }
 
 async function revokeToken(app: FastifyInstance, request: TokenRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   await ownToken(app, ws.id, request.params.tid)
   const res = await app.tokenAdmin.revokeToken(request.params.tid, actorOf(request))
   if (!res.mirrored) return sendHtml(reply, await tokensPage(app, request, ws.id, { error: UNCONFIRMED_PUSH }), 503)
@@ -74,7 +76,7 @@ async function revokeToken(app: FastifyInstance, request: TokenRequest, reply: F
 }
 
 async function rotateToken(app: FastifyInstance, request: TokenRequest, reply: FastifyReply) {
-  const ws = await loadWorkspace(app, request.params.ws)
+  const ws = workspaceOf(request)
   await ownToken(app, ws.id, request.params.tid)
   const grace = Number(one(request.body.grace) ?? 'x')
   if (!GRACE_CHOICES.some(([ms]) => ms === grace)) throw new TokenAdminError('bad_expiry', 'choose a grace period from the list')

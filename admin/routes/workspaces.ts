@@ -7,33 +7,37 @@ import { workspaceActivity } from '../data/activity.ts'
 import { seg } from '../views/html.ts'
 import { page } from '../views/layout.ts'
 import { settingsBody, workspaceListBody } from '../views/workspaces.ts'
+import { workspaceFilter, workspaceOf } from '../security/roles.ts'
 import { actorOf, loadWorkspace, notice, sendHtml, UNCONFIRMED_PUSH, who, type Query } from './common.ts'
 
 type Body = Record<string, string | undefined>
 type WorkspaceRequest = FastifyRequest<{ Params: { ws: string }; Querystring: Query; Body: Body }>
 
 export default async function workspaceRoutes(app: FastifyInstance) {
-  app.get('/', async (_request, reply) => reply.redirect('/workspaces', 303))
-  app.get('/workspaces', async (request: FastifyRequest<{ Querystring: Query }>, reply) =>
+  const any = { config: { access: 'any' as const } }
+  // Creating, renaming and (de)activating workspaces is a superadmin's job; an owner sees the settings.
+  const superadmin = { config: { access: 'superadmin' as const } }
+  app.get('/', any, async (_request, reply) => reply.redirect('/workspaces', 303))
+  app.get('/workspaces', any, async (request: FastifyRequest<{ Querystring: Query }>, reply) =>
     sendHtml(reply, await listPage(app, request, request.query)),
   )
-  app.post('/workspaces', (request: FastifyRequest<{ Body: Body }>, reply) => createWorkspace(app, request, reply))
-  app.get('/workspaces/:ws', async (request: WorkspaceRequest, reply) => {
-    const ws = await loadWorkspace(app, request.params.ws)
-    return reply.redirect(`/workspaces/${seg(ws.id)}/dashboard`, 303)
-  })
-  app.get('/workspaces/:ws/settings', async (request: WorkspaceRequest, reply) =>
+  app.post('/workspaces', superadmin, (request: FastifyRequest<{ Body: Body }>, reply) => createWorkspace(app, request, reply))
+  app.get('/workspaces/:ws', { config: { access: 'analyst' } }, async (request: WorkspaceRequest, reply) =>
+    reply.redirect(`/workspaces/${seg(workspaceOf(request).id)}/dashboard`, 303),
+  )
+  app.get('/workspaces/:ws/settings', { config: { access: 'owner' } }, async (request: WorkspaceRequest, reply) =>
     sendHtml(reply, await settingsPage(app, request, request.params.ws, request.query)),
   )
-  app.post('/workspaces/:ws/rename', (request: WorkspaceRequest, reply) => renameWorkspace(app, request, reply))
+  app.post('/workspaces/:ws/rename', superadmin, (request: WorkspaceRequest, reply) => renameWorkspace(app, request, reply))
   for (const action of ['activate', 'deactivate'] as const) {
-    app.post(`/workspaces/:ws/${action}`, (request: WorkspaceRequest, reply) => setActive(app, request, reply, action))
+    app.post(`/workspaces/:ws/${action}`, superadmin, (request: WorkspaceRequest, reply) => setActive(app, request, reply, action))
   }
 }
 
 async function listPage(app: FastifyInstance, request: FastifyRequest, q: Query, error: string | null = null, form: Body = {}) {
   const admin = who(request)
-  const list = await app.tokenAdmin.listWorkspaces()
+  const only = workspaceFilter(admin)
+  const list = (await app.tokenAdmin.listWorkspaces()).filter((w) => only === null || only.includes(w.id))
   const activity = await workspaceActivity(
     app.db,
     list.map((w) => w.id),

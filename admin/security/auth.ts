@@ -6,6 +6,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Db } from 'mongodb'
+import { isWorkspaceRole, type WorkspaceRole } from '../../tokens/roles.ts'
 import { adminCollections, hashSessionId, type AdminSessionDoc } from '../../tokens/users.ts'
 
 export interface AdminIdentity {
@@ -13,6 +14,10 @@ export interface AdminIdentity {
   email: string
   csrf: string
   sessionHash: string
+  /** Read from the user document on every request, so a grant or revoke applies at the next click. */
+  superadmin: boolean
+  /** Role per workspace id; admin/security/roles.ts decides what each allows. */
+  roles: Record<string, WorkspaceRole>
 }
 
 declare module 'fastify' {
@@ -57,17 +62,33 @@ export function createSessionStore(db: Db, opts: { ttlMs: number; now?: () => Da
       await c.sessions.insertOne(doc)
       return { id, doc }
     },
-    async lookup(id: string | undefined): Promise<AdminSessionDoc | null> {
+    /** The session's admin with their rights as they are now, or null (no session, expired, account disabled). */
+    async lookup(id: string | undefined): Promise<AdminIdentity | null> {
       if (!id || id.length > 100) return null
       const doc = await c.sessions.findOne({ _id: hashSessionId(id) })
       if (!doc || doc.expires_at.getTime() <= now().getTime()) return null
-      const user = await c.users.findOne({ _id: doc.user_id }, { projection: { disabled: 1 } })
-      return user && !user.disabled ? doc : null
+      const user = await c.users.findOne({ _id: doc.user_id }, { projection: { disabled: 1, superadmin: 1, workspace_roles: 1 } })
+      if (!user || user.disabled) return null
+      return {
+        userId: doc.user_id,
+        email: doc.email,
+        csrf: doc.csrf,
+        sessionHash: doc._id,
+        superadmin: user.superadmin === true,
+        roles: validRoles(user.workspace_roles),
+      }
     },
     async destroy(sessionHash: string): Promise<void> {
       await c.sessions.deleteOne({ _id: sessionHash })
     },
   }
+}
+
+/** Only well-formed roles count: a hand-edited document with an unknown value grants nothing. */
+function validRoles(roles: Record<string, unknown> | undefined): Record<string, WorkspaceRole> {
+  const out: Record<string, WorkspaceRole> = {}
+  for (const [ws, role] of Object.entries(roles ?? {})) if (isWorkspaceRole(role)) out[ws] = role
+  return out
 }
 
 export type SessionStore = ReturnType<typeof createSessionStore>

@@ -1,5 +1,7 @@
 // The page shell: header, navigation, and the workspace sub-navigation.
+import type { WorkspaceRole } from '../../tokens/roles.ts'
 import type { AdminIdentity } from '../security/auth.ts'
+import { hasWorkspaceRole } from '../security/roles.ts'
 import { html, seg, type SafeHtml } from './html.ts'
 
 export interface WorkspaceRef {
@@ -11,13 +13,14 @@ export interface WorkspaceRef {
 
 export type WorkspaceTab = 'dashboard' | 'sessions' | 'missing' | 'conflicts' | 'tokens' | 'settings'
 
-const TABS: [WorkspaceTab, string, string][] = [
-  ['dashboard', 'Dashboard', 'dashboard'],
-  ['sessions', 'Sessions', 'sessions'],
-  ['missing', 'Missing media', 'missing-media'],
-  ['conflicts', 'Conflicts', 'conflicts'],
-  ['tokens', 'Tokens', 'tokens'],
-  ['settings', 'Settings', 'settings'],
+/** Each tab is shown to whoever has the role its route declares (admin/security/roles.ts). */
+const TABS: [WorkspaceTab, string, string, WorkspaceRole][] = [
+  ['dashboard', 'Dashboard', 'dashboard', 'analyst'],
+  ['sessions', 'Sessions', 'sessions', 'analyst'],
+  ['missing', 'Missing media', 'missing-media', 'analyst'],
+  ['conflicts', 'Conflicts', 'conflicts', 'analyst'],
+  ['tokens', 'Tokens', 'tokens', 'owner'],
+  ['settings', 'Settings', 'settings', 'owner'],
 ]
 
 export interface PageOptions {
@@ -26,7 +29,7 @@ export interface PageOptions {
   body: SafeHtml
   workspace?: WorkspaceRef
   tab?: WorkspaceTab
-  top?: 'workspaces' | 'audit'
+  top?: 'workspaces' | 'audit' | 'admins'
   notice?: string | null
   error?: string | null
 }
@@ -43,6 +46,7 @@ export function page(o: PageOptions): string {
         <nav>
           <a href="/workspaces" class="${o.top === 'workspaces' && !ws ? 'on' : ''}">Workspaces</a>
           <a href="/audit" class="${o.top === 'audit' ? 'on' : ''}">Audit log</a>
+          ${o.admin.superadmin ? html`<a href="/admins" class="${o.top === 'admins' ? 'on' : ''}">Admins</a>` : ''}
         </nav>
         <span class="who">${o.admin.email} · ${logoutForm(o.admin)}</span>
       </header>`
@@ -50,7 +54,7 @@ export function page(o: PageOptions): string {
   const sub = ws
     ? html`<div class="wshead">
         <h1>${ws.name} <small>${ws.slug}</small>${ws.active ? '' : html` <span class="badge bad">inactive</span>`}</h1>
-        <nav class="tabs">${TABS.map(([tab, label, path]) => html`<a href="/workspaces/${seg(ws.id)}/${path}" class="${o.tab === tab ? 'on' : ''}">${label}</a>`)}</nav>
+        <nav class="tabs">${TABS.filter(([, , , role]) => o.admin && hasWorkspaceRole(o.admin, ws.id, role)).map(([tab, label, path]) => html`<a href="/workspaces/${seg(ws.id)}/${path}" class="${o.tab === tab ? 'on' : ''}">${label}</a>`)}</nav>
       </div>`
     : ''
   return `<!doctype html>${

@@ -33,7 +33,11 @@ export function workspaceListBody(
     </table>
     ${list.length === 0 ? html`<p class="muted">No workspace yet.</p>` : ''}
     <p class="muted">Counts are sessions received since 00:00 UTC today and since Monday 00:00 UTC; the last upload is the newest session, log batch or photo received.</p>
-    <h2>New workspace</h2>
+    ${admin.superadmin ? newWorkspaceForm(admin, form) : html`<p class="muted">You see the workspaces you have a role in. A superadmin grants roles and creates workspaces.</p>`}`
+}
+
+function newWorkspaceForm(admin: AdminIdentity, form: Record<string, string | undefined>): SafeHtml {
+  return html`<h2>New workspace</h2>
     <form method="post" action="/workspaces" class="row">
       ${csrfField(admin)}
       <label>Slug <input name="slug" required placeholder="clinic-a" value="${form.slug ?? ''}"></label>
@@ -59,6 +63,14 @@ function statusCard(admin: AdminIdentity, ws: WorkspaceRef): SafeHtml {
 }
 
 export function settingsBody(admin: AdminIdentity, ws: WorkspaceRef): SafeHtml {
+  if (!admin.superadmin) {
+    return html`<div class="card">
+        <h2>Name and slug</h2>
+        <p>${ws.name} · <span class="mono">${ws.slug}</span> · ${ws.active ? 'active' : 'inactive'}</p>
+        <p class="muted">Only a superadmin renames, deactivates or reactivates a workspace.</p>
+      </div>
+      <p><a href="/audit?workspace=${seg(ws.id)}">Audit log of this workspace</a></p>`
+  }
   return html`<div class="card">
       <h2>Name and slug</h2>
       <form method="post" action="/workspaces/${seg(ws.id)}/rename" class="row">
