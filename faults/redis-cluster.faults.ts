@@ -9,6 +9,7 @@
 // closes it: there, nothing may be lost.
 import type { Test } from 'tap'
 import t from 'tap'
+import { Redis } from 'ioredis'
 import { runCli } from '../cli/run.ts'
 import { keySlot, shardPrefix } from '../shared/redis-shards.ts'
 import { inspectorEnv } from '../stack/roles.ts'
@@ -24,10 +25,35 @@ import { drain } from './lib/verify.ts'
 
 type SlotsReply = [number, number, [string, number, string], ...[string, number, string][]][]
 
-/** The node (as a stack service) that owns `shard`'s slot right now, and its replica. */
-async function ownerOf(c: Cluster, shard: number): Promise<{ master: ServiceHandle; replica: ServiceHandle | undefined }> {
+/** A short-lived connection to one node, as the inspector; its commands give up after a second (a paused node never answers). */
+async function onNode<T>(c: Cluster, node: ServiceHandle, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const url = new URL(c.stack.env.TEST_INSPECTOR_REDIS_URL!)
+  const r = new Redis({
+    host: '127.0.0.1',
+    port: node.port,
+    username: url.username,
+    password: decodeURIComponent(url.password),
+    commandTimeout: 1000,
+    connectTimeout: 1000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  })
+  r.on('error', () => {})
+  try {
+    return await fn(r)
+  } finally {
+    r.disconnect()
+  }
+}
+
+/** The node (as a stack service) that owns `shard`'s slot right now, and its replica, as `via` sees it. */
+async function ownerOf(
+  c: Cluster,
+  shard: number,
+  via: ServiceHandle,
+): Promise<{ master: ServiceHandle; replica: ServiceHandle | undefined }> {
   const slot = keySlot(shardPrefix(c.config.redisPrefix, shard))
-  const slots = (await c.redis.cluster('SLOTS')) as unknown as SlotsReply
+  const slots = (await onNode(c, via, (r) => r.cluster('SLOTS'))) as unknown as SlotsReply
   const range = slots.find(([from, to]) => slot >= from && slot <= to)
   if (!range) throw new Error(`no node owns slot ${slot}`)
   const byPort = (port: number) => c.stack.redisNodes.find((n) => n.port === port)!
@@ -35,17 +61,10 @@ async function ownerOf(c: Cluster, shard: number): Promise<{ master: ServiceHand
   return { master: byPort(range[2][1]), replica: range[3] ? byPort(range[3][1]) : undefined }
 }
 
-/** A node's replication offset (INFO replication), read on a connection of its own. */
+/** A node's replication offset (INFO replication). */
 async function replOffset(c: Cluster, node: ServiceHandle, field: 'master_repl_offset' | 'slave_repl_offset'): Promise<number> {
-  const { Redis } = await import('ioredis')
-  const url = new URL(c.stack.env.TEST_INSPECTOR_REDIS_URL!)
-  const r = new Redis({ host: '127.0.0.1', port: node.port, username: url.username, password: decodeURIComponent(url.password) })
-  try {
-    const info = await r.info('replication')
-    return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN)
-  } finally {
-    r.disconnect()
-  }
+  const info = await onNode(c, node, (r) => r.info('replication'))
+  return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN)
 }
 
 /** The largest lag (bytes) of `replica` behind `master`, sampled `n` times while the load runs. */
@@ -71,14 +90,14 @@ async function failover(t: Test, fault: 'kill' | 'pause', waitReplicas: number):
   const w = await c.worker()
   const load = startLoad({ dsn: c.dsn, devices: 60, concurrency: 6, thinkMs: 50, mediaPerSession: 1 })
   await load.reached(30)
-  const { master, replica } = await ownerOf(c, 1)
+  const { master, replica } = await ownerOf(c, 1, c.stack.redisNodes[0]!)
   if (!replica) throw new Error('shard 1 has no replica before the fault')
   const lag = await sampleLag(c, master, replica)
   const started = Date.now()
   if (fault === 'kill') await master.kill('SIGKILL')
   else await master.kill('SIGSTOP')
   // The replica takes over once the others have marked the master failed (node timeout 2 s).
-  await waitFor(async () => (await ownerOf(c, 1)).master.port === replica.port, {
+  await waitFor(async () => (await ownerOf(c, 1, replica)).master.port === replica.port, {
     timeoutMs: 60_000,
     intervalMs: 200,
     what: 'the replica to be promoted',
