@@ -43,7 +43,8 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
   const stackDir = join(defaultStackDir, `bench-${process.pid}`)
   // Production Redis settings (AOF everysec, noeviction) come from the launcher; a maxmemory, as
   // compose sets one, makes the gateway's Redis-memory backpressure check real too.
-  const stack = await startStack({ dir: stackDir, redisArgs: ['--maxmemory', '4gb'] })
+  // One Redis server whatever STACK_TOPOLOGY says: the bench reads Redis figures with plain clients.
+  const stack = await startStack({ dir: stackDir, redisArgs: ['--maxmemory', '4gb'], singleRedis: true })
   const dir = join(stackDir, 'bench')
   mkdirSync(dir, { recursive: true })
   // The bench's own setup and checks use the stack's TEST-ONLY root credentials; the gateways and

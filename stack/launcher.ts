@@ -36,6 +36,11 @@ export interface StackOptions {
    * so that every test file can use its own (stack/redis-acl.ts says more).
    */
   redisKeyPrefix?: string
+  /**
+   * `single`: one Redis server even in the distributed topology. The test suite and the bench
+   * read and write Redis keys directly, through clients that do not follow cluster redirections.
+   */
+  singleRedis?: boolean
   /** The REDIS_PREFIX whose shards the distributed topology places one per master; default {rdt}. */
   redisClusterPrefix?: string
 }
@@ -103,7 +108,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const s3Dir = s3Server === 'versity' ? 's3' : topology === 'distributed' ? 'minio-distributed' : 'minio'
     const s3Opts = { ...common(s3Dir, prev.S3_ENDPOINT), ...creds, region: S3_REGION }
     const results = await Promise.allSettled([
-      startRedisTopology(topology, opts.redisClusterPrefix ?? '{rdt}', bins.redisServer, {
+      startRedisTopology(opts.singleRedis ? 'single' : topology, opts.redisClusterPrefix ?? '{rdt}', bins.redisServer, {
         ...common(topology === 'distributed' ? 'redis-cluster' : 'redis', prev.REDIS_URL),
         extraArgs: opts.redisArgs,
         aclFile,
