@@ -152,7 +152,9 @@ t.test('a workspace moved to another shard under load: nothing lost, nothing sto
   const answeredAtMove = load.answered()
   await load.done
   const f = await drain(c, load.uploads, { timeoutMs: 180_000 })
-  const newShardKeys = await c.redis.keys(`${shardPrefix(c.config.redisPrefix, 2)}:idem:*`)
+  // KEYS on the master that owns shard 2 (a cluster client would send it to any node).
+  const owner = (await ownerOf(c, 2, c.stack.redisNodes[0]!)).master
+  const newShardKeys = await onNode(c, owner, (r) => r.keys(`${shardPrefix(c.config.redisPrefix, 2)}:idem:*`))
   report(
     t,
     rowOf('a workspace moved from shard 0 to shard 2 under load', f, [
