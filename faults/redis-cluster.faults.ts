@@ -9,6 +9,7 @@
 // closes it: there, nothing may be lost.
 import type { Test } from 'tap'
 import t from 'tap'
+import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { runCli } from '../cli/run.ts'
 import { keySlot, shardPrefix } from '../shared/redis-shards.ts'
@@ -183,4 +184,28 @@ t.test('one of two gateways killed (SIGKILL) while a client spreads its requests
   report(t, rowOf('one of two gateways killed (SIGKILL) under load', f, [`${cut} uploads had a cut connection and were retried`]))
   assertIntact(t, f)
   t.ok(gw2.alive() && w.alive(), 'the other gateway and the worker kept running')
+})
+
+t.test('a token revoked with the CLI is refused by both gateways on the cluster', async (t) => {
+  const c = await startCluster(t, 'cluster-revocation', { topology: 'distributed', shard: 1 })
+  const port2 = await freePort()
+  await c.gateway()
+  await c.gateway({ PORT: String(port2) })
+  const dsns = [c.dsn, c.dsn.replace(c.gatewayUrl, `http://127.0.0.1:${port2}`)]
+  const putSession = (dsn: string) =>
+    fetch(`${dsn}/test_session/${randomUUID()}/`, { method: 'PUT', body: '{}', headers: { 'content-type': 'application/json' } })
+  for (const dsn of dsns) t.equal((await putSession(dsn)).status, 201, 'accepted before the revocation')
+  let err = ''
+  const io = { out: () => {}, err: (s: string) => (err += s), env: inspectorEnv(c.env) }
+  const started = Date.now()
+  t.equal(await runCli(['token', 'revoke', c.seeded.tokenId], io), 0, err)
+  const returned = Date.now()
+  const took: number[] = []
+  for (const dsn of dsns) {
+    await waitFor(async () => (await putSession(dsn)).status === 403, { timeoutMs: 10_000, intervalMs: 20, what: 'a 403' })
+    took.push(Date.now() - returned)
+  }
+  t.comment(
+    `the CLI took ${returned - started} ms (connecting included); both gateways refused ${took.map((ms) => `${ms} ms`).join(' and ')} after it returned`,
+  )
 })
