@@ -4,7 +4,8 @@
 //
 // Safety, on MongoDB and on FerretDB v1 alike (no transactions):
 // - Only the normalised fields are written. The record itself (ids, raw_body, raw_sha256,
-//   received_at, token_id) is never touched, and every update is filtered on {_id, raw_sha256},
+//   received_at, token_id) is never touched, and every update is filtered on {_id, raw_sha256}
+//   (plus the document's own workspace_id and session_id, which route it on a sharded cluster),
 //   so a document that changed meanwhile is skipped rather than overwritten.
 // - A document whose recomputed fields equal the stored ones is not written (idempotent: a
 //   second run changes nothing).
@@ -194,7 +195,12 @@ function updateBatcher(sessions: Collection<Document>, counts: RevalidateCounts)
   return {
     flush,
     async add(doc: Document, update: Document): Promise<void> {
-      ops.push({ updateOne: { filter: { _id: doc._id, raw_sha256: doc.raw_sha256 }, update } })
+      // workspace_id and session_id are the planned shard key (bench/README.md, MongoDB sharding
+      // plan): with them a sharded cluster sends the update to the one shard that holds the
+      // document; on _id alone it would ask every shard. They never change, so the filter still
+      // matches exactly the document read.
+      const filter = { workspace_id: doc.workspace_id, session_id: doc.session_id, _id: doc._id, raw_sha256: doc.raw_sha256 }
+      ops.push({ updateOne: { filter, update } })
       opsBytes += typeof doc.raw_body === 'string' ? doc.raw_body.length : 0
       if (ops.length >= UPDATES_PER_CALL || opsBytes >= UPDATE_BYTES) await flush()
     },
