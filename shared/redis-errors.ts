@@ -16,6 +16,9 @@ const CLIENT_ERRORS: [RegExp, string][] = [
   [/^Cluster is disconnect(ed|ing)\.$/, 'CONNECTION_CLOSED'],
   [/^None of startup nodes is available$/, 'CONNECTION_CLOSED'],
   [/^connect ETIMEDOUT$/, 'ETIMEDOUT'],
+  // A Cluster client gave up following redirections while a slot's master was failing over.
+  [/^Too many Cluster redirections\. Last error: /, 'CLUSTER_REDIRECTIONS'],
+  [/^Failed to refresh slots cache\.?$/, 'CLUSTER_SLOTS'],
 ]
 
 /** The code of a Redis-related error, or undefined for anything else (a bug of ours, a TypeError…). */
@@ -50,6 +53,8 @@ const UNAVAILABLE = new Set([
   'MISCONF',
   'READONLY',
   'CLUSTERDOWN',
+  'CLUSTER_REDIRECTIONS',
+  'CLUSTER_SLOTS',
   'TRYAGAIN',
   'MASTERDOWN',
   'NOSCRIPT',

@@ -82,3 +82,13 @@ t.test('codes, not messages: real client-side failures are recognised, look-alik
   t.equal(isRedisUnavailable(new Error('LOADING is a word in this message')), false)
   t.equal(redisErrorCode(new TypeError('x')), undefined)
 })
+
+t.test('a Cluster client that gave up during a failover is Redis unavailable (503), not a bug', async (t) => {
+  // Built by hand with ioredis 5's exact text (cluster/index.js handleError): this suite runs on a
+  // single server; faults/redis-cluster.faults.ts met the real one when a master was killed.
+  const gaveUp = new Error('Too many Cluster redirections. Last error: Error: Command timed out')
+  t.equal(redisErrorCode(gaveUp), 'CLUSTER_REDIRECTIONS')
+  t.equal(isRedisUnavailable(gaveUp), true)
+  t.equal(isRedisUnavailable(new Error('Failed to refresh slots cache.')), true)
+  t.equal(isRedisUnavailable(new Error('we saw too many Cluster redirections')), false, 'only the client text, at its start')
+})
