@@ -3,7 +3,15 @@
 import { AppError } from '../shared/errors.ts'
 
 export type WebhookErrorCode =
-  'unknown_workspace' | 'unknown_webhook' | 'bad_url' | 'bad_secret' | 'bad_events' | 'bad_actor' | 'no_deliveries_worker'
+  | 'unknown_workspace'
+  | 'unknown_webhook'
+  | 'bad_url'
+  | 'bad_secret'
+  | 'bad_events'
+  | 'bad_actor'
+  | 'no_deliveries_worker'
+  | 'unknown_delivery'
+  | 'delivery_not_failed'
 
 export class WebhookError extends AppError {
   constructor(

@@ -3,7 +3,7 @@
 // The caller needs no way out to the internet and no WEBHOOK_ALLOW_PRIVATE of its own.
 import { randomBytes } from 'node:crypto'
 import { Job, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import { collections } from '../shared/mongo.ts'
 import type { DeliveryJob } from '../shared/queues.ts'
@@ -23,7 +23,7 @@ export interface TestResult {
 }
 
 export async function testWebhook(
-  deps: { db: Db; redis: Redis; prefix: string; actor: string; waitMs?: number },
+  deps: { db: Db; redis: RedisClient; prefix: string; actor: string; waitMs?: number },
   id: string,
 ): Promise<TestResult> {
   const endpoint = await getWebhook(deps.db, id)

@@ -176,6 +176,12 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       inserted += outcomes.filter((o) => o === 'inserted').length
     }
 
+    await deps.webhooks.recordStored({
+      event: 'logs.stored',
+      workspace_id: data.workspace_id,
+      session_id: data.session_id,
+      extra: data.sha256,
+    })
     await markAccepted(deps, 'l', data.workspace_id, data.session_id, data.sha256, data.sha256)
     return { entries: all.length, inserted }
   }

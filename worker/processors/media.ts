@@ -82,6 +82,14 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
       return { outcome: 'conflict', sniffed_type: sniffed }
     }
   }
+  // Before the staged copy goes: a re-run that finds it gone (readStaged) takes the photo as
+  // finished, so its deliveries must be queued by then.
+  await deps.webhooks.recordStored({
+    event: 'media.stored',
+    workspace_id: data.workspace_id,
+    session_id: data.session_id,
+    extra: data.media_id,
+  })
   await removeStaged(deps, data, data.sha256)
   return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
 }

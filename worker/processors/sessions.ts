@@ -78,6 +78,10 @@ async function storeSession(run: Run, data: SessionJob, receivedAt: Date, signal
       acceptedSha = existing
     }
   }
+  // Stored now (or by an earlier run of this job): its deliveries are queued before the job
+  // completes. A new body for a stored GUID is kept as a conflict and not forwarded.
+  if (outcome !== 'conflict')
+    await deps.webhooks.recordStored({ event: 'session.stored', workspace_id: data.workspace_id, session_id: data.session_id })
   await markAccepted(deps, 's', data.workspace_id, data.session_id, acceptedSha)
   return { outcome }
 }
