@@ -236,15 +236,15 @@ t.test('when the schedule runs out the delivery is a dead letter, and a retry se
   const [outcome] = await settled
   t.equal(outcome?.state, 'failed')
   t.equal(s.receiver.requests.length, 3, 'three attempts')
-  const dead = await listDeadLetters(s.deliveries, s.ws)
+  const dead = await listDeadLetters([s.deliveries], s.ws)
   t.equal(dead.jobs.length, 1, 'listed as a dead letter of the workspace')
   t.equal(dead.jobs[0]?.id, id)
   t.match(dead.jobs[0]?.failed_reason, /answered 500/)
-  t.equal((await listDeadLetters(s.deliveries, 'w0000000000000000')).jobs.length, 0, "not another workspace's")
-  await t.rejects(retryDeadLetter(s.deliveries, s.stack.db, 'w0000000000000000', id, 'test'), { code: 'unknown_delivery' })
+  t.equal((await listDeadLetters([s.deliveries], 'w0000000000000000')).jobs.length, 0, "not another workspace's")
+  await t.rejects(retryDeadLetter([s.deliveries], s.stack.db, 'w0000000000000000', id, 'test'), { code: 'unknown_delivery' })
 
   s.receiver.behaviour.failNext = 0
-  await retryDeadLetter(s.deliveries, s.stack.db, s.ws, id, 'admin:test@example.org')
+  await retryDeadLetter([s.deliveries], s.stack.db, s.ws, id, 'admin:test@example.org')
   await s.receiver.until(() => s.receiver.delivered().has(id), { what: 'the retried delivery' })
   t.equal(s.receiver.delivered().get(id)?.[0]?.deliveryId, id, 'the same delivery id as before')
   const audit = await s.stack.db.collection('audit_log').findOne({ action: 'webhook.retry_delivery' })

@@ -35,21 +35,25 @@ function describe(job: Job): DeadLetter {
 
 /**
  * A workspace's dead letters, newest first: at most `limit` of them, out of the newest `scan`
- * failed jobs of the queue (which holds every workspace's). `total` is the queue's whole count.
+ * failed jobs of each shard's deliveries queue (`queues`, one per shard: a workspace moved to
+ * another shard leaves its old dead letters in the old one). `total` counts every workspace's.
  */
 export async function listDeadLetters(
-  queue: Queue,
+  queues: Queue[],
   workspaceId: string,
   opts: { limit?: number; scan?: number } = {},
 ): Promise<{ total: number; jobs: DeadLetter[] }> {
-  const total = await queue.getFailedCount()
-  const ids = await queue.getRanges(['failed'], 0, (opts.scan ?? 1000) - 1)
+  let total = 0
   const jobs: DeadLetter[] = []
-  for (const id of ids) {
-    const job = await Job.fromId(queue, id)
-    if (!job || (job.data as { workspace_id?: unknown })?.workspace_id !== workspaceId) continue
-    jobs.push(describe(job))
-    if (jobs.length >= (opts.limit ?? 100)) break
+  for (const queue of queues) {
+    total += await queue.getFailedCount()
+    const ids = await queue.getRanges(['failed'], 0, (opts.scan ?? 1000) - 1)
+    for (const id of ids) {
+      if (jobs.length >= (opts.limit ?? 100)) break
+      const job = await Job.fromId(queue, id)
+      if (!job || (job.data as { workspace_id?: unknown })?.workspace_id !== workspaceId) continue
+      jobs.push(describe(job))
+    }
   }
   jobs.sort((a, b) => (b.failed_at?.getTime() ?? 0) - (a.failed_at?.getTime() ?? 0))
   return { total, jobs }
@@ -60,8 +64,13 @@ export async function listDeadLetters(
  * (the attempt counter is reset), and audits it. Its delivery id is unchanged, so a receiver
  * that did get an earlier attempt can still tell.
  */
-export async function retryDeadLetter(queue: Queue, db: Db, workspaceId: string, jobId: string, actor: string): Promise<DeadLetter> {
-  const job = typeof jobId === 'string' && /^d\.h[0-9a-f]{16}\.[0-9a-z]{1,64}$/.test(jobId) ? await Job.fromId(queue, jobId) : undefined
+export async function retryDeadLetter(queues: Queue[], db: Db, workspaceId: string, jobId: string, actor: string): Promise<DeadLetter> {
+  let job: Job | undefined
+  if (typeof jobId === 'string' && /^d\.h[0-9a-f]{16}\.[0-9a-z]{1,64}$/.test(jobId))
+    for (const queue of queues) {
+      const found = await Job.fromId(queue, jobId)
+      if ((found?.data as { workspace_id?: unknown } | undefined)?.workspace_id === workspaceId) job = found
+    }
   if (!job || (job.data as { workspace_id?: unknown })?.workspace_id !== workspaceId)
     throw new WebhookError('unknown_delivery', 'No such failed delivery in this workspace.')
   const info = describe(job)

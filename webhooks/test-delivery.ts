@@ -6,6 +6,7 @@ import { Job, Queue } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import { collections } from '../shared/mongo.ts'
+import { shardPrefix } from '../shared/redis-shards.ts'
 import type { DeliveryJob } from '../shared/queues.ts'
 import { getWebhook } from './endpoints.ts'
 import { WebhookError } from './errors.ts'
@@ -22,12 +23,15 @@ export interface TestResult {
   reason: string | null
 }
 
+/** `prefix` is REDIS_PREFIX; the test goes to the endpoint's workspace's shard. */
 export async function testWebhook(
   deps: { db: Db; redis: RedisClient; prefix: string; actor: string; waitMs?: number },
   id: string,
 ): Promise<TestResult> {
   const endpoint = await getWebhook(deps.db, id)
-  const queue = new Queue('deliveries', { connection: deps.redis, prefix: deps.prefix })
+  // The workspace's own shard, where its deliveries workers are (shared/redis-shards.ts).
+  const ws = await collections(deps.db).workspaces.findOne({ _id: endpoint.workspace_id }, { projection: { redis_shard: 1 } })
+  const queue = new Queue('deliveries', { connection: deps.redis, prefix: shardPrefix(deps.prefix, ws?.redis_shard ?? 0) })
   try {
     const deliveryId = `d.${endpoint._id}.t${randomBytes(8).toString('hex')}`
     const data: DeliveryJob = {
