@@ -92,6 +92,8 @@ export const DeliveryJob = Type.Object({
   sha256: Type.Optional(Sha256),
   /** media.stored: the media id. */
   media_id: Type.Optional(Id),
+  /** The stored document's _id, when known (a fast first lookup; webhooks/events.ts RecordRef). */
+  record_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{24}$' })),
 })
 
 export type SessionJob = Static<typeof SessionJob>

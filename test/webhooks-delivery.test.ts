@@ -113,7 +113,10 @@ t.test('a receiver that fails 3 times gets the 4th attempt; one delivery id, eve
   t.equal(record.raw_body, data.body, 'the stored record, exact body included')
   t.notOk('_id' in record, "MongoDB's _id is not sent")
   await completed(s, [id])
-  t.equal((await s.deliveries.getJob(id))?.attemptsMade, 4, 'four attempts')
+  const job = await s.deliveries.getJob(id)
+  t.equal(job?.attemptsMade, 4, 'four attempts')
+  const stored = await s.stack.db.collection('test_sessions').findOne({ workspace_id: s.ws, session_id: session })
+  t.equal(job?.data.record_id, stored?._id.toHexString(), "the job carries the stored document's _id (a primary-key read)")
 })
 
 t.test('every stored session, logs batch and photo is delivered once, and every delivery verifies', async (t) => {
@@ -166,6 +169,34 @@ t.test('every stored session, logs batch and photo is delivered once, and every 
   await s.stack.app.processors.get('sessions')!(fakeJob(sessions[0]))
   const after = await s.deliveries.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed')
   t.same(after, before, 'a re-run of a stored record job queues no second delivery')
+})
+
+t.test('a record_id that names another document is not trusted: the record is read by its ids', async (t) => {
+  const s = await setup(t)
+  const a = randomId('s')
+  const b = randomId('s')
+  await storeSession(s, a)
+  await storeSession(s, b)
+  await s.receiver.until(() => s.receiver.delivered().size === 2)
+  const docA = await s.stack.db.collection('test_sessions').findOne({ workspace_id: s.ws, session_id: a })
+  // A second endpoint, so the delivery id is new; its job claims session A's _id for session B.
+  const other = await addWebhook(s.stack.db, { workspace: s.ws, url: s.receiver.url, secret: SECRET, actor: 'test' })
+  const id = deliveryId(other.id, { event: 'session.stored', workspace_id: s.ws, session_id: b })
+  await s.deliveries.add(
+    'session.stored',
+    {
+      kind: 'delivery',
+      event: 'session.stored',
+      endpoint_id: other.id,
+      delivery_id: id,
+      workspace_id: s.ws,
+      session_id: b,
+      record_id: docA!._id.toHexString(),
+    },
+    { jobId: id },
+  )
+  await s.receiver.until(() => s.receiver.delivered().has(id))
+  t.equal((s.receiver.delivered().get(id)![0]!.json.data as { session_id: string }).session_id, b, "session B's record, not A's")
 })
 
 t.test('a receiver down across a worker restart gets every delivery once it is back', async (t) => {

@@ -16,6 +16,12 @@ export interface RecordRef {
   workspace_id: string
   session_id: string
   extra?: string
+  /**
+   * The stored document's _id (hex ObjectId), when this run inserted it: the delivery reads the
+   * record by _id first, which every server answers from its primary key (FerretDB, the local
+   * stack's MongoDB, would otherwise scan the collection), and by its ids when that misses.
+   */
+  record_id?: string
 }
 
 /**

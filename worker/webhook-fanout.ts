@@ -6,7 +6,7 @@
 // nothing that is already queued, and receivers see one X-RDT-Delivery id per record.
 import { Queue } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
-import type { Db } from 'mongodb'
+import { ObjectId, type Db, type Document } from 'mongodb'
 import { collections, type WebhookDoc } from '../shared/mongo.ts'
 import type { DeliveryJob } from '../shared/queues.ts'
 import { deliveryId, type RecordRef } from '../webhooks/events.ts'
@@ -19,6 +19,11 @@ import { deliveryJobOptions, type RetrySchedule } from '../webhooks/retry-schedu
  * the delivery reads the endpoint again before sending.
  */
 export const ENDPOINT_CACHE_MS = 5000
+
+/** The _id the driver gave a document it inserted (it sets _id in place), as hex; else undefined. */
+export function insertedId(doc: Document): string | undefined {
+  return doc._id instanceof ObjectId ? doc._id.toHexString() : undefined
+}
 
 export interface WebhookFanout {
   /** Adds the record's deliveries; resolves with how many endpoints it was queued for. */
@@ -71,6 +76,7 @@ export function createWebhookFanout(deps: {
             workspace_id: ref.workspace_id,
             session_id: ref.session_id,
             ...extra,
+            ...(ref.record_id ? { record_id: ref.record_id } : {}),
           }
           return { name: ref.event, data, opts: { ...jobOptions, jobId: id } }
         }),

@@ -4,7 +4,7 @@
 // through the address guard. A failed attempt rethrows, so BullMQ retries it on the delivery
 // schedule (webhooks/retry-schedule.ts); at its end the job stays in the failed set: the dead letters.
 import { UnrecoverableError, type Job } from 'bullmq'
-import type { Document } from 'mongodb'
+import { ObjectId, type Document } from 'mongodb'
 import { collections } from '../../shared/mongo.ts'
 import type { DeliveryJob } from '../../shared/queues.ts'
 import { BlockedAddressError } from '../../webhooks/address-guard.ts'
@@ -18,19 +18,24 @@ export type DeliveryOutcome =
 type Collections = ReturnType<typeof collections>
 
 /** The record a delivery is about, as stored (without MongoDB's _id); null once deleted. */
-function loadRecord(c: Collections, d: DeliveryJob): Promise<Document | null> {
-  const opts = { projection: { _id: 0 } }
-  const base = { workspace_id: d.workspace_id, session_id: d.session_id }
-  switch (d.event) {
-    case 'session.stored':
-      return c.sessions.findOne(base, opts)
-    case 'logs.stored':
-      return c.logBatches.findOne({ ...base, sha256: d.sha256 }, opts)
-    case 'media.stored':
-      return c.media.findOne({ ...base, media_id: d.media_id }, opts)
-    case 'webhook.test':
-      return Promise.resolve({ message: 'A test delivery from rdt-ingest (npm run cli -- webhook test, or the admin panel).' })
+async function loadRecord(c: Collections, d: DeliveryJob): Promise<Document | null> {
+  if (d.event === 'webhook.test') return { message: 'A test delivery from rdt-ingest (npm run cli -- webhook test, or the admin panel).' }
+  const [collection, filter] =
+    d.event === 'session.stored'
+      ? [c.sessions, { workspace_id: d.workspace_id, session_id: d.session_id }]
+      : d.event === 'logs.stored'
+        ? [c.logBatches, { workspace_id: d.workspace_id, session_id: d.session_id, sha256: d.sha256 }]
+        : [c.media, { workspace_id: d.workspace_id, session_id: d.session_id, media_id: d.media_id }]
+  // By _id first (a primary-key read everywhere), checked against the ids; by the ids when the
+  // _id is unknown or names another document (the run stored a fallback document instead).
+  if (d.record_id) {
+    const byId = await collection.findOne({ _id: new ObjectId(d.record_id) })
+    if (byId && Object.entries(filter).every(([k, v]) => byId[k] === v)) {
+      const { _id: _omit, ...record } = byId
+      return record
+    }
   }
+  return collection.findOne(filter, { projection: { _id: 0 } })
 }
 
 /** The JSON body: the same fields for every event; `data` is the stored record (README "Forwarding"). */
