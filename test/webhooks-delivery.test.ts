@@ -12,6 +12,7 @@ import { addWebhook, removeWebhook } from '../webhooks/endpoints.ts'
 import { deliveryId } from '../webhooks/events.ts'
 import { listDeadLetters, retryDeadLetter } from '../webhooks/dead-letters.ts'
 import { asRole } from './helpers/env.ts'
+import { shardPrefix } from '../shared/redis-shards.ts'
 import {
   captureLogger,
   FIXTURES,
@@ -323,4 +324,26 @@ t.test('without WEBHOOK_ALLOW_PRIVATE a loopback endpoint is refused without a r
   t.equal(job?.attemptsMade, 1, 'not retried: a refused address is a configuration to fix')
   t.match(job?.failedReason, /127\.0\.0\.1 is not a public address/)
   t.equal(s.receiver.requests.length, 0, 'the receiver never saw a request')
+})
+
+t.test("a workspace on another Redis shard gets its deliveries through that shard's queue", async (t) => {
+  const s = await setup(t, { REDIS_SHARDS: '2' })
+  await s.stack.db.collection('workspaces').updateOne({ _id: s.ws as never }, { $set: { redis_shard: 1 } })
+  const prefix = shardPrefix(s.stack.config.redisPrefix, 1)
+  const shardQueue = new Queue('deliveries', { connection: s.stack.redis, prefix })
+  t.teardown(async () => {
+    await shardQueue.close()
+    // The harness removes its own prefix's keys; shard 1's are under another tag.
+    for (const key of await s.stack.redis.keys(`${prefix}*`)) await s.stack.redis.del(key)
+  })
+  const session = randomId('s')
+  const data = sessionJob(s.ws, session, sessionBody(session))
+  // Queued where the gateway queues a shard-1 workspace's jobs.
+  const sessions = new Queue('sessions', { connection: s.stack.redis, prefix })
+  t.teardown(() => sessions.close())
+  await sessions.add('session', data, { jobId: jobIdFor(data) })
+  const id = deliveryId(s.hookId, { event: 'session.stored', workspace_id: s.ws, session_id: session })
+  await s.receiver.until(() => s.receiver.delivered().has(id), { what: 'the shard-1 delivery' })
+  await waitFor(async () => (await shardQueue.getJobState(id)) === 'completed', { what: 'the shard-1 delivery job to complete' })
+  t.equal(await s.deliveries.getJobState(id), 'unknown', "nothing in shard 0's deliveries queue")
 })
