@@ -26,14 +26,12 @@ async function loadRecord(c: Collections, d: DeliveryJob): Promise<Document | nu
       : d.event === 'logs.stored'
         ? [c.logBatches, { workspace_id: d.workspace_id, session_id: d.session_id, sha256: d.sha256 }]
         : [c.media, { workspace_id: d.workspace_id, session_id: d.session_id, media_id: d.media_id }]
-  // By _id first (a primary-key read everywhere), checked against the ids; by the ids when the
-  // _id is unknown or names another document (the run stored a fallback document instead).
+  // By _id first (a primary-key read everywhere), with the ids in the filter too, so a sharded
+  // cluster (shard key {workspace_id, session_id}) routes it to one shard; by the ids alone when
+  // the _id is unknown or names another document (the run stored a fallback document instead).
   if (d.record_id) {
-    const byId = await collection.findOne({ _id: new ObjectId(d.record_id) })
-    if (byId && Object.entries(filter).every(([k, v]) => byId[k] === v)) {
-      const { _id: _omit, ...record } = byId
-      return record
-    }
+    const byId = await collection.findOne({ _id: new ObjectId(d.record_id), ...filter }, { projection: { _id: 0 } })
+    if (byId) return byId
   }
   return collection.findOne(filter, { projection: { _id: 0 } })
 }
