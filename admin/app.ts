@@ -19,6 +19,7 @@ import reportRoutes from './routes/reports.ts'
 import sessionRoutes from './routes/sessions.ts'
 import staticRoutes from './routes/static.ts'
 import tokenRoutes from './routes/tokens.ts'
+import webhookRoutes from './routes/webhooks.ts'
 import workspaceRoutes from './routes/workspaces.ts'
 import { cookieNames, createSessionStore, refuseAnonymous, safeEqual, type SessionStore } from './security/auth.ts'
 import { assertAccessDeclared, checkAccess, Forbidden, type Access } from './security/roles.ts'
@@ -182,6 +183,7 @@ async function registerRoutes(app: FastifyInstance, names: ReturnType<typeof coo
   await app.register(authRoutes, { cookieNames: names })
   await app.register(workspaceRoutes)
   await app.register(tokenRoutes)
+  await app.register(webhookRoutes)
   await app.register(sessionRoutes)
   await app.register(reportRoutes)
   await app.register(auditRoutes)

@@ -73,6 +73,16 @@ export const COMMANDS = {
         ? null
         : '--grace must be 0 or a number with a unit: 90s, 30m, 1h, 7d (at most 90d)',
   },
+  // Webhook endpoints live in MongoDB only (no mirror), so only `test` needs Redis (its queue).
+  'webhook add': {
+    positionals: [],
+    options: { workspace: { type: 'string' }, url: { type: 'string' }, secret: { type: 'string' }, events: { type: 'string' }, ...json },
+    required: ['workspace', 'url', 'secret'],
+    writes: false,
+  },
+  'webhook list': { positionals: [], options: { workspace: { type: 'string' }, ...json }, writes: false },
+  'webhook remove': { positionals: ['id'], options: json, writes: false },
+  'webhook test': { positionals: ['id'], options: json, writes: false, queues: true },
   'admin create': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
   'admin disable': { positionals: ['email'], options: json, writes: false },
   'admin reset-password': { positionals: ['email'], options: { 'password-stdin': { type: 'boolean' }, ...json }, writes: false },
@@ -151,6 +161,13 @@ tokens:
   token revoke <id> [--json]
   token rotate <id> --grace <0|90s|30m|1h|7d> [--json]
 
+webhooks (outbound deliveries of stored records):
+  webhook add --workspace <slug> --url <url> --secret <secret>
+              [--events session.stored,media.stored,logs.stored] [--json]
+  webhook list [--workspace <slug>] [--json]
+  webhook remove <id> [--json]
+  webhook test <id> [--json]
+
 admin panel users:
   admin create <email> [--password-stdin] [--json]
   admin disable <email> [--json]
@@ -183,6 +200,9 @@ token rotate issues a new token like the old one; the old one keeps working for 
 period (at most 90d; 0 = it stops now, and the command exits 1 if the gateways were not told).
 move-shard sends the workspace's new uploads to another Redis shard, then waits until the jobs
 it left in the old shard have run (--no-wait: return at once; run it again later to finish).
+webhook add subscribes to every event unless --events names some. The secret (16-256
+printable characters) signs each request (X-RDT-Signature); it is never shown again.
+webhook test has a deliveries worker send one signed test request, and waits up to 30 s.
 jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
 sessions revalidate recomputes the normalised fields and validation of stored sessions from
 their raw_body with the current rules (e.g. after an upgrade); safe to re-run and to interrupt.

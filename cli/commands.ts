@@ -7,6 +7,7 @@ import { CliError } from './errors.ts'
 import { failedJobsTable, retryBlock, revalidateBlock, revalidateProgress } from './format.ts'
 import { option, print, type CommandContext, type CommandHandlers } from './io.ts'
 import { tokenCommands } from './token-commands.ts'
+import { webhookCommands } from './webhook-commands.ts'
 import { workspaceCommands } from './workspace-commands.ts'
 
 async function jobsCommand(cx: CommandContext): Promise<void> {
@@ -53,6 +54,7 @@ async function revalidate(cx: CommandContext): Promise<void> {
 export const COMMAND_HANDLERS: CommandHandlers<CommandName> = {
   ...workspaceCommands,
   ...tokenCommands,
+  ...webhookCommands,
   ...adminCommands,
   'sessions revalidate': revalidate,
   'jobs failed': jobsCommand,

@@ -6,7 +6,8 @@
 #   3. the rules the README promises: images pinned (never :latest), only caddy publishes ports,
 #      the admin panel is closed to the internet by default,
 #      the internal networks are internal, no app process holds a root credential, the gateway
-#      has no MongoDB user and is not on the database network;
+#      has no MongoDB user and is not on the database network, only the deliveries worker has a
+#      way out (the egress network);
 #   4. the deploy shell scripts parse.
 # Exits non-zero on the first failure.
 set -euo pipefail
@@ -92,6 +93,12 @@ if str(gateway["environment"].get("TRUST_PROXY_HOPS")) != "1":
 allow = str((services["caddy"].get("environment") or {}).get("ADMIN_ALLOW_FROM", "")).split()
 if not allow or any(r in ("0.0.0.0/0", "::/0") for r in allow):
     errors.append("caddy: ADMIN_ALLOW_FROM lets the whole internet reach the admin panel by default")
+# Outbound webhooks are the one way out for app data: only their worker is on `egress`.
+for name, svc in services.items():
+    if "egress" in (svc.get("networks") or {}) and name != "worker-deliveries":
+        errors.append(f"{name}: is on the egress network (only worker-deliveries may be)")
+if str(services["worker-deliveries"]["environment"].get("WORKER_QUEUES")) != "deliveries":
+    errors.append("worker-deliveries: serves more than the deliveries queue")
 for net in ("front", "back", "db"):
     if not (networks.get(net) or {}).get("internal"):
         errors.append(f"network {net} is not internal")

@@ -43,6 +43,26 @@ export interface TokenDoc {
   revoked_at: Date | null
 }
 
+/** The events an outbound webhook endpoint can subscribe to (README "Forwarding"). */
+export const WEBHOOK_EVENTS = ['session.stored', 'media.stored', 'logs.stored'] as const
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number]
+
+/**
+ * An outbound webhook endpoint of a workspace. `secret` is the HMAC signing secret the worker
+ * signs every delivery with, so it is kept as given (a hash could not sign); it is a shared secret
+ * with the receiver, not a credential to anything of ours, and is never shown again after `add`.
+ * Not in the analysts' interface.
+ */
+export interface WebhookDoc {
+  _id: string
+  workspace_id: string
+  url: string
+  secret: string
+  events: WebhookEvent[]
+  created_at: Date
+  disabled: boolean
+}
+
 export interface AuditDoc {
   at: Date
   actor: string
@@ -59,6 +79,7 @@ export const COLLECTIONS = {
   logs: 'test_session_logs',
   logBatches: 'test_session_log_batches',
   media: 'test_session_media',
+  webhooks: 'webhooks',
 } as const
 
 export function collections(db: Db) {
@@ -71,6 +92,7 @@ export function collections(db: Db) {
     logs: db.collection(COLLECTIONS.logs),
     logBatches: db.collection(COLLECTIONS.logBatches),
     media: db.collection(COLLECTIONS.media),
+    webhooks: db.collection<WebhookDoc>(COLLECTIONS.webhooks),
   }
 }
 
@@ -97,5 +119,6 @@ export async function ensureIndexes(db: Db): Promise<void> {
     c.logs.createIndex({ workspace_id: 1, session_id: 1, timestamp: 1 }),
     c.logBatches.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
     c.media.createIndex({ workspace_id: 1, session_id: 1, media_id: 1 }, { unique: true }),
+    c.webhooks.createIndex({ workspace_id: 1 }),
   ])
 }

@@ -6,8 +6,17 @@
 // strands the jobs already queued under the old name: change them only with a migration.
 import type { JobsOptions } from 'bullmq'
 
+/** The ingest queues: the gateway produces these (and only these), the workers consume them. */
 export const QUEUE_NAMES = ['sessions', 'logs', 'media'] as const
 export type QueueName = (typeof QUEUE_NAMES)[number]
+
+/**
+ * Every queue a worker can serve: the ingest queues plus `deliveries` (outbound webhooks), which
+ * only workers produce and consume. Kept apart so that the gateway never opens a queue it does
+ * not use, and its Redis user has no right on it.
+ */
+export const WORKER_QUEUE_NAMES = [...QUEUE_NAMES, 'deliveries'] as const
+export type WorkerQueueName = (typeof WORKER_QUEUE_NAMES)[number]
 
 /**
  * Defaults for every job. Transient failures (a server down) retry with capped exponential

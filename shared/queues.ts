@@ -69,16 +69,45 @@ export const MediaJob = Type.Object({
   content_type: Type.Union([Type.String({ maxLength: 256 }), Type.Null()]),
 })
 
+/**
+ * One delivery of one stored record to one webhook endpoint (README "Forwarding"). It carries
+ * only references: the worker reads the endpoint and the record from MongoDB at each attempt,
+ * so Redis never holds a second copy of the record, and a removed endpoint gets nothing more.
+ * `kind: 'test'` is `webhook test`'s one-off request (no record, no retries).
+ */
+export const DeliveryJob = Type.Object({
+  kind: Type.Union([Type.Literal('delivery'), Type.Literal('test')]),
+  event: Type.Union([
+    Type.Literal('session.stored'),
+    Type.Literal('media.stored'),
+    Type.Literal('logs.stored'),
+    Type.Literal('webhook.test'),
+  ]),
+  endpoint_id: Type.String({ pattern: '^h[0-9a-f]{16}$' }),
+  /** Also the job id and the X-RDT-Delivery header (webhooks/events.ts deliveryId). */
+  delivery_id: Type.String({ pattern: '^d\\.h[0-9a-f]{16}\\.[0-9a-z]{1,64}$' }),
+  workspace_id: Id,
+  session_id: Type.Optional(Id),
+  /** logs.stored: the batch's sha256. */
+  sha256: Type.Optional(Sha256),
+  /** media.stored: the media id. */
+  media_id: Type.Optional(Id),
+  /** The stored document's _id, when known (a fast first lookup; webhooks/events.ts RecordRef). */
+  record_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{24}$' })),
+})
+
 export type SessionJob = Static<typeof SessionJob>
 export type ConflictJob = Static<typeof ConflictJob>
 export type SessionsQueueJob = Static<typeof SessionsQueueJob>
 export type LogsJob = Static<typeof LogsJob>
 export type MediaJob = Static<typeof MediaJob>
+export type DeliveryJob = Static<typeof DeliveryJob>
 
 export interface JobPayloads {
   sessions: SessionsQueueJob
   logs: LogsJob
   media: MediaJob
+  deliveries: DeliveryJob
 }
 
 /** Compiled validators, one per queue: the worker checks every payload before touching it. */
@@ -86,4 +115,5 @@ export const jobValidators = {
   sessions: Compile(SessionsQueueJob),
   logs: Compile(LogsJob),
   media: Compile(MediaJob),
+  deliveries: Compile(DeliveryJob),
 } as const

@@ -72,12 +72,13 @@ t.test('Redis Cluster and shards: the seed list, the shard count, and a hash-tag
 })
 
 t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {
-  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media'], 'every queue by default')
+  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media', 'deliveries'], 'every queue by default')
+  t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'deliveries' }).workerQueues, ['deliveries'], 'outbound webhooks alone')
   t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'sessions, media,sessions' }).workerQueues, ['sessions', 'media'])
   const err = t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,bogus' })) as unknown
   t.ok(err instanceof ConfigError)
   t.equal((err as ConfigError).variable, 'WORKER_QUEUES')
-  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media\)/)
+  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media, deliveries\)/)
   t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: ' , ' }), {
     name: 'ConfigError',
     variable: 'WORKER_QUEUES',
@@ -88,22 +89,51 @@ t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the
 t.test('WORKER_CONCURRENCY: per-queue defaults, one value for all, a per-queue override wins', async (t) => {
   t.same(
     loadWorkerConfig(env).workerConcurrency,
-    { sessions: 256, logs: 64, media: 64 },
+    { sessions: 256, logs: 64, media: 64, deliveries: 32 },
     'defaults: session jobs are small, logs and photos hold more memory',
   )
   t.same(
     loadWorkerConfig({ ...env, WORKER_CONCURRENCY: '16' }).workerConcurrency,
-    { sessions: 16, logs: 16, media: 16 },
+    { sessions: 16, logs: 16, media: 16, deliveries: 16 },
     'WORKER_CONCURRENCY sets every queue',
   )
   t.same(
     loadWorkerConfig({ ...env, WORKER_CONCURRENCY: '16', WORKER_CONCURRENCY_MEDIA: '4' }).workerConcurrency,
-    { sessions: 16, logs: 16, media: 4 },
+    { sessions: 16, logs: 16, media: 4, deliveries: 16 },
     'WORKER_CONCURRENCY_MEDIA overrides WORKER_CONCURRENCY for that queue only',
   )
-  t.same(loadWorkerConfig({ ...env, WORKER_CONCURRENCY_SESSIONS: '512' }).workerConcurrency, { sessions: 512, logs: 64, media: 64 })
+  t.same(loadWorkerConfig({ ...env, WORKER_CONCURRENCY_SESSIONS: '512' }).workerConcurrency, {
+    sessions: 512,
+    logs: 64,
+    media: 64,
+    deliveries: 32,
+  })
   t.throws(() => loadWorkerConfig({ ...env, WORKER_CONCURRENCY: 'lots' }), { message: /WORKER_CONCURRENCY/ })
   t.throws(() => loadWorkerConfig({ ...env, WORKER_CONCURRENCY_LOGS: '0' }), { message: /WORKER_CONCURRENCY_LOGS/ })
+})
+
+t.test('webhook settings: private addresses refused by default, a 3-day schedule, every invalid value named', async (t) => {
+  t.same(loadWorkerConfig(env).webhooks, {
+    allowPrivate: false,
+    timeoutMs: 10_000,
+    backoffMs: 10_000,
+    backoffCapMs: 3_600_000,
+    retryForMs: 3 * 86_400_000,
+  })
+  t.equal(loadWorkerConfig({ ...env, WEBHOOK_ALLOW_PRIVATE: '1' }).webhooks.allowPrivate, true)
+  t.equal(loadWorkerConfig({ ...env, WEBHOOK_ALLOW_PRIVATE: '0' }).webhooks.allowPrivate, false)
+  for (const [name, value] of [
+    ['WEBHOOK_ALLOW_PRIVATE', 'yes'],
+    ['WEBHOOK_TIMEOUT_MS', '10'],
+    ['WEBHOOK_BACKOFF_MS', 'soon'],
+    ['WEBHOOK_RETRY_FOR_MS', String(31 * 86_400_000)],
+  ] as const)
+    t.throws(() => loadWorkerConfig({ ...env, [name]: value }), { name: 'ConfigError', variable: name }, `${name}=${value}`)
+  t.throws(
+    () => loadWorkerConfig({ ...env, WEBHOOK_BACKOFF_MS: '5000', WEBHOOK_BACKOFF_CAP_MS: '1000' }),
+    { name: 'ConfigError', variable: 'WEBHOOK_BACKOFF_CAP_MS' },
+    'a cap below the first delay',
+  )
 })
 
 t.test('hostile-client limits: defaults, and every invalid value named', async (t) => {

@@ -117,6 +117,11 @@ t.test('Redis: the gateway user runs only its commands on its keys', async (t) =
   await t.rejects(gw.hset(k.tokens, 'b'.repeat(64), '{"id":"forged"}'), noperm, 'writing the token mirror (a made-up DSN made valid)')
   await t.rejects(gw.set(k.tokensSynced, '1'), noperm, 'writing tokens:synced')
   await t.rejects(gw.get(`${config.redisPrefix}:admin:sessions:x`), noperm, 'an admin panel key')
+  // Outbound webhooks are the workers' queue: the internet-facing process can neither add a
+  // delivery (a request to a URL of its choosing) nor read one.
+  await t.rejects(gw.hset(`${config.redisPrefix}:deliveries:d1`, 'data', '{}'), noperm, 'writing a deliveries job')
+  await t.rejects(gw.hget(`${config.redisPrefix}:deliveries:d1`, 'data'), noperm, 'reading a deliveries job')
+  await t.rejects(gw.zadd(`${config.redisPrefix}:deliveries:failed`, 1, 'd1'), noperm, "the deliveries queue's failed set")
   await t.rejects(gw.set('rdt-no-prefix', '1'), noperm, 'a key outside any prefix')
   await t.rejects(gw.get('rdt:tokens'), noperm, 'a prefix that is not a hash tag')
   // Scripts are checked against the user that runs them.
@@ -134,5 +139,14 @@ t.test('Redis: the worker and admin users cannot administer the server', async (
   }
   const admin = new Redis(asRole(config, 'admin').redisUrl, { maxRetriesPerRequest: 0 })
   t.teardown(() => admin.disconnect())
+  // Both need the deliveries queue: workers add and run its jobs, the admin panel and CLI retry
+  // dead letters and queue test deliveries.
+  for (const [role, r] of [
+    ['worker', new Redis(asRole(config, 'worker').redisUrl, { maxRetriesPerRequest: 0 })],
+    ['admin', admin],
+  ] as const) {
+    if (role === 'worker') t.teardown(() => r.disconnect())
+    t.equal(await r.hget(`${config.redisPrefix}:deliveries:none`, 'data'), null, `${role}: reads the deliveries queue`)
+  }
   await t.rejects(admin.get(`${config.redisPrefix}:idem:x`), /NOPERM/, "admin: the gateway's idempotency keys")
 })

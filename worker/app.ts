@@ -7,7 +7,7 @@ import type { Db, MongoClient } from 'mongodb'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { type QueueName } from '../shared/queue-settings.ts'
+import { type WorkerQueueName } from '../shared/queue-settings.ts'
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
@@ -16,18 +16,21 @@ import { createClosers, type Closers } from './closers.ts'
 import type { WorkerMetrics } from './metrics.ts'
 import type { ProcessorDeps, Writers } from './context.ts'
 import { describeError } from './mongo-errors.ts'
+import { createDeliveriesProcessor } from './processors/deliveries.ts'
 import { createLogsProcessor } from './processors/logs.ts'
 import { createMediaProcessor } from './processors/media.ts'
 import { createSessionsProcessor } from './processors/sessions.ts'
 import { closeQueueWorkers, startQueueWorkers, type Processor } from './queue-workers.ts'
 import { createSweeper } from './sweeper.ts'
+import { createWebhookFanout } from './webhook-fanout.ts'
 import { shardPrefix, shardPrefixes } from '../shared/redis-shards.ts'
 
 /** One processor factory per queue; a configured queue without one refuses to start. */
-export const PROCESSORS: Record<QueueName, (deps: ProcessorDeps) => Processor> = {
+export const PROCESSORS: Record<WorkerQueueName, (deps: ProcessorDeps) => Processor> = {
   sessions: createSessionsProcessor,
   logs: createLogsProcessor,
   media: createMediaProcessor,
+  deliveries: createDeliveriesProcessor,
 }
 
 export const TOKEN_SYNC_INTERVAL_MS = 30_000
@@ -48,9 +51,9 @@ export interface WorkerDeps {
 
 export interface WorkerApp {
   /** Each queue's Workers, one per consumed shard, in WORKER_SHARDS order. */
-  workers: Map<QueueName, Worker[]>
+  workers: Map<WorkerQueueName, Worker[]>
   /** The processor functions of the first consumed shard (tests call them directly to simulate a re-run). */
-  processors: Map<QueueName, Processor>
+  processors: Map<WorkerQueueName, Processor>
   /** The staging sweeper, when this process serves the media queue. */
   sweeper: ReturnType<typeof createSweeper> | null
   db: Db
@@ -153,7 +156,10 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     // A shard's processors mark idempotency keys and release staged bytes under that shard's prefix.
     const shards = config.workerShards.map((shard) => {
       const prefix = shardPrefix(config.redisPrefix, shard)
-      const processorDeps: ProcessorDeps = { config: { ...config, redisPrefix: prefix }, logger, redis, db, s3, writers }
+      // A record's deliveries go to its own shard's deliveries queue, like the rest of its workspace's jobs.
+      const webhooks = createWebhookFanout({ db, redis, prefix, schedule: config.webhooks })
+      closers.add(`deliveries queue (shard ${shard})`, () => webhooks.close())
+      const processorDeps: ProcessorDeps = { config: { ...config, redisPrefix: prefix }, logger, redis, db, s3, writers, webhooks }
       return { shard, prefix, processors: new Map(queues.map((q) => [q, PROCESSORS[q](processorDeps)])) }
     })
     const started = startQueueWorkers({ config, logger, redis, metrics: deps.metrics }, shards)

@@ -2,7 +2,7 @@
 // validated once at start (worker/server.ts). Every setting is in the README's configuration table.
 import { fail, int, type Env } from '../shared/config-vars.ts'
 import * as shared from '../shared/config.ts'
-import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
+import { WORKER_QUEUE_NAMES, type WorkerQueueName } from '../shared/queue-settings.ts'
 
 export interface WorkerSettings {
   /**
@@ -11,9 +11,9 @@ export interface WorkerSettings {
    * session jobs want many in flight; logs bodies (up to MAX_JSON_BYTES) and photos (read and
    * hashed while copied) hold more memory each, so their queues keep fewer.
    */
-  workerConcurrency: Record<QueueName, number>
+  workerConcurrency: Record<WorkerQueueName, number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
-  workerQueues: QueueName[]
+  workerQueues: WorkerQueueName[]
   /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
   workerShards: number[]
   /**
@@ -27,6 +27,25 @@ export interface WorkerSettings {
   stagingGraceMs: number
   /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
   logsMaxEntries: number
+  /** Outbound webhooks (README "Forwarding"): how deliveries are sent and retried. */
+  webhooks: WebhookSettings
+}
+
+export interface WebhookSettings {
+  /**
+   * WEBHOOK_ALLOW_PRIVATE=1 lets deliveries reach loopback, private, link-local and other
+   * non-public addresses (tests, and receivers on the operator's own network). Off by default:
+   * an endpoint URL is chosen by whoever administers a workspace, and must not become a way to
+   * probe the servers next to the worker.
+   */
+  allowPrivate: boolean
+  /** Whole request deadline: connect, send, and read the (bounded) answer. */
+  timeoutMs: number
+  /** First retry delay; doubles each attempt up to backoffCapMs. */
+  backoffMs: number
+  backoffCapMs: number
+  /** How long a delivery keeps being retried before it is kept as a dead letter. */
+  retryForMs: number
 }
 
 /** The worker reads no TLS (it serves no clients) and no public URL. */
@@ -53,21 +72,35 @@ function workerSettings(env: Env): WorkerSettings {
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
     stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
     logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
+    webhooks: webhookSettings(env),
   }
 }
 
 /** Known queue names only, each once; refused before anything connects. */
-function workerQueues(env: Env): QueueName[] {
-  const queues = (env.WORKER_QUEUES || QUEUE_NAMES.join(','))
+function workerQueues(env: Env): WorkerQueueName[] {
+  const queues = (env.WORKER_QUEUES || WORKER_QUEUE_NAMES.join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
   if (queues.length === 0) fail('WORKER_QUEUES', 'names no queue')
   for (const q of queues) {
-    if (!(QUEUE_NAMES as readonly string[]).includes(q))
-      fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
+    if (!(WORKER_QUEUE_NAMES as readonly string[]).includes(q))
+      fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${WORKER_QUEUE_NAMES.join(', ')})`)
   }
-  return [...new Set(queues)] as QueueName[]
+  return [...new Set(queues)] as WorkerQueueName[]
+}
+
+function webhookSettings(env: Env): WebhookSettings {
+  const allow = env.WEBHOOK_ALLOW_PRIVATE ?? ''
+  if (!['', '0', '1'].includes(allow)) fail('WEBHOOK_ALLOW_PRIVATE', `must be 0 or 1, got "${allow}"`)
+  const backoffMs = int(env, 'WEBHOOK_BACKOFF_MS', 10_000, 10, 3_600_000)
+  return {
+    allowPrivate: allow === '1',
+    timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+    backoffMs,
+    backoffCapMs: int(env, 'WEBHOOK_BACKOFF_CAP_MS', 3_600_000, backoffMs, 24 * 3_600_000),
+    retryForMs: int(env, 'WEBHOOK_RETRY_FOR_MS', 3 * 86_400_000, 0, 30 * 86_400_000),
+  }
 }
 
 /** Shard numbers below REDIS_SHARDS, each once; default all of them. */
@@ -83,10 +116,12 @@ function workerShards(env: Env): number[] {
 }
 
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
-const CONCURRENCY_DEFAULTS: Record<QueueName, number> = { sessions: 256, logs: 64, media: 64 }
+// Deliveries mostly wait on receivers (up to WEBHOOK_TIMEOUT_MS each), not on this process.
+const CONCURRENCY_DEFAULTS: Record<WorkerQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32 }
 
 function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
-  const one = (queue: QueueName) => int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
-  return Object.fromEntries(QUEUE_NAMES.map((q) => [q, one(q)])) as WorkerSettings['workerConcurrency']
+  const one = (queue: WorkerQueueName) =>
+    int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
+  return Object.fromEntries(WORKER_QUEUE_NAMES.map((q) => [q, one(q)])) as WorkerSettings['workerConcurrency']
 }

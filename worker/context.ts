@@ -7,10 +7,11 @@ import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
-import { type QueueName } from '../shared/queue-settings.ts'
+import { type WorkerQueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
 import { AppError } from '../shared/errors.ts'
 import { describeError, isPermanentDocumentError } from './mongo-errors.ts'
+import type { WebhookFanout } from './webhook-fanout.ts'
 
 export interface Writers {
   sessions: BatchWriter
@@ -27,10 +28,12 @@ export interface ProcessorDeps {
   db: Db
   s3: S3Client
   writers: Writers
+  /** Queues a stored record's outbound webhook deliveries (before the record's job completes). */
+  webhooks: WebhookFanout
 }
 
 /** Checks a job payload against its queue's schema; a payload that fails can never succeed. */
-export function validatePayload<Q extends QueueName>(queue: Q, data: unknown): JobPayloads[Q] {
+export function validatePayload<Q extends WorkerQueueName>(queue: Q, data: unknown): JobPayloads[Q] {
   const validator = jobValidators[queue]
   if (!validator.Check(data)) {
     const first = [...validator.Errors(data)].slice(0, 3).map((e) => `${e.instancePath || '/'} ${e.message}`)

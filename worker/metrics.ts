@@ -4,7 +4,7 @@
 import { Queue, type Job } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
 import { Counter, Histogram, Registry } from 'prom-client'
-import type { QueueName } from '../shared/queue-settings.ts'
+import type { WorkerQueueName } from '../shared/queue-settings.ts'
 import { registerQueueDepth } from '../shared/queue-metrics.ts'
 
 type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>
@@ -17,13 +17,13 @@ export type FailureKind = 'permanent' | 'transient'
 export interface WorkerMetrics {
   registry: Registry
   /** Wraps a processor so that each run is timed and labelled with its outcome. */
-  wrap(queue: QueueName, processor: Processor): Processor
+  wrap(queue: WorkerQueueName, processor: Processor): Processor
   /** Counts a failed attempt: 'permanent' stays in the failed set, 'transient' will be retried. */
-  failed(queue: QueueName, kind: FailureKind): void
+  failed(queue: WorkerQueueName, kind: FailureKind): void
   /** The batch writer's hook for one collection: documents per insertMany and its duration. */
   batchObserver(collection: string): (documents: number, seconds: number) => void
   /** Exports the depth of these queues, read at scrape time on the worker's connection. */
-  watchQueues(redis: RedisClient, prefixes: string[], queues: QueueName[]): { close(): Promise<void> }
+  watchQueues(redis: RedisClient, prefixes: string[], queues: WorkerQueueName[]): { close(): Promise<void> }
 }
 
 export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {

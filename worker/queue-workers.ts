@@ -4,7 +4,8 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
-import { backoffDelay, type QueueName } from '../shared/queue-settings.ts'
+import { backoffDelay, type WorkerQueueName } from '../shared/queue-settings.ts'
+import { DELIVERY_BACKOFF_TYPE, deliveryDelay } from '../webhooks/retry-schedule.ts'
 import type { BatchWriter } from './batch-writer.ts'
 import type { WorkerMetrics } from './metrics.ts'
 import { describeError } from './mongo-errors.ts'
@@ -22,7 +23,7 @@ export interface QueueWorkersDeps {
 export interface ShardProcessors {
   shard: number
   prefix: string
-  processors: Map<QueueName, Processor>
+  processors: Map<WorkerQueueName, Processor>
 }
 
 /**
@@ -31,7 +32,7 @@ export interface ShardProcessors {
  */
 export function startQueueWorkers(deps: QueueWorkersDeps, shards: ShardProcessors[]) {
   const failures = { permanent: {} as Record<string, number>, retried: {} as Record<string, number> }
-  const workers = new Map<QueueName, Worker[]>()
+  const workers = new Map<WorkerQueueName, Worker[]>()
   const loops: Promise<void>[] = []
   for (const { shard, prefix, processors } of shards) {
     for (const [queue, processor] of processors) {
@@ -49,7 +50,7 @@ export function startQueueWorkers(deps: QueueWorkersDeps, shards: ShardProcessor
 
 function startWorker(
   deps: QueueWorkersDeps,
-  queue: QueueName,
+  queue: WorkerQueueName,
   shard: number,
   prefix: string,
   processor: Processor,
@@ -66,7 +67,11 @@ function startWorker(
     // BullMQ's default (1) fails a job for good the second time its worker dies under it; two
     // crashes in a row (an OOM loop, a bad node) must not park accepted data in the failed set.
     maxStalledCount: 10,
-    settings: { backoffStrategy: (attemptsMade: number) => backoffDelay(attemptsMade) },
+    // Deliveries have their own schedule (about 3 days, webhooks/retry-schedule.ts); everything else the ingest one.
+    settings: {
+      backoffStrategy: (attemptsMade: number, type?: string) =>
+        type === DELIVERY_BACKOFF_TYPE ? deliveryDelay(attemptsMade, deps.config.webhooks) : backoffDelay(attemptsMade),
+    },
     // Started below, so that close() can wait for the main loop itself: Worker.close()
     // returns before the loop has stopped using the shared Redis connection.
     autorun: false,

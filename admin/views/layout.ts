@@ -11,7 +11,7 @@ export interface WorkspaceRef {
   active: boolean
 }
 
-export type WorkspaceTab = 'dashboard' | 'sessions' | 'missing' | 'conflicts' | 'tokens' | 'settings'
+export type WorkspaceTab = 'dashboard' | 'sessions' | 'missing' | 'conflicts' | 'tokens' | 'webhooks' | 'settings'
 
 /** Each tab is shown to whoever has the role its route declares (admin/security/roles.ts). */
 const TABS: [WorkspaceTab, string, string, WorkspaceRole][] = [
@@ -20,6 +20,7 @@ const TABS: [WorkspaceTab, string, string, WorkspaceRole][] = [
   ['missing', 'Missing media', 'missing-media', 'analyst'],
   ['conflicts', 'Conflicts', 'conflicts', 'analyst'],
   ['tokens', 'Tokens', 'tokens', 'owner'],
+  ['webhooks', 'Webhooks', 'webhooks', 'owner'],
   ['settings', 'Settings', 'settings', 'owner'],
 ]
 

@@ -3,6 +3,7 @@
 // .env and running `docker compose up -d` again rotates it (then recreate the processes).
 //
 //   rdt_app      readWrite on the application database: the worker, the admin panel and the CLI
+//                (the deliveries worker only reads `webhooks`; the panel and the CLI write it)
 //                (the gateway never talks to MongoDB and has no MongoDB user)
 //   rdt_analyst  find on the analysts' collections only (README "MongoDB collections"): not
 //                admin_users (password hashes) or admin_sessions. Read-only in every case.
@@ -37,6 +38,7 @@ function upsertUser(user, pwd, roles) {
 }
 
 // The analysts' interface. A collection added to it later is added here too (and this runs again).
+// Not `webhooks`: it holds each endpoint's signing secret (README "Forwarding").
 const ANALYST_COLLECTIONS = [
   'test_sessions',
   'test_session_conflicts',

@@ -22,6 +22,7 @@ import {
 } from '../context.ts'
 import { markAccepted } from '../../shared/idempotency.ts'
 import { INVALID_UTF8_ISSUE, Notes } from '../session-document.ts'
+import { insertedId } from '../webhook-fanout.ts'
 
 const KNOWN_ENTRY_FIELDS = new Set(['timestamp', 'tag', 'message', 'json', 'media_key'])
 /** Entries are written this many at a time, bounding a huge batch's memory and open promises. */
@@ -138,9 +139,10 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       stored_entry_count: entries.length,
       truncated,
     }
-    await insertWithFallback(
+    const batchDoc: Document = { ...batchBase, validation: { ok: issues.length === 0, errors: issues } }
+    const batchStored = await insertWithFallback(
       deps.writers.logBatches,
-      { ...batchBase, validation: { ok: issues.length === 0, errors: issues } },
+      batchDoc,
       (reason) => ({ ...batchBase, validation: { ok: false, errors: [...issues, { path: 'storage_fallback', message: reason }] } }),
       jobLog,
       'log batch',
@@ -176,6 +178,13 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       inserted += outcomes.filter((o) => o === 'inserted').length
     }
 
+    await deps.webhooks.recordStored({
+      event: 'logs.stored',
+      workspace_id: data.workspace_id,
+      session_id: data.session_id,
+      extra: data.sha256,
+      record_id: batchStored === 'inserted' ? insertedId(batchDoc) : undefined,
+    })
     await markAccepted(deps, 'l', data.workspace_id, data.session_id, data.sha256, data.sha256)
     return { entries: all.length, inserted }
   }

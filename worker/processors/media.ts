@@ -16,6 +16,7 @@ import { checkNotCancelled, parseReceivedAt, RetryLaterError, validatePayload, t
 import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { isMissingObject, readObject, type StagedRead } from '../staged-object.ts'
+import { insertedId } from '../webhook-fanout.ts'
 
 export type MediaOutcome = 'stored' | 'replay' | 'already_stored' | 'conflict'
 
@@ -72,7 +73,8 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
     return { outcome: 'replay', sniffed_type: sniffed }
   }
   checkNotCancelled(signal)
-  const outcome = await insert(deps, mediaDocument(run, key, sniffed), 'media')
+  const doc = mediaDocument(run, key, sniffed)
+  const outcome = await insert(deps, doc, 'media')
   if (outcome === 'duplicate') {
     const now = await stored()
     if (now && now.sha256 !== data.sha256) {
@@ -82,6 +84,15 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
       return { outcome: 'conflict', sniffed_type: sniffed }
     }
   }
+  // Before the staged copy goes: a re-run that finds it gone (readStaged) takes the photo as
+  // finished, so its deliveries must be queued by then.
+  await deps.webhooks.recordStored({
+    event: 'media.stored',
+    workspace_id: data.workspace_id,
+    session_id: data.session_id,
+    extra: data.media_id,
+    record_id: outcome === 'inserted' ? insertedId(doc) : undefined,
+  })
   await removeStaged(deps, data, data.sha256)
   return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
 }

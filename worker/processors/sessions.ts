@@ -19,6 +19,7 @@ import {
 import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { buildSessionDocument, sessionFallbackDocument } from '../session-document.ts'
+import { insertedId } from '../webhook-fanout.ts'
 
 export type SessionOutcome = 'stored' | 'replay' | 'conflict' | 'conflict_stored'
 
@@ -78,6 +79,15 @@ async function storeSession(run: Run, data: SessionJob, receivedAt: Date, signal
       acceptedSha = existing
     }
   }
+  // Stored now (or by an earlier run of this job): its deliveries are queued before the job
+  // completes. A new body for a stored GUID is kept as a conflict and not forwarded.
+  if (outcome !== 'conflict')
+    await deps.webhooks.recordStored({
+      event: 'session.stored',
+      workspace_id: data.workspace_id,
+      session_id: data.session_id,
+      record_id: inserted === 'inserted' ? insertedId(doc) : undefined,
+    })
   await markAccepted(deps, 's', data.workspace_id, data.session_id, acceptedSha)
   return { outcome }
 }
