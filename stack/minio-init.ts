@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, writeSync } from 'node:fs'
-import { mkdir, rm, symlink } from 'node:fs/promises'
+import { mkdir, readFile, rm, symlink } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { repoRoot } from './paths.ts'
 import type { RoleSecrets } from './roles.ts'
@@ -43,15 +43,27 @@ export async function runMinioInit(opts: {
     env[`S3_${r.toUpperCase()}_SECRET_KEY`] = opts.users[r].secretKey
   }
   const logFile = join(opts.dir, 'minio-init.log')
+  // Distributed MinIO answers S3 through its balancer before every node has loaded its bucket
+  // and IAM subsystems; a policy call that lands on such a node is refused with "Server not
+  // initialized yet". The script is idempotent, so it runs again, a few times, for that answer only.
+  for (let attempt = 1; ; attempt++) {
+    const code = await runInitOnce(env, logFile)
+    if (code === 0) return
+    const notYet = (await readFile(logFile, 'utf8')).split('\n--- ').at(-1)?.includes('Server not initialized yet')
+    if (!notYet || attempt >= 10) throw new Error(`deploy/minio/init.sh failed (${code}); see ${logFile}`)
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+}
+
+async function runInitOnce(env: NodeJS.ProcessEnv, logFile: string): Promise<number | string> {
   const fd = openSync(logFile, 'a', 0o600)
   writeSync(fd, `\n--- ${new Date().toISOString()} deploy/minio/init.sh\n`)
   try {
-    const code = await new Promise<number | string>((resolve) => {
+    return await new Promise<number | string>((resolve) => {
       const child = spawn('sh', [join(repoRoot, 'deploy', 'minio', 'init.sh')], { env, stdio: ['ignore', fd, fd] })
       child.once('error', (err) => resolve(err.message))
       child.once('exit', (c, s) => resolve(c ?? String(s)))
     })
-    if (code !== 0) throw new Error(`deploy/minio/init.sh failed (${code}); see ${logFile}`)
   } finally {
     closeSync(fd)
   }
