@@ -10,6 +10,19 @@ export const QUEUE_NAMES = ['sessions', 'logs', 'media'] as const
 export type QueueName = (typeof QUEUE_NAMES)[number]
 
 /**
+ * Queues only workers use: nothing outside the workers adds to them, so the gateway never opens
+ * them. `maintenance` carries the scheduled retention run (worker/maintenance.ts).
+ */
+export const WORKER_INTERNAL_QUEUE_NAMES = ['maintenance'] as const
+export type WorkerInternalQueueName = (typeof WORKER_INTERNAL_QUEUE_NAMES)[number]
+/** What WORKER_QUEUES may name. */
+export type WorkerQueueName = QueueName | WorkerInternalQueueName
+
+export function isIngestQueue(name: WorkerQueueName): name is QueueName {
+  return (QUEUE_NAMES as readonly string[]).includes(name)
+}
+
+/**
  * Defaults for every job. Transient failures (a server down) retry with capped exponential
  * backoff and jitter for about a day; after that, and for permanent failures, the job stays in
  * the failed set for inspection and retry: it is never dropped.

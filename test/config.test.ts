@@ -72,12 +72,13 @@ t.test('Redis Cluster and shards: the seed list, the shard count, and a hash-tag
 })
 
 t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {
-  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media'], 'every queue by default')
+  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media', 'maintenance'], 'every queue by default')
   t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'sessions, media,sessions' }).workerQueues, ['sessions', 'media'])
+  t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,maintenance' }).workerQueues, ['logs', 'maintenance'], 'the internal queue too')
   const err = t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,bogus' })) as unknown
   t.ok(err instanceof ConfigError)
   t.equal((err as ConfigError).variable, 'WORKER_QUEUES')
-  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media\)/)
+  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media, maintenance\)/)
   t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: ' , ' }), {
     name: 'ConfigError',
     variable: 'WORKER_QUEUES',

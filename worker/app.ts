@@ -7,7 +7,7 @@ import type { Db, MongoClient } from 'mongodb'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { type QueueName } from '../shared/queue-settings.ts'
+import { isIngestQueue, type QueueName } from '../shared/queue-settings.ts'
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
@@ -22,6 +22,7 @@ import { createSessionsProcessor } from './processors/sessions.ts'
 import { closeQueueWorkers, startQueueWorkers, type Processor } from './queue-workers.ts'
 import { createSweeper } from './sweeper.ts'
 import { shardPrefix, shardPrefixes } from '../shared/redis-shards.ts'
+import { startMaintenance, type Maintenance } from './maintenance.ts'
 
 /** One processor factory per queue; a configured queue without one refuses to start. */
 export const PROCESSORS: Record<QueueName, (deps: ProcessorDeps) => Processor> = {
@@ -53,6 +54,8 @@ export interface WorkerApp {
   processors: Map<QueueName, Processor>
   /** The staging sweeper, when this process serves the media queue. */
   sweeper: ReturnType<typeof createSweeper> | null
+  /** The worker-internal maintenance queue (retention runs), when this process serves it. */
+  maintenance: Maintenance | null
   db: Db
   s3: S3Client
   redis: RedisClient
@@ -134,8 +137,8 @@ function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closer
 
 export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
   const { config, logger } = deps
-  // Known queues only, each once (worker/config.ts); PROCESSORS has one for every queue name.
-  const queues = config.workerQueues
+  // Known queues only, each once (worker/config.ts); PROCESSORS has one for every ingest queue.
+  const queues = config.workerQueues.filter(isIngestQueue)
   const closers = createClosers(logger)
   try {
     const redis = connectRedis(deps, closers)
@@ -162,6 +165,10 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     // "Started" means connected: this also keeps a close() right after start from racing
     // BullMQ's connection setup.
     await Promise.all([...started.workers.values()].flat().map((w) => w.waitUntilReady()))
+    const maintenance = config.workerQueues.includes('maintenance')
+      ? await startMaintenance({ config, logger, redis, db, s3, metrics: deps.metrics })
+      : null
+    if (maintenance) closers.add('maintenance', () => maintenance.close())
     logger.info(
       {
         queues,
@@ -177,6 +184,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
       workers: started.workers,
       processors: shards[0]!.processors,
       sweeper,
+      maintenance,
       db,
       s3,
       redis,

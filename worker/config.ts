@@ -2,7 +2,7 @@
 // validated once at start (worker/server.ts). Every setting is in the README's configuration table.
 import { fail, int, type Env } from '../shared/config-vars.ts'
 import * as shared from '../shared/config.ts'
-import { QUEUE_NAMES, type QueueName } from '../shared/queue-settings.ts'
+import { QUEUE_NAMES, WORKER_INTERNAL_QUEUE_NAMES, type QueueName, type WorkerQueueName } from '../shared/queue-settings.ts'
 
 export interface WorkerSettings {
   /**
@@ -13,7 +13,7 @@ export interface WorkerSettings {
    */
   workerConcurrency: Record<QueueName, number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
-  workerQueues: QueueName[]
+  workerQueues: WorkerQueueName[]
   /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
   workerShards: number[]
   /**
@@ -27,6 +27,12 @@ export interface WorkerSettings {
   stagingGraceMs: number
   /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
   logsMaxEntries: number
+  /** How often the retention run is scheduled (once across all workers that serve `maintenance`). */
+  retentionIntervalMs: number
+  /** Documents read and deleted per query, and objects per S3 DeleteObjects call, in a retention run. */
+  retentionBatchSize: number
+  /** Documents one retention run deletes at most; the next run goes on where it stopped. */
+  retentionMaxPerRun: number
 }
 
 /** The worker reads no TLS (it serves no clients) and no public URL. */
@@ -53,21 +59,27 @@ function workerSettings(env: Env): WorkerSettings {
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
     stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
     logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
+    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3600_000, 1000),
+    // 1000 is S3's DeleteObjects limit per call.
+    retentionBatchSize: int(env, 'RETENTION_BATCH_SIZE', 500, 1, 1000),
+    retentionMaxPerRun: int(env, 'RETENTION_MAX_PER_RUN', 100_000, 1),
   }
 }
 
+const WORKER_QUEUE_NAMES: readonly WorkerQueueName[] = [...QUEUE_NAMES, ...WORKER_INTERNAL_QUEUE_NAMES]
+
 /** Known queue names only, each once; refused before anything connects. */
-function workerQueues(env: Env): QueueName[] {
-  const queues = (env.WORKER_QUEUES || QUEUE_NAMES.join(','))
+function workerQueues(env: Env): WorkerQueueName[] {
+  const queues = (env.WORKER_QUEUES || WORKER_QUEUE_NAMES.join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
   if (queues.length === 0) fail('WORKER_QUEUES', 'names no queue')
   for (const q of queues) {
-    if (!(QUEUE_NAMES as readonly string[]).includes(q))
-      fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})`)
+    if (!(WORKER_QUEUE_NAMES as readonly string[]).includes(q))
+      fail('WORKER_QUEUES', `names an unknown queue "${q}" (known: ${WORKER_QUEUE_NAMES.join(', ')})`)
   }
-  return [...new Set(queues)] as QueueName[]
+  return [...new Set(queues)] as WorkerQueueName[]
 }
 
 /** Shard numbers below REDIS_SHARDS, each once; default all of them. */
