@@ -234,6 +234,20 @@ t.test('a run that dies between deleting objects and documents converges on the 
   t.ok(await exists(fresh.key))
 })
 
+t.test(
+  'the bucket expires abandoned staged uploads: a lifecycle rule on staging/ set by deploy/minio/init.sh',
+  { skip: process.env.STACK_S3 === 'versity' && 'the local stack sets the rule on MinIO only (deploy/minio/init.sh)' },
+  async (t) => {
+    // The stack's own bucket, which init.sh set up (each test file's private bucket has no rules).
+    const stackBucket = process.env.S3_BUCKET ?? 'rdt-media'
+    const lifecycle = await root.getBucketLifecycle(stackBucket)
+    // The client's parser gives one rule as an object and several as an array.
+    const rules = [lifecycle?.Rule ?? []].flat()
+    t.equal(rules.length, 1, 'exactly one rule, however often init.sh ran')
+    t.match(rules[0], { ID: 'rdt-staging-expiry', Status: 'Enabled', Filter: { Prefix: 'staging/' }, Expiration: { Days: 30 } })
+  },
+)
+
 t.test('the scheduler runs it on the maintenance queue, once, and the worker exports its progress', async (t) => {
   const metrics = createWorkerMetrics()
   // A stack of its own: another prefix, database and bucket.
