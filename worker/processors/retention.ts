@@ -80,7 +80,9 @@ export async function runRetention(deps: RetentionDeps, signal?: AbortSignal): P
   const run = new Run(deps, signal)
   let workspaces = 0
   try {
-    for await (const ws of c.workspaces.find({ retention: { $exists: true } }, { projection: { _id: 1, retention: 1 } })) {
+    // Read at once (workspaces are few): a cursor held open through a long run could time out.
+    const list = await c.workspaces.find({ retention: { $exists: true } }, { projection: { _id: 1, retention: 1 } }).toArray()
+    for (const ws of list) {
       const r = retentionOf(ws)
       if (!hasRetention(r)) continue
       workspaces++
