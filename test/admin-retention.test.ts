@@ -1,6 +1,8 @@
 // The retention form on a workspace's settings page: shows the periods, saves them (audited),
-// refuses what is not a period, and needs the CSRF token like every other form.
+// refuses what is not a period, needs the CSRF token like every other form, and is an owner's
+// (README "Roles"): an owner who is not a superadmin may use it, an analyst may not.
 import t from 'tap'
+import { grantRole } from '../tokens/roles.ts'
 import { addAdmin, login, startAdmin } from './helpers/admin-support.ts'
 import { testConfig } from './helpers/env.ts'
 
@@ -44,6 +46,29 @@ t.test('set, show and refuse retention periods', async (t) => {
   t.same(
     (await app.db.collection('workspaces').findOne({ _id: wsId as never }))?.retention,
     { photos: 90, logs: null, sessions: 730 },
+    'unchanged',
+  )
+})
+
+t.test('an owner sets it; an analyst neither sees the form nor can post it', async (t) => {
+  const created = await b.post('/workspaces', { slug: 'ret-roles', _csrf: b.csrf })
+  const wsId = /\/workspaces\/(w[0-9a-f]{16})\//.exec(created.headers.location as string)![1]!
+  for (const who of ['owner', 'analyst'] as const) {
+    await addAdmin(app, `${who}@example.org`)
+    await grantRole(app.db, `${who}@example.org`, wsId, who, 'test')
+  }
+  const owner = await login(app, 'owner@example.org')
+  t.match((await owner.get(`/workspaces/${wsId}/settings`)).body, 'Save retention', 'the owner sees the form')
+  t.equal((await owner.post(`/workspaces/${wsId}/retention`, { logs: '30', _csrf: owner.csrf })).statusCode, 303)
+  t.same((await app.db.collection('workspaces').findOne({ _id: wsId as never }))?.retention, { photos: null, logs: 30, sessions: null })
+
+  const analyst = await login(app, 'analyst@example.org')
+  t.equal((await analyst.get(`/workspaces/${wsId}/settings`)).statusCode, 403, 'no settings page for an analyst')
+  const refused = await analyst.post(`/workspaces/${wsId}/retention`, { logs: '1', _csrf: analyst.csrf })
+  t.equal(refused.statusCode, 403, 'an analyst cannot change retention')
+  t.same(
+    (await app.db.collection('workspaces').findOne({ _id: wsId as never }))?.retention,
+    { photos: null, logs: 30, sessions: null },
     'unchanged',
   )
 })
