@@ -16,6 +16,7 @@ import adminRoutes from './routes/admins.ts'
 import auditRoutes from './routes/audit.ts'
 import authRoutes from './routes/auth.ts'
 import reportRoutes from './routes/reports.ts'
+import retentionRoutes from './routes/retention.ts'
 import sessionRoutes from './routes/sessions.ts'
 import staticRoutes from './routes/static.ts'
 import tokenRoutes from './routes/tokens.ts'
@@ -182,6 +183,7 @@ async function registerRoutes(app: FastifyInstance, names: ReturnType<typeof coo
   await app.register(staticRoutes)
   await app.register(authRoutes, { cookieNames: names })
   await app.register(workspaceRoutes)
+  await app.register(retentionRoutes)
   await app.register(tokenRoutes)
   await app.register(webhookRoutes)
   await app.register(sessionRoutes)

@@ -49,6 +49,20 @@ export const COMMANDS = {
     writes: true,
     queues: true,
   },
+  // Shows the periods, or changes the ones given. The token mirror does not carry them, so no Redis (writes: false).
+  'workspace retention': {
+    positionals: ['slug'],
+    options: { photos: { type: 'string' }, logs: { type: 'string' }, sessions: { type: 'string' }, ...json },
+    writes: false,
+    check: (_a, v) => {
+      for (const kind of ['photos', 'logs', 'sessions']) {
+        const days = v[kind]
+        if (days !== undefined && !/^(keep|[1-9][0-9]{0,4})$/.test(String(days)))
+          return `--${kind} must be a number of days (1 to 36500) or "keep"`
+      }
+      return null
+    },
+  },
   'token create': {
     positionals: [],
     options: {
@@ -153,6 +167,7 @@ workspaces:
   workspace rename <slug> [--name N] [--slug NEW_SLUG] [--json]
   workspace set-rate-limit <slug> <per-minute|default> [--json]
   workspace move-shard <slug> <shard> [--no-wait] [--json]
+  workspace retention <slug> [--photos N|keep] [--logs N|keep] [--sessions N|keep] [--json]
 
 tokens:
   token create --workspace <slug> [--permissions test_session,logs,media]
@@ -191,6 +206,9 @@ Slugs: 1-63 of a-z, 0-9 and '-'. Permissions default to all three. --expires tak
 a date (2030-01-31) or a date-time (2030-01-31T12:00:00Z; no offset means UTC).
 set-rate-limit: requests per minute per token of the workspace (0 = no limit), or
 "default" for the gateways' RATE_LIMIT_PER_MINUTE.
+retention: days photos, logs and sessions are kept after they were received, or "keep"
+(the default); without options it shows them. The worker deletes what is older at its next
+retention run (README "Retention"); a session's expiry takes its logs and photos with it.
 admin create and admin reset-password ask for the password twice (no echo), or read it from
 stdin with --password-stdin. admin disable and admin reset-password end the admin's sessions.
 Roles (README "Roles"): an analyst reads a workspace, an owner also manages its tokens; a

@@ -1,6 +1,7 @@
 // Human-readable output. Machine-readable output is --json; nothing here is meant to be parsed.
 import type { AdminListItem } from '../tokens/roles.ts'
 import type { CreatedToken, TokenInfo } from '../tokens/tokens.ts'
+import { describeDays, type RetentionSettings } from '../shared/retention.ts'
 import type { WorkspaceListItem } from '../tokens/workspaces.ts'
 import type { FailedJobInfo, RetryOutcome } from './jobs.ts'
 import type { RevalidateCounts, RevalidateResult } from './sessions-revalidate.ts'
@@ -25,8 +26,16 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
 export function workspaceTable(list: readonly WorkspaceListItem[]): string {
   if (list.length === 0) return 'No workspaces.\n'
   return table(
-    ['ID', 'SLUG', 'NAME', 'STATUS', 'TOKENS', 'CREATED'],
-    list.map((w) => [w.id, w.slug, w.name, w.active ? 'active' : 'inactive', `${w.active_tokens}/${w.tokens}`, shortDate(w.created_at)]),
+    ['ID', 'SLUG', 'NAME', 'STATUS', 'TOKENS', 'CREATED', 'RETENTION'],
+    list.map((w) => [
+      w.id,
+      w.slug,
+      w.name,
+      w.active ? 'active' : 'inactive',
+      `${w.active_tokens}/${w.tokens}`,
+      shortDate(w.created_at),
+      retentionCell(w.retention),
+    ]),
   )
 }
 
@@ -41,6 +50,13 @@ export function adminTable(list: readonly AdminListItem[]): string {
       u.roles.map((r) => `${r.slug}:${r.role}`).join(',') || '-',
     ]),
   )
+}
+
+/** "keep", or e.g. "photos 30d, logs keep, sessions 365d". */
+function retentionCell(r: RetentionSettings): string {
+  if (r.photos === null && r.logs === null && r.sessions === null) return 'keep'
+  const d = (n: number | null) => (n === null ? describeDays(null) : `${n}d`)
+  return `photos ${d(r.photos)}, logs ${d(r.logs)}, sessions ${d(r.sessions)}`
 }
 
 export function tokenTable(list: readonly TokenInfo[]): string {

@@ -1,4 +1,5 @@
-// `workspace create|list|activate|deactivate|rename|set-rate-limit|move-shard`.
+// `workspace create|list|activate|deactivate|rename|set-rate-limit|move-shard|retention`.
+import { describeDays, RETENTION_KINDS, type RetentionSettings } from '../shared/retention.ts'
 import { TokenAdminError } from '../tokens/errors.ts'
 import { workspaceTable } from './format.ts'
 import { option, print, unconfirmed, type CommandContext, type CommandHandlers } from './io.ts'
@@ -81,6 +82,22 @@ async function moveShard(cx: CommandContext): Promise<number | void> {
   )
 }
 
+const showRetention = (r: RetentionSettings): string => RETENTION_KINDS.map((k) => `${k} ${describeDays(r[k])}`).join(', ')
+
+async function setRetention(cx: CommandContext): Promise<void> {
+  const changes: Partial<RetentionSettings> = {}
+  for (const kind of RETENTION_KINDS) {
+    const raw = option(cx.cmd, kind)
+    // The spelling ("keep", digits) was checked by the parser (cli/args.ts); the range by tokens/.
+    if (raw !== undefined) changes[kind] = raw === 'keep' ? null : Number(raw)
+  }
+  const res = await cx.admin.setWorkspaceRetention(cx.cmd.args.slug!, changes, cx.actor)
+  const human =
+    `Workspace "${res.slug}" retention: ${showRetention(res.retention)}` +
+    (res.changed ? ` (was ${showRetention(res.previous_retention)}).\n` : Object.keys(changes).length ? ' (unchanged).\n' : '.\n')
+  print(cx, res, human)
+}
+
 export const workspaceCommands: CommandHandlers<
   | 'workspace create'
   | 'workspace list'
@@ -89,6 +106,7 @@ export const workspaceCommands: CommandHandlers<
   | 'workspace rename'
   | 'workspace set-rate-limit'
   | 'workspace move-shard'
+  | 'workspace retention'
 > = {
   'workspace create': async (cx) => {
     const ws = await cx.admin.createWorkspace(cx.cmd.args.slug!, { name: option(cx.cmd, 'name'), actor: cx.actor })
@@ -107,4 +125,5 @@ export const workspaceCommands: CommandHandlers<
   },
   'workspace set-rate-limit': setRateLimit,
   'workspace move-shard': moveShard,
+  'workspace retention': setRetention,
 }

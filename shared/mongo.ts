@@ -27,6 +27,8 @@ export interface WorkspaceDoc {
   redis_shard?: number
   /** Set while `workspace move-shard` runs: the shard it is leaving, whose queued jobs are still draining. */
   redis_shard_moving_from?: number | null
+  /** Days each kind of data is kept after it was received; absent, or a kind absent or null = kept for ever (shared/retention.ts). */
+  retention?: { photos?: number | null; logs?: number | null; sessions?: number | null }
 }
 
 export interface TokenDoc {
@@ -120,5 +122,11 @@ export async function ensureIndexes(db: Db): Promise<void> {
     c.logBatches.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
     c.media.createIndex({ workspace_id: 1, session_id: 1, media_id: 1 }, { unique: true }),
     c.webhooks.createIndex({ workspace_id: 1 }),
+    // The retention run's queries: a workspace's records received before a cutoff
+    // (worker/processors/retention.ts); test_sessions has its own above.
+    c.conflicts.createIndex({ workspace_id: 1, received_at: 1 }),
+    c.logs.createIndex({ workspace_id: 1, received_at: 1 }),
+    c.logBatches.createIndex({ workspace_id: 1, received_at: 1 }),
+    c.media.createIndex({ workspace_id: 1, received_at: 1 }),
   ])
 }

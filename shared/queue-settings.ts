@@ -11,12 +11,19 @@ export const QUEUE_NAMES = ['sessions', 'logs', 'media'] as const
 export type QueueName = (typeof QUEUE_NAMES)[number]
 
 /**
- * Every queue a worker can serve: the ingest queues plus `deliveries` (outbound webhooks), which
- * only workers produce and consume. Kept apart so that the gateway never opens a queue it does
- * not use, and its Redis user has no right on it.
+ * Queues only workers use, produced and consumed by workers alone, so the gateway never opens them
+ * and its Redis user has no right on them: `deliveries` (outbound webhooks) and `maintenance` (the
+ * scheduled retention run, worker/maintenance.ts).
  */
-export const WORKER_QUEUE_NAMES = [...QUEUE_NAMES, 'deliveries'] as const
+export const WORKER_INTERNAL_QUEUE_NAMES = ['deliveries', 'maintenance'] as const
+export type WorkerInternalQueueName = (typeof WORKER_INTERNAL_QUEUE_NAMES)[number]
+/** Every queue a worker can serve (what WORKER_QUEUES may name). */
+export const WORKER_QUEUE_NAMES = [...QUEUE_NAMES, ...WORKER_INTERNAL_QUEUE_NAMES] as const
 export type WorkerQueueName = (typeof WORKER_QUEUE_NAMES)[number]
+
+export function isIngestQueue(name: WorkerQueueName): name is QueueName {
+  return (QUEUE_NAMES as readonly string[]).includes(name)
+}
 
 /**
  * Defaults for every job. Transient failures (a server down) retry with capped exponential

@@ -92,7 +92,7 @@ t.test('workspace create / list', async (t) => {
 
   const list = await cli(['workspace', 'list'])
   t.equal(list.code, 0)
-  t.match(list.stdout, /^ID\s+SLUG\s+NAME\s+STATUS\s+TOKENS\s+CREATED\n/)
+  t.match(list.stdout, /^ID\s+SLUG\s+NAME\s+STATUS\s+TOKENS\s+CREATED\s+RETENTION\n/)
   t.match(list.stdout, /field-x\s+Field team X\s+active/)
   const listJson = JSON.parse((await cli(['workspace', 'list', '--json'])).stdout) as { slug: string }[]
   t.same(

@@ -72,13 +72,14 @@ t.test('Redis Cluster and shards: the seed list, the shard count, and a hash-tag
 })
 
 t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the variable', async (t) => {
-  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media', 'deliveries'], 'every queue by default')
+  t.same(loadWorkerConfig(env).workerQueues, ['sessions', 'logs', 'media', 'deliveries', 'maintenance'], 'every queue by default')
   t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'deliveries' }).workerQueues, ['deliveries'], 'outbound webhooks alone')
   t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'sessions, media,sessions' }).workerQueues, ['sessions', 'media'])
+  t.same(loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,maintenance' }).workerQueues, ['logs', 'maintenance'], 'the internal queue too')
   const err = t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: 'logs,bogus' })) as unknown
   t.ok(err instanceof ConfigError)
   t.equal((err as ConfigError).variable, 'WORKER_QUEUES')
-  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media, deliveries\)/)
+  t.match((err as Error).message, /unknown queue "bogus" \(known: sessions, logs, media, deliveries, maintenance\)/)
   t.throws(() => loadWorkerConfig({ ...env, WORKER_QUEUES: ' , ' }), {
     name: 'ConfigError',
     variable: 'WORKER_QUEUES',

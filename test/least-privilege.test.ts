@@ -33,7 +33,11 @@ t.test(
     const finalKey = `wlp${id}/session/photo`
     const body = Buffer.from(`least privilege ${id}`)
     await root.putObject(bucket, finalKey, body)
-    t.teardown(() => root.removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`]).catch(() => {}))
+    t.teardown(() =>
+      root
+        .removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`, `conflicts/wlp${id}/s/m/x`])
+        .catch(() => {}),
+    )
     const denied = { code: 'AccessDenied' }
 
     t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
@@ -57,6 +61,7 @@ t.test(
       })
       await t.rejects(listing, denied, 'LIST')
       await t.rejects(gateway.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
+      await t.rejects(gateway.setBucketLifecycle(bucket, { Rule: [] }), denied, 'changing the lifecycle (e.g. expiring photos)')
       t.ok((await readObject(root, bucket, finalKey)).equals(body), 'the stored photo is unchanged')
     })
 
@@ -64,6 +69,9 @@ t.test(
       t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
       await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
       await t.rejects(admin.removeObject(bucket, finalKey), denied, 'DELETE')
+      const bulk = await admin.removeObjects(bucket, [finalKey])
+      t.match(bulk, [{ Code: 'AccessDenied' }], 'multi-object DELETE, as the retention run sends it, is refused per key')
+      await t.rejects(admin.setBucketLifecycle(bucket, { Rule: [] }), denied, 'changing the lifecycle')
     })
 
     t.test('worker: reads and writes objects, but no bucket administration', async (t) => {
@@ -71,8 +79,14 @@ t.test(
       t.ok((await readObject(worker, bucket, finalKey)).equals(body), 'GET')
       await worker.removeObject(bucket, `wlp${id}/worker`)
       t.pass('PUT and DELETE')
+      // The retention run deletes stored photos and conflicting uploads with one multi-object DELETE.
+      await root.putObject(bucket, `conflicts/wlp${id}/s/m/x`, Buffer.from('c'))
+      await root.putObject(bucket, `wlp${id}/worker`, Buffer.from('w'))
+      t.same(await worker.removeObjects(bucket, [`wlp${id}/worker`, `conflicts/wlp${id}/s/m/x`]), [], 'multi-object DELETE (retention)')
+      await t.rejects(root.statObject(bucket, `conflicts/wlp${id}/s/m/x`), { code: 'NotFound' }, 'the conflict object is gone')
       await t.rejects(worker.makeBucket(`wlp${id}`, region), denied, 'creating a bucket')
       await t.rejects(worker.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
+      await t.rejects(worker.setBucketLifecycle(bucket, { Rule: [] }), denied, 'changing the lifecycle (only deploy/minio/init.sh sets it)')
     })
   },
 )

@@ -4,6 +4,7 @@
 // This module does no console I/O and never returns a token hash; a token itself is returned
 // exactly once, by createToken (and by rotateToken, for the new token).
 import { tokenAdminContext, type TokenAdminContext, type TokenAdminDeps } from './context.ts'
+import { setWorkspaceRetention } from './retention.ts'
 import { rotateToken } from './rotation.ts'
 import { createToken, listTokens, revokeToken } from './tokens.ts'
 import { finishShardMove, moveWorkspaceShard } from './shards.ts'
@@ -23,6 +24,7 @@ export function createTokenAdmin(deps: TokenAdminDeps) {
     getWorkspace: bind(ctx, getWorkspace),
     setWorkspaceActive: bind(ctx, setWorkspaceActive),
     setWorkspaceRateLimit: bind(ctx, setWorkspaceRateLimit),
+    setWorkspaceRetention: bind(ctx, setWorkspaceRetention),
     renameWorkspace: bind(ctx, renameWorkspace),
     moveWorkspaceShard: bind(ctx, moveWorkspaceShard),
     finishShardMove: bind(ctx, finishShardMove),

@@ -17,6 +17,7 @@ export type TokenAdminErrorCode =
   | 'bad_token_id'
   | 'bad_actor'
   | 'bad_rate_limit'
+  | 'bad_retention'
 
 /** A refused workspace or token action. `message` is meant for the operator; `code` for programs (e.g. HTTP status mapping). */
 export class TokenAdminError extends AppError {

@@ -1,6 +1,7 @@
 // Workspace actions: create, list, look up, (de)activate, set the rate limit, rename. Each one
 // that changes what a gateway must know re-publishes the workspace's token entries.
 import { isDuplicateKey, type WorkspaceDoc } from '../shared/mongo.ts'
+import { retentionOf, type RetentionSettings } from '../shared/retention.ts'
 import { republishWorkspace } from '../shared/token-registry.ts'
 import { findWorkspace, type TokenAdminContext } from './context.ts'
 import { TokenAdminError } from './errors.ts'
@@ -21,6 +22,8 @@ export interface WorkspaceInfo {
   redis_shard: number
   /** While a `workspace move-shard` has not finished: the shard being left; otherwise null. */
   redis_shard_moving_from: number | null
+  /** Days photos, logs and sessions are kept after they were received; null = kept for ever. */
+  retention: RetentionSettings
 }
 
 export interface WorkspaceListItem extends WorkspaceInfo {
@@ -58,6 +61,7 @@ export const wsInfo = (w: WorkspaceDoc): WorkspaceInfo => ({
   rate_limit_per_minute: w.rate_limit_per_minute ?? null,
   redis_shard: w.redis_shard ?? 0,
   redis_shard_moving_from: w.redis_shard_moving_from ?? null,
+  retention: retentionOf(w),
 })
 
 const duplicateSlug = (slug: string | undefined) => new TokenAdminError('duplicate_slug', `workspace "${slug}" already exists`)

@@ -24,9 +24,16 @@ import { closeQueueWorkers, startQueueWorkers, type Processor } from './queue-wo
 import { createSweeper } from './sweeper.ts'
 import { createWebhookFanout } from './webhook-fanout.ts'
 import { shardPrefix, shardPrefixes } from '../shared/redis-shards.ts'
+import { startMaintenance, type Maintenance } from './maintenance.ts'
 
 /** One processor factory per queue; a configured queue without one refuses to start. */
-export const PROCESSORS: Record<WorkerQueueName, (deps: ProcessorDeps) => Processor> = {
+/**
+ * The queues whose jobs are in every shard (a workspace's in its own). `maintenance` is not one: it
+ * is a single queue under REDIS_PREFIX with a worker of its own (worker/maintenance.ts).
+ */
+type ShardedQueue = Exclude<WorkerQueueName, 'maintenance'>
+
+export const PROCESSORS: Record<ShardedQueue, (deps: ProcessorDeps) => Processor> = {
   sessions: createSessionsProcessor,
   logs: createLogsProcessor,
   media: createMediaProcessor,
@@ -56,6 +63,8 @@ export interface WorkerApp {
   processors: Map<WorkerQueueName, Processor>
   /** The staging sweeper, when this process serves the media queue. */
   sweeper: ReturnType<typeof createSweeper> | null
+  /** The worker-internal maintenance queue (retention runs), when this process serves it. */
+  maintenance: Maintenance | null
   db: Db
   s3: S3Client
   redis: RedisClient
@@ -137,8 +146,8 @@ function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closer
 
 export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
   const { config, logger } = deps
-  // Known queues only, each once (worker/config.ts); PROCESSORS has one for every queue name.
-  const queues = config.workerQueues
+  // Known queues only, each once (worker/config.ts); PROCESSORS has one for every sharded queue.
+  const queues = config.workerQueues.filter((q): q is ShardedQueue => q !== 'maintenance')
   const closers = createClosers(logger)
   try {
     const redis = connectRedis(deps, closers)
@@ -168,6 +177,10 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     // "Started" means connected: this also keeps a close() right after start from racing
     // BullMQ's connection setup.
     await Promise.all([...started.workers.values()].flat().map((w) => w.waitUntilReady()))
+    const maintenance = config.workerQueues.includes('maintenance')
+      ? await startMaintenance({ config, logger, redis, db, s3, metrics: deps.metrics })
+      : null
+    if (maintenance) closers.add('maintenance', () => maintenance.close())
     logger.info(
       {
         queues,
@@ -183,6 +196,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
       workers: started.workers,
       processors: shards[0]!.processors,
       sweeper,
+      maintenance,
       db,
       s3,
       redis,

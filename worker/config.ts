@@ -29,6 +29,12 @@ export interface WorkerSettings {
   logsMaxEntries: number
   /** Outbound webhooks (README "Forwarding"): how deliveries are sent and retried. */
   webhooks: WebhookSettings
+  /** How often the retention run is scheduled (once across all workers that serve `maintenance`). */
+  retentionIntervalMs: number
+  /** Documents read and deleted per query, and objects per S3 DeleteObjects call, in a retention run. */
+  retentionBatchSize: number
+  /** Documents one retention run deletes at most; the next run goes on where it stopped. */
+  retentionMaxPerRun: number
 }
 
 export interface WebhookSettings {
@@ -73,6 +79,10 @@ function workerSettings(env: Env): WorkerSettings {
     stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
     logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
     webhooks: webhookSettings(env),
+    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3600_000, 1000),
+    // 1000 is S3's DeleteObjects limit per call.
+    retentionBatchSize: int(env, 'RETENTION_BATCH_SIZE', 500, 1, 1000),
+    retentionMaxPerRun: int(env, 'RETENTION_MAX_PER_RUN', 100_000, 1),
   }
 }
 
@@ -117,7 +127,8 @@ function workerShards(env: Env): number[] {
 
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
 // Deliveries mostly wait on receivers (up to WEBHOOK_TIMEOUT_MS each), not on this process.
-const CONCURRENCY_DEFAULTS: Record<WorkerQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32 }
+// maintenance: its worker runs one job at a time whatever this says (worker/maintenance.ts).
+const CONCURRENCY_DEFAULTS: Record<WorkerQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32, maintenance: 1 }
 
 function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined

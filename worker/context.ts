@@ -7,7 +7,6 @@ import type { Db, Document } from 'mongodb'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 import { jobValidators, type JobPayloads } from '../shared/queues.ts'
-import { type WorkerQueueName } from '../shared/queue-settings.ts'
 import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
 import { AppError } from '../shared/errors.ts'
 import { describeError, isPermanentDocumentError } from './mongo-errors.ts'
@@ -33,7 +32,7 @@ export interface ProcessorDeps {
 }
 
 /** Checks a job payload against its queue's schema; a payload that fails can never succeed. */
-export function validatePayload<Q extends WorkerQueueName>(queue: Q, data: unknown): JobPayloads[Q] {
+export function validatePayload<Q extends keyof JobPayloads>(queue: Q, data: unknown): JobPayloads[Q] {
   const validator = jobValidators[queue]
   if (!validator.Check(data)) {
     const first = [...validator.Errors(data)].slice(0, 3).map((e) => `${e.instancePath || '/'} ${e.message}`)

@@ -6,6 +6,7 @@ import type { RedisClient } from '../shared/redis.ts'
 import { Counter, Histogram, Registry } from 'prom-client'
 import type { WorkerQueueName } from '../shared/queue-settings.ts'
 import { registerQueueDepth } from '../shared/queue-metrics.ts'
+import { createRetentionMetrics, type RetentionMetrics } from './retention-metrics.ts'
 
 type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>
 
@@ -24,6 +25,8 @@ export interface WorkerMetrics {
   batchObserver(collection: string): (documents: number, seconds: number) => void
   /** Exports the depth of these queues, read at scrape time on the worker's connection. */
   watchQueues(redis: RedisClient, prefixes: string[], queues: WorkerQueueName[]): { close(): Promise<void> }
+  /** The retention run's progress (worker/retention-metrics.ts). */
+  retention: RetentionMetrics
 }
 
 export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
@@ -58,6 +61,7 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
 
   return {
     registry,
+    retention: createRetentionMetrics(registry),
     wrap(queue, processor) {
       return async (job, token, signal) => {
         const end = duration.startTimer({ queue })

@@ -23,7 +23,7 @@ try {
 const depth = metrics.watchQueues(app.redis, shardPrefixes(config.redisPrefix, config.redisShards), [...app.workers.keys()])
 // /metrics and /healthz on their own port (compose health-checks the worker there). Healthy
 // means every queue's BullMQ loop is still running: a loop that died never recovers by itself.
-const workers = [...app.workers.values()].flat()
+const workers = [...[...app.workers.values()].flat(), ...(app.maintenance ? [app.maintenance.worker] : [])]
 const server = await startMetricsServer({
   port: config.metricsPort ?? 9465,
   host: config.host,

@@ -56,6 +56,7 @@ export const NOTICES: Record<string, string> = {
   granted: 'Role given: it applies at their next click.',
   role_removed: 'Role removed: it applies at their next click.',
   superadmin_changed: 'Superadmin setting saved.',
+  retention: 'Retention saved: the next retention run applies it.',
 }
 
 /**

@@ -6,6 +6,7 @@ import { TokenAdminError } from '../../tokens/errors.ts'
 import { workspaceActivity } from '../data/activity.ts'
 import { seg } from '../views/html.ts'
 import { page } from '../views/layout.ts'
+import { retentionCard } from '../views/retention.ts'
 import { settingsBody, workspaceListBody } from '../views/workspaces.ts'
 import { workspaceFilter, workspaceOf } from '../security/roles.ts'
 import { actorOf, loadWorkspace, notice, sendHtml, UNCONFIRMED_PUSH, who, type Query } from './common.ts'
@@ -47,15 +48,16 @@ async function listPage(app: FastifyInstance, request: FastifyRequest, q: Query,
   return page({ title: 'Workspaces', admin, top: 'workspaces', body, notice: notice(q), error })
 }
 
-async function settingsPage(app: FastifyInstance, request: FastifyRequest, wsId: string, q: Query, error: string | null = null) {
+export async function settingsPage(app: FastifyInstance, request: FastifyRequest, wsId: string, q: Query, error: string | null = null) {
   const admin = who(request)
   const ws = await loadWorkspace(app, wsId)
+  const { retention } = await app.tokenAdmin.getWorkspace(ws.id)
   return page({
     title: `${ws.slug} · settings`,
     admin,
     workspace: ws,
     tab: 'settings',
-    body: settingsBody(admin, ws),
+    body: settingsBody(admin, ws, retentionCard(admin, ws, retention)),
     notice: notice(q),
     error,
   })

@@ -62,13 +62,15 @@ function statusCard(admin: AdminIdentity, ws: WorkspaceRef): SafeHtml {
   </div>`
 }
 
-export function settingsBody(admin: AdminIdentity, ws: WorkspaceRef): SafeHtml {
+/** `more`: further cards every owner sees (e.g. retention). */
+export function settingsBody(admin: AdminIdentity, ws: WorkspaceRef, more: SafeHtml | '' = ''): SafeHtml {
   if (!admin.superadmin) {
     return html`<div class="card">
         <h2>Name and slug</h2>
         <p>${ws.name} · <span class="mono">${ws.slug}</span> · ${ws.active ? 'active' : 'inactive'}</p>
         <p class="muted">Only a superadmin renames, deactivates or reactivates a workspace.</p>
       </div>
+      ${more}
       <p><a href="/audit?workspace=${seg(ws.id)}">Audit log of this workspace</a></p>`
   }
   return html`<div class="card">
@@ -82,5 +84,6 @@ export function settingsBody(admin: AdminIdentity, ws: WorkspaceRef): SafeHtml {
       <p class="muted">The slug is what the CLI uses; DSNs do not contain it, so renaming never breaks a device.</p>
     </div>
     ${statusCard(admin, ws)}
+    ${more}
     <p><a href="/audit?workspace=${seg(ws.id)}">Audit log of this workspace</a></p>`
 }

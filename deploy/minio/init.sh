@@ -9,7 +9,16 @@
 #   worker   reads and writes the bucket (moves staged photos to their final key, sweeps staging)
 #   admin    reads the bucket (the panel streams photos)
 #
-# Only this job and the minio service hold the root credentials.
+# It also owns the bucket's lifecycle configuration (replaced as a whole on every run): one rule,
+# objects under staging/ expire MINIO_STAGING_EXPIRY_DAYS (default 30) after they were written.
+# That cleans up staged photos nothing will ever finish, independently of the worker's sweeper.
+# A staged photo is normally moved to its final key within seconds; it waits longer only while
+# workers are down (for as long as they are down: the gateway keeps accepting photos up to
+# STAGED_MEDIA_HIGH_WATER_BYTES) or while its job sits in the failed set for an operator to retry.
+# 30 days is far beyond both (README "Retention" has the reasoning); fewer than 7 is refused.
+#
+# Only this job and the minio service hold the root credentials; no service key may change the
+# lifecycle (deploy/minio/policies/).
 set -eu
 
 fail() {
@@ -31,6 +40,11 @@ policy_bucket=${MINIO_POLICY_BUCKET:-$bucket}
 case $policy_bucket in
   *[!a-z0-9.*-]*) fail "MINIO_POLICY_BUCKET may only use a-z 0-9 . - *" ;;
 esac
+staging_expiry_days=${MINIO_STAGING_EXPIRY_DAYS:-30}
+case $staging_expiry_days in
+  '' | *[!0-9]*) fail "MINIO_STAGING_EXPIRY_DAYS must be a whole number of days" ;;
+esac
+[ "$staging_expiry_days" -ge 7 ] || fail "MINIO_STAGING_EXPIRY_DAYS must be at least 7 (a worker outage must not lose staged photos)"
 root_user=$(env_secret MINIO_ROOT_USER)
 root_password=$(env_secret MINIO_ROOT_PASSWORD)
 case $endpoint in
@@ -60,6 +74,10 @@ trap 'rm -rf "$work"' EXIT
 mc mb --ignore-existing "rdt/$bucket"
 # Private: no anonymous access of any kind (media is patient data).
 mc anonymous set private "rdt/$bucket" >/dev/null
+# The whole lifecycle configuration, so a re-run never adds a second copy of the rule.
+echo '{"Rules":[{"ID":"rdt-staging-expiry","Status":"Enabled","Filter":{"Prefix":"staging/"},"Expiration":{"Days":'"$staging_expiry_days"'}}]}' |
+  mc ilm import "rdt/$bucket" >/dev/null
+echo "minio-init: objects under staging/ expire after $staging_expiry_days days"
 
 for svc in gateway worker admin; do
   upper=$(echo "$svc" | tr a-z A-Z)
