@@ -21,6 +21,13 @@ export type WorkerInternalQueueName = (typeof WORKER_INTERNAL_QUEUE_NAMES)[numbe
 export const WORKER_QUEUE_NAMES = [...QUEUE_NAMES, ...WORKER_INTERNAL_QUEUE_NAMES] as const
 export type WorkerQueueName = (typeof WORKER_QUEUE_NAMES)[number]
 
+/**
+ * The queues whose jobs are in every shard (a workspace's in its own), each served by one BullMQ
+ * Worker per shard. `maintenance` is not one: it is a single queue under REDIS_PREFIX with a worker
+ * of its own that runs one job at a time (worker/maintenance.ts).
+ */
+export type ShardedQueueName = Exclude<WorkerQueueName, 'maintenance'>
+
 export function isIngestQueue(name: WorkerQueueName): name is QueueName {
   return (QUEUE_NAMES as readonly string[]).includes(name)
 }

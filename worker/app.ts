@@ -7,7 +7,7 @@ import type { Db, MongoClient } from 'mongodb'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
-import { type WorkerQueueName } from '../shared/queue-settings.ts'
+import { type ShardedQueueName, type WorkerQueueName } from '../shared/queue-settings.ts'
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
@@ -27,13 +27,7 @@ import { shardPrefix, shardPrefixes } from '../shared/redis-shards.ts'
 import { startMaintenance, type Maintenance } from './maintenance.ts'
 
 /** One processor factory per queue; a configured queue without one refuses to start. */
-/**
- * The queues whose jobs are in every shard (a workspace's in its own). `maintenance` is not one: it
- * is a single queue under REDIS_PREFIX with a worker of its own (worker/maintenance.ts).
- */
-type ShardedQueue = Exclude<WorkerQueueName, 'maintenance'>
-
-export const PROCESSORS: Record<ShardedQueue, (deps: ProcessorDeps) => Processor> = {
+export const PROCESSORS: Record<ShardedQueueName, (deps: ProcessorDeps) => Processor> = {
   sessions: createSessionsProcessor,
   logs: createLogsProcessor,
   media: createMediaProcessor,
@@ -147,7 +141,7 @@ function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closer
 export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
   const { config, logger } = deps
   // Known queues only, each once (worker/config.ts); PROCESSORS has one for every sharded queue.
-  const queues = config.workerQueues.filter((q): q is ShardedQueue => q !== 'maintenance')
+  const queues = config.workerQueues.filter((q): q is ShardedQueueName => q !== 'maintenance')
   const closers = createClosers(logger)
   try {
     const redis = connectRedis(deps, closers)

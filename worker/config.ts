@@ -2,7 +2,7 @@
 // validated once at start (worker/server.ts). Every setting is in the README's configuration table.
 import { fail, int, type Env } from '../shared/config-vars.ts'
 import * as shared from '../shared/config.ts'
-import { WORKER_QUEUE_NAMES, type WorkerQueueName } from '../shared/queue-settings.ts'
+import { WORKER_QUEUE_NAMES, type ShardedQueueName, type WorkerQueueName } from '../shared/queue-settings.ts'
 
 export interface WorkerSettings {
   /**
@@ -11,7 +11,7 @@ export interface WorkerSettings {
    * session jobs want many in flight; logs bodies (up to MAX_JSON_BYTES) and photos (read and
    * hashed while copied) hold more memory each, so their queues keep fewer.
    */
-  workerConcurrency: Record<WorkerQueueName, number>
+  workerConcurrency: Record<ShardedQueueName, number>
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: WorkerQueueName[]
   /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
@@ -127,12 +127,13 @@ function workerShards(env: Env): number[] {
 
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
 // Deliveries mostly wait on receivers (up to WEBHOOK_TIMEOUT_MS each), not on this process.
-// maintenance: its worker runs one job at a time whatever this says (worker/maintenance.ts).
-const CONCURRENCY_DEFAULTS: Record<WorkerQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32, maintenance: 1 }
+// Not maintenance: its worker runs one job at a time (worker/maintenance.ts).
+const CONCURRENCY_DEFAULTS: Record<ShardedQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32 }
 
 function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined
-  const one = (queue: WorkerQueueName) =>
+  const one = (queue: ShardedQueueName) =>
     int(env, `WORKER_CONCURRENCY_${queue.toUpperCase()}`, all ?? CONCURRENCY_DEFAULTS[queue], 1, 10_000)
-  return Object.fromEntries(WORKER_QUEUE_NAMES.map((q) => [q, one(q)])) as WorkerSettings['workerConcurrency']
+  const queues = Object.keys(CONCURRENCY_DEFAULTS) as ShardedQueueName[]
+  return Object.fromEntries(queues.map((q) => [q, one(q)])) as WorkerSettings['workerConcurrency']
 }

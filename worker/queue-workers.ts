@@ -4,7 +4,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
-import { backoffDelay, type WorkerQueueName } from '../shared/queue-settings.ts'
+import { backoffDelay, type ShardedQueueName } from '../shared/queue-settings.ts'
 import { DELIVERY_BACKOFF_TYPE, deliveryDelay } from '../webhooks/retry-schedule.ts'
 import type { BatchWriter } from './batch-writer.ts'
 import type { WorkerMetrics } from './metrics.ts'
@@ -23,7 +23,7 @@ export interface QueueWorkersDeps {
 export interface ShardProcessors {
   shard: number
   prefix: string
-  processors: Map<WorkerQueueName, Processor>
+  processors: Map<ShardedQueueName, Processor>
 }
 
 /**
@@ -32,7 +32,7 @@ export interface ShardProcessors {
  */
 export function startQueueWorkers(deps: QueueWorkersDeps, shards: ShardProcessors[]) {
   const failures = { permanent: {} as Record<string, number>, retried: {} as Record<string, number> }
-  const workers = new Map<WorkerQueueName, Worker[]>()
+  const workers = new Map<ShardedQueueName, Worker[]>()
   const loops: Promise<void>[] = []
   for (const { shard, prefix, processors } of shards) {
     for (const [queue, processor] of processors) {
@@ -50,7 +50,7 @@ export function startQueueWorkers(deps: QueueWorkersDeps, shards: ShardProcessor
 
 function startWorker(
   deps: QueueWorkersDeps,
-  queue: WorkerQueueName,
+  queue: ShardedQueueName,
   shard: number,
   prefix: string,
   processor: Processor,
