@@ -1,10 +1,8 @@
 // The real CLI, end to end: `node --import tsx cli/main.ts …` as a child process against the stack,
 // with its own MongoDB database and Redis prefix.
-import { spawn } from 'node:child_process'
+import { runCliProcess, type CliRun } from './helpers/cli-process.ts'
 import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo } from 'node:net'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { keys } from '../shared/keys.ts'
@@ -12,7 +10,6 @@ import { collections, connectMongo } from '../shared/mongo.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
 import { inspectorEnv, roleEnv } from '../stack/roles.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const base = { ...process.env }
 if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 
@@ -34,32 +31,8 @@ t.teardown(async () => {
   redis.disconnect()
 })
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  ms: number
-}
-
-function cli(args: string[], env: Record<string, string> = cliEnv): Promise<Run> {
-  const started = Date.now()
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.once('error', reject)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr, ms: Date.now() - started })
-    })
-  })
+function cli(args: string[], env: Record<string, string> = cliEnv): Promise<CliRun> {
+  return runCliProcess(args, env, { timeoutMs: 30_000 })
 }
 
 async function mirrorEntry(hash: string): Promise<TokenEntry | null> {

@@ -1,10 +1,8 @@
 // `sessions revalidate` end to end: the real CLI as a child process against the stack, on
 // documents stored the way the code before the enum fix stored them (client enum values flagged as
 // not allowed), fallback documents, and documents that are already right.
-import { spawn } from 'node:child_process'
+import { runCliProcess, type CliRun } from './helpers/cli-process.ts'
 import { randomBytes } from 'node:crypto'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { Document } from 'mongodb'
@@ -14,7 +12,6 @@ import { roleEnv } from '../stack/roles.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
 import { FIXTURES, sessionJob } from './helpers/worker-harness.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const base = { ...process.env }
 if (!base.MONGODB_URL || !base.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 
@@ -38,25 +35,7 @@ t.teardown(async () => {
   await client.close()
 })
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: root,
-      env: cliEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
-    child.once('error', reject)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const cli = (args: string[]): Promise<CliRun> => runCliProcess(args, cliEnv, { timeoutMs: 120_000 })
 
 // Workspaces as the CLI creates them, so that --workspace resolves a slug.
 const WS = { a: 'w' + randomBytes(8).toString('hex'), b: 'w' + randomBytes(8).toString('hex'), bulk: 'w' + randomBytes(8).toString('hex') }

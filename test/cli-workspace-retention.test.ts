@@ -1,14 +1,11 @@
 // `workspace retention` and the retention column of `workspace list`, through the real CLI (a child
 // process with the CLI's own credentials) against the stack.
-import { spawn } from 'node:child_process'
+import { runCliProcess, type CliRun } from './helpers/cli-process.ts'
 import { randomBytes } from 'node:crypto'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { roleEnv } from '../stack/roles.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 if (!process.env.MONGODB_URL || !process.env.REDIS_URL) throw new Error('MONGODB_URL and REDIS_URL must be set (run through `npm test`)')
 const mongoUrl = new URL(process.env.MONGODB_URL)
 mongoUrl.pathname = `/t_cliret_${randomBytes(4).toString('hex')}`
@@ -22,21 +19,7 @@ t.teardown(async () => {
   await client.close()
 })
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const cli = (args: string[]): Promise<CliRun> => runCliProcess(args, env)
 
 t.test('shows, sets and lists the periods; everything is kept by default', async (t) => {
   t.equal((await cli(['workspace', 'create', 'ret-a'])).code, 0)

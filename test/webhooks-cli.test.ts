@@ -1,40 +1,19 @@
 // `webhook add|list|remove|test` through the real CLI (a child process with the CLI's own
 // credentials), with a worker serving the deliveries queue and a real local receiver.
-import { spawn } from 'node:child_process'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { runCliProcess, type CliRun } from './helpers/cli-process.ts'
 import { Queue } from 'bullmq'
 import t from 'tap'
 import { startReceiver } from '../testing/webhook-receiver.ts'
 import { roleProcessEnv } from './helpers/env.ts'
 import { startTestWorker } from './helpers/worker-harness.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECRET = 'cli-receiver-secret-0123456789'
 const stack = await startTestWorker(t, { WEBHOOK_ALLOW_PRIVATE: '1', WEBHOOK_BACKOFF_MS: '50', WEBHOOK_BACKOFF_CAP_MS: '200' })
 const receiver = await startReceiver(SECRET)
 t.teardown(() => receiver.close())
 const env = roleProcessEnv('cli', { MONGODB_URL: stack.config.mongodbUrl, REDIS_PREFIX: stack.config.redisPrefix })
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.once('error', reject)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const cli = (args: string[]): Promise<CliRun> => runCliProcess(args, env, { timeoutMs: 60_000 })
 
 let hookId = ''
 
