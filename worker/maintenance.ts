@@ -19,6 +19,7 @@ import { createRetentionProcessor } from './processors/retention.ts'
 
 /** Persisted in Redis with every key of the queue (like the ingest queues' names, shared/queue-settings.ts). */
 export const MAINTENANCE_QUEUE = 'maintenance'
+const SCHEDULE_RETRY_MS = 10_000
 /** The scheduler's id and its jobs' name; persisted in Redis too. */
 export const RETENTION_SCHEDULER = 'retention'
 
@@ -60,23 +61,34 @@ export async function startMaintenance(deps: MaintenanceDeps): Promise<Maintenan
   })
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, name: job?.name, err: describeError(err) }, 'maintenance job failed'))
   worker.on('error', (err) => log.warn({ err: describeError(err) }, 'maintenance worker error'))
-  try {
-    await queue.setGlobalConcurrency(1)
-    await queue.upsertJobScheduler(
-      RETENTION_SCHEDULER,
-      { every: config.retentionIntervalMs },
-      { name: RETENTION_SCHEDULER, data: {}, opts: { attempts: 1, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } } },
-    )
-  } catch (err) {
-    await queue.close()
-    throw err
+  // Setting up the schedule writes to Redis. A worker started to drain a Redis at maxmemory (or
+  // one that is away) must still start, because the ingest queues matter more than a retention run
+  // (found by faults/maxmemory.faults.ts): a failed set-up is retried in the background until it
+  // succeeds. Both writes are idempotent.
+  let retry: NodeJS.Timeout | undefined
+  let closing = false
+  const schedule = async (): Promise<void> => {
+    try {
+      await queue.setGlobalConcurrency(1)
+      await queue.upsertJobScheduler(
+        RETENTION_SCHEDULER,
+        { every: config.retentionIntervalMs },
+        { name: RETENTION_SCHEDULER, data: {}, opts: { attempts: 1, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } } },
+      )
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'could not set up the retention schedule; retrying in 10 s')
+      if (!closing) retry = setTimeout(() => void schedule(), SCHEDULE_RETRY_MS)
+    }
   }
+  await schedule()
   const loop = worker.run().catch((err: unknown) => log.error({ err: describeError(err) }, 'maintenance worker loop stopped with an error'))
   await worker.waitUntilReady()
   return {
     worker,
     queue,
     async close() {
+      closing = true
+      clearTimeout(retry)
       // A run stops at its next batch (it checks the signal); what it did not reach, the next run does.
       const closed = worker.close()
       const timer = setTimeout(() => worker.cancelAllJobs('worker shutting down'), 5000)
