@@ -79,12 +79,15 @@ function composite(nodes: ChildService[], serverPorts: number[], first: Balancer
       balancer = null
     },
     kill: (signal) => all((n) => n.kill(signal)),
-    // Ready once the erasure set answers S3 through the balancer (a write quorum of nodes is up).
+    // Ready once the erasure set answers S3 through the balancer and every node that runs sees a
+    // write quorum (/minio/health/cluster); a node can answer S3 before it does.
     ready: async (timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs
       for (;;) {
         try {
-          return await pingS3(port, opts)
+          await pingS3(port, opts)
+          await Promise.all(serverPorts.filter((_, i) => nodes[i]!.pid !== undefined).map((p) => clusterHealthy(p)))
+          return
         } catch (err) {
           if (Date.now() > deadline)
             throw new Error(`distributed MinIO not ready after ${timeoutMs} ms: ${(err as Error).message}`, { cause: err })
@@ -94,6 +97,12 @@ function composite(nodes: ChildService[], serverPorts: number[], first: Balancer
     },
     exited: () => Promise.all(nodes.map((n) => n.exited())).then((why) => why.join('; ')),
   }
+}
+
+/** 200 when this node sees a write quorum of the erasure set. */
+async function clusterHealthy(port: number): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}/minio/health/cluster`, { signal: AbortSignal.timeout(2000) })
+  if (!res.ok) throw new Error(`node ${port}: health/cluster answered ${res.status}`)
 }
 
 /** A node's own liveness (the process answers), before the cluster has formed. */

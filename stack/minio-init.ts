@@ -44,12 +44,14 @@ export async function runMinioInit(opts: {
   }
   const logFile = join(opts.dir, 'minio-init.log')
   // Distributed MinIO answers S3 through its balancer before every node has loaded its bucket
-  // and IAM subsystems; a policy call that lands on such a node is refused with "Server not
-  // initialized yet". The script is idempotent, so it runs again, a few times, for that answer only.
+  // and IAM subsystems or sees its peers' drives: a call that lands on such a node is refused with
+  // "Server not initialized yet" or "Resource requested is unwritable", MinIO's own "try again"
+  // answers. The script is idempotent, so it runs again, a few times, for those answers only.
   for (let attempt = 1; ; attempt++) {
     const code = await runInitOnce(env, logFile)
     if (code === 0) return
-    const notYet = (await readFile(logFile, 'utf8')).split('\n--- ').at(-1)?.includes('Server not initialized yet')
+    const last = (await readFile(logFile, 'utf8')).split('\n--- ').at(-1) ?? ''
+    const notYet = /Server not initialized yet|Resource requested is unwritable/.test(last)
     if (!notYet || attempt >= 10) throw new Error(`deploy/minio/init.sh failed (${code}); see ${logFile}`)
     await new Promise((resolve) => setTimeout(resolve, 1000))
   }

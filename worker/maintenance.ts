@@ -16,6 +16,7 @@ import type { WorkerConfig } from './config.ts'
 import type { WorkerMetrics } from './metrics.ts'
 import { describeError } from './mongo-errors.ts'
 import { createRetentionProcessor } from './processors/retention.ts'
+import { within } from './queue-workers.ts'
 
 /** Persisted in Redis with every key of the queue (like the ingest queues' names, shared/queue-settings.ts). */
 export const MAINTENANCE_QUEUE = 'maintenance'
@@ -89,12 +90,14 @@ export async function startMaintenance(deps: MaintenanceDeps): Promise<Maintenan
     async close() {
       closing = true
       clearTimeout(retry)
-      // A run stops at its next batch (it checks the signal); what it did not reach, the next run does.
-      const closed = worker.close()
-      const timer = setTimeout(() => worker.cancelAllJobs('worker shutting down'), 5000)
-      await closed
-      await loop
-      clearTimeout(timer)
+      // A run stops at its next batch (it checks the signal); what it did not reach, the next run
+      // does. Bounded like the ingest workers' close: with Redis away, BullMQ's close waits for a
+      // connection that does not come back (found by faults/shutdown.faults.ts).
+      const closed = Promise.all([worker.close(), loop])
+      if (!(await within(5000, closed))) {
+        worker.cancelAllJobs('worker shutting down')
+        await within(2000, closed)
+      }
       await queue.close()
     },
   }

@@ -92,7 +92,7 @@ function startWorker(
 }
 
 /** Resolves with true if `work` settled within `ms`, false otherwise. */
-async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
+export async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined
   const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)))
   const done = await Promise.race([work.then(() => true as const), timedOut])
