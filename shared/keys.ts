@@ -28,6 +28,11 @@ export function keys(prefix: string) {
     tokenRate(tokenId: string): string {
       return `${prefix}:rl:t:${tokenId}`
     },
+    /**
+     * Written just before a WAIT (gateway/replication.ts), so that WAIT covers everything this
+     * master held when the answer was decided, the state a 409 was read from included.
+     */
+    replicationMarker: `${prefix}:rl:replicated`,
     /** Per-workspace byte budget state (a GCRA "theoretical arrival time" over bytes), shared by every gateway. */
     workspaceBytes(workspaceId: string): string {
       return `${prefix}:rl:wb:${workspaceId}`

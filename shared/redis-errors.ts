@@ -53,6 +53,10 @@ const UNAVAILABLE = new Set([
   'MISCONF',
   'READONLY',
   'CLUSTERDOWN',
+  // A slot moved under a pipeline the client could not replay as a whole (its commands failed
+  // differently): the topology changed mid-request, which the device's retry outlives.
+  'MOVED',
+  'ASK',
   'CLUSTER_REDIRECTIONS',
   'CLUSTER_SLOTS',
   'TRYAGAIN',

@@ -23,13 +23,14 @@ const put = (guid: string) =>
     headers: { 'content-type': 'application/json' },
   })
 
-t.test('no replica acknowledges: 503 after the enqueue, then the retry finds the upload queued', async (t) => {
+t.test('no replica acknowledges: 503 after the enqueue, and 503 for the retry too (nothing is promised unreplicated)', async (t) => {
   const first = await put('g-wait')
   t.equal(first.statusCode, 503, first.body)
   t.match(JSON.parse(first.body), { error: 'unavailable', message: /redis replication/ })
   t.ok(await queues.sessions.getJob(jobIds.session(seeded.workspaceId, 'g-wait')), 'the job was queued all the same')
   const retry = await put('g-wait')
-  t.equal(retry.statusCode, 409, 'the retry is told it is already there: the device deletes its copy')
+  t.equal(retry.statusCode, 503, 'a 409 is a promise too: it waits for the replicas like a 201')
+  t.equal(await queues.sessions.getJobCounts().then((c) => c.waiting), 1, 'still one job')
 })
 
 t.test('REDIS_WAIT_REPLICAS=0 waits for nothing', async (t) => {

@@ -7,7 +7,7 @@ import t from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
+import { Redis, ReplyError } from 'ioredis'
 import { ensureBinaries } from '../stack/install.ts'
 import { startRedis } from '../stack/services.ts'
 import { isRedisUnavailable, redisErrorCode } from '../shared/redis-errors.ts'
@@ -90,5 +90,7 @@ t.test('a Cluster client that gave up during a failover is Redis unavailable (50
   t.equal(redisErrorCode(gaveUp), 'CLUSTER_REDIRECTIONS')
   t.equal(isRedisUnavailable(gaveUp), true)
   t.equal(isRedisUnavailable(new Error('Failed to refresh slots cache.')), true)
+  // A pipeline that met a slot move (seen with REDIS_WAIT_REPLICAS when a stale master was demoted).
+  t.equal(isRedisUnavailable(new ReplyError('MOVED 16312 127.0.0.1:39623')), true)
   t.equal(isRedisUnavailable(new Error('we saw too many Cluster redirections')), false, 'only the client text, at its start')
 })

@@ -103,6 +103,7 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
       // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
       await queues.sessions.add('conflict', { kind: 'conflict', ...jobFields(body) }, { jobId: jobIds.conflict(ws, session, sha256) })
     }
+    await deps.confirmReplicated(k.replicationMarker)
     return 'duplicate'
   }
   // TEST HOOK: holds the claimed key before the enqueue, so that faults/gateway.faults.ts can
@@ -114,7 +115,7 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
     () => claim.token,
     () => queues.sessions.add('session', { kind: 'session', ...jobFields(body) }, { jobId }),
   )
-  await deps.confirmReplicated(k.job('sessions', jobId))
+  await deps.confirmReplicated(k.replicationMarker)
   return 'accepted'
 }
 
@@ -126,14 +127,14 @@ async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): 
   const idemKey = k.idempotency('l', ws, session, sha256)
   const jobId = jobIds.logs(ws, session, sha256)
   const claim = await claimBody(deps, request, body, idemKey, k.job('logs', jobId), 'these logs')
-  if (claim.state !== 'claimed') return
+  if (claim.state !== 'claimed') return deps.confirmReplicated(k.replicationMarker)
   await enqueueOrRelease(
     deps.idempotency,
     idemKey,
     () => claim.token,
     () => queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
   )
-  await deps.confirmReplicated(k.job('logs', jobId))
+  await deps.confirmReplicated(k.replicationMarker)
 }
 
 type PreparedBody = ReturnType<typeof prepare>

@@ -92,7 +92,10 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
         budget,
         what: 'this media',
       })
-      if (claim.state === 'dup') return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })
+      if (claim.state === 'dup') {
+        await deps.confirmReplicated(k.replicationMarker)
+        return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })
+      }
 
       const fresh = keepClaimFresh(deps.idempotency, idemKey, claim.token, deps.pendingTimeoutMs)
       try {
@@ -132,7 +135,7 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       } finally {
         fresh.stop()
       }
-      await deps.confirmReplicated(k.job('media', jobId))
+      await deps.confirmReplicated(k.replicationMarker)
       return reply.code(201).send({ status: 'accepted' })
     },
   })
