@@ -8,6 +8,7 @@
 // queued to its delivery reaching the receiver (sessions worker stores it, queues the delivery,
 // the deliveries worker signs and POSTs it). Phase "deliveries only": N delivery jobs for
 // already stored records, queued at once, for each receiver answer time given.
+import { deleteKeysWithPrefix } from '../testing/redis-keys.ts'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { Queue } from 'bullmq'
@@ -156,11 +157,6 @@ try {
   await deliveries.close()
   await db.dropDatabase().catch(() => {})
   await client.close()
-  let cursor = '0'
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}*`, 'COUNT', 1000)
-    cursor = next
-    if (found.length) await redis.del(...found)
-  } while (cursor !== '0')
+  await deleteKeysWithPrefix(redis, config.redisPrefix)
   redis.disconnect()
 }

@@ -1,5 +1,6 @@
 // Gateway metrics: after real requests over HTTP, the separate metrics listener shows the
 // counters moved (by route pattern, status and refusal reason), and the DSN token never appears.
+import { deleteKeysWithPrefix } from '../testing/redis-keys.ts'
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -30,12 +31,7 @@ t.teardown(async () => {
   await metrics.close()
   await app.close()
   // Only this file's keys (its own prefix).
-  let cursor = '0'
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}*`, 'COUNT', 1000)
-    cursor = next
-    if (found.length) await redis.del(...found)
-  } while (cursor !== '0')
+  await deleteKeysWithPrefix(redis, config.redisPrefix)
   redis.disconnect()
 })
 

@@ -1,6 +1,7 @@
 // Test support for test/worker-*.test.ts (not used by the worker itself). Each call gets its own
 // Redis prefix, MongoDB database and S3 bucket, so test files never share state, and removes
 // them again in teardown. The services come from the environment (`npm test` starts them).
+import { deleteKeysWithPrefix } from '../../testing/redis-keys.ts'
 import { Queue, type Job, type JobsOptions } from 'bullmq'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -132,12 +133,7 @@ export async function startTestWorker(
     await db.dropDatabase().catch(() => {})
     await mongo.close()
     await emptyBucket(s3, config.s3.bucket).catch(() => {})
-    let cursor = '0'
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (found.length) await redis.del(...found)
-    } while (cursor !== '0')
+    await deleteKeysWithPrefix(redis, prefix)
     await redis.quit()
   })
 
