@@ -82,6 +82,14 @@ async function spoolBytes(): Promise<number> {
   return total
 }
 const metrics = async () => parseMetrics(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text())
+/** The gateway's own count of its refusals by status and reason: says why an answer was not the 408 expected. */
+async function refusalsByReason(): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('rdt_gateway_refusals_total{'))
+    .join('; ')
+}
 
 interface Trickle {
   kind: 'session' | 'photo' | 'headers'
@@ -215,7 +223,7 @@ t.test(
     t.same(
       Object.fromEntries(answers),
       { 'session 408': BODY_TRICKLERS / 2, 'photo 408': BODY_TRICKLERS / 2, 'headers 408': HEADER_TRICKLERS },
-      'each answered 408',
+      `each answered 408 (the gateway's refusals: ${await refusalsByReason()})`,
     )
     const spread = closedAt.map((c, i) => c - conns[i]!.openedAt)
     t.comment(`cut after ${Math.min(...spread)}-${Math.max(...spread)} ms`)
