@@ -7,6 +7,8 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { RedisNode, RedisSettings } from './config.ts'
 import { EvictionPolicyError } from './redis-errors.ts'
+// Every client made here times commands out only when Redis did not answer (see that module).
+import './redis-command-timeout.ts'
 
 /** One Redis server or a Redis Cluster: both run the same commands, scripts and BullMQ queues. */
 export type RedisClient = Redis | Cluster
