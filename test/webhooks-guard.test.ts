@@ -2,7 +2,7 @@
 // limits (no redirects, one deadline, a bounded read), the signature and the retry schedule.
 // Real sockets throughout: a node http server on 127.0.0.1 plays the receiver.
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { blockedReason, BlockedAddressError, guardedLookup } from '../webhooks/address-guard.ts'
 import { deliveryAttempts, deliveryDelay } from '../webhooks/retry-schedule.ts'
@@ -121,6 +121,44 @@ t.test('a redirect is a failed attempt, never followed', async (t) => {
   const s = await server(t, (_req, res) => res.writeHead(307, { location: `http://127.0.0.1:${target.port}/` }).end())
   await t.rejects(post(`http://127.0.0.1:${s.port}/`, { allowPrivate: true }), { code: 'redirect' })
   t.equal(target.requests(), 0, 'the redirect target was never asked')
+})
+
+t.test('a kept-alive socket the receiver resets as it is reused: the delivery is sent again on a new one', async (t) => {
+  // A raw TCP receiver, so that the race is exact: it answers the first request of a connection
+  // and keeps the connection open, then resets it when the next request arrives on it, as a
+  // server whose idle timeout fires just as the client reuses the socket does.
+  const seen: string[] = []
+  const sockets = new Set<Socket>()
+  const srv = createServer((socket) => {
+    sockets.add(socket)
+    let served = 0
+    socket.on('data', (chunk) => {
+      if (!chunk.includes('\r\n\r\n')) return
+      const conn = [...sockets].indexOf(socket) + 1
+      if (served++ === 0) {
+        seen.push(`conn ${conn}: answered`)
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok')
+      } else {
+        seen.push(`conn ${conn}: reset`)
+        socket.resetAndDestroy()
+      }
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    srv.close()
+  })
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/hook`
+  t.equal((await post(url, { allowPrivate: true })).status, 200, 'first delivery')
+  t.equal((await post(url, { allowPrivate: true })).status, 200, 'second delivery, although its kept-alive socket was reset')
+  t.same(seen, ['conn 1: answered', 'conn 1: reset', 'conn 2: answered'], 'sent again once, on a new connection')
+  // A reset on a new connection is the receiver's answer, not a stale socket: not sent again.
+  const rude = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()).on('error', () => {}))
+  await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => rude.close())
+  await t.rejects(post(`http://127.0.0.1:${(rude.address() as AddressInfo).port}/`, { allowPrivate: true }), { code: 'network' })
 })
 
 t.test('an answer that never comes is cut at the deadline', async (t) => {

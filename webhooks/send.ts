@@ -54,29 +54,58 @@ export async function sendDelivery(opts: SendOptions): Promise<SendResult> {
     const reason = blockedReason(host)
     if (reason) throw new BlockedAddressError(`refused: ${reason} (set WEBHOOK_ALLOW_PRIVATE=1 to allow)`)
   }
+  const started = performance.now()
+  for (;;) {
+    try {
+      return await postOnce(u, opts, started)
+    } catch (err) {
+      // A kept-alive socket the receiver closed just as we reused it (its idle timeout and our
+      // reuse crossed): the reset came before any answer, so the request is sent again, as Node's
+      // documentation of `request.reusedSocket` advises. Had the receiver read it after all, it
+      // deduplicates on X-RDT-Delivery as for any retry. Each such socket is gone after its
+      // error, so this ends once a socket is new, or at the deadline. Seen as "ECONNRESET: socket
+      // hang up" on `webhook test` (one attempt only) on a loaded machine.
+      if (!(err instanceof StaleSocketError)) throw err
+      if (performance.now() - started >= opts.timeoutMs) throw err.cause
+    }
+  }
+}
+
+/** The reset of a reused keep-alive socket before any answer (sendDelivery sends again); `cause` is the network failure. */
+class StaleSocketError extends Error {}
+
+/** One request on one socket; the deadline counts from `started`, so a resend does not extend it. */
+function postOnce(u: URL, opts: SendOptions, started: number): Promise<SendResult> {
   const secure = u.protocol === 'https:'
   const agent = (opts.allowPrivate ? agents.open : agents.guarded)[secure ? 'https' : 'http']
-  const started = performance.now()
   return new Promise<SendResult>((resolve, reject) => {
     const req = (secure ? https : http).request(u, {
       method: 'POST',
       agent,
       headers: { ...opts.headers, 'content-length': String(Buffer.byteLength(opts.body)) },
     })
-    const timer = setTimeout(() => {
-      req.destroy(new DeliveryFailedError('timeout', `no complete answer within ${opts.timeoutMs} ms`))
-    }, opts.timeoutMs)
+    const timer = setTimeout(
+      () => {
+        req.destroy(new DeliveryFailedError('timeout', `no complete answer within ${opts.timeoutMs} ms`))
+      },
+      Math.max(0, opts.timeoutMs - (performance.now() - started)),
+    )
+    let answered = false
     const fail = (err: unknown) => {
       clearTimeout(timer)
       if (err instanceof AppError) return reject(err)
       const cause = err as NodeJS.ErrnoException
       if (cause?.cause instanceof BlockedAddressError) return reject(cause.cause)
-      reject(
-        new DeliveryFailedError('network', `${cause?.code ?? 'error'}: ${cause?.message ?? String(err)}`.slice(0, 300), { cause: err }),
-      )
+      const failed = new DeliveryFailedError('network', `${cause?.code ?? 'error'}: ${cause?.message ?? String(err)}`.slice(0, 300), {
+        cause: err,
+      })
+      if (req.reusedSocket && !answered && cause?.code === 'ECONNRESET')
+        return reject(new StaleSocketError('stale socket', { cause: failed }))
+      reject(failed)
     }
     req.once('error', fail)
     req.once('response', (res) => {
+      answered = true
       const chunks: Buffer[] = []
       let read = 0
       const done = () => {
