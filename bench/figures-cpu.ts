@@ -1,0 +1,93 @@
+// T6: CPU microseconds per accepted session over the whole path: a gateway and a worker process
+// running together (as deployed), an open-loop load at a rate the worker sustains, and the time
+// until the backlog is empty; CPU (utime + stime from /proc/<pid>/stat) of the gateway, Redis and
+// the worker read before and after, divided by the sessions accepted. The database (FerretDB, with
+// its SQLite inside the same process) is reported separately: a production MongoDB costs
+// differently. The load generator is not counted. Idle costs that run anyway (BullMQ's blocking
+// waits, metrics, the backlog poller) are included, as they are on a real node.
+import { Queue } from 'bullmq'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Bench } from './context.ts'
+import { PREFIX } from './context.ts'
+import { runLoad } from './load.ts'
+import type { OpenLoopResult } from './open-loop.ts'
+import { cpuOf, startGateway, startWorker } from './procs.ts'
+import { median } from './stats.ts'
+
+export interface CpuPerSession {
+  gateway: number
+  redis: number
+  worker: number
+  /** gateway + redis + worker: the figure the capacity model uses. */
+  total: number
+  /** FerretDB, reported apart. */
+  database: number
+}
+
+export interface CpuRound {
+  rate: number
+  accepted: number
+  seconds: number
+  cpu_us_per_session: CpuPerSession
+  statuses: Record<string, number>
+}
+
+export interface CpuFigures {
+  cpu_us_per_session: CpuPerSession
+  rounds: CpuRound[]
+}
+
+const WAITING = ['waiting', 'active', 'delayed', 'prioritized'] as const
+
+export async function measureCpu(b: Bench, rate: number): Promise<CpuFigures> {
+  const { opts } = b
+  b.log(`T6: gateway + 1 worker at ${rate} req/s for ${opts.cpuSeconds} s, until drained; CPU per accepted session`)
+  const rounds: CpuRound[] = []
+  for (let r = 0; r < opts.rounds; r++) {
+    await b.resetRedis()
+    await b.resetIngestCollections()
+    const g = await startGateway(`gateway-cpu-${r}`, b.appEnv, b.dir)
+    const w = await startWorker(`worker-cpu-${r}`, b.appEnv, b.dir)
+    const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
+    try {
+      const redisPid = b.stack.redis.pid!
+      const dbPid = b.stack.mongo.pid!
+      const read = () => ({ gateway: g.cpu(), redis: cpuOf(redisPid), worker: w.cpu(), database: cpuOf(dbPid) })
+      const before = read()
+      const started = performance.now()
+      const load = await runLoad<OpenLoopResult>(b.dir, {
+        mode: 'open',
+        target: { host: '127.0.0.1', port: g.port },
+        rate,
+        durationS: opts.cpuSeconds,
+        connections: opts.connections,
+        tokensFile: b.tokensFile,
+      })
+      const deadline = Date.now() + 300_000
+      for (;;) {
+        const c = await queue.getJobCounts(...WAITING)
+        if (WAITING.every((s) => !c[s])) break
+        if (Date.now() > deadline) throw new Error('T6: backlog not drained after 5 min')
+        await sleep(100)
+      }
+      const after = read()
+      const accepted = load.statuses['201'] ?? 0
+      const us = (k: keyof typeof before) => ((after[k] - before[k]) / Math.max(1, accepted)) * 1e6
+      const cpu = { gateway: us('gateway'), redis: us('redis'), worker: us('worker'), database: us('database'), total: 0 }
+      cpu.total = cpu.gateway + cpu.redis + cpu.worker
+      rounds.push({ rate, accepted, seconds: (performance.now() - started) / 1000, cpu_us_per_session: cpu, statuses: load.statuses })
+      b.log(
+        `  T6 round ${r + 1}: ${accepted} accepted in ${rounds.at(-1)!.seconds.toFixed(1)} s (statuses ${JSON.stringify(load.statuses)}); CPU us/session: ` +
+          `gateway ${cpu.gateway.toFixed(0)} + redis ${cpu.redis.toFixed(0)} + worker ${cpu.worker.toFixed(0)} = ${cpu.total.toFixed(0)}; database ${cpu.database.toFixed(0)}`,
+      )
+    } finally {
+      await queue.close()
+      await Promise.all([g.stop(), w.stop()])
+    }
+  }
+  const m = (k: keyof CpuPerSession) => median(rounds.map((x) => x.cpu_us_per_session[k]))
+  return {
+    cpu_us_per_session: { gateway: m('gateway'), redis: m('redis'), worker: m('worker'), total: m('total'), database: m('database') },
+    rounds,
+  }
+}
