@@ -217,7 +217,9 @@ export function buildReport(parts: {
     t(
       'T5',
       `token revoke -> first 403 at both of 2 gateways, p99 of ${R?.revocations ?? '-'}`,
-      `${results.revocation_p99_ms ?? '-'} ms (p50 ${R ? Math.round(R.revocation_p50_ms) : '-'}; CLI run p50 ${R ? Math.round(R.cli_run_p50_ms) : '-'} ms)`,
+      R
+        ? `${results.revocation_p99_ms} ms (p50 ${Math.round(R.revocation_p50_ms)}; of which push -> 403 p99 ${Math.round(R.push_to_403_p99_ms)} ms)`
+        : '-',
       '<= 1000 ms',
       check(results.revocation_p99_ms, (v) => v <= 1000),
     ),
