@@ -29,15 +29,24 @@ export interface CpuRound {
   accepted: number
   seconds: number
   cpu_us_per_session: CpuPerSession
+  /**
+   * What each process spends with no load (CPU ms per second, over IDLE_S before the load): BullMQ's
+   * blocking waits and timers, metrics, the backlog poller. It is in the figure above, spread over
+   * the sessions, so the figure falls as the rate grows; `marginal` takes it out.
+   */
+  idle_cpu_ms_per_s: Omit<CpuPerSession, 'total'>
+  marginal_cpu_us_per_session: CpuPerSession
   statuses: Record<string, number>
 }
 
 export interface CpuFigures {
   cpu_us_per_session: CpuPerSession
+  marginal_cpu_us_per_session: CpuPerSession
   rounds: CpuRound[]
 }
 
 const WAITING = ['waiting', 'active', 'delayed', 'prioritized'] as const
+const IDLE_S = 5
 
 export async function measureCpu(b: Bench, rate: number): Promise<CpuFigures> {
   const { opts } = b
@@ -53,7 +62,16 @@ export async function measureCpu(b: Bench, rate: number): Promise<CpuFigures> {
       const redisPid = b.stack.redis.pid!
       const dbPid = b.stack.mongo.pid!
       const read = () => ({ gateway: g.cpu(), redis: cpuOf(redisPid), worker: w.cpu(), database: cpuOf(dbPid) })
+      await sleep(2000) // past the start-up work
+      const idleFrom = read()
+      await sleep(IDLE_S * 1000)
       const before = read()
+      const idle = {
+        gateway: ((before.gateway - idleFrom.gateway) / IDLE_S) * 1000,
+        redis: ((before.redis - idleFrom.redis) / IDLE_S) * 1000,
+        worker: ((before.worker - idleFrom.worker) / IDLE_S) * 1000,
+        database: ((before.database - idleFrom.database) / IDLE_S) * 1000,
+      }
       const started = performance.now()
       const load = await runLoad<OpenLoopResult>(b.dir, {
         mode: 'open',
@@ -75,19 +93,38 @@ export async function measureCpu(b: Bench, rate: number): Promise<CpuFigures> {
       const us = (k: keyof typeof before) => ((after[k] - before[k]) / Math.max(1, accepted)) * 1e6
       const cpu = { gateway: us('gateway'), redis: us('redis'), worker: us('worker'), database: us('database'), total: 0 }
       cpu.total = cpu.gateway + cpu.redis + cpu.worker
-      rounds.push({ rate, accepted, seconds: (performance.now() - started) / 1000, cpu_us_per_session: cpu, statuses: load.statuses })
+      const seconds = (performance.now() - started) / 1000
+      // idle ms/s x seconds = the idle share in ms; per session in us: x 1000 / accepted.
+      const less = (k: keyof typeof idle) => cpu[k] - (idle[k] * seconds * 1000) / Math.max(1, accepted)
+      const marginal = { gateway: less('gateway'), redis: less('redis'), worker: less('worker'), database: less('database'), total: 0 }
+      marginal.total = marginal.gateway + marginal.redis + marginal.worker
+      rounds.push({
+        rate,
+        accepted,
+        seconds,
+        cpu_us_per_session: cpu,
+        idle_cpu_ms_per_s: idle,
+        marginal_cpu_us_per_session: marginal,
+        statuses: load.statuses,
+      })
       b.log(
         `  T6 round ${r + 1}: ${accepted} accepted in ${rounds.at(-1)!.seconds.toFixed(1)} s (statuses ${JSON.stringify(load.statuses)}); CPU us/session: ` +
-          `gateway ${cpu.gateway.toFixed(0)} + redis ${cpu.redis.toFixed(0)} + worker ${cpu.worker.toFixed(0)} = ${cpu.total.toFixed(0)}; database ${cpu.database.toFixed(0)}`,
+          `gateway ${cpu.gateway.toFixed(0)} + redis ${cpu.redis.toFixed(0)} + worker ${cpu.worker.toFixed(0)} = ${cpu.total.toFixed(0)}; database ${cpu.database.toFixed(0)}; ` +
+          `idle CPU ms/s: gateway ${idle.gateway.toFixed(1)}, redis ${idle.redis.toFixed(1)}, worker ${idle.worker.toFixed(1)}, database ${idle.database.toFixed(1)}; ` +
+          `less idle: ${marginal.gateway.toFixed(0)} + ${marginal.redis.toFixed(0)} + ${marginal.worker.toFixed(0)} = ${marginal.total.toFixed(0)}, database ${marginal.database.toFixed(0)}`,
       )
     } finally {
       await queue.close()
       await Promise.all([g.stop(), w.stop()])
     }
   }
-  const m = (k: keyof CpuPerSession) => median(rounds.map((x) => x.cpu_us_per_session[k]))
+  const m = (f: (r: CpuRound) => CpuPerSession) => {
+    const of = (k: keyof CpuPerSession) => median(rounds.map((x) => f(x)[k]))
+    return { gateway: of('gateway'), redis: of('redis'), worker: of('worker'), total: of('total'), database: of('database') }
+  }
   return {
-    cpu_us_per_session: { gateway: m('gateway'), redis: m('redis'), worker: m('worker'), total: m('total'), database: m('database') },
+    cpu_us_per_session: m((r) => r.cpu_us_per_session),
+    marginal_cpu_us_per_session: m((r) => r.marginal_cpu_us_per_session),
     rounds,
   }
 }

@@ -111,6 +111,7 @@ export function buildReport(parts: {
     revocation_p99_ms: num(R?.revocation_p99_ms, 0),
     cpu_us_per_session: num(C?.cpu_us_per_session.total, 0),
     db_cpu_us_per_session: num(C?.cpu_us_per_session.database, 0),
+    cpu_us_per_session_less_idle: num(C?.marginal_cpu_us_per_session.total, 0),
     media_mb_s: num(M?.media_mb_s, 1),
     gateway_rss_growth_mb_32x5mb: num(M?.gateway_rss_growth_mb_32x5mb, 1),
     redis_bytes_per_media_job: num(M?.redis_bytes_per_media_job, 0),
@@ -227,7 +228,7 @@ export function buildReport(parts: {
       'T6',
       'CPU us per accepted session: gateway + Redis + worker; database apart',
       C
-        ? `${Math.round(C.cpu_us_per_session.gateway)} + ${Math.round(C.cpu_us_per_session.redis)} + ${Math.round(C.cpu_us_per_session.worker)} = ${results.cpu_us_per_session}; db ${results.db_cpu_us_per_session}`
+        ? `${Math.round(C.cpu_us_per_session.gateway)} + ${Math.round(C.cpu_us_per_session.redis)} + ${Math.round(C.cpu_us_per_session.worker)} = ${results.cpu_us_per_session}; db ${results.db_cpu_us_per_session} (less idle: ${results.cpu_us_per_session_less_idle}) at ${C.rounds[0]?.rate ?? '-'}/s`
         : '-',
       'report',
       null,
