@@ -6,7 +6,7 @@ import type { DistBench } from './distributed.ts'
 import { SHARDS } from './distributed.ts'
 import { runLoad } from './load.ts'
 import type { AutocannonSummary } from './load-child.ts'
-import { startGateway, type AppProcess } from './procs.ts'
+import { settle, startGateway, type AppProcess } from './procs.ts'
 import { median } from './stats.ts'
 
 export interface ShardRound {
@@ -22,6 +22,8 @@ export interface ShardRound {
 export interface ShardScaling {
   shards_1_rps: number
   shards_3_rps: number
+  /** Median of each interleaved pair's 3-shard / 1-shard ratio: steadier than the ratio of medians when the machine's load drifts. */
+  paired_ratio_median: number
   rounds: ShardRound[]
 }
 
@@ -48,6 +50,9 @@ export async function measureShards(d: DistBench): Promise<ShardScaling> {
           warmupS: opts.warmupSeconds,
           tokensFile: d.tokensFiles[n]!,
         })
+        // autocannon abandons the requests in flight when it stops; the gateway still serves them.
+        // Let it finish before the next round's reset, so they neither land in it nor take its CPU.
+        await settle(g)
         const accepted = Math.max(1, res.totalExpected)
         const round: ShardRound = {
           shards: n,
@@ -64,7 +69,10 @@ export async function measureShards(d: DistBench): Promise<ShardScaling> {
       }
     }
     const of = (n: number) => median(rounds.filter((x) => x.shards === n).map((x) => x.rps))
-    return { shards_1_rps: of(1), shards_3_rps: of(SHARDS), rounds }
+    const one = rounds.filter((x) => x.shards === 1)
+    const three = rounds.filter((x) => x.shards === SHARDS)
+    const paired = three.map((x, i) => x.rps / one[i]!.rps)
+    return { shards_1_rps: of(1), shards_3_rps: of(SHARDS), paired_ratio_median: median(paired), rounds }
   } finally {
     await Promise.all(Object.values(gateways).map((g) => g.stop()))
   }
