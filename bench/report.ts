@@ -260,7 +260,7 @@ export function buildReport(parts: {
             shards_1_rps: round(parts.shards.shards_1_rps, 0),
             shards_3_rps: round(parts.shards.shards_3_rps, 0),
             ratio_3_vs_1: ratio(parts.shards.shards_3_rps, parts.shards.shards_1_rps),
-            paired_ratio_median: round(parts.shards.paired_ratio_median, 3),
+            paired_ratio_median: num(parts.shards.paired_ratio_median, 3),
           }
         : null,
       distributed_minio: parts.distMedia
@@ -341,13 +341,13 @@ export function formatTable(r: Report): string {
     shards_1_rps: number
     shards_3_rps: number
     ratio_3_vs_1: number | null
-    paired_ratio_median: number
+    paired_ratio_median: number | null
   } | null
   if (sh)
     rows.push([
       'S-shard',
       'accepted PUTs/s on Redis Cluster, 1 -> 3 shards',
-      `${sh.shards_1_rps} -> ${sh.shards_3_rps} (x${sh.ratio_3_vs_1 ?? '-'}; paired rounds x${sh.paired_ratio_median})`,
+      `${sh.shards_1_rps} -> ${sh.shards_3_rps} (x${sh.ratio_3_vs_1 ?? '-'}; paired rounds x${sh.paired_ratio_median ?? '-'})`,
       '',
       '',
     ])
