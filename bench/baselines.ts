@@ -31,6 +31,18 @@ export interface Baselines {
   notes: string[]
 }
 
+/** B4 once: T3's photo set PUT straight to the S3 server with the minio client; MB/s. */
+export async function directS3PutMbS(b: Pick<Bench, 'dir' | 's3Config'>, photos: number, concurrency: number): Promise<number> {
+  const res = await runLoad<UploadResult>(b.dir, {
+    mode: 's3put',
+    s3: b.s3Config,
+    prefix: `bench-b4/${randomUUID()}`,
+    sizes: photoSizes(photos),
+    concurrency,
+  })
+  return mb(res.bytes) / ((res.endedAt - res.startedAt) / 1000)
+}
+
 /** B3's shape: the best of a few we tried on FerretDB (1000 x 2 beat 100 x 1/4/8 and 500 x 4). */
 export const INSERT_BATCH = 1000
 export const INSERT_PARALLEL = 2
@@ -109,14 +121,7 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
 
   b.log(`B4: S3 PUT with the minio client, ${opts.photos} photos of 1-5 MB, concurrency ${opts.photoConcurrency}`)
   for (let r = 0; r < opts.rounds; r++) {
-    const res = await runLoad<UploadResult>(b.dir, {
-      mode: 's3put',
-      s3: b.s3Config,
-      prefix: `bench-b4/${randomUUID()}`,
-      sizes: photoSizes(opts.photos),
-      concurrency: opts.photoConcurrency,
-    })
-    rounds.b4!.push(mb(res.bytes) / ((res.endedAt - res.startedAt) / 1000))
+    rounds.b4!.push(await directS3PutMbS(b, opts.photos, opts.photoConcurrency))
     b.log(`  B4 round ${r + 1}: ${rounds.b4!.at(-1)!.toFixed(1)} MB/s`)
   }
 

@@ -43,7 +43,14 @@ const FIVE_MB = 5 * 1024 * 1024
 /** The session ids a media round uploads to (one photo each, so no 409s). */
 const sessionPrefix = () => `bench-m-${randomUUID().slice(0, 8)}`
 
-async function upload(b: Bench, g: AppProcess, prefix: string, sizes: number[], count: number, concurrency: number): Promise<UploadResult> {
+async function upload(
+  b: Pick<Bench, 'dir' | 'tokensFile'>,
+  g: AppProcess,
+  prefix: string,
+  sizes: number[],
+  count: number,
+  concurrency: number,
+): Promise<UploadResult> {
   return runLoad<UploadResult>(b.dir, {
     mode: 'media',
     target: { host: '127.0.0.1', port: g.port },
@@ -99,29 +106,11 @@ export async function measureMedia(b: Bench): Promise<MediaFigures> {
     const t3: MediaFigures['details']['t3_rounds'] = []
     try {
       for (let r = 0; r < opts.rounds; r++) {
-        const prefix = sessionPrefix()
-        const res = await upload(b, g, prefix, photoSizes(opts.photos), opts.photos, opts.photoConcurrency)
-        // Final storage: the worker verified the staged object, copied it to its final key and
-        // wrote its document; then the job is done. Poll for the last of them.
-        const media = b.db.collection(COLLECTIONS.media)
-        const deadline = Date.now() + 600_000
-        while ((await media.countDocuments({ session_id: { $regex: `^${prefix}-` } })) < (res.statuses['201'] ?? 0)) {
-          if (Date.now() > deadline) throw new Error('T3: media not all stored after 10 min')
-          await sleep(50)
-        }
-        const finalAt = Date.now()
-        const round = {
-          mb_s_final: mb(res.bytes) / ((finalAt - res.startedAt) / 1000),
-          mb_s_gateway: mb(res.bytes) / ((res.endedAt - res.startedAt) / 1000),
-          photos: res.statuses['201'] ?? 0,
-          mb: mb(res.bytes),
-          seconds_final: (finalAt - res.startedAt) / 1000,
-          statuses: res.statuses,
-        }
+        const round = await t3Round(b, g, opts.photos, opts.photoConcurrency)
         t3.push(round)
         b.log(
           `  T3 round ${r + 1}: ${round.mb_s_final.toFixed(1)} MB/s into final storage (${round.mb.toFixed(0)} MB in ${round.seconds_final.toFixed(1)} s); ` +
-            `${round.mb_s_gateway.toFixed(1)} MB/s accepted by the gateway; statuses ${JSON.stringify(res.statuses)}`,
+            `${round.mb_s_gateway.toFixed(1)} MB/s accepted by the gateway; statuses ${JSON.stringify(round.statuses)}`,
         )
       }
     } finally {
@@ -136,6 +125,39 @@ export async function measureMedia(b: Bench): Promise<MediaFigures> {
   } finally {
     await g.stop()
     await b.resetRedis()
+  }
+}
+
+export type T3Round = MediaFigures['details']['t3_rounds'][number]
+
+/**
+ * One T3 round: `photos` photos of 1-5 MB at `concurrency` through gateway `g` (a worker running),
+ * timed from the first byte sent until the last `test_session_media` document exists.
+ */
+export async function t3Round(
+  b: Pick<Bench, 'dir' | 'tokensFile' | 'db'>,
+  g: AppProcess,
+  photos: number,
+  concurrency: number,
+): Promise<T3Round> {
+  const prefix = sessionPrefix()
+  const res = await upload(b, g, prefix, photoSizes(photos), photos, concurrency)
+  // Final storage: the worker verified the staged object, copied it to its final key and
+  // wrote its document; then the job is done. Poll for the last of them.
+  const media = b.db.collection(COLLECTIONS.media)
+  const deadline = Date.now() + 600_000
+  while ((await media.countDocuments({ session_id: { $regex: `^${prefix}-` } })) < (res.statuses['201'] ?? 0)) {
+    if (Date.now() > deadline) throw new Error('T3: media not all stored after 10 min')
+    await sleep(50)
+  }
+  const finalAt = Date.now()
+  return {
+    mb_s_final: mb(res.bytes) / ((finalAt - res.startedAt) / 1000),
+    mb_s_gateway: mb(res.bytes) / ((res.endedAt - res.startedAt) / 1000),
+    photos: res.statuses['201'] ?? 0,
+    mb: mb(res.bytes),
+    seconds_final: (finalAt - res.startedAt) / 1000,
+    statuses: res.statuses,
   }
 }
 

@@ -379,7 +379,8 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
   }
 }
 
-function put(agent: Agent, port: number, path: string, body: Buffer): Promise<number> {
+/** One PUT of a session body; resolves with the status (0 on a connection error). */
+export function put(agent: Agent, port: number, path: string, body: Buffer): Promise<number> {
   return new Promise((resolve) => {
     const req = request(
       {

@@ -1,6 +1,8 @@
 // Command-line options of `npm run bench` and the sizes of each figure in full and quick mode.
 
-export const PHASES = ['baselines', 'json', 'worker', 'e2e', 'media', 'scaling'] as const
+// `shards` and `dist-media` run on a second, distributed stack (bench/distributed.ts), started
+// when either is asked for; `revocation` (T5) and `cpu` (T6) on the single stack like the rest.
+export const PHASES = ['baselines', 'json', 'worker', 'e2e', 'media', 'scaling', 'revocation', 'cpu', 'shards', 'dist-media'] as const
 export type Phase = (typeof PHASES)[number]
 
 export interface BenchOptions {
@@ -33,6 +35,12 @@ export interface BenchOptions {
   photoConcurrency: number
   /** Tokens the load is spread over (the per-token rate limit stays on, as in production). */
   tokens: number
+  /** T5: tokens revoked one after another with the CLI, each watched at 2 gateways. */
+  revocations: number
+  /** T6: seconds of open-loop load with a worker draining, before waiting for the backlog to empty. */
+  cpuSeconds: number
+  /** T6's rate when the run has no T2 figure to take half of (`--only cpu`). */
+  cpuDefaultRate: number
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -75,5 +83,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     photos: quick ? 16 : 256,
     photoConcurrency: 16,
     tokens: quick ? 500 : 4000,
+    revocations: quick ? 10 : 50,
+    cpuSeconds: quick ? 10 : 30,
+    cpuDefaultRate: 300,
   }
 }

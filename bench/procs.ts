@@ -174,6 +174,16 @@ export async function startHello(dir: string): Promise<AppProcess> {
   })
 }
 
+/** Waits until `p` is nearly idle (under 5% of a core over 250 ms), at most `maxMs`: the work a load left in flight is done. */
+export async function settle(p: AppProcess, maxMs = 10_000): Promise<void> {
+  const deadline = Date.now() + maxMs
+  while (Date.now() < deadline) {
+    const before = p.cpu()
+    await sleep(250)
+    if (p.cpu() - before < 0.0125) return
+  }
+}
+
 /** Lets a fresh process settle (JIT, lazy init, GC) before its idle RSS is read; the median of a few reads. */
 export async function idleRss(p: AppProcess, settleMs = 3000): Promise<number> {
   await sleep(settleMs)

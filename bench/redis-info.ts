@@ -53,6 +53,25 @@ export async function persistenceStats(redis: Redis): Promise<{ aofRewrites: num
   return { aofRewrites: f(persistence, 'aof_rewrites'), latestForkMs: f(stats, 'latest_fork_usec') / 1000 }
 }
 
+/**
+ * Starts an AOF rewrite now and waits for it (and any scheduled one) to finish: right after a
+ * FLUSHALL this compacts the AOF to almost nothing, so the next rewrite Redis would start by itself
+ * (auto-aof-rewrite-percentage of growth over this new base) is as far away as it can be.
+ */
+export async function rewriteAofNow(redis: Redis, timeoutMs = 60_000): Promise<void> {
+  const busy = async () => /^aof_rewrite_(in_progress|scheduled):1/m.test(await redis.info('persistence'))
+  const deadline = Date.now() + timeoutMs
+  while (await busy()) {
+    if (Date.now() > deadline) throw new Error('an AOF rewrite is still running')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  await redis.bgrewriteaof()
+  while (await busy()) {
+    if (Date.now() > deadline) throw new Error('BGREWRITEAOF did not finish')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 export interface KeyspaceLifetimes {
   /** Keys with a TTL: they go away by themselves (idempotency keys, rate-limit keys). */
   expiring: { keys: number; bytes: number; maxTtlMs: number }

@@ -8,8 +8,13 @@ import { join } from 'node:path'
 import { repoRoot } from '../stack/paths.ts'
 import { measureBaselines, type Baselines } from './baselines.ts'
 import { createBench } from './context.ts'
+import { createDistributedBench } from './distributed.ts'
+import { measureCpu, type CpuFigures } from './figures-cpu.ts'
+import { measureDistMedia, type DistMediaFigures } from './figures-dist-media.ts'
 import { measureGatewayScaling, measureJson, type GatewayScaling, type JsonFigures } from './figures-json.ts'
 import { measureMedia, type MediaFigures } from './figures-media.ts'
+import { measureRevocation, type RevocationFigures } from './figures-revocation.ts'
+import { measureShards, type ShardScaling } from './figures-shards.ts'
 import { drainRound, measureDrain, measureE2e, type DrainFigures, type E2eRound } from './figures-worker.ts'
 import { runLoad } from './load.ts'
 import type { AutocannonSummary } from './load-child.ts'
@@ -17,6 +22,8 @@ import { parseOptions } from './options.ts'
 import { build, cpuProfiles, startGateway, stopAll } from './procs.ts'
 import { formatSummary, summarise, type ProfileSummary } from './profile-summary.ts'
 import { buildReport, formatTable, machine } from './report.ts'
+import { loadavg } from 'node:os'
+import { round } from './stats.ts'
 
 const opts = parseOptions(process.argv.slice(2))
 const E2E_WORKERS = 2
@@ -47,15 +54,30 @@ let gatewayScaling: GatewayScaling | undefined
 let drain1: DrainFigures | undefined
 let drain2: DrainFigures | undefined
 let drainConcurrency: DrainFigures | undefined
-let e2e: E2eRound[] | undefined
+let e2eAtT1: E2eRound[] | undefined
 let e2eAtDrainRate: E2eRound[] | undefined
 let media: MediaFigures | undefined
+let revocation: RevocationFigures | undefined
+let cpu: CpuFigures | undefined
+let shards: ShardScaling | undefined
+let distMedia: DistMediaFigures | undefined
+const loadavgByPhase: Record<string, number[]> = {}
+const phaseDone = (name: string) => {
+  loadavgByPhase[name] = loadavg().map((x) => round(x, 2))
+  log(`${name} done; load average ${loadavgByPhase[name].join(' ')}`)
+}
 const profiles: ProfileSummary[] = []
 let failure: unknown = null
 
 try {
-  if (opts.phases.has('baselines')) baselines = await measureBaselines(b)
-  if (opts.phases.has('json')) json = await measureJson(b)
+  if (opts.phases.has('baselines')) {
+    baselines = await measureBaselines(b)
+    phaseDone('baselines')
+  }
+  if (opts.phases.has('json')) {
+    json = await measureJson(b)
+    phaseDone('json')
+  }
   if (opts.phases.has('scaling') && json) {
     log('Scaling: 2 gateway processes')
     gatewayScaling = await measureGatewayScaling(b, json.session_put_rps)
@@ -72,25 +94,56 @@ try {
       log(`Context: drain with 1 worker process at WORKER_CONCURRENCY_SESSIONS=${NARROW_CONCURRENCY} (default 256), one round`)
       drainConcurrency = await measureDrain(b, 1, { rounds: 1, env: { WORKER_CONCURRENCY_SESSIONS: String(NARROW_CONCURRENCY) } })
     }
+    phaseDone('worker')
   }
   if (opts.phases.has('e2e')) {
-    if (!json) log('T2a skipped: it runs at 50% of T1, so it needs the json phase')
+    // Two workers: compose.yaml's default replica count.
+    if (!drain1) log('T2a skipped: it runs at 50% of T2, so it needs the worker phase')
     else {
+      const rate = Math.max(1, Math.round(0.5 * drain1.worker_drain_docs_per_s))
+      log(`T2a: gateway + ${E2E_WORKERS} workers at 50% of T2 (${rate} req/s) for ${opts.e2eSeconds} s`)
+      e2eAtDrainRate = await measureE2e(b, rate, E2E_WORKERS)
+    }
+    if (json) {
+      // Context (the previous T2a): at 50% of T1, a rate the workers cannot sustain on this box.
       const rate = Math.max(1, Math.round(0.5 * json.session_put_rps))
-      // Two workers: compose.yaml's default replica count.
-      log(`T2a: gateway + ${E2E_WORKERS} workers at 50% of T1 (${rate} req/s) for ${opts.e2eSeconds} s`)
-      e2e = await measureE2e(b, rate, E2E_WORKERS)
-      if (drain1) {
-        // Context for T2a: the same run at a rate the workers can sustain (half their drain rate).
-        const sustainable = Math.max(1, Math.round(0.5 * (drain2 ?? drain1).worker_drain_docs_per_s))
-        if (sustainable < rate) {
-          log(`T2a at 50% of the worker drain rate (${sustainable} req/s), for context`)
-          e2eAtDrainRate = await measureE2e(b, sustainable, E2E_WORKERS, 1)
-        }
+      log(`C-T2a: gateway + ${E2E_WORKERS} workers at 50% of T1 (${rate} req/s), one round, for context`)
+      e2eAtT1 = await measureE2e(b, rate, E2E_WORKERS, 1)
+    }
+    phaseDone('e2e')
+  }
+  if (opts.phases.has('media')) {
+    media = await measureMedia(b)
+    phaseDone('media')
+  }
+  if (opts.phases.has('revocation')) {
+    revocation = await measureRevocation(b)
+    phaseDone('revocation')
+  }
+  if (opts.phases.has('cpu')) {
+    // A rate one worker sustains, so the round ends with the backlog drained; 50% of T2 when known.
+    const rate = drain1 ? Math.max(1, Math.round(0.5 * drain1.worker_drain_docs_per_s)) : opts.cpuDefaultRate
+    cpu = await measureCpu(b, rate)
+    phaseDone('cpu')
+  }
+  if (opts.phases.has('shards') || opts.phases.has('dist-media')) {
+    // The single stack's services idle meanwhile; the distributed one is stopped before anything else runs.
+    log('distributed stack: Redis Cluster 3 masters + 3 replicas, MinIO 4 nodes, FerretDB')
+    const d = await createDistributedBench(opts, log)
+    try {
+      if (opts.phases.has('shards')) {
+        log('S-shard: T1 on the Redis Cluster with 1 shard and with 3')
+        shards = await measureShards(d)
+        phaseDone('shards')
       }
+      if (opts.phases.has('dist-media')) {
+        distMedia = await measureDistMedia(d)
+        phaseDone('dist-media')
+      }
+    } finally {
+      await d.close().catch((err: Error) => log(`distributed stack stop failed: ${err.message}`))
     }
   }
-  if (opts.phases.has('media')) media = await measureMedia(b)
   if (opts.profile) {
     const dir = join(b.dir, 'profiles')
     log('Profile: the gateway under --cpu-prof for one T1 round')
@@ -134,9 +187,14 @@ const report = buildReport({
   drain1,
   drain2,
   drainConcurrency,
-  e2e,
   e2eAtDrainRate,
+  e2eAtT1,
   media,
+  revocation,
+  cpu,
+  shards,
+  distMedia,
+  loadavgByPhase,
   profiles,
 })
 console.log('\n' + formatTable(report) + '\n')
