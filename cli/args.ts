@@ -63,6 +63,19 @@ export const COMMANDS = {
       return null
     },
   },
+  // Deletes for good: `--yes` is what says so (the panel asks for the slug instead).
+  'workspace purge': {
+    positionals: ['slug'],
+    options: { yes: { type: 'boolean' }, ...json },
+    writes: true,
+    check: (_a, v) => (v.yes ? null : '"workspace purge" deletes every record and photo of the workspace for good; add --yes to do it'),
+  },
+  'session delete': {
+    positionals: ['session'],
+    options: { workspace: { type: 'string' }, ...json },
+    required: ['workspace'],
+    writes: true,
+  },
   'token create': {
     positionals: [],
     options: {
@@ -168,6 +181,7 @@ workspaces:
   workspace set-rate-limit <slug> <per-minute|default> [--json]
   workspace move-shard <slug> <shard> [--no-wait] [--json]
   workspace retention <slug> [--photos N|keep] [--logs N|keep] [--sessions N|keep] [--json]
+  workspace purge <slug> --yes [--json]
 
 tokens:
   token create --workspace <slug> [--permissions test_session,logs,media]
@@ -194,6 +208,7 @@ admin panel users:
 
 stored sessions:
   sessions revalidate [--workspace <slug>] [--json]
+  session delete --workspace <slug> <session-guid> [--json]
 
 failed jobs (BullMQ's retained failed set; job bodies are never shown):
   jobs failed [--queue sessions|logs|media] [--limit N] [--json]
@@ -224,9 +239,14 @@ webhook test has a deliveries worker send one signed test request, and waits up 
 jobs retry moves failed jobs back to waiting with a fresh attempt budget; each is audited.
 sessions revalidate recomputes the normalised fields and validation of stored sessions from
 their raw_body with the current rules (e.g. after an upgrade); safe to re-run and to interrupt.
+session delete removes a session's records (session, logs, photos, conflicts) and objects,
+and leaves a tombstone: the phone's retries are answered 409 and stored nothing (README
+"Deletion"). workspace purge does it for every session of the workspace, deactivates it and
+revokes its tokens. Both print what went and are audited; a run cut short is finished by
+running it again. Both need S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY (a key that may delete).
 With --json, a command prints exactly one JSON document on stdout.
 Configuration comes from the environment (MONGODB_URL, REDIS_URL, REDIS_PREFIX,
-PUBLIC_URL), falling back to .stack/env.
+PUBLIC_URL, and S3_* for deletions), falling back to .stack/env.
 `
 
 /** Returns null for `help` (and for no arguments at all). Throws UsageError for anything it cannot parse. */

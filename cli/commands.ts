@@ -2,6 +2,7 @@
 // their modules only when they run: those take seconds to load on a busy machine.
 import type { QueueName } from '../shared/queue-settings.ts'
 import { adminCommands } from './admin-commands.ts'
+import { deleteCommands } from './delete-commands.ts'
 import type { CommandName } from './args.ts'
 import { CliError } from './errors.ts'
 import { failedJobsTable, retryBlock, revalidateBlock, revalidateProgress } from './format.ts'
@@ -56,6 +57,7 @@ export const COMMAND_HANDLERS: CommandHandlers<CommandName> = {
   ...tokenCommands,
   ...webhookCommands,
   ...adminCommands,
+  ...deleteCommands,
   'sessions revalidate': revalidate,
   'jobs failed': jobsCommand,
   'jobs retry': jobsCommand,

@@ -1,7 +1,11 @@
 // The CLI's configuration: MongoDB (the source of truth it changes), Redis (the token mirror and
-// the queues) and the public URL it prints in DSNs. Nothing else, so an operator's shell needs no
+// the queues), the public URL it prints in DSNs, and, optionally, object storage: only `session
+// delete` and `workspace purge` need it (they refuse without it), so an operator's shell needs no
 // S3 key to manage tokens.
 import * as shared from '../shared/config.ts'
 
-export const loadCliConfig = shared.configLoader([shared.redisSettings, shared.mongoSettings, shared.publicUrlSettings], () => ({}))
+export const loadCliConfig = shared.configLoader(
+  [shared.redisSettings, shared.mongoSettings, shared.publicUrlSettings, shared.optionalS3Settings],
+  () => ({}),
+)
 export type CliConfig = ReturnType<typeof loadCliConfig>

@@ -3,6 +3,8 @@
 import type { RedisClient } from '../shared/redis.ts'
 import type { Db } from 'mongodb'
 import type { TokenAdmin } from '../tokens/admin.ts'
+import type { TokenAdminDeps } from '../tokens/context.ts'
+import type { CliConfig } from './config.ts'
 import type { CommandName, ParsedCommand } from './args.ts'
 
 export interface CliIO {
@@ -28,6 +30,10 @@ export interface CommandContext {
   /** Redis URL with its password hidden, for messages. */
   redisLabel: string
   admin: TokenAdmin
+  /** What the token admin was built from, for modules that build on it (deletions). */
+  tokenAdminDeps: TokenAdminDeps
+  /** Object storage, when configured (only deletions use it). */
+  s3: CliConfig['s3']
 }
 
 /** Runs one command; returns the exit code when it is not 0. */

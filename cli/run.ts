@@ -8,7 +8,8 @@ import { loadCliConfig, type CliConfig } from './config.ts'
 import { connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { assertNoEviction, createProducerRedis, type RedisTarget } from '../shared/redis.ts'
 import { shardPrefixes } from '../shared/redis-shards.ts'
-import { createTokenAdmin, type TokenAdmin } from '../tokens/admin.ts'
+import { createTokenAdmin } from '../tokens/admin.ts'
+import type { TokenAdminDeps } from '../tokens/context.ts'
 import { migrateLegacyAdmins } from '../tokens/roles.ts'
 import { parseCommand, USAGE, UsageError, type ParsedCommand } from './args.ts'
 import { COMMAND_HANDLERS } from './commands.ts'
@@ -74,7 +75,8 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
     // Like every process: refuse an evicting Redis before changing anything (an evicted mirror
     // entry or job is lost data). An unreachable Redis is the warning below, not a refusal.
     if (redis?.status === 'ready') await assertNoEviction(redis)
-    const admin = cliTokenAdmin(db, redis ?? null, config, io)
+    const tokenAdminDeps = cliTokenAdminDeps(db, redis ?? null, config, io)
+    const admin = createTokenAdmin(tokenAdminDeps)
     const cx = {
       cmd,
       io,
@@ -85,6 +87,8 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
       shardPrefixes: shardPrefixes(config.redisPrefix, config.redisShards),
       redisLabel: redact(config.redisUrl),
       admin,
+      tokenAdminDeps,
+      s3: config.s3,
     }
     return (await COMMAND_HANDLERS[cmd.name](cx)) ?? 0
   } catch (err) {
@@ -96,10 +100,10 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
   }
 }
 
-/** The token admin, warning once on stderr when a change could not be pushed to the gateways' mirror. */
-function cliTokenAdmin(db: Db, redis: RedisClient | null, config: CliConfig, io: CliIO): TokenAdmin {
+/** The token admin's dependencies, warning once on stderr when a change could not be pushed to the gateways' mirror. */
+function cliTokenAdminDeps(db: Db, redis: RedisClient | null, config: CliConfig, io: CliIO): TokenAdminDeps {
   let warned = false
-  return createTokenAdmin({
+  return {
     db,
     redis,
     prefix: config.redisPrefix,
@@ -113,7 +117,7 @@ function cliTokenAdmin(db: Db, redis: RedisClient | null, config: CliConfig, io:
           'The change is saved in MongoDB; gateways will pick it up at the next mirror sync by a worker (about every 30 s).\n',
       )
     },
-  })
+  }
 }
 
 /**

@@ -209,20 +209,23 @@ function ingestSchema<P extends TSchema, H extends TSchema, R extends Record<num
 }
 
 /** The 409 of the routes that take one upload per id. */
-const Conflict = (description: string) => ErrorBody(['conflict'], description)
+const Conflict = (description: string) => ErrorBody(['conflict', 'deleted'], description)
+/** Every upload of a deleted session (README "Deletion"). */
+const DELETED_409 = ' `deleted`: an operator deleted this session; its data is not stored again.'
 
 export const sessionSchema = ingestSchema(SessionParams, JsonHeaders, sessionErrors, {
   201: Accepted('Accepted: queued for storage.'),
-  409: Conflict('This session GUID is already stored in this workspace.'),
+  409: Conflict('`conflict`: this session GUID is already stored in this workspace.' + DELETED_409),
 })
 
 export const logsSchema = ingestSchema(SessionParams, JsonHeaders, logsErrors, {
   201: Accepted('Accepted (or a byte-identical replay of a batch already accepted).'),
+  409: ErrorBody(['deleted'], DELETED_409.trim()),
 })
 
 export const mediaSchema = ingestSchema(MediaParams, MediaHeaders, mediaErrors, {
   201: Accepted('Accepted: the photo is staged and queued for storage.'),
-  409: Conflict('This media id is already stored for this session.'),
+  409: Conflict('`conflict`: this media id is already stored for this session.' + DELETED_409),
 })
 
 export const healthzSchema = {
@@ -283,7 +286,7 @@ export const apiRoutes: ApiRoute[] = [
     responses: {
       201: { description: `Accepted. ${STORED}` },
       409: {
-        description: `The session GUID already exists in this workspace. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)} A different body under the same GUID is kept in \`test_session_conflicts\`, never silently dropped.`,
+        description: `The session GUID already exists in this workspace. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)} A different body under the same GUID is kept in \`test_session_conflicts\`, never silently dropped. Also the answer (\`deleted\`) for a session an operator deleted, whose data is not stored again.`,
       },
       ...sessionErrors.docs,
     },
@@ -295,7 +298,7 @@ export const apiRoutes: ApiRoute[] = [
     tag: 'ingest',
     summary: "Upload a session's trace logs",
     description:
-      'The log entries of a session, sent after the session. A byte-identical replay is stored once and answered 201 again; a batch with different bytes is another batch. There is no 409 here. Also served with a trailing slash, which is what RDToolkit sends.',
+      'The log entries of a session, sent after the session. A byte-identical replay is stored once and answered 201 again; a batch with different bytes is another batch. The only 409 is for a session an operator deleted. Also served with a trailing slash, which is what RDToolkit sends.',
     schema: logsSchema,
     requestBody: {
       description: `Log entries, described by LogsBody. Accepted even when they do not match: any JSON object or array is stored, flagged. Only a body that is not JSON, or a JSON scalar, is refused (400). ${ANY_TYPE} At most MAX_JSON_BYTES.`,
@@ -303,6 +306,9 @@ export const apiRoutes: ApiRoute[] = [
     },
     responses: {
       201: { description: `Accepted, or a byte-identical replay of a batch already accepted. ${STORED}` },
+      409: {
+        description: `The session was deleted by an operator (\`deleted\`): nothing is stored. Treat it as success, as RDToolkit does.`,
+      },
       ...logsErrors.docs,
     },
   },
@@ -323,7 +329,7 @@ export const apiRoutes: ApiRoute[] = [
     responses: {
       201: { description: `Accepted. ${STORED}` },
       409: {
-        description: `This media id already exists for this session. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)}`,
+        description: `This media id already exists for this session, or (\`deleted\`) an operator deleted the session and nothing is stored. Treat it as success, as RDToolkit does: ${STORED.charAt(0).toLowerCase() + STORED.slice(1)}`,
       },
       ...mediaErrors.docs,
     },

@@ -144,6 +144,11 @@ export function s3Settings(env: Env): S3Settings {
   }
 }
 
+/** S3 for a process that needs it for some commands only (the CLI's deletions): null when S3_ENDPOINT is unset, else all of s3Settings. */
+export function optionalS3Settings(env: Env): { s3: S3Settings['s3'] | null } {
+  return env.S3_ENDPOINT ? s3Settings(env) : { s3: null }
+}
+
 export function idempotencySettings(env: Env): IdempotencySettings {
   return {
     pendingTimeoutMs: int(env, 'PENDING_TIMEOUT_MS', 10_000, 100),

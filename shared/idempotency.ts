@@ -51,10 +51,12 @@ export async function markAccepted(
   await deps.redis.set(key, idempotencyValue.accepted(sha256), 'PX', deps.config.idempotencyTtlMs)
 }
 
-// The claim. KEYS: idempotency key, job hash, rate-limit key, byte-budget key. ARGV: sha256, now, pending
-// timeout, ttl, requests per minute (0: do not check, e.g. a retry of a claim that already
-// passed), budget in bytes per minute (0: do not check), this request's bytes.
-// A refusal is {'limited', ms to wait, 'rate' | 'bytes'}.
+// The claim. KEYS: idempotency key, job hash, rate-limit key, byte-budget key, the workspace's
+// deleted-sessions hash. ARGV: sha256, now, pending timeout, ttl, requests per minute (0: do not
+// check, e.g. a retry of a claim that already passed), budget in bytes per minute (0: do not
+// check), this request's bytes, the session id.
+// A refusal is {'limited', ms to wait, 'rate' | 'bytes'}; a deleted session is {'deleted', ''}:
+// checked here, after the limits, so that it costs no round trip of its own (README "Deletion").
 const CLAIM = `
 local limit = tonumber(ARGV[5])
 local budget = tonumber(ARGV[6])
@@ -83,6 +85,7 @@ if limit > 0 or budget > 0 then
   if nexttat then redis.call('SET', KEYS[3], string.format('%.3f', nexttat), 'PX', math.ceil(nexttat - now) + 1) end
   if nextbytes and cost > 0 then redis.call('SET', KEYS[4], string.format('%.3f', nextbytes), 'PX', math.ceil(nextbytes - now) + 1) end
 end
+if redis.call('HEXISTS', KEYS[5], ARGV[8]) == 1 then return {'deleted', ''} end
 local v = redis.call('GET', KEYS[1])
 if v then
   local sha, state, ts = string.match(v, '^([^|]*)|(%a)|?(%d*)$')
@@ -125,6 +128,8 @@ export type ClaimResult =
   | { state: 'claimed'; token: string }
   | { state: 'dup'; sha256: string }
   | { state: 'busy' }
+  /** The session was deleted (a tombstone, deletion/tombstones.ts); nothing was claimed. */
+  | { state: 'deleted' }
   /** The token's rate limit (`rate`) or the workspace's byte budget (`bytes`) refused the request; nothing was claimed or charged. */
   | { state: 'limited'; retryAfterMs: number; limit: 'rate' | 'bytes' }
 
@@ -141,6 +146,12 @@ export interface ByteBudget {
   bytes: number
 }
 
+/** Where the claim looks for a tombstone: the workspace's deleted-sessions hash (keys.deletedSessions) and the session id. */
+export interface DeletedCheck {
+  key: string
+  session: string
+}
+
 export interface IdempotencyOptions {
   pendingTimeoutMs: number
   ttlMs: number
@@ -154,6 +165,7 @@ type ScriptRedis = RedisClient & {
     job: string,
     rate: string,
     bytes: string,
+    deleted: string,
     sha: string,
     now: number,
     timeout: number,
@@ -161,6 +173,7 @@ type ScriptRedis = RedisClient & {
     perMinute: number,
     bytesPerMinute: number,
     cost: number,
+    session: string,
   ): Promise<[string, string, string?]>
   rdtChargeBytes(key: string, bytesPerMinute: number, bytes: number): Promise<number>
   rdtRelease(idem: string, value: string): Promise<number>
@@ -170,7 +183,7 @@ type ScriptRedis = RedisClient & {
 export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOptions) {
   const r = redis as ScriptRedis
   if (typeof (redis as unknown as Partial<ScriptRedis>).rdtClaim !== 'function') {
-    redis.defineCommand('rdtClaim', { numberOfKeys: 4, lua: CLAIM })
+    redis.defineCommand('rdtClaim', { numberOfKeys: 5, lua: CLAIM })
     redis.defineCommand('rdtChargeBytes', { numberOfKeys: 1, lua: CHARGE })
     redis.defineCommand('rdtRelease', { numberOfKeys: 1, lua: RELEASE })
     redis.defineCommand('rdtTouch', { numberOfKeys: 1, lua: TOUCH })
@@ -180,6 +193,7 @@ export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOpti
   async function claimOnce(
     idemKey: string,
     jobKey: string,
+    deleted: DeletedCheck,
     sha256: string,
     rate: RateLimit | undefined,
     budget: ByteBudget | undefined,
@@ -190,6 +204,7 @@ export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOpti
       jobKey,
       rate?.key ?? idemKey,
       budget?.key ?? idemKey,
+      deleted.key,
       sha256,
       Date.now(),
       opts.pendingTimeoutMs,
@@ -197,7 +212,9 @@ export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOpti
       rate?.perMinute ?? 0,
       budget?.bytesPerMinute ?? 0,
       budget?.bytes ?? 0,
+      deleted.session,
     )
+    if (state === 'deleted') return { state }
     if (state === 'claimed') return { state, token: idempotencyValue.pending(sha256, value) }
     if (state === 'dup') return { state, sha256: value }
     if (state === 'limited') return { state, retryAfterMs: Number(value), limit: which === 'bytes' ? 'bytes' : 'rate' }
@@ -211,11 +228,18 @@ export function createIdempotencyStore(redis: RedisClient, opts: IdempotencyOpti
      * to enqueue. If it has not resolved by `maxWaitMs`, answer "busy" (the caller sends 503).
      * `rate` and `budget` are checked on the first attempt only: waiting for a concurrent upload is one request.
      */
-    async claim(idemKey: string, jobKey: string, sha256: string, rate?: RateLimit, budget?: ByteBudget): Promise<ClaimResult> {
+    async claim(
+      idemKey: string,
+      jobKey: string,
+      deleted: DeletedCheck,
+      sha256: string,
+      rate?: RateLimit,
+      budget?: ByteBudget,
+    ): Promise<ClaimResult> {
       const deadline = Date.now() + maxWaitMs
       let delay = 10
       for (let attempt = 0; ; attempt++) {
-        const res = await claimOnce(idemKey, jobKey, sha256, attempt === 0 ? rate : undefined, attempt === 0 ? budget : undefined)
+        const res = await claimOnce(idemKey, jobKey, deleted, sha256, attempt === 0 ? rate : undefined, attempt === 0 ? budget : undefined)
         if (res.state !== 'inflight') return res
         if (Date.now() + delay > deadline) return { state: 'busy' }
         await new Promise((resolve) => setTimeout(resolve, delay))

@@ -24,6 +24,14 @@ export function keys(prefix: string) {
     queue(queue: QueueName, type: 'wait' | 'paused' | 'prioritized' | 'delayed'): string {
       return `${prefix}:${queue}:${type}`
     },
+    /**
+     * Hash of a workspace's deleted sessions (field = session id, value = deleted_at in ms), read by
+     * the claim script so that a deleted session's uploads are answered 409 in the claim's own
+     * round trip. A mirror of MongoDB's deleted_sessions (deletion/tombstones.ts).
+     */
+    deletedSessions(workspaceId: string): string {
+      return `${prefix}:deleted:${workspaceId}`
+    },
     /** Per-token rate limit state (a GCRA "theoretical arrival time"), shared by every gateway. */
     tokenRate(tokenId: string): string {
       return `${prefix}:rl:t:${tokenId}`
@@ -66,4 +74,8 @@ export const objectKeys = {
   stagingPrefix: 'staging/',
   staging: (ws: string, session: string, media: string, uploadId: string) => `staging/${ws}/${session}/${media}/${uploadId}`,
   conflict: (ws: string, session: string, media: string, sha256: string) => `conflicts/${ws}/${session}/${media}/${sha256}`,
+  /** Every prefix a session's objects live under (final, conflicting, staged): what a deletion lists. */
+  sessionPrefixes: (ws: string, session: string) => [`${ws}/${session}/`, `conflicts/${ws}/${session}/`, `staging/${ws}/${session}/`],
+  /** The same for a whole workspace. */
+  workspacePrefixes: (ws: string) => [`${ws}/`, `conflicts/${ws}/`, `staging/${ws}/`],
 }

@@ -65,6 +65,19 @@ export interface WebhookDoc {
   disabled: boolean
 }
 
+/**
+ * A tombstone (deletion/tombstones.ts): what `session delete` and `workspace purge` leave behind,
+ * with no content, so that a phone's retry of a deleted session is answered 409 and a job still
+ * queued for it stores nothing. `_id` is "<workspace_id>/<session_id>", or "<workspace_id>/*" for a
+ * purged workspace (session_id null: every session it received up to deleted_at). Analysts' interface.
+ */
+export interface DeletedSessionDoc {
+  _id: string
+  workspace_id: string
+  session_id: string | null
+  deleted_at: Date
+}
+
 export interface AuditDoc {
   at: Date
   actor: string
@@ -82,6 +95,7 @@ export const COLLECTIONS = {
   logBatches: 'test_session_log_batches',
   media: 'test_session_media',
   webhooks: 'webhooks',
+  deletedSessions: 'deleted_sessions',
 } as const
 
 export function collections(db: Db) {
@@ -95,6 +109,7 @@ export function collections(db: Db) {
     logBatches: db.collection(COLLECTIONS.logBatches),
     media: db.collection(COLLECTIONS.media),
     webhooks: db.collection<WebhookDoc>(COLLECTIONS.webhooks),
+    deletedSessions: db.collection<DeletedSessionDoc>(COLLECTIONS.deletedSessions),
   }
 }
 
@@ -122,6 +137,7 @@ export async function ensureIndexes(db: Db): Promise<void> {
     c.logBatches.createIndex({ workspace_id: 1, session_id: 1, sha256: 1 }, { unique: true }),
     c.media.createIndex({ workspace_id: 1, session_id: 1, media_id: 1 }, { unique: true }),
     c.webhooks.createIndex({ workspace_id: 1 }),
+    c.deletedSessions.createIndex({ workspace_id: 1 }),
     // The retention run's queries: a workspace's records received before a cutoff
     // (worker/processors/retention.ts); test_sessions has its own above.
     c.conflicts.createIndex({ workspace_id: 1, received_at: 1 }),

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
-/** The processes that get credentials. The CLI uses the admin panel's Redis user and no S3 key. */
+/** The processes that get credentials. The CLI uses the admin panel's Redis user and S3 key (it deletes like the panel). */
 export type Role = 'gateway' | 'worker' | 'admin' | 'cli'
 
 const ROLE_VAR = /^(REDIS_(GATEWAY|WORKER|ADMIN)_PASSWORD|S3_(GATEWAY|WORKER|ADMIN)_(ACCESS|SECRET)_KEY|TEST_INSPECTOR_[A-Z0-9_]+)$/
@@ -28,15 +28,12 @@ export function roleEnv(env: Record<string, string | undefined>, role: Role): Re
   const key = env[`S3_${upper}_ACCESS_KEY`]
   const secret = env[`S3_${upper}_SECRET_KEY`]
   // Each process gets only what its config asks for (README "Configuration"): the gateway never
-  // talks to MongoDB, the CLI never touches object storage.
+  // talks to MongoDB. The CLI touches object storage only to delete (`session delete`,
+  // `workspace purge`), with the admin panel's key.
   const split = Object.keys(env).some((k) => ROLE_VAR.test(k))
   if (!split) return out
   if (role === 'gateway') delete out.MONGODB_URL
-  if (role === 'cli') {
-    delete out.S3_ENDPOINT
-    delete out.S3_ACCESS_KEY
-    delete out.S3_SECRET_KEY
-  } else if (key && secret) {
+  if (key && secret) {
     out.S3_ACCESS_KEY = key
     out.S3_SECRET_KEY = secret
   }

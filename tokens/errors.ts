@@ -18,6 +18,7 @@ export type TokenAdminErrorCode =
   | 'bad_actor'
   | 'bad_rate_limit'
   | 'bad_retention'
+  | 'bad_session_id'
 
 /** A refused workspace or token action. `message` is meant for the operator; `code` for programs (e.g. HTTP status mapping). */
 export class TokenAdminError extends AppError {

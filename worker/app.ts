@@ -11,6 +11,7 @@ import { type ShardedQueueName, type WorkerQueueName } from '../shared/queue-set
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
+import { createTombstoneCheck, syncTombstoneMirror } from '../deletion/tombstones.ts'
 import { createBatchWriter, type BatchWriter } from './batch-writer.ts'
 import { createClosers, type Closers } from './closers.ts'
 import type { WorkerMetrics } from './metrics.ts'
@@ -100,13 +101,23 @@ function createWriters(db: Db, metrics?: WorkerMetrics): Writers {
   }
 }
 
-/** The token mirror sync, now and then periodically: it repairs the gateways' Redis copy after a lost write or a wiped Redis. */
+/**
+ * The token mirror sync, now and then periodically: it repairs the gateways' Redis copy after a
+ * lost write or a wiped Redis. The deleted-session tombstones' mirror is repaired on the same
+ * timer, for the same reasons (deletion/tombstones.ts).
+ */
 async function startTokenSync(deps: WorkerDeps, db: Db, redis: RedisClient, closers: Closers): Promise<void> {
   const syncTokens = async () => {
     try {
       await syncTokenMirror(db, redis, deps.config.redisPrefix)
     } catch (err) {
       deps.logger.warn({ err: describeError(err) }, 'token mirror sync failed; will retry')
+    }
+    try {
+      const res = await syncTombstoneMirror(db, redis, deps.config.redisPrefix)
+      if (res.repaired > 0) deps.logger.info(res, 'deleted-session tombstones re-mirrored to Redis')
+    } catch (err) {
+      deps.logger.warn({ err: describeError(err) }, 'tombstone mirror sync failed; will retry')
     }
   }
   await syncTokens()
@@ -153,6 +164,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     await ensureBucket(s3, config.s3.bucket, config.s3.region)
 
     const writers = createWriters(db, deps.metrics)
+    const tombstones = createTombstoneCheck(db)
     await startTokenSync(deps, db, redis, closers)
     const sweeper = queues.includes('media') ? startSweeper(deps, redis, s3, closers) : null
 
@@ -162,7 +174,16 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
       // A record's deliveries go to its own shard's deliveries queue, like the rest of its workspace's jobs.
       const webhooks = createWebhookFanout({ db, redis, prefix, schedule: config.webhooks })
       closers.add(`deliveries queue (shard ${shard})`, () => webhooks.close())
-      const processorDeps: ProcessorDeps = { config: { ...config, redisPrefix: prefix }, logger, redis, db, s3, writers, webhooks }
+      const processorDeps: ProcessorDeps = {
+        config: { ...config, redisPrefix: prefix },
+        logger,
+        redis,
+        db,
+        s3,
+        writers,
+        webhooks,
+        tombstones,
+      }
       return { shard, prefix, processors: new Map(queues.map((q) => [q, PROCESSORS[q](processorDeps)])) }
     })
     const started = startQueueWorkers({ config, logger, redis, metrics: deps.metrics }, shards)

@@ -11,6 +11,7 @@ import type { BatchWriter, InsertOutcome } from './batch-writer.ts'
 import { AppError } from '../shared/errors.ts'
 import { describeError, isPermanentDocumentError } from './mongo-errors.ts'
 import type { WebhookFanout } from './webhook-fanout.ts'
+import type { TombstoneCheck } from '../deletion/tombstones.ts'
 
 export interface Writers {
   sessions: BatchWriter
@@ -29,6 +30,8 @@ export interface ProcessorDeps {
   writers: Writers
   /** Queues a stored record's outbound webhook deliveries (before the record's job completes). */
   webhooks: WebhookFanout
+  /** Whether a job's session was deleted (worker/deleted-sessions.ts). */
+  tombstones: TombstoneCheck
 }
 
 /** Checks a job payload against its queue's schema; a payload that fails can never succeed. */

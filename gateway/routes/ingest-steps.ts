@@ -10,7 +10,7 @@ import type { Authenticate } from '../auth.ts'
 import type { ConfirmReplicated } from '../replication.ts'
 import { assertCapacity, type BacklogMonitor } from '../backlog.ts'
 import { unavailable } from '../errors.ts'
-import type { ByteBudget, ClaimResult, IdempotencyStore, RateLimit } from '../../shared/idempotency.ts'
+import type { ByteBudget, ClaimResult, DeletedCheck, IdempotencyStore, RateLimit } from '../../shared/idempotency.ts'
 import type { InFlightLimiter } from '../in-flight.ts'
 import { claimLimited } from '../token-rate-limit.ts'
 import { validIds } from './params.ts'
@@ -45,10 +45,19 @@ export function ingestPreflight(
   }
 }
 
+/**
+ * The answer for any upload of a deleted session (its session, logs or a photo): 409, which the
+ * phone takes as done and drops, so the deleted data is neither stored again nor retried for ever
+ * (README "Deletion").
+ */
+export const DELETED = { error: 'deleted', message: 'this test session was deleted' } as const
+
 export interface ClaimRequest {
   idemKey: string
   /** The BullMQ job key: a claim whose job exists is a duplicate even if the key expired. */
   jobKey: string
+  /** The workspace's tombstones and this upload's session: a deleted session is answered 409. */
+  deleted: DeletedCheck
   sha256: string
   rateLimit?: RateLimit
   budget?: ByteBudget
@@ -61,8 +70,8 @@ export async function claimOrRefuse(
   idempotency: IdempotencyStore,
   request: FastifyRequest,
   c: ClaimRequest,
-): Promise<Extract<ClaimResult, { state: 'claimed' | 'dup' }>> {
-  const claim = await idempotency.claim(c.idemKey, c.jobKey, c.sha256, c.rateLimit, c.budget)
+): Promise<Extract<ClaimResult, { state: 'claimed' | 'dup' | 'deleted' }>> {
+  const claim = await idempotency.claim(c.idemKey, c.jobKey, c.deleted, c.sha256, c.rateLimit, c.budget)
   if (claim.state === 'limited') throw claimLimited(request, request.ingest, claim)
   if (claim.state === 'busy') throw unavailable(`a concurrent upload of ${c.what}`)
   return claim

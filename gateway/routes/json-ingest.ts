@@ -11,7 +11,7 @@ import { decodeBody, takeContentType } from '../body.ts'
 import { HttpError } from '../errors.ts'
 import { tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { logsSchema, sessionSchema } from '../route-schemas.ts'
-import { claimOrRefuse, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
+import { claimOrRefuse, DELETED, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
 import { ingestValidatorCompiler } from './params.ts'
 
 declare module 'fastify' {
@@ -73,7 +73,9 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     schema: sessionSchema,
     onRequest: ingestPreflight(deps, 'sessions', 'test_session', takeContentType),
     handler: async (request, reply) => {
-      if ((await putSession(app, deps, request)) === 'duplicate') {
+      const outcome = await putSession(app, deps, request)
+      if (outcome === 'deleted') return reply.code(409).send(DELETED)
+      if (outcome === 'duplicate') {
         return reply.code(409).send({ error: 'conflict', message: 'this test session already exists' })
       }
       return reply.code(201).send({ status: 'accepted' })
@@ -84,20 +86,24 @@ export default async function jsonIngestRoutes(app: FastifyInstance, deps: Deps)
     schema: logsSchema,
     onRequest: ingestPreflight(deps, 'logs', 'logs', takeContentType),
     handler: async (request, reply) => {
-      await putLogs(app, deps, request)
+      if ((await putLogs(app, deps, request)) === 'deleted') return reply.code(409).send(DELETED)
       return reply.code(201).send({ status: 'accepted' })
     },
   })
 }
 
 /** A session: claimed once per GUID; a later upload is answered 409, and kept if its body differs. */
-async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<'accepted' | 'duplicate'> {
+async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<'accepted' | 'duplicate' | 'deleted'> {
   const body = prepare(deps, request, false, 'a test session must be a JSON object')
   const { ws, session, sha256 } = body
   const { keys: k, queues } = request.ingest.shard
   const idemKey = k.idempotency('s', ws, session)
   const jobId = jobIds.session(ws, session)
   const claim = await claimBody(deps, request, body, idemKey, k.job('sessions', jobId), 'this session')
+  if (claim.state === 'deleted') {
+    await deps.confirmReplicated(k.replicationMarker)
+    return 'deleted'
+  }
   if (claim.state === 'dup') {
     if (claim.sha256 !== sha256) {
       // Same GUID, different body: 409 as the spec says, but the body is kept for operators.
@@ -120,14 +126,17 @@ async function putSession(app: FastifyInstance, deps: Deps, request: JsonRequest
 }
 
 /** A batch of logs: claimed per body hash; a byte-identical replay is already stored (or queued) and answered 201 like the first. */
-async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<void> {
+async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): Promise<'accepted' | 'deleted'> {
   const body = prepare(deps, request, true, 'logs must be a JSON object or array')
   const { ws, session, sha256 } = body
   const { keys: k, queues } = request.ingest.shard
   const idemKey = k.idempotency('l', ws, session, sha256)
   const jobId = jobIds.logs(ws, session, sha256)
   const claim = await claimBody(deps, request, body, idemKey, k.job('logs', jobId), 'these logs')
-  if (claim.state !== 'claimed') return deps.confirmReplicated(k.replicationMarker)
+  if (claim.state !== 'claimed') {
+    await deps.confirmReplicated(k.replicationMarker)
+    return claim.state === 'deleted' ? 'deleted' : 'accepted'
+  }
   await enqueueOrRelease(
     deps.idempotency,
     idemKey,
@@ -135,6 +144,7 @@ async function putLogs(app: FastifyInstance, deps: Deps, request: JsonRequest): 
     () => queues.logs.add('logs', { kind: 'logs', ...jobFields(body) }, { jobId }),
   )
   await deps.confirmReplicated(k.replicationMarker)
+  return 'accepted'
 }
 
 type PreparedBody = ReturnType<typeof prepare>
@@ -184,6 +194,7 @@ function claimBody(deps: Deps, request: FastifyRequest, p: PreparedBody, idemKey
   return claimOrRefuse(deps.idempotency, request, {
     idemKey,
     jobKey,
+    deleted: { key: request.ingest.shard.keys.deletedSessions(p.ws), session: p.session },
     sha256: p.sha256,
     rateLimit: tokenRateLimit(request.ingest),
     budget: workspaceByteBudget(request.ingest, deps.workspaceBytesPerMinute, p.raw.length),

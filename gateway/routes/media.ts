@@ -11,7 +11,7 @@ import { HttpError } from '../errors.ts'
 import type { IdempotencyStore } from '../../shared/idempotency.ts'
 import { tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { mediaSchema } from '../route-schemas.ts'
-import { claimOrRefuse, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
+import { claimOrRefuse, DELETED, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
 import { ingestValidatorCompiler } from './params.ts'
 import { stagePhoto } from './media-staging.ts'
 
@@ -87,11 +87,16 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
       const claim = await claimOrRefuse(deps.idempotency, request, {
         idemKey,
         jobKey: k.job('media', jobId),
+        deleted: { key: k.deletedSessions(ws), session },
         sha256: '',
         rateLimit,
         budget,
         what: 'this media',
       })
+      if (claim.state === 'deleted') {
+        await deps.confirmReplicated(k.replicationMarker)
+        return reply.code(409).send(DELETED)
+      }
       if (claim.state === 'dup') {
         await deps.confirmReplicated(k.replicationMarker)
         return reply.code(409).send({ error: 'conflict', message: 'this media already exists' })

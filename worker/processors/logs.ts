@@ -23,6 +23,7 @@ import {
 import { markAccepted } from '../../shared/idempotency.ts'
 import { INVALID_UTF8_ISSUE, Notes } from '../session-document.ts'
 import { insertedId } from '../webhook-fanout.ts'
+import { deletedBefore, erasedAfter } from '../deleted-sessions.ts'
 
 const KNOWN_ENTRY_FIELDS = new Set(['timestamp', 'tag', 'message', 'json', 'media_key'])
 /** Entries are written this many at a time, bounding a huge batch's memory and open promises. */
@@ -107,9 +108,15 @@ function entryDocument(data: LogsJob, receivedAt: Date, entry: unknown, index: n
 export function createLogsProcessor(deps: ProcessorDeps) {
   const log = deps.logger.child({ queue: 'logs' })
 
-  return async function processLogs(job: Job, _token?: string, signal?: AbortSignal): Promise<{ entries: number; inserted: number }> {
+  return async function processLogs(
+    job: Job,
+    _token?: string,
+    signal?: AbortSignal,
+  ): Promise<{ entries: number; inserted: number; deleted?: true }> {
     const data = validatePayload('logs', job.data)
     const receivedAt = parseReceivedAt(data.received_at)
+    const jobLog = log.child({ jobId: job.id })
+    if (await deletedBefore(deps, data, receivedAt, jobLog)) return { entries: 0, inserted: 0, deleted: true }
     let body: unknown
     try {
       body = JSON.parse(data.body)
@@ -118,7 +125,6 @@ export function createLogsProcessor(deps: ProcessorDeps) {
     }
     const { entries: all, issues } = entriesOf(body)
     if (data.body_invalid_utf8) issues.push(INVALID_UTF8_ISSUE)
-    const jobLog = log.child({ jobId: job.id })
     const truncated = all.length > deps.config.logsMaxEntries
     const entries = truncated ? all.slice(0, deps.config.logsMaxEntries) : all
     if (truncated)
@@ -177,6 +183,8 @@ export function createLogsProcessor(deps: ProcessorDeps) {
       )
       inserted += outcomes.filter((o) => o === 'inserted').length
     }
+    // Deleted while this job stored: nothing of it stays, nothing is forwarded.
+    if (await erasedAfter(deps, data, receivedAt, jobLog)) return { entries: all.length, inserted: 0, deleted: true }
 
     await deps.webhooks.recordStored({
       event: 'logs.stored',

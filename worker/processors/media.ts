@@ -17,8 +17,9 @@ import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { isMissingObject, readObject, type StagedRead } from '../staged-object.ts'
 import { insertedId } from '../webhook-fanout.ts'
+import { deletedBefore, erasedAfter } from '../deleted-sessions.ts'
 
-export type MediaOutcome = 'stored' | 'replay' | 'already_stored' | 'conflict'
+export type MediaOutcome = 'stored' | 'replay' | 'already_stored' | 'conflict' | 'deleted'
 
 type MediaResult = { outcome: MediaOutcome; sniffed_type?: string }
 
@@ -37,7 +38,14 @@ export function createMediaProcessor(deps: ProcessorDeps) {
     const data = validatePayload('media', job.data)
     const ids = { workspace_id: data.workspace_id, session_id: data.session_id, media_id: data.media_id }
     const stored = () => c.media.findOne(ids, { projection: { sha256: 1 } })
-    return storeMedia({ deps, stored, data, receivedAt: parseReceivedAt(data.received_at) }, job, log, signal)
+    const receivedAt = parseReceivedAt(data.received_at)
+    if (await deletedBefore(deps, data, receivedAt, log.child({ jobId: job.id }))) {
+      // The staged upload goes too (the deletion may have listed staging/ before it was there).
+      await deps.s3.removeObject(data.bucket, data.staging_key)
+      await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
+      return { outcome: 'deleted' }
+    }
+    return storeMedia({ deps, stored, data, receivedAt }, job, log, signal)
   }
 }
 
@@ -57,6 +65,7 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
   const existing = await stored()
   if (existing && existing.sha256 !== data.sha256) {
     await storeConflict(run, sniffed, String(existing.sha256))
+    if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
     return { outcome: 'conflict', sniffed_type: sniffed }
   }
 
@@ -81,9 +90,12 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
       // Only reachable if two different uploads of one media id ran at once, which job ids prevent.
       log.error({ jobId: job.id }, 'media document appeared with other bytes while this job copied its object')
       await storeConflict(run, sniffed, String(now.sha256))
+      if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
       return { outcome: 'conflict', sniffed_type: sniffed }
     }
   }
+  // Deleted while this job stored: nothing of it stays (the staged copy included), nothing is forwarded.
+  if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
   // Before the staged copy goes: a re-run that finds it gone (readStaged) takes the photo as
   // finished, so its deliveries must be queued by then.
   await deps.webhooks.recordStored({
@@ -95,6 +107,13 @@ async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSi
   })
   await removeStaged(deps, data, data.sha256)
   return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
+}
+
+/** The session was deleted while this job stored: erased again, staged bytes released. */
+async function erasedAfterStoring({ deps, data, receivedAt }: MediaRun, log: Logger): Promise<boolean> {
+  if (!(await erasedAfter(deps, data, receivedAt, log))) return false
+  await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
+  return true
 }
 
 /** The staged object's bytes, or 'already_stored' when an earlier run finished the job. */

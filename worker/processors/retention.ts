@@ -12,18 +12,16 @@
 //   expires at the shorter of its own period and the sessions period.
 //
 // Bounded and resumable: documents are read and deleted RETENTION_BATCH_SIZE at a time, and one run
-// deletes at most RETENTION_MAX_PER_RUN; the next run continues. Each batch removes the objects
-// first and the documents after, and a session's own document goes only after all its records:
-// a run killed at any point leaves documents that the next run finds again (deleting an object
-// that is already gone succeeds), so repeated or concurrent runs converge and never orphan an
-// object that no document names.
+// deletes at most RETENTION_MAX_PER_RUN; the next run continues. The batches are
+// deletion/batches.ts's (objects before the documents that name them), and a session's own
+// document goes only after all its records, so a run killed at any point is finished by the next.
 import type { Job } from 'bullmq'
 import type { Client as S3Client } from 'minio'
-import type { Collection, Db, Document, Filter } from 'mongodb'
+import type { Db } from 'mongodb'
 import type { Logger } from 'pino'
-import { collections, COLLECTIONS } from '../../shared/mongo.ts'
+import { BatchDeleter, BudgetSpent, type DeletionCounts, type RecordCollection } from '../../deletion/batches.ts'
+import { collections } from '../../shared/mongo.ts'
 import { expiryCutoff, hasRetention, retentionOf, type RetentionSettings } from '../../shared/retention.ts'
-import { AppError } from '../../shared/errors.ts'
 import { checkNotCancelled } from '../context.ts'
 import type { RetentionMetrics } from '../retention-metrics.ts'
 
@@ -37,26 +35,14 @@ export interface RetentionDeps {
   now?: () => Date
 }
 
-export type RetentionCollection = (typeof COLLECTIONS)['sessions' | 'conflicts' | 'logs' | 'logBatches' | 'media']
+export type RetentionCollection = RecordCollection
 
-export interface RetentionResult {
+export interface RetentionResult extends DeletionCounts {
   /** 'done': nothing expired is left; 'budget': RETENTION_MAX_PER_RUN was reached, the next run goes on. */
   outcome: 'done' | 'budget'
-  /** Documents deleted per collection. */
-  removed: Record<RetentionCollection, number>
-  objects: number
-  bytes: number
   /** Workspaces with at least one period set. */
   workspaces: number
 }
-
-/** An object delete that storage refused (e.g. AccessDenied): the run fails and the next one retries. */
-export class RetentionObjectError extends AppError {
-  readonly code = 'retention_object_delete_failed'
-}
-
-/** The run ran out of its per-run budget; caught inside the run, never thrown out of it. */
-class BudgetSpent extends Error {}
 
 export function createRetentionProcessor(deps: RetentionDeps) {
   return async function processRetention(_job: Job, _token?: string, signal?: AbortSignal): Promise<RetentionResult> {
@@ -90,9 +76,9 @@ export async function runRetention(deps: RetentionDeps, signal?: AbortSignal): P
     }
   } catch (err) {
     if (!(err instanceof BudgetSpent)) throw err
-    return run.result('budget', workspaces)
+    return run.runResult('budget', workspaces)
   }
-  return run.result('done', workspaces)
+  return run.runResult('done', workspaces)
 }
 
 /** The shorter of two periods; null (keep) is the longest. */
@@ -139,90 +125,24 @@ async function sweepSessions(run: Run, workspaceId: string, cutoff: Date): Promi
   }
 }
 
-/** The state of one run: its budget, its counts, and the batch steps. */
-class Run {
+/** One run: a batch deleter with the run's budget and metrics, and the collections. */
+class Run extends BatchDeleter {
   readonly c
-  private left: number
-  private readonly removed: Record<RetentionCollection, number> = {
-    test_sessions: 0,
-    test_session_conflicts: 0,
-    test_session_logs: 0,
-    test_session_log_batches: 0,
-    test_session_media: 0,
-  }
-  private objects = 0
-  private bytes = 0
 
-  constructor(
-    private readonly deps: RetentionDeps,
-    private readonly signal: AbortSignal | undefined,
-  ) {
+  constructor(deps: RetentionDeps, signal: AbortSignal | undefined) {
+    super({
+      s3: deps.s3,
+      batchSize: deps.config.retentionBatchSize,
+      budget: deps.config.retentionMaxPerRun,
+      // Checked before every batch: a worker shutting down stops the run here, and the next run goes on.
+      beforeBatch: () => checkNotCancelled(signal),
+      onDocuments: (collection, n) => deps.metrics?.removed(collection, n),
+      onObjects: (objects, bytes) => deps.metrics?.objectsRemoved(objects, bytes),
+    })
     this.c = collections(deps.db)
-    this.left = deps.config.retentionMaxPerRun
   }
 
-  /** Documents the next query may return: a batch, or what is left of the run's budget. */
-  batchLimit(): number {
-    // Checked before every batch: a worker shutting down stops the run here, and the next run goes on.
-    checkNotCancelled(this.signal)
-    if (this.left <= 0) throw new BudgetSpent()
-    return Math.min(this.deps.config.retentionBatchSize, this.left)
-  }
-
-  /** Deletes every document matching `filter`, a batch at a time, with their objects when `withObjects`. */
-  async deleteAll(collection: Collection, filter: Filter<Document>, withObjects = false): Promise<void> {
-    const projection = withObjects ? { _id: 1, bucket: 1, key: 1, size: 1 } : { _id: 1 }
-    for (;;) {
-      const batch = await collection.find(filter, { projection }).limit(this.batchLimit()).toArray()
-      if (batch.length === 0) return
-      if (withObjects) await this.removeObjects(batch)
-      await this.deleteIds(collection, batch)
-    }
-  }
-
-  budgetLeft(): number {
-    return Math.max(0, this.left)
-  }
-
-  async deleteIds(collection: Collection, docs: Document[]): Promise<void> {
-    if (docs.length === 0) return
-    const res = await collection.deleteMany({ _id: { $in: docs.map((d) => d._id) } })
-    // What this run deleted: a concurrent run may have taken some of them first.
-    const n = res.deletedCount
-    this.left -= docs.length
-    this.removed[collection.collectionName as RetentionCollection] += n
-    this.deps.metrics?.removed(collection.collectionName, n)
-  }
-
-  /** Removes the documents' objects (grouped by bucket); an object already gone counts as removed. */
-  private async removeObjects(docs: Document[]): Promise<void> {
-    const byBucket = new Map<string, Document[]>()
-    for (const d of docs) {
-      if (typeof d.bucket !== 'string' || typeof d.key !== 'string') continue
-      byBucket.set(d.bucket, [...(byBucket.get(d.bucket) ?? []), d])
-    }
-    for (const [bucket, list] of byBucket) {
-      const results = await this.deps.s3.removeObjects(
-        bucket,
-        list.map((d) => d.key as string),
-      )
-      // Quiet mode: the answer lists only the keys that failed (the client's type says { Error },
-      // its parser returns the Error elements themselves; both are read).
-      const failed = results
-        .map((r) => ((r as { Error?: unknown } | null)?.Error ?? r) as { Code?: string; Key?: string } | null | undefined)
-        .filter((e) => e?.Code && e.Code !== 'NoSuchKey')
-      if (failed.length > 0) {
-        // The documents stay, so the next run tries these objects again.
-        throw new RetentionObjectError(`could not delete ${failed.length} object(s) in ${bucket}: ${failed[0]!.Code} (${failed[0]!.Key})`)
-      }
-      const bytes = list.reduce((sum, d) => sum + (typeof d.size === 'number' ? d.size : 0), 0)
-      this.objects += list.length
-      this.bytes += bytes
-      this.deps.metrics?.objectsRemoved(list.length, bytes)
-    }
-  }
-
-  result(outcome: RetentionResult['outcome'], workspaces: number): RetentionResult {
-    return { outcome, removed: { ...this.removed }, objects: this.objects, bytes: this.bytes, workspaces }
+  runResult(outcome: RetentionResult['outcome'], workspaces: number): RetentionResult {
+    return { outcome, ...this.result(), workspaces }
   }
 }

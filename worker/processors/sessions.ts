@@ -20,8 +20,9 @@ import { markAccepted } from '../../shared/idempotency.ts'
 import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
 import { buildSessionDocument, sessionFallbackDocument } from '../session-document.ts'
 import { insertedId } from '../webhook-fanout.ts'
+import { deletedBefore, erasedAfter } from '../deleted-sessions.ts'
 
-export type SessionOutcome = 'stored' | 'replay' | 'conflict' | 'conflict_stored'
+export type SessionOutcome = 'stored' | 'replay' | 'conflict' | 'conflict_stored' | 'deleted'
 
 type Collections = ReturnType<typeof collections>
 type Run = { deps: ProcessorDeps; c: Collections; log: Logger; job: Job }
@@ -33,6 +34,8 @@ export function createSessionsProcessor(deps: ProcessorDeps) {
     const data = validatePayload('sessions', job.data)
     const receivedAt = parseReceivedAt(data.received_at)
     const run = { deps, c, log, job }
+    const jobLog = log.child({ jobId: job.id })
+    if (await deletedBefore(deps, data, receivedAt, jobLog)) return { outcome: 'deleted' }
     if (data.kind === 'conflict') return keepConflictBody(run, data, receivedAt)
     return storeSession(run, data, receivedAt, signal)
   }
@@ -42,12 +45,13 @@ export function createSessionsProcessor(deps: ProcessorDeps) {
  * The gateway already answered 409; keep the body for operators. The idempotency key belongs to
  * the stored session and is left alone.
  */
-async function keepConflictBody({ deps, c }: Run, data: ConflictJob, receivedAt: Date): Promise<{ outcome: SessionOutcome }> {
+async function keepConflictBody({ deps, c, log }: Run, data: ConflictJob, receivedAt: Date): Promise<{ outcome: SessionOutcome }> {
   const original = await storedSha(c, data.workspace_id, data.session_id)
   // The gateway sends a conflict when it cannot tell the stored body's hash (its key was lost):
   // the same body is a replay, not a conflict.
   if (original === data.sha256) return { outcome: 'replay' }
   await storeConflict(deps, data, receivedAt, original)
+  if (await erasedAfter(deps, data, receivedAt, log)) return { outcome: 'deleted' }
   return { outcome: 'conflict_stored' }
 }
 
@@ -79,6 +83,8 @@ async function storeSession(run: Run, data: SessionJob, receivedAt: Date, signal
       acceptedSha = existing
     }
   }
+  // Deleted while this job stored: nothing of it stays, nothing is forwarded.
+  if (await erasedAfter(deps, data, receivedAt, log.child({ jobId: job.id }))) return { outcome: 'deleted' }
   // Stored now (or by an earlier run of this job): its deliveries are queued before the job
   // completes. A new body for a stored GUID is kept as a conflict and not forwarded.
   if (outcome !== 'conflict')
