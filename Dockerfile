@@ -20,6 +20,7 @@ COPY worker worker
 COPY cli cli
 COPY admin admin
 COPY tokens tokens
+COPY deletion deletion
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # The runtime must not depend on a TypeScript runner: fail the build if one is still here.
 RUN for tool in tsx esbuild typescript; do \

@@ -35,7 +35,14 @@ t.test(
     await root.putObject(bucket, finalKey, body)
     t.teardown(() =>
       root
-        .removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`, `conflicts/wlp${id}/s/m/x`])
+        .removeObjects(bucket, [
+          finalKey,
+          `staging/wlp${id}/a`,
+          `staging/wlp${id}/b`,
+          `wlp${id}/worker`,
+          `wlp${id}/copy`,
+          `conflicts/wlp${id}/s/m/x`,
+        ])
         .catch(() => {}),
     )
     const denied = { code: 'AccessDenied' }
@@ -48,6 +55,8 @@ t.test(
       await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
       await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
       await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
+      await t.rejects(gateway.removeObject(bucket, finalKey), denied, 'DELETE of a stored photo')
+      t.match(await gateway.removeObjects(bucket, [finalKey]), [{ Code: 'AccessDenied' }], 'multi-object DELETE, refused per key')
       await t.rejects(
         gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`),
         denied,
@@ -65,13 +74,21 @@ t.test(
       t.ok((await readObject(root, bucket, finalKey)).equals(body), 'the stored photo is unchanged')
     })
 
-    t.test('admin panel: reads only', async (t) => {
+    t.test('admin panel and CLI: read and delete (session delete, workspace purge), never write', async (t) => {
       t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
       await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
-      await t.rejects(admin.removeObject(bucket, finalKey), denied, 'DELETE')
-      const bulk = await admin.removeObjects(bucket, [finalKey])
-      t.match(bulk, [{ Code: 'AccessDenied' }], 'multi-object DELETE, as the retention run sends it, is refused per key')
+      await t.rejects(admin.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT over a stored photo')
+      await t.rejects(admin.copyObject(bucket, `wlp${id}/copy`, `/${bucket}/${finalKey}`), denied, 'server-side copy (a write)')
       await t.rejects(admin.setBucketLifecycle(bucket, { Rule: [] }), denied, 'changing the lifecycle')
+      await t.rejects(admin.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
+      // What a deletion removes: final, conflict and staged objects, one by one and in bulk.
+      await root.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('s'))
+      await root.putObject(bucket, `conflicts/wlp${id}/s/m/x`, Buffer.from('c'))
+      t.same(await admin.removeObjects(bucket, [`staging/wlp${id}/b`, `conflicts/wlp${id}/s/m/x`]), [], 'multi-object DELETE')
+      await admin.removeObject(bucket, finalKey)
+      await t.rejects(root.statObject(bucket, finalKey), { code: 'NotFound' }, 'the stored photo is gone')
+      await t.rejects(root.statObject(bucket, `staging/wlp${id}/b`), { code: 'NotFound' }, 'the staged upload is gone')
+      await root.putObject(bucket, finalKey, body)
     })
 
     t.test('worker: reads and writes objects, but no bucket administration', async (t) => {
@@ -105,6 +122,7 @@ t.test('Redis: the gateway user runs only its commands on its keys', async (t) =
   // What it needs: reading the token mirror, its own idempotency keys.
   t.equal(await gw.hget(k.tokens, 'a'.repeat(64)), '{"id":"t1"}', 'reads the token mirror')
   t.equal(await gw.set(`${config.redisPrefix}:idem:lp`, '1'), 'OK', 'writes an idempotency key')
+  t.equal(await gw.hexists(k.deletedSessions('wlp'), 's'), 0, "reads a workspace's deleted-session tombstones")
 
   // Commands outside its list.
   for (const [name, run] of [
@@ -163,4 +181,11 @@ t.test('Redis: the worker and admin users cannot administer the server', async (
     t.equal(await r.hget(`${config.redisPrefix}:deliveries:none`, 'data'), null, `${role}: reads the deliveries queue`)
   }
   await t.rejects(admin.get(`${config.redisPrefix}:idem:x`), /NOPERM/, "admin: the gateway's idempotency keys")
+  // `session delete` mirrors its tombstone; the worker re-mirrors lost ones.
+  const tomb = k.deletedSessions('wlp-admin')
+  t.equal(await admin.hset(tomb, 's1', '1'), 1, 'admin: writes a tombstone')
+  const worker = new Redis(asRole(config, 'worker').redisUrl, { maxRetriesPerRequest: 0 })
+  t.teardown(() => worker.disconnect())
+  t.equal(await worker.hlen(tomb), 1, 'worker: reads the tombstones (re-mirroring)')
+  t.equal(await admin.del(tomb), 1)
 })
