@@ -30,6 +30,8 @@ import type { verifyPassword } from '../tokens/passwords.ts'
 import { NotFound, sendHtml } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
 import { httpsOption } from '../shared/https-option.ts'
+import { createDeletionAdmin, type DeletionAdmin } from '../deletion/admin.ts'
+import deletionRoutes from './routes/deletion.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -37,6 +39,8 @@ declare module 'fastify' {
     adminConfig: AdminConfig
     s3: S3Client
     tokenAdmin: TokenAdmin
+    /** Session deletion and workspace purge (deletion/admin.ts), the CLI's code. */
+    deletionAdmin: DeletionAdmin
     sessions: SessionStore
     loginLimiter: LoginLimiter
     passwordChecks: PasswordChecks
@@ -114,6 +118,21 @@ async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyP
         app.log.warn({ action, err: (err as Error).message }, 'token mirror not updated; the next worker sync will repair it'),
     }),
   )
+  app.decorate(
+    'deletionAdmin',
+    createDeletionAdmin({
+      db: app.db,
+      redis: app.redis,
+      prefix: config.redisPrefix,
+      shards: config.redisShards,
+      publicUrl: config.publicUrl,
+      now,
+      onMirrorError: (err, action) =>
+        app.log.warn({ action, err: (err as Error).message }, 'mirror not updated; the next worker sync will repair it'),
+      s3: app.s3,
+      bucket: config.s3.bucket,
+    }),
+  )
   app.decorate('sessions', createSessionStore(app.db, { ttlMs: adminConfig.sessionTtlMs, now }))
   app.decorate(
     'loginLimiter',
@@ -184,6 +203,7 @@ async function registerRoutes(app: FastifyInstance, names: ReturnType<typeof coo
   await app.register(authRoutes, { cookieNames: names })
   await app.register(workspaceRoutes)
   await app.register(retentionRoutes)
+  await app.register(deletionRoutes)
   await app.register(tokenRoutes)
   await app.register(webhookRoutes)
   await app.register(sessionRoutes)

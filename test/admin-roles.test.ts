@@ -163,6 +163,12 @@ t.test('an analyst of A reads A (sessions, photos, exports, dashboards, audit) a
   t.equal(await app.db.collection('workspaces').countDocuments({ slug: 'hacked' }), 0, 'no workspace created or renamed')
   t.match(await app.db.collection('workspaces').findOne({ _id: A.id as never }), { slug: 'team-a', active: true })
   t.match(await app.db.collection('workspaces').findOne({ _id: B.id as never }), { slug: 'secret-b', active: true })
+  // Deleting (a session, or the whole workspace) is an owner's: the routes above refused it.
+  t.equal(await app.db.collection('test_sessions').countDocuments({ workspace_id: A.id }), 1, 'no session of A deleted')
+  t.equal(await app.db.collection('test_session_media').countDocuments({ workspace_id: A.id }), 1, 'no photo of A deleted')
+  t.equal(await app.db.collection('deleted_sessions').countDocuments({}), 0, 'no tombstone written')
+  t.ok((await s3.statObject(config.s3.bucket, `${A.id}/sess-a/cropped`)).size > 0, "A's photo object is still there")
+  t.notMatch(detail.body, '/delete', 'no way to delete on the session page')
   const me = (await listAdmins(app.db)).find((u) => u.email === 'analyst@example.org')!
   t.same(me.roles, [{ workspace_id: A.id, slug: 'team-a', role: 'analyst' }], 'no role gained')
   t.equal(me.superadmin, false)

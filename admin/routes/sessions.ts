@@ -10,7 +10,9 @@ import { contentDisposition, openMedia } from '../data/media.ts'
 import { str } from '../views/format.ts'
 import { page } from '../views/layout.ts'
 import { exportForm, LOG_LIMIT, sessionDetailBody, sessionListBody } from '../views/sessions.ts'
-import { workspaceOf } from '../security/roles.ts'
+import { hasWorkspaceRole, workspaceOf } from '../security/roles.ts'
+import { html } from '../views/html.ts'
+import { deleteSessionLink } from '../views/deletion.ts'
 import { actorOf, checkId, NotFound, sendHtml, who, type Query } from './common.ts'
 
 type SessionRequest = FastifyRequest<{ Params: { ws: string; sid: string; mid: string }; Querystring: Query }>
@@ -45,7 +47,9 @@ async function sessionDetail(app: FastifyInstance, request: SessionRequest, repl
     app.db.collection(COLLECTIONS.conflicts).countDocuments(of),
     missingImages(app.db, ws.id, [doc]),
   ])
-  const body = sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missingMap })
+  const detail = sessionDetailBody({ ws, sid, doc, logs, media, conflicts, missingMap })
+  // Deleting is an owner's (admin/routes/deletion.ts); an analyst does not see the way to it.
+  const body = hasWorkspaceRole(who(request), ws.id, 'owner') ? html`${detail}${deleteSessionLink(ws, sid)}` : detail
   return sendHtml(reply, page({ title: `${ws.slug} · session ${sid}`, admin: who(request), workspace: ws, tab: 'sessions', body }))
 }
 

@@ -4,7 +4,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TokenAdminError } from '../../tokens/errors.ts'
 import { workspaceActivity } from '../data/activity.ts'
-import { seg } from '../views/html.ts'
+import { html, seg } from '../views/html.ts'
+import { purgeCard } from '../views/deletion.ts'
 import { page } from '../views/layout.ts'
 import { retentionCard } from '../views/retention.ts'
 import { settingsBody, workspaceListBody } from '../views/workspaces.ts'
@@ -57,7 +58,7 @@ export async function settingsPage(app: FastifyInstance, request: FastifyRequest
     admin,
     workspace: ws,
     tab: 'settings',
-    body: settingsBody(admin, ws, retentionCard(admin, ws, retention)),
+    body: settingsBody(admin, ws, html`${retentionCard(admin, ws, retention)}${purgeCard(ws)}`),
     notice: notice(q),
     error,
   })
