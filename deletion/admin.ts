@@ -24,7 +24,10 @@ export interface SessionDeletion extends DeletionCounts {
   workspace_id: string
   session_id: string
   deleted_at: Date
-  /** False when the gateways' Redis mirror was not written: a retry is answered 201 (and dropped by the worker) until a worker re-mirrors it. */
+  /**
+   * False when the gateways' Redis mirror was not written: a retry is answered 201 (and dropped by
+   * the worker) until a worker re-mirrors it.
+   */
   tombstone_mirrored: boolean
 }
 

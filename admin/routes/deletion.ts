@@ -31,10 +31,7 @@ export default async function deletionRoutes(app: FastifyInstance) {
     return sendHtml(reply, page({ title: `${ws.slug} · deleted`, admin: who(request), workspace: ws, tab: 'sessions', body, error }))
   })
 
-  app.get('/workspaces/:ws/purge', owner, async (request: DeleteRequest, reply) => {
-    const ws = workspaceOf(request)
-    return sendHtml(reply, await purgePage(app, request, null))
-  })
+  app.get('/workspaces/:ws/purge', owner, async (request: DeleteRequest, reply) => sendHtml(reply, await purgePage(app, request, null)))
 
   app.post('/workspaces/:ws/purge', owner, async (request: DeleteRequest, reply) => {
     const ws = workspaceOf(request)
