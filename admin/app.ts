@@ -31,6 +31,7 @@ import { NotFound, sendHtml } from './routes/common.ts'
 import { errorPage } from './views/pages.ts'
 import { httpsOption } from '../shared/https-option.ts'
 import { createDeletionAdmin, type DeletionAdmin } from '../deletion/admin.ts'
+import type { TokenAdminDeps } from '../tokens/context.ts'
 import deletionRoutes from './routes/deletion.ts'
 
 declare module 'fastify' {
@@ -105,34 +106,18 @@ async function decorateServices(app: FastifyInstance, verify: AdminDeps['verifyP
   await app.register(mongoPlugin, { url: config.mongodbUrl, writeConcern: config.mongoWriteConcern })
   await app.register(redisPlugin, { target: config })
   app.decorate('s3', createS3(config.s3))
-  app.decorate(
-    'tokenAdmin',
-    createTokenAdmin({
-      db: app.db,
-      redis: app.redis,
-      prefix: config.redisPrefix,
-      shards: config.redisShards,
-      publicUrl: config.publicUrl,
-      now,
-      onMirrorError: (err, action) =>
-        app.log.warn({ action, err: (err as Error).message }, 'token mirror not updated; the next worker sync will repair it'),
-    }),
-  )
-  app.decorate(
-    'deletionAdmin',
-    createDeletionAdmin({
-      db: app.db,
-      redis: app.redis,
-      prefix: config.redisPrefix,
-      shards: config.redisShards,
-      publicUrl: config.publicUrl,
-      now,
-      onMirrorError: (err, action) =>
-        app.log.warn({ action, err: (err as Error).message }, 'mirror not updated; the next worker sync will repair it'),
-      s3: app.s3,
-      bucket: config.s3.bucket,
-    }),
-  )
+  const adminDeps: TokenAdminDeps = {
+    db: app.db,
+    redis: app.redis,
+    prefix: config.redisPrefix,
+    shards: config.redisShards,
+    publicUrl: config.publicUrl,
+    now,
+    onMirrorError: (err, action) =>
+      app.log.warn({ action, err: (err as Error).message }, 'mirror not updated; the next worker sync will repair it'),
+  }
+  app.decorate('tokenAdmin', createTokenAdmin(adminDeps))
+  app.decorate('deletionAdmin', createDeletionAdmin({ ...adminDeps, s3: app.s3, bucket: config.s3.bucket }))
   app.decorate('sessions', createSessionStore(app.db, { ttlMs: adminConfig.sessionTtlMs, now }))
   app.decorate(
     'loginLimiter',
