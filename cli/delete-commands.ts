@@ -11,7 +11,7 @@ async function deletionAdmin(cx: CommandContext) {
       'deleting needs object storage: set S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY (a key that may delete)',
     )
   const [{ createS3 }, { createDeletionAdmin }] = await Promise.all([import('../shared/s3.ts'), import('../deletion/admin.ts')])
-  return createDeletionAdmin({ ...cx.tokenAdminDeps, s3: createS3(cx.s3), bucket: cx.s3.bucket })
+  return createDeletionAdmin({ ...cx.tokenAdminDeps, s3: createS3(cx.s3), bucket: cx.s3.bucket, batchSize: cx.deletionBatchSize })
 }
 
 /** "3 test_sessions, 12 test_session_logs, …; 4 objects (9.1 MB)". */

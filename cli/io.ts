@@ -34,6 +34,7 @@ export interface CommandContext {
   tokenAdminDeps: TokenAdminDeps
   /** Object storage, when configured (only deletions use it). */
   s3: CliConfig['s3']
+  deletionBatchSize: number
 }
 
 /** Runs one command; returns the exit code when it is not 0. */

@@ -89,6 +89,7 @@ async function connectAndRun(cmd: ParsedCommand, config: CliConfig, io: CliIO): 
       admin,
       tokenAdminDeps,
       s3: config.s3,
+      deletionBatchSize: config.deletionBatchSize,
     }
     return (await COMMAND_HANDLERS[cmd.name](cx)) ?? 0
   } catch (err) {
