@@ -17,9 +17,22 @@ t.test('each process asks only for what it uses', async (t) => {
   const cli = loadCliConfig({ ...redis, ...mongo })
   t.same(
     Object.keys(cli).sort(),
-    ['mongoWriteConcern', 'mongodbUrl', 'publicUrl', 'redisClusterNodes', 'redisPrefix', 'redisShards', 'redisUrl'],
+    [
+      'deletionBatchSize',
+      'mongoWriteConcern',
+      'mongodbUrl',
+      'publicUrl',
+      'redisClusterNodes',
+      'redisPrefix',
+      'redisShards',
+      'redisUrl',
+      's3',
+    ],
     'the CLI: no S3 key needed',
   )
+  t.equal(cli.s3, null, 'object storage is optional: only `session delete` and `workspace purge` use it (and refuse without it)')
+  t.equal(loadCliConfig({ ...redis, ...mongo, ...s3 }).s3?.accessKey, env.S3_ACCESS_KEY, 'read when given')
+  t.throws(() => loadCliConfig({ ...redis, ...mongo, S3_ENDPOINT: env.S3_ENDPOINT }), { name: 'ConfigError', variable: 'S3_ACCESS_KEY' })
   t.equal(cli.publicUrl, 'http://127.0.0.1:8080', 'PUBLIC_URL defaults to the gateway port')
   t.equal(loadCliConfig({ ...redis, ...mongo, PORT: '9000', PUBLIC_URL: 'https://rdt.example.org/' }).publicUrl, 'https://rdt.example.org')
   const gateway = loadGatewayConfig({ ...redis, ...s3 })

@@ -296,7 +296,9 @@ t.test('an accepted session or logs PUT makes exactly two Redis round trips, the
     claimArgs.includes(k.workspaceBytes(other.workspaceId)),
     'the claim script checked the workspace byte budget within those two as well',
   )
-  t.equal(claimArgs.at(-1), '18', "charging the body's 18 bytes")
+  t.equal(claimArgs.at(-2), '18', "charging the body's 18 bytes")
+  t.ok(claimArgs.includes(k.deletedSessions(other.workspaceId)), "and the workspace's deleted-session tombstones, within those two")
+  t.equal(claimArgs.at(-1), 'rt-1', 'for this session')
   await measure('logs PUT', () =>
     app.inject({ method: 'PUT', url: `/ingest/${other.token}/test_session/rt-1/logs/`, payload: '[{"tag":"x"}]' }),
   )
