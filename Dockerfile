@@ -21,6 +21,7 @@ COPY cli cli
 COPY admin admin
 COPY tokens tokens
 COPY deletion deletion
+COPY webhooks webhooks
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # The runtime must not depend on a TypeScript runner: fail the build if one is still here.
 RUN for tool in tsx esbuild typescript; do \
