@@ -67,20 +67,7 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
   const tokensFile = join(dir, 'tokens.json')
   writeFileSync(tokensFile, JSON.stringify(seeded.tokens), { mode: 0o600 })
 
-  const appEnv: Record<string, string> = {
-    ...stack.env,
-    HOST: '127.0.0.1',
-    REDIS_PREFIX: PREFIX,
-    // As in production (compose.yaml): info, one line per request.
-    LOG_LEVEL: 'info',
-    // The T1 rounds queue far more than a real backlog without workers to drain them; the
-    // backlog poller still runs (its cost is part of the figure), its verdict never triggers.
-    BACKLOG_HIGH_WATER: '10000000',
-    // T3 sends 256 photos of 1-5 MB per round through one workspace, more than its default byte
-    // budget (256 MiB a minute): the rounds measured 429s, not storage. The budget is a policy
-    // limit, tested in test/gateway-ratelimit.test.ts (with 0 the claim script skips it).
-    WORKSPACE_BYTES_PER_MINUTE: '0',
-  }
+  const appEnv = benchAppEnv(stack.env)
 
   return {
     opts,
@@ -115,5 +102,26 @@ export async function createBench(opts: BenchOptions, log: (msg: string) => void
       await stack.stop()
       if (!opts.keep) rmSync(stackDir, { recursive: true, force: true })
     },
+  }
+}
+
+/**
+ * The product processes' environment in every bench stack (this one and bench/distributed.ts):
+ * the stack's own settings, plus the few that keep the rounds measuring the path, not a policy.
+ */
+export function benchAppEnv(stackEnv: Record<string, string>): Record<string, string> {
+  return {
+    ...stackEnv,
+    HOST: '127.0.0.1',
+    REDIS_PREFIX: PREFIX,
+    // As in production (compose.yaml): info, one line per request.
+    LOG_LEVEL: 'info',
+    // The T1 rounds queue far more than a real backlog without workers to drain them; the
+    // backlog poller still runs (its cost is part of the figure), its verdict never triggers.
+    BACKLOG_HIGH_WATER: '10000000',
+    // T3 sends 256 photos of 1-5 MB per round through one workspace, more than its default byte
+    // budget (256 MiB a minute): the rounds measured 429s, not storage. The budget is a policy
+    // limit, tested in test/gateway-ratelimit.test.ts (with 0 the claim script skips it).
+    WORKSPACE_BYTES_PER_MINUTE: '0',
   }
 }

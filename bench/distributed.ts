@@ -19,7 +19,7 @@ import { startStack, type Stack } from '../stack/launcher.ts'
 import { defaultStackDir } from '../stack/paths.ts'
 import { inspectorEnv } from '../stack/roles.ts'
 import { loadTestConfig } from '../testing/config.ts'
-import { PREFIX } from './context.ts'
+import { benchAppEnv, PREFIX } from './context.ts'
 import type { BenchOptions } from './options.ts'
 import { cpuOf } from './procs.ts'
 import { seedTokens } from './seed.ts'
@@ -86,16 +86,7 @@ export async function createDistributedBench(opts: BenchOptions, log: (msg: stri
       tokensFiles[set] = join(dir, `tokens-${set}-shard.json`)
       writeFileSync(tokensFiles[set], JSON.stringify(tokens), { mode: 0o600 })
     }
-    const appEnv: Record<string, string> = {
-      ...stack.env,
-      HOST: '127.0.0.1',
-      REDIS_PREFIX: PREFIX,
-      LOG_LEVEL: 'info',
-      // As on the single stack (bench/context.ts): the rounds queue more than a real backlog, and
-      // the media rounds send more bytes than a workspace's default budget.
-      BACKLOG_HIGH_WATER: '10000000',
-      WORKSPACE_BYTES_PER_MINUTE: '0',
-    }
+    const appEnv = benchAppEnv(stack.env)
     return {
       opts,
       stack,
