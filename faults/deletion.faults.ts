@@ -53,7 +53,14 @@ t.test('workspace purge SIGKILLed half-way, then run again', async (t) => {
   t.equal(code, 0, 'the second run succeeds')
   const res = JSON.parse(out) as { removed: Record<string, number>; objects: number }
   t.equal(res.removed.test_sessions, sessions, 'it deleted the sessions the first run left')
-  t.equal(res.removed.test_session_media, photosLeft, 'and the photos')
+  // At most what was counted after the kill, and not necessarily all of it: a delete the killed
+  // run had already sent still completes in the database after its client is gone (a fresh-clone
+  // run counted 78 photos left and the second run found 76). What matters is below: nothing left.
+  const mediaRemoved = res.removed.test_session_media ?? 0
+  t.ok(
+    mediaRemoved > 0 && mediaRemoved <= photosLeft,
+    `and the photos still there (${mediaRemoved} of the ${photosLeft} counted after the kill)`,
+  )
 
   for (const coll of [col.sessions, col.logs, col.logBatches, col.media, col.conflicts])
     t.equal(await coll.countDocuments({ workspace_id: ws }), 0, `${coll.collectionName}: nothing left`)
