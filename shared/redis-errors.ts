@@ -34,7 +34,7 @@ export function redisErrorCode(err: unknown): string | undefined {
 /**
  * Codes that mean "Redis cannot take this right now", never "this request is wrong": connection
  * trouble, a full Redis (OOM), one that is loading its data or cannot persist (MISCONF), a replica
- * or a cluster mid-failover, and a lost script cache (NOSCRIPT: Redis restarted or flushed its
+ * or a cluster mid-failover (a demoted master included), and a lost script cache (NOSCRIPT: Redis restarted or flushed its
  * scripts under a connection that kept its own idea of what is loaded; shared/redis-scripts.ts
  * loads them again).
  */
@@ -61,6 +61,11 @@ const UNAVAILABLE = new Set([
   'CLUSTER_SLOTS',
   'TRYAGAIN',
   'MASTERDOWN',
+  // A master demoted to replica (a stale master rejoining the cluster learns it was replaced) ends
+  // every command blocked on it, the gateway's WAIT (gateway/replication.ts) included, with
+  // "UNBLOCKED ... instance state changed (master -> replica?)". Found by the stale-master fault
+  // with REDIS_WAIT_REPLICAS=1, where it was a 500.
+  'UNBLOCKED',
   'NOSCRIPT',
 ])
 

@@ -8,6 +8,9 @@ import { jobIds } from '../shared/keys.ts'
 import { fixturesDir } from '../testing/fixtures.ts'
 import { seedToken } from '../testing/seed.ts'
 import { asRole, inspectorQueues, testConfig } from './helpers/env.ts'
+import { Redis } from 'ioredis'
+import { privateRedis } from './helpers/private-redis.ts'
+import { waitFor } from '../testing/wait.ts'
 
 const config = testConfig({ REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '50' })
 const seeded = await seedToken(config)
@@ -43,4 +46,33 @@ t.test('REDIS_WAIT_REPLICAS=0 waits for nothing', async (t) => {
     headers: { 'content-type': 'application/json' },
   })
   t.equal(res.statusCode, 201)
+})
+
+t.test('a master demoted while the answer waits for its replicas: 503, not 500', async (t) => {
+  // A stale master that rejoins a cluster learns it was replaced and turns replica; Redis then ends
+  // every WAIT blocked on it with an UNBLOCKED error (found by faults/redis-cluster.faults.ts: one
+  // 500 in the stale-master run with REDIS_WAIT_REPLICAS=1). Two Redis servers of this test's own:
+  // the master has no replica, so WAIT blocks until the test demotes it with REPLICAOF.
+  const master = await privateRedis(t)
+  const other = await privateRedis(t)
+  const cfg = testConfig({ REDIS_URL: master.url, REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '60000' })
+  const own = await seedToken(cfg)
+  const gw = await buildGateway({ config: asRole(cfg, 'gateway'), logger: false })
+  t.teardown(() => gw.close())
+  const direct = new Redis(master.url)
+  t.teardown(() => direct.disconnect())
+  await waitFor(async () => (await gw.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, { what: 'the gateway to be ready' })
+  const answer = gw.inject({
+    method: 'PUT',
+    url: `/ingest/${own.token}/test_session/g-demoted/`,
+    payload: body,
+    headers: { 'content-type': 'application/json' },
+  })
+  // A poll: the WAIT is blocked inside another process's Redis, seen only by asking it.
+  await waitFor(async () => /blocked_clients:[1-9]/.test(await direct.info('clients')), { what: 'the WAIT to block' })
+  await direct.call('REPLICAOF', '127.0.0.1', String(other.port))
+  const res = await answer
+  t.equal(res.statusCode, 503, res.body)
+  t.match(JSON.parse(res.body), { error: 'unavailable' })
+  t.equal(res.headers['retry-after'], '5', 'the device is told when to come back')
 })
