@@ -9,6 +9,9 @@ import { AppError } from './errors.ts'
 /** ioredis's own errors that carry no code, by the text ioredis gives them (ioredis 6). */
 const CLIENT_ERRORS: [RegExp, string][] = [
   [/^Connection is closed\.?$/, 'CONNECTION_CLOSED'],
+  // The rest of a pipeline whose connection closed after its first answers (the gateway's SET +
+  // WAIT, or auto-pipelined commands): ioredis cannot resend it, so it aborts it.
+  [/^Command aborted due to connection close$/, 'CONNECTION_CLOSED'],
   [/^Stream isn't writeable and enableOfflineQueue options is false$/, 'OFFLINE'],
   [/^Command timed out$/, 'TIMEOUT'],
   [/^Socket timeout\./, 'TIMEOUT'],
