@@ -2,9 +2,10 @@
 // from the production sources (deploy/redis/users.acl.in, deploy/minio/policies/), and every
 // other test runs the gateway, workers, admin panel and CLI under them, which proves the rights
 // are enough. This file proves they are not more: the build fails if the internet-facing gateway's
-// storage key can read, list or delete an object, or write outside staging/, or if its Redis user
+// storage key can read, list or delete an object, or write outside media/ and pending/ (a photo's
+// upload and its marker), or if its Redis user
 // can run a command or touch a key outside its list.
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { keys } from '../shared/keys.ts'
@@ -31,27 +32,43 @@ t.test(
     await ensureBucket(root, bucket, region)
     const id = randomBytes(6).toString('hex')
     const finalKey = `wlp${id}/session/photo`
+    const uploadId = randomUUID()
+    const upload = `media/wlp${id}/session/photo/${uploadId}`
+    const marker = `pending/wlp${id}/session/photo/${uploadId}`
     const body = Buffer.from(`least privilege ${id}`)
     await root.putObject(bucket, finalKey, body)
     t.teardown(() =>
       root
-        .removeObjects(bucket, [finalKey, `staging/wlp${id}/a`, `staging/wlp${id}/b`, `wlp${id}/worker`, `conflicts/wlp${id}/s/m/x`])
+        .removeObjects(bucket, [
+          finalKey,
+          upload,
+          marker,
+          `staging/wlp${id}/a`,
+          `staging/wlp${id}/b`,
+          `wlp${id}/worker`,
+          `conflicts/wlp${id}/s/m/x`,
+        ])
         .catch(() => {}),
     )
     const denied = { code: 'AccessDenied' }
 
-    t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
-      await gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('staged'))
-      t.pass('PUT under staging/ is allowed')
-      await t.rejects(readObject(gateway, bucket, `staging/wlp${id}/a`), denied, 'GET of its own staged upload')
+    t.test('gateway: writes photo uploads and their markers only, and can never read, list or delete', async (t) => {
+      await gateway.putObject(bucket, upload, Buffer.from('uploaded'))
+      await gateway.putObject(bucket, marker, Buffer.alloc(0))
+      t.pass('PUT under media/ and pending/ is allowed')
+      await t.rejects(readObject(gateway, bucket, upload), denied, 'GET of its own upload')
+      await t.rejects(gateway.statObject(bucket, upload), denied, 'HEAD of its own upload')
       await t.rejects(readObject(gateway, bucket, finalKey), denied, 'GET of a stored photo')
       await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
-      await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
-      await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
+      await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside media/ and pending/')
+      await t.rejects(gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('x')), denied, 'PUT under staging/ (the earlier layout)')
+      await t.rejects(gateway.putObject(bucket, `conflicts/wlp${id}/s/m/x`, Buffer.from('x')), denied, 'PUT under conflicts/')
+      await t.rejects(gateway.removeObject(bucket, upload), denied, 'DELETE, even of its own upload')
+      await t.rejects(gateway.removeObject(bucket, marker), denied, 'DELETE of a marker (the sweeper would lose sight of its upload)')
       await t.rejects(
-        gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`),
+        gateway.copyObject(bucket, `media/wlp${id}/s/m/${randomUUID()}`, `/${bucket}/${finalKey}`),
         denied,
-        'server-side copy of a photo into staging/',
+        'server-side copy of a photo into media/',
       )
       const listing = new Promise((resolve, reject) => {
         const s = gateway.listObjectsV2(bucket, '', true)
