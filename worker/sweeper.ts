@@ -213,6 +213,9 @@ async function sweepMarker(deps: SweeperDeps, log: Logger, { name: marker, lastM
   if (!isValidId(ws) || !isValidId(session) || !isValidId(media) || !objectKeys.isPhotoOf(upload, ws, session, media)) {
     return skipUnusable(log, marker, 'not a marker the gateway writes')
   }
+  // Settled since the listing; or listed for ever while S3 says it does not exist (distributed
+  // MinIO that lost a node while it coordinated the marker's DELETE): either way nothing to do.
+  if (!(await statOf(deps, marker))) return 'skipped'
   const stat = await statOf(deps, upload)
   if (!stat) {
     // The upload never arrived (the gateway or its PUT failed after the marker; the device got
