@@ -1,7 +1,8 @@
 // A streaming S3 PUT. The minio client reads a whole object into memory before a single-part
 // upload (it must know the payload to sign it), which would put every 1-6 MB photo in gateway
 // memory. Here the request is signed with SigV4 and UNSIGNED-PAYLOAD, so the body is piped
-// straight from the device's socket to object storage; integrity comes from our own sha256.
+// straight from the device's socket to object storage; integrity comes from our own sha256, and
+// from the ETag where the server's ETag is the body's MD5 (the caller compares).
 import { createHash, createHmac } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
@@ -20,10 +21,10 @@ function encodePath(path: string): string {
     .join('/')
 }
 
-/** Object storage answered the PUT with another status than 200 (`statusCode`), or did not answer in time. */
+/** Object storage answered the PUT with another status than 200 (`statusCode`), did not answer in time, or stored other bytes. */
 export class S3PutError extends AppError {
   constructor(
-    readonly code: 's3_put_refused' | 's3_put_timeout',
+    readonly code: 's3_put_refused' | 's3_put_timeout' | 's3_put_mismatch',
     message: string,
     readonly statusCode?: number,
   ) {
@@ -38,7 +39,18 @@ export interface StreamPutOptions {
   metadata?: Record<string, string>
 }
 
-export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, body: Readable, opts: StreamPutOptions): Promise<void> {
+export interface StreamPutResult {
+  /** The ETag the server answered, without its quotes; null if it sent none. */
+  etag: string | null
+}
+
+export function streamPut(
+  s3: S3Settings['s3'],
+  bucket: string,
+  key: string,
+  body: Readable,
+  opts: StreamPutOptions,
+): Promise<StreamPutResult> {
   const endpoint = new URL(s3.endpoint)
   const path = `/${bucket}/${encodePath(key)}`
   const now = new Date()
@@ -66,11 +78,11 @@ export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, bod
   const request = endpoint.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     let settled = false
-    const finish = (err?: Error) => {
+    const finish = (err?: Error, etag: string | null = null) => {
       if (settled) return
       settled = true
       if (err) reject(err)
-      else resolve()
+      else resolve({ etag })
     }
     const req = request(
       { method: 'PUT', hostname: endpoint.hostname, port: endpoint.port || undefined, path, headers, timeout: 60_000 },
@@ -78,7 +90,8 @@ export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, bod
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c))
         res.on('end', () => {
-          if (res.statusCode === 200) finish()
+          const etag = typeof res.headers.etag === 'string' ? res.headers.etag.replace(/^"|"$/g, '') : null
+          if (res.statusCode === 200) finish(undefined, etag)
           else
             finish(
               new S3PutError(
