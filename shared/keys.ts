@@ -107,8 +107,19 @@ export const objectKeys = {
   staging: (ws: string, session: string, media: string, uploadId: string) => `staging/${ws}/${session}/${media}/${uploadId}`,
   /** Earlier layout: a conflicting upload's copy. */
   conflict: (ws: string, session: string, media: string, sha256: string) => `conflicts/${ws}/${session}/${media}/${sha256}`,
-  /** Every prefix a session's objects live under (final, conflicting, staged): what a deletion lists. */
-  sessionPrefixes: (ws: string, session: string) => [`${ws}/${session}/`, `conflicts/${ws}/${session}/`, `staging/${ws}/${session}/`],
+  /**
+   * Every prefix a session's objects live under, what a deletion lists: uploads (recorded or
+   * not), then the earlier layout's final, conflicting and staged objects, and the pending/
+   * markers last, so that a deletion cut short leaves markers whose uploads are gone (which the
+   * sweeper removes), never an upload without its marker.
+   */
+  sessionPrefixes: (ws: string, session: string) => [
+    `media/${ws}/${session}/`,
+    `${ws}/${session}/`,
+    `conflicts/${ws}/${session}/`,
+    `staging/${ws}/${session}/`,
+    `pending/${ws}/${session}/`,
+  ],
   /** The same for a whole workspace. */
-  workspacePrefixes: (ws: string) => [`${ws}/`, `conflicts/${ws}/`, `staging/${ws}/`],
+  workspacePrefixes: (ws: string) => [`media/${ws}/`, `${ws}/`, `conflicts/${ws}/`, `staging/${ws}/`, `pending/${ws}/`],
 }
