@@ -9,7 +9,8 @@
 #            delete anything, not even its own uploads
 #   worker   reads and writes the bucket (records uploads, sweeps unsettled ones, finishes photos
 #            staged by the earlier layout, deletes expired ones)
-#   admin    reads the bucket (the panel streams photos)
+#   admin    reads the bucket (the panel streams photos) and deletes objects (session delete,
+#            workspace purge: uploads, their markers, earlier-layout objects); never writes
 #
 # It also owns the bucket's lifecycle configuration (replaced as a whole on every run): one rule,
 # objects under staging/ expire MINIO_STAGING_EXPIRY_DAYS (default 30) after they were written.
