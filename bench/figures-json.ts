@@ -8,8 +8,8 @@ import { PREFIX } from './context.ts'
 import { runLoad, runLoads } from './load.ts'
 import type { AutocannonSummary, LoadSpec } from './load-child.ts'
 import { unsentNote, type OpenLoopResult } from './open-loop.ts'
-import { idleRss, startGateway, type AppProcess } from './procs.ts'
-import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, rewriteAofNow, SCRIPT_COMMANDS } from './redis-info.ts'
+import { idleRss, startGateway, syscallsOf, type AppProcess } from './procs.ts'
+import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, redisPid, rewriteAofNow, SCRIPT_COMMANDS } from './redis-info.ts'
 import { scrape, sumOf } from '../testing/prometheus.ts'
 import { mb, median } from './stats.ts'
 
@@ -61,6 +61,8 @@ export interface CpuPerRequest {
   gateway: number
   redis: number
   generator: number
+  /** Read + write system calls per request served (mostly socket I/O): how well each side batches. */
+  syscalls: { gateway: { reads: number; writes: number }; redis: { reads: number; writes: number } }
 }
 
 export interface GatewayScaling {
@@ -142,7 +144,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
           `${(commands / accepted).toFixed(2)} Redis commands and ${(trips / accepted).toFixed(2)} round trips per accept ` +
           `(${(scripts / accepted).toFixed(2)} script calls + ${((calls.exec ?? 0) / accepted).toFixed(2)} token-cache misses); ` +
           `CPU us/accept: gateway ${cpu.gateway.toFixed(0)}, redis ${cpu.redis.toFixed(0)}, generator ${cpu.generator.toFixed(0)}; ` +
-          `gateway RSS ${mb(g.rss()).toFixed(0)} MB (peak so far ${mb(g.peakRss()).toFixed(0)} MB)`,
+          `${syscallsLine(cpu.syscalls)}; gateway RSS ${mb(g.rss()).toFixed(0)} MB (peak so far ${mb(g.peakRss()).toFixed(0)} MB)`,
       )
     }
     const t1PeakRssMb = mb(g.peakRss())
@@ -160,7 +162,8 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
       t1bcpu.push(cpu)
       b.log(
         `  T1b round ${r + 1}: ${Math.round(res.rps)} 409/s (p99 ${res.p99} ms), statuses ${JSON.stringify(res.statuses)}; ` +
-          `CPU us/answer: gateway ${cpu.gateway.toFixed(0)}, redis ${cpu.redis.toFixed(0)}, generator ${cpu.generator.toFixed(0)}`,
+          `CPU us/answer: gateway ${cpu.gateway.toFixed(0)}, redis ${cpu.redis.toFixed(0)}, generator ${cpu.generator.toFixed(0)}; ` +
+          syscallsLine(cpu.syscalls),
       )
     }
 
@@ -341,9 +344,12 @@ async function withAccounting(b: Bench, g: AppProcess, kind: 'sessions' | 'dupli
   const claimsBefore = (await commandCalls(b.redis)).evalsha ?? 0
   const gwBefore = g.cpu()
   const redisBefore = await redisCpu(b.redis)
+  const pid = await redisPid(b.redis)
+  const sysBefore = { gateway: syscallsOf(g.pid), redis: syscallsOf(pid) }
   const res = await load()
   const gwCpu = g.cpu() - gwBefore
   const redisCpuS = (await redisCpu(b.redis)) - redisBefore
+  const sysAfter = { gateway: syscallsOf(g.pid), redis: syscallsOf(pid) }
   const after = await answeredByStatus(g)
   const answered = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (answeredBefore[k] ?? 0)]))
   let served: number
@@ -360,8 +366,26 @@ async function withAccounting(b: Bench, g: AppProcess, kind: 'sessions' | 'dupli
     res,
     served,
     answered,
-    cpu: { gateway: us(gwCpu), redis: us(redisCpuS), generator: (res.generatorCpuS / res.totalAnswers) * 1e6 },
+    cpu: {
+      gateway: us(gwCpu),
+      redis: us(redisCpuS),
+      generator: (res.generatorCpuS / res.totalAnswers) * 1e6,
+      syscalls: {
+        gateway: perServed(sysBefore.gateway, sysAfter.gateway, served),
+        redis: perServed(sysBefore.redis, sysAfter.redis, served),
+      },
+    },
   }
+}
+
+function perServed(before: { reads: number; writes: number }, after: { reads: number; writes: number }, served: number) {
+  return { reads: (after.reads - before.reads) / served, writes: (after.writes - before.writes) / served }
+}
+
+/** "gateway 1.02 r + 1.10 w, redis 0.52 r + 0.50 w": system calls per request. */
+function syscallsLine(s: CpuPerRequest['syscalls']): string {
+  const f = (x: { reads: number; writes: number }) => `${x.reads.toFixed(2)} r + ${x.writes.toFixed(2)} w`
+  return `syscalls/request: gateway ${f(s.gateway)}, redis ${f(s.redis)}`
 }
 
 function perAccept(calls: Record<string, number>, accepted: number): Record<string, number> {

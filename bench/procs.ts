@@ -54,6 +54,21 @@ export function cpuOf(pid: number): number {
   }
 }
 
+/**
+ * Read and write system calls a process has made, from /proc/<pid>/io. Socket reads and writes
+ * count here, so per request they say how well a process batches its I/O, whatever the machine's
+ * load does to its CPU time.
+ */
+export function syscallsOf(pid: number): { reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+    const f = (name: string) => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? 0)
+    return { reads: f('syscr'), writes: f('syscw') }
+  } catch {
+    return { reads: 0, writes: 0 }
+  }
+}
+
 export function rssOf(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
     const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

@@ -38,6 +38,11 @@ export async function redisCpu(redis: Redis): Promise<number> {
   return f('used_cpu_sys') + f('used_cpu_user')
 }
 
+/** The Redis server's pid (it runs on this machine), for its /proc counters. */
+export async function redisPid(redis: Redis): Promise<number> {
+  return Number(/^process_id:(\d+)/m.exec(await redis.info('server'))?.[1] ?? 0)
+}
+
 /** Redis's own latency monitor (events at or above the threshold set in context.ts): event -> worst ms since the last reset. */
 export async function latencyEvents(redis: Redis): Promise<Record<string, number>> {
   const rows = (await redis.call('LATENCY', 'LATEST')) as [string, number, number, number][]

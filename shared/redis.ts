@@ -25,7 +25,9 @@ function connect(target: RedisTarget, options: RedisOptions, cluster: ClusterOpt
     return new Redis(typeof target === 'string' ? target : target.redisUrl, options)
   const u = new URL(target.redisUrl)
   const seeds: RedisNode[] = [...target.redisClusterNodes, { host: u.hostname, port: Number(u.port) || 6379 }]
-  const { retryStrategy, enableOfflineQueue, enableReadyCheck, lazyConnect, ...perNode } = options
+  // These are the cluster client's own choices: a cluster sends each command through a node's
+  // connection itself, so on the node connections they would do nothing.
+  const { retryStrategy, enableOfflineQueue, enableReadyCheck, lazyConnect, enableAutoPipelining, ...perNode } = options
   return new Cluster(seeds, {
     redisOptions: {
       ...perNode,
@@ -37,6 +39,7 @@ function connect(target: RedisTarget, options: RedisOptions, cluster: ClusterOpt
     enableOfflineQueue,
     enableReadyCheck,
     lazyConnect,
+    enableAutoPipelining,
     // A failover takes the node timeout plus an election; commands retry through it (bounded by
     // maxRedirections), and a fail-fast client's own timeout still answers 503 first.
     retryDelayOnFailover: 200,
