@@ -119,11 +119,7 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
     b.log(`  B3 round ${r + 1}: ${Math.round(res.rate)} docs/s; FerretDB CPU ${res.ferretCpuUsPerDoc.toFixed(0)} us/doc`)
   }
 
-  b.log(`B4: S3 PUT with the minio client, ${opts.photos} photos of 1-5 MB, concurrency ${opts.photoConcurrency}`)
-  for (let r = 0; r < opts.rounds; r++) {
-    rounds.b4!.push(await directS3PutMbS(b, opts.photos, opts.photoConcurrency))
-    b.log(`  B4 round ${r + 1}: ${rounds.b4!.at(-1)!.toFixed(1)} MB/s`)
-  }
+  rounds.b4 = await measureDirectS3(b)
 
   return {
     fastify_hello_rps: median(rounds.b1!),
@@ -143,6 +139,34 @@ export async function measureBaselines(b: Bench): Promise<Baselines> {
       'B5: VmRSS of a fresh bare Fastify process, 3 s after it is ready',
       "C-B1: T1's session PUTs (same bodies, generator and settings) against the hello process's PUT route, which only reads, hashes and parses the body: the ceiling for T1 and T1b on this machine before any Redis work",
     ],
+  }
+}
+
+/** B4: the same photo sizes PUT straight to the same S3 server, MB/s per round. */
+export async function measureDirectS3(b: Bench): Promise<number[]> {
+  const opts = b.opts
+  const out: number[] = []
+  b.log(`B4: S3 PUT with the minio client, ${opts.photos} photos of 1-5 MB, concurrency ${opts.photoConcurrency}`)
+  for (let r = 0; r < opts.rounds; r++) {
+    out.push(await directS3PutMbS(b, opts.photos, opts.photoConcurrency))
+    b.log(`  B4 round ${r + 1}: ${out.at(-1)!.toFixed(1)} MB/s`)
+  }
+  return out
+}
+
+/** B4 alone, for a run of the media phase without the baselines phase: T3 is read as a ratio to it. */
+export function directS3Only(b4: number[], photoConcurrency: number): Baselines {
+  return {
+    fastify_hello_rps: NaN,
+    queue_add_per_s: NaN,
+    insertmany_docs_per_s: NaN,
+    s3_put_mb_s: median(b4),
+    fastify_idle_rss_mb: NaN,
+    fastify_parse_put_rps: NaN,
+    hello_cpu_us_per_req: [],
+    insertmany_ferretdb_cpu_us_per_doc: [],
+    rounds: { b4 },
+    notes: [`B4: minio putObject from a separate process, 1-5 MiB objects, concurrency ${photoConcurrency}`],
   }
 }
 

@@ -142,8 +142,9 @@ export async function t3Round(
 ): Promise<T3Round> {
   const prefix = sessionPrefix()
   const res = await upload(b, g, prefix, photoSizes(photos), photos, concurrency)
-  // Final storage: the worker verified the staged object, copied it to its final key and
-  // wrote its document; then the job is done. Poll for the last of them.
+  // Final storage: the photo is where it stays and its document names it (the worker recorded
+  // the upload; with the earlier layout, it had copied a staged object to its final key). Then
+  // the job is done. Poll for the last of them.
   const media = b.db.collection(COLLECTIONS.media)
   const deadline = Date.now() + 600_000
   while ((await media.countDocuments({ session_id: { $regex: `^${prefix}-` } })) < (res.statuses['201'] ?? 0)) {

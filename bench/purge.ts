@@ -3,11 +3,11 @@
 //
 //   npx tsx stack/with-stack.ts -- npx tsx bench/purge.ts [--sessions 10000] [--photos 2] [--photo-kb 64]
 //
-// It seeds a workspace directly (documents shaped as the worker writes them, photos as objects
-// under their final keys, with the stack's root credentials), then runs the real CLI as a child
+// It seeds a workspace directly (documents shaped as the worker writes them, photos as uploads
+// under media/ where the gateway writes them once, with the stack's root credentials), then runs the real CLI as a child
 // process with the CLI's own credentials, times it, and checks that nothing of the workspace is left.
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
@@ -77,9 +77,15 @@ try {
       await c.logs.insertMany(
         ids.flatMap((s) => Array.from({ length: LOG_ENTRIES }, (_, n) => ({ ...of(s), tag: 't', message: `m${n}`, batch_index: n }))),
       )
-    const media = ids.flatMap((s) => Array.from({ length: PHOTOS }, (_, n) => ({ session: s, media: `photo_${n}` })))
+    const media = ids.flatMap((s) =>
+      Array.from({ length: PHOTOS }, (_, n) => ({
+        session: s,
+        media: `photo_${n}`,
+        key: objectKeys.upload(ws, s, `photo_${n}`, randomUUID()),
+      })),
+    )
     await pool(media, 16, async (m) => {
-      await s3.putObject(bucket, objectKeys.final(ws, m.session, m.media), photo, photo.length, { 'Content-Type': 'image/jpeg' })
+      await s3.putObject(bucket, m.key, photo, photo.length, { 'Content-Type': 'image/jpeg' })
     })
     await c.media.insertMany(
       media.map((m) => ({
@@ -88,7 +94,7 @@ try {
         size: photo.length,
         sha256: 'p',
         bucket,
-        key: objectKeys.final(ws, m.session, m.media),
+        key: m.key,
       })),
     )
     log(`seeded ${start + ids.length}/${SESSIONS} sessions`)

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { repoRoot } from '../stack/paths.ts'
-import { measureBaselines, type Baselines } from './baselines.ts'
+import { directS3Only, measureBaselines, measureDirectS3, type Baselines } from './baselines.ts'
 import { createBench } from './context.ts'
 import { createDistributedBench } from './distributed.ts'
 import { measureCpu, type CpuFigures } from './figures-cpu.ts'
@@ -113,6 +113,9 @@ try {
     phaseDone('e2e')
   }
   if (opts.phases.has('media')) {
+    // T3 is read as a ratio to B4: without the baselines phase (`--only media`), B4 is measured
+    // alone, just before T3, as that phase would.
+    if (!baselines) baselines = directS3Only(await measureDirectS3(b), opts.photoConcurrency)
     media = await measureMedia(b)
     phaseDone('media')
   }

@@ -1,8 +1,10 @@
 // Erasing a session's or a whole workspace's records and objects, in deletion/batches.ts's
 // bounded, resumable batches. The order is what makes a killed run converge on the next one:
 // - documents that name objects (photos, conflicting uploads) go with their objects, objects first;
-// - then every object left under the session's (or workspace's) prefixes: final photos whose
-//   document never got in, conflict copies, staged uploads (staging/…), which no document names;
+// - then every object left under the session's (or workspace's) prefixes (objectKeys.sessionPrefixes):
+//   uploads no document names yet (media/…: written, their job not run or lost, or a retry's
+//   copy), the earlier layout's final photos, conflict copies and staged uploads (staging/…),
+//   and the uploads' pending/ markers last;
 // - then logs, log batches and conflicting session bodies; the session documents last, so that
 //   a half-done run still shows, in test_sessions, what it has not finished.
 // Running it again finds what is left and deletes it; nothing it deleted comes back, because the

@@ -94,7 +94,7 @@ t.test('gateway: SIGTERM with an upload slower than the shutdown bound', async (
   const status = await slow.done
   t.not(status, 201, 'the cut upload is not acknowledged')
   // The device retries on the next gateway: accepted (not 409), and stored byte for byte; the
-  // cut attempt leaves no staged object behind.
+  // cut attempt leaves no upload (nor marker) behind.
   await c.gateway()
   const retry = newUpload('media', 'slow-0002', slowBytes, { mediaId: 'cropped' })
   await put(`${c.dsn}/test_session/slow-0002/media/cropped/`, retry, { 'content-type': 'image/jpeg' })
@@ -104,7 +104,7 @@ t.test('gateway: SIGTERM with an upload slower than the shutdown bound', async (
     t,
     rowOf('gateway SIGTERM with an upload slower than its grace (cut, then retried)', f, [
       `exit ${exit.code} after ${exit.ms} ms; the cut upload got ${status}, its retry ${retry.final}`,
-      `${w.count(/partial upload; discarded/)} partial staged object discarded by the sweeper`,
+      `${w.count(/partial upload; discarded/)} partial upload discarded by the sweeper`,
     ]),
   )
   assertIntact(t, f)

@@ -75,8 +75,9 @@ t.test('one of four distributed MinIO nodes killed with SIGKILL while photos are
       `${w.count(/"msg":"job failed; will retry"/)} job attempts retried`,
     ]),
   )
-  // A node killed while it coordinated the DELETE of a staged object can leave that key listed
-  // with no object behind it (verify.ts, statStaged); the photo itself is checked stored above.
+  // A node killed while it coordinated the DELETE of a marker (or of a retry's copy) can leave
+  // that key listed with no object behind it (verify.ts, statListed); the photo itself is checked
+  // stored above.
   assertIntact(t, f, { phantomsAllowed: true })
   t.ok(gw.alive() && w.alive(), 'no process was restarted')
 })

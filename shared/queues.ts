@@ -56,7 +56,15 @@ export const LogsJob = Type.Object({
   body_invalid_utf8: BodyInvalidUtf8,
 })
 
-/** Media is never carried in Redis: the job is a claim check on the staged object. */
+/**
+ * Media is never carried in Redis: the job is a claim check on the uploaded object.
+ *
+ * `staging_key` is the upload's key. Under media/ (objectKeys.upload) the bytes are where they
+ * stay, and the gateway hashed and sniffed them while streaming (`sniffed_type` is set): the job
+ * only records which upload is canonical. Under staging/ (jobs from before that layout) the job
+ * reads the object back, verifies and moves it. The field keeps its name so that jobs queued
+ * across an upgrade still validate.
+ */
 export const MediaJob = Type.Object({
   kind: Type.Literal('media'),
   ...Origin,
@@ -67,6 +75,8 @@ export const MediaJob = Type.Object({
   sha256: Sha256,
   filename: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()]),
   content_type: Type.Union([Type.String({ maxLength: 256 }), Type.Null()]),
+  /** What the first bytes are (shared/sniff.ts), sniffed by the gateway; absent in staged jobs. */
+  sniffed_type: Type.Optional(Type.String({ maxLength: 100 })),
 })
 
 /**

@@ -1,13 +1,14 @@
-// Staged media accounting, for backpressure (gateway/backlog.ts): how many bytes of photos sit in
-// the S3 staging area waiting for their job. Each staged object is registered under its staging
-// key (unique per upload: it ends in a random id) with its size, and a counter holds the sum.
+// Unsettled media accounting, for backpressure (gateway/backlog.ts): how many bytes of uploaded
+// photos wait for their job. Each upload is registered under its object key (unique per upload:
+// it ends in a random id) with its size, and a counter holds the sum. (The names say "staged":
+// they are kept from the earlier layout, which staged photos for their job to move.)
 //
-// - The gateway registers the object in the same MULTI as the media job, so the bytes are counted
+// - The gateway registers the upload in the same MULTI as the media job, so the bytes are counted
 //   exactly when the job exists, in the round trip the enqueue makes anyway.
-// - The worker releases the entry after it removed the staging object. Releasing deletes the
-//   entry and subtracts only if the entry was still there, so a job that runs twice (stalled
-//   lock, retry after a crash) subtracts once.
-// - An object staged without a job (the enqueue failed) was never registered; the sweeper's
+// - The worker releases the entry once its job settled the upload. Releasing deletes the entry
+//   and subtracts only if the entry was still there, so a job that runs twice (stalled lock,
+//   retry after a crash) subtracts once.
+// - An upload without a job (the enqueue failed) was never registered; the sweeper's
 //   re-enqueued job then releases nothing. Either way the counter matches the entries.
 import { Job, type Queue } from 'bullmq'
 import type { RedisClient } from './redis.ts'
@@ -104,7 +105,7 @@ export async function addMediaJobWithStaging(
   if (typeof added === 'number' && added < 0) throw new Error(`media enqueue: BullMQ refused the job (code ${added})`)
 }
 
-/** Call after the staging object is removed; true if this call released it (false: already released, or never registered). */
+/** Call once the upload is settled; true if this call released it (false: already released, or never registered). */
 export async function releaseStagedMedia(redis: RedisClient, prefix: string, stagingKey: string): Promise<boolean> {
   const k = keys(prefix)
   return (await defineStagingCommands(redis).rdtReleaseMedia(k.stagedMedia, k.stagedMediaBytes, stagingKey)) === 1

@@ -39,6 +39,9 @@ const owner = await login(app, 'owner@example.org')
 const base = `/workspaces/${A.id}`
 
 t.test('an owner deletes a session after a confirmation that names what goes', async (t) => {
+  // Where the photo is: the key its document names (an upload's own key).
+  const photoKey = String((await c.media.findOne({ workspace_id: A.id, session_id: 's-1' }))?.key)
+  t.ok((await s3.statObject(config.s3.bucket, photoKey)).size > 0, 'the photo object is there before')
   const detail = await owner.get(`${base}/sessions/s-1`)
   t.match(detail.body, `${base}/sessions/s-1/delete`, 'the session page links to the deletion')
   const confirm = await owner.get(`${base}/sessions/s-1/delete`)
@@ -57,7 +60,7 @@ t.test('an owner deletes a session after a confirmation that names what goes', a
   t.match(done.body, /Session <span class="mono">s-1<\/span> deleted/)
   t.equal(await c.sessions.countDocuments({ workspace_id: A.id, session_id: 's-1' }), 0)
   t.equal(await c.media.countDocuments({ workspace_id: A.id, session_id: 's-1' }), 0)
-  await t.rejects(s3.statObject(config.s3.bucket, `${A.id}/s-1/cropped`), { code: 'NotFound' }, 'the photo object is gone')
+  await t.rejects(s3.statObject(config.s3.bucket, photoKey), { code: 'NotFound' }, 'the photo object is gone')
   t.ok(await c.deletedSessions.findOne({ _id: `${A.id}/s-1` }), 'tombstone written')
   t.match(await c.audit.findOne({ action: 'session.delete' }), {
     actor: 'admin:owner@example.org',

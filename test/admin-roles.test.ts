@@ -167,7 +167,8 @@ t.test('an analyst of A reads A (sessions, photos, exports, dashboards, audit) a
   t.equal(await app.db.collection('test_sessions').countDocuments({ workspace_id: A.id }), 1, 'no session of A deleted')
   t.equal(await app.db.collection('test_session_media').countDocuments({ workspace_id: A.id }), 1, 'no photo of A deleted')
   t.equal(await app.db.collection('deleted_sessions').countDocuments({}), 0, 'no tombstone written')
-  t.ok((await s3.statObject(config.s3.bucket, `${A.id}/sess-a/cropped`)).size > 0, "A's photo object is still there")
+  const photoKey = String((await app.db.collection('test_session_media').findOne({ workspace_id: A.id }))?.key)
+  t.ok((await s3.statObject(config.s3.bucket, photoKey)).size > 0, "A's photo object is still there")
   t.notMatch(detail.body, '/delete', 'no way to delete on the session page')
   const me = (await listAdmins(app.db)).find((u) => u.email === 'analyst@example.org')!
   t.same(me.roles, [{ workspace_id: A.id, slug: 'team-a', role: 'analyst' }], 'no role gained')

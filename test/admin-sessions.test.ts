@@ -10,7 +10,6 @@ import { contentDisposition, openMedia } from '../admin/data/media.ts'
 import { parse as parseDisposition } from 'content-disposition'
 import type { Client as S3Client } from 'minio'
 import type { Readable } from 'node:stream'
-import { objectKeys } from '../shared/keys.ts'
 import { outcomeOf, validityOf } from '../admin/data/readings.ts'
 import { listSessions, parseFilters } from '../admin/data/sessions.ts'
 import { addAdmin, login, seedMedia, seedSession, sessionBody, startAdmin } from './helpers/admin-support.ts'
@@ -105,6 +104,8 @@ await seedMedia(app.db, s3, config.s3.bucket, {
   filename: 'evil"name\r\n.html',
   sniffed: 'application/octet-stream',
   receivedAt: ago(119),
+  // Stored before uploads stayed where they were written: still served.
+  layout: 'final',
 })
 await app.db.collection('test_session_logs').insertMany([
   {
@@ -243,6 +244,18 @@ t.test('photos: sniffed type, nosniff, safe Content-Disposition; anything else i
   t.match(evil.headers['content-disposition'], /^attachment; filename=evil_name__\.html; filename\*=UTF-8''evil%22name__\.html$/)
   t.equal((await b.get(`${base}/sessions/s2/media/cropped`)).statusCode, 404)
   t.equal((await b.get(`/workspaces/${other.id}/sessions/s1/media/cropped`)).statusCode, 404, 'another workspace cannot reach it')
+  // A document whose key names another photo's object (edited by hand, or corrupted) is never followed.
+  const stray = await app.db.collection('test_session_media').findOne({ workspace_id: W, session_id: 's1', media_id: 'cropped' })
+  await seedMedia(app.db, s3, config.s3.bucket, {
+    workspaceId: W,
+    sessionId: 'sptr',
+    mediaId: 'pointer',
+    tokenId: tok.id,
+    bytes: fakeJpeg(10),
+    documentKey: String(stray?.key),
+  })
+  t.equal((await b.get(`${base}/sessions/sptr/media/pointer`)).statusCode, 404, "a key outside the photo's own ids is not opened")
+  await app.db.collection('test_session_media').deleteOne({ workspace_id: W, session_id: 'sptr' }) // the dashboard counts photos
   t.equal(
     contentDisposition('inline', 'ünïcode "x".jpg'),
     `inline; filename="_n_code _x_.jpg"; filename*=UTF-8''%C3%BCn%C3%AFcode%20%22x%22.jpg`,
@@ -281,7 +294,8 @@ t.test('a file name with an emoji at the 200-character cut: the photo page answe
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
-  const key = objectKeys.final(other.id, 's1', 'emoji')
+  const doc = await app.db.collection('test_session_media').findOne({ workspace_id: other.id, session_id: 's1', media_id: 'emoji' })
+  const key = String(doc?.key)
   for (const filename of [name, '\ud83d' + 'x'.repeat(300), 'x\udc00y', '']) {
     const m = await openMedia(spy, config.s3.bucket, key, filename)
     t.doesNotThrow(() => parseDisposition(m.disposition), `a valid header for ${JSON.stringify(filename.slice(0, 5))}…`)

@@ -1,6 +1,6 @@
 // `jobs failed` / `jobs retry`: against a real worker on its own prefix, database and bucket.
 // One job fails for good because its payload is invalid (UnrecoverableError); one fails because
-// its staged photo is missing (a transient cause that outlasts its attempts). The CLI lists both
+// its uploaded photo is missing (a transient cause that outlasts its attempts). The CLI lists both
 // without ever printing a body, and once the photo appears, `jobs retry` gets it stored.
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -49,7 +49,7 @@ await stack.queues.sessions.add(
   { jobId: badId, attempts: 300, removeOnFail: false },
 )
 
-// 2. A media job whose staged object is missing: "will retry", twice, then failed for good.
+// 2. A media job whose upload is missing: "will retry", twice, then failed for good.
 const photo = fakeJpeg(20_000)
 const media: MediaJob = {
   kind: 'media',
@@ -59,11 +59,12 @@ const media: MediaJob = {
   received_at: new Date().toISOString(),
   media_id: 'cropped',
   bucket: config.s3.bucket,
-  staging_key: objectKeys.staging(ws, session, 'cropped', randomUUID()),
+  staging_key: objectKeys.upload(ws, session, 'cropped', randomUUID()),
   size: photo.length,
   sha256: sha256(photo),
   filename: `${SECRET}.jpg`,
   content_type: 'image/jpeg',
+  sniffed_type: 'image/jpeg',
 }
 const mediaId = jobIds.media(ws, session, 'cropped')
 await stack.queues.media.add('media', media, {
@@ -81,12 +82,12 @@ t.test('the jobs end in the failed set, and the worker says so in one line witho
   t.match(bad.job.failedReason, /invalid sessions job payload/)
   t.equal(missing.state, 'failed')
   t.equal(missing.job.attemptsMade, 2, 'the transient failure was retried before it was given up')
-  t.match(missing.job.failedReason, /staged object not found/)
+  t.match(missing.job.failedReason, /uploaded object not found/)
 
   const lines = stack.lines.filter((l) => l.msg === 'job failed permanently')
   const byJob = new Map(lines.map((l) => [l.jobId, l]))
   t.match(byJob.get(badId), { level: 50, queue: 'sessions', jobId: badId, reason: /UnrecoverableError: invalid sessions job payload/ })
-  t.match(byJob.get(mediaId), { level: 50, queue: 'media', jobId: mediaId, attempts: 2, reason: /staged object not found/ })
+  t.match(byJob.get(mediaId), { level: 50, queue: 'media', jobId: mediaId, attempts: 2, reason: /uploaded object not found/ })
   t.notOk(
     stack.lines.some((l) => JSON.stringify(l).includes(SECRET)),
     'no log line carries the body or the filename',
@@ -122,7 +123,7 @@ t.test('jobs failed lists them, newest first, without bodies', async (t) => {
     session_id: session,
     media_id: 'cropped',
     attempts_made: 2,
-    failed_reason: /staged object not found/,
+    failed_reason: /uploaded object not found/,
   })
   t.ok(Date.parse(String(m.failed_at)) >= Date.parse(String(m.created_at)))
   const b = list.jobs.find((j) => j.id === badId)!
@@ -187,7 +188,7 @@ t.test('retrying something that is not a failed job is refused', async (t) => {
 })
 
 t.test('once the photo exists, jobs retry <id> stores it, and the retry is audited', async (t) => {
-  // The transient cause goes away: the staged object appears.
+  // The transient cause goes away: the upload appears.
   await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, media.staging_key, Readable.from([photo]), {
     contentLength: photo.length,
   })
@@ -211,7 +212,7 @@ t.test('once the photo exists, jobs retry <id> stores it, and the retry is audit
       session_id: session,
       media_id: 'cropped',
       attempts_made: 2,
-      failed_reason: /staged object not found/,
+      failed_reason: /uploaded object not found/,
     },
   })
   t.notOk(JSON.stringify(audit).includes(SECRET))

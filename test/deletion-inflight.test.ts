@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import { createDeletionAdmin } from '../deletion/admin.ts'
 import { spawnProc, type Proc } from '../faults/lib/processes.ts'
 import { buildGateway } from '../gateway/app.ts'
-import { keys, objectKeys } from '../shared/keys.ts'
+import { keys } from '../shared/keys.ts'
 import { collections, connectMongo } from '../shared/mongo.ts'
 import { Redis } from 'ioredis'
 import { createWorkerRedis } from '../shared/redis.ts'
@@ -110,15 +110,21 @@ async function drained(): Promise<void> {
   )
 }
 
-/** Nothing of the session in any collection or under any of its prefixes. */
+/**
+ * Every key of the session, found by listing the whole bucket (this test's own), not through
+ * objectKeys.sessionPrefixes: an object under a prefix the deletion does not know of is found too.
+ */
+async function keysOf(session: string): Promise<string[]> {
+  return (await listKeys('')).filter((k) => k.includes(`${ws}/${session}/`))
+}
+
+/** Nothing of the session in any collection or anywhere in the bucket. */
 async function assertGone(t: Test, session: string): Promise<void> {
   const of = { workspace_id: ws, session_id: session }
   let docs = 0
   for (const coll of [c.sessions, c.logs, c.logBatches, c.media, c.conflicts]) docs += await coll.countDocuments(of)
   t.equal(docs, 0, `${session}: no document`)
-  let objects = 0
-  for (const p of objectKeys.sessionPrefixes(ws, session)) objects += (await listKeys(p)).length
-  t.equal(objects, 0, `${session}: no object`)
+  t.same(await keysOf(session), [], `${session}: no object`)
 }
 
 async function assertStored(t: Test, session: string): Promise<void> {
@@ -126,20 +132,23 @@ async function assertStored(t: Test, session: string): Promise<void> {
   t.equal(await c.sessions.countDocuments(of), 1, `${session}: stored`)
   t.equal(await c.logBatches.countDocuments(of), 1, `${session}: its logs`)
   t.equal(await c.media.countDocuments(of), 2, `${session}: its photos`)
-  t.equal((await listKeys(`${ws}/${session}/`)).length, 2, `${session}: its photo objects`)
+  t.equal((await listKeys(`media/${ws}/${session}/`)).length, 2, `${session}: its photo objects`)
+  t.same(await listKeys(`pending/${ws}/${session}/`), [], `${session}: its uploads settled`)
 }
 
 t.test('jobs queued while the worker is stopped store nothing of a session deleted meanwhile', async (t) => {
   const gone = ['q-gone-0', 'q-gone-1', 'q-gone-2']
   const kept = ['q-kept-0', 'q-kept-1']
   for (const s of [...gone, ...kept]) t.same(await upload(s), [201, 201, 201, 201], `${s} accepted`)
-  t.equal((await listKeys(`staging/${ws}/q-gone-0/`)).length, 2, 'its photos are staged, their jobs queued')
+  // Written but not recorded: the uploads and their pending/ markers are there, their jobs queued.
+  t.equal((await listKeys(`media/${ws}/q-gone-0/`)).length, 2, 'its photos are uploaded, their jobs queued')
+  t.equal((await listKeys(`pending/${ws}/q-gone-0/`)).length, 2, 'with their markers')
 
   for (const s of gone) {
     const res = await runCliProcess(['session', 'delete', '--workspace', 'inflight', s, '--json'], roleProcessEnv('cli', processEnv))
     t.equal(res.code, 0, res.stderr)
-    // Nothing stored yet: only the staged photos go.
-    t.match(JSON.parse(res.stdout), { removed: { test_sessions: 0 }, objects: 2 }, `${s}: its staged photos deleted`)
+    // Nothing recorded yet: only the two uploads and their two markers go.
+    t.match(JSON.parse(res.stdout), { removed: { test_sessions: 0 }, objects: 4 }, `${s}: its unrecorded uploads deleted`)
   }
 
   await startWorker()
@@ -150,7 +159,7 @@ t.test('jobs queued while the worker is stopped store nothing of a session delet
   t.same(session?.returnvalue, { outcome: 'deleted' }, 'the session job was dropped, not failed')
   const media = await queues.media.getJob(`m.${ws}.q-gone-0.raw`)
   t.same(media?.returnvalue, { outcome: 'deleted' }, 'so was the photo job')
-  t.equal(Number(await inspector.get(keys(config.redisPrefix).stagedMediaBytes)), 0, 'the dropped photos released their staged bytes')
+  t.equal(Number(await inspector.get(keys(config.redisPrefix).stagedMediaBytes)), 0, 'the dropped photos released their unsettled bytes')
   t.equal(await queues.media.getFailedCount(), 0, 'no job failed')
 })
 

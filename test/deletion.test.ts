@@ -1,7 +1,9 @@
 // `session delete` and `workspace purge` (deletion/) through the real CLI process, with a real
-// gateway and worker: everything of the session goes (documents, final, conflict and staged
-// objects), a tombstone is left, the phone's retries are answered 409, and a purge also revokes
-// the workspace's tokens. README "Deletion".
+// gateway and worker: everything of the session goes (documents, uploads recorded or not and
+// their pending/ markers, the earlier layout's final, conflict and staged objects), a tombstone
+// is left, the phone's retries are answered 409, and a purge also revokes the workspace's tokens.
+// README "Deletion".
+import { randomUUID } from 'node:crypto'
 import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
@@ -54,6 +56,11 @@ async function listKeys(prefix: string): Promise<string[]> {
   return out
 }
 
+/** Every key of a session, whatever its prefix (every layout puts `<ws>/<session>/` in it). */
+async function keysOf(ws: string, session: string): Promise<string[]> {
+  return (await listKeys('')).filter((k) => k.includes(`${ws}/${session}/`))
+}
+
 /** Uploads a whole session as a phone does, a conflicting body and photo too, and waits until all is stored. */
 async function uploadSession(t: Test, token: string, ws: string, session: string) {
   const base = `/ingest/${token}/test_session/${session}`
@@ -82,8 +89,13 @@ async function uploadSession(t: Test, token: string, ws: string, session: string
     size: 11,
     received_at: new Date(),
   })
-  // A staged upload whose job was lost (no document names it).
+  // A staged upload of the earlier layout whose job was lost (no document names it).
   await s3.putObject(bucket, objectKeys.staging(ws, session, 'raw', 'lost-upload'), Buffer.from('staged'))
+  // An upload written but not recorded (its job lost or not run yet), with its pending/ marker,
+  // as the gateway leaves it: no document names it either.
+  const uploadId = randomUUID()
+  await s3.putObject(bucket, objectKeys.pending(ws, session, 'raw', uploadId), Buffer.alloc(0))
+  await s3.putObject(bucket, objectKeys.upload(ws, session, 'raw', uploadId), Buffer.from('uploaded'))
   await waitFor(async () => (await c.conflicts.countDocuments({ ...ids, media_id: null })) === 1, { what: 'the conflicting body kept' })
   return photo.length
 }
@@ -110,25 +122,27 @@ t.test('session delete: every record and object goes, a tombstone stays, retries
       test_session_media: 1,
       test_session_conflicts: 2,
     },
-    // The photo, the conflicting photo, the lost staged upload.
-    objects: 3,
-    bytes: photoBytes + 11 + 'staged'.length,
+    // The photo, the conflicting photo, the lost staged upload, the unrecorded upload and its marker.
+    objects: 5,
+    bytes: photoBytes + 11 + 'staged'.length + 'uploaded'.length,
     tombstone_mirrored: true,
   })
 
   const gone = { workspace_id: ws, session_id: 'gone-1' }
   for (const coll of [c.sessions, c.logs, c.logBatches, c.media, c.conflicts])
     t.equal(await coll.countDocuments(gone), 0, `${coll.collectionName} empty`)
-  for (const prefix of objectKeys.sessionPrefixes(ws, 'gone-1')) t.same(await listKeys(prefix), [], `nothing under ${prefix}`)
+  // The whole bucket, not objectKeys.sessionPrefixes: an object under a prefix the deletion does not know of is found too.
+  t.same(await keysOf(ws, 'gone-1'), [], 'no object of the session anywhere in the bucket')
   const kept = { workspace_id: ws, session_id: 'kept-1' }
   t.equal(await c.sessions.countDocuments(kept), 1, 'the other session is untouched')
   t.equal(await c.media.countDocuments(kept), 1)
-  t.equal((await listKeys(`${ws}/kept-1/`)).length, 1, "the other session's photo is untouched")
+  t.equal((await listKeys(`media/${ws}/kept-1/`)).length, 2, "the other session's photo and unrecorded upload are untouched")
+  t.equal((await listKeys(`pending/${ws}/kept-1/`)).length, 1, 'and the marker of that upload')
 
   t.match(await c.deletedSessions.findOne({ _id: `${ws}/gone-1` }), { workspace_id: ws, session_id: 'gone-1', deleted_at: Date })
   t.match(await c.audit.findOne({ action: 'session.delete' }), {
     actor: /^cli:/,
-    target: { workspace_id: ws, session_id: 'gone-1', objects: 3, removed: { test_sessions: 1 } },
+    target: { workspace_id: ws, session_id: 'gone-1', objects: 5, removed: { test_sessions: 1 } },
   })
 
   // The phone retries everything: each is answered 409, and nothing comes back.
@@ -144,7 +158,7 @@ t.test('session delete: every record and object goes, a tombstone stays, retries
     t.equal(r.status, 409, `${path} is 409`)
     t.match(JSON.parse(r.body), { error: 'deleted' })
   }
-  t.same(await listKeys(`staging/${ws}/gone-1/`), [], 'no photo was staged for it')
+  t.same(await keysOf(ws, 'gone-1'), [], 'no photo was uploaded for it')
   t.equal(await c.sessions.countDocuments(gone), 0)
 
   // Deleting again is harmless and says that nothing was left.
@@ -198,19 +212,23 @@ t.test('workspace purge: everything of the workspace goes, its tokens stop worki
   t.match(out, {
     workspace: 'del-c',
     removed: { test_sessions: 2, test_session_media: 2, test_session_log_batches: 2, test_session_conflicts: 4 },
-    objects: 6,
+    objects: 10,
     tokens_revoked: 1,
     revocation_pushed: true,
   })
   for (const coll of [c.sessions, c.logs, c.logBatches, c.media, c.conflicts]) t.equal(await coll.countDocuments({ workspace_id: ws }), 0)
-  for (const prefix of objectKeys.workspacePrefixes(ws)) t.same(await listKeys(prefix), [], `nothing under ${prefix}`)
+  t.same(
+    (await listKeys('')).filter((k) => k.includes(`${ws}/`)),
+    [],
+    'no object of the workspace anywhere in the bucket',
+  )
   t.match(await c.workspaces.findOne({ _id: ws }), { active: false })
   t.match(await c.tokens.findOne({ _id: seeded.tokenId }), { revoked_at: Date })
-  t.match(await c.audit.findOne({ action: 'workspace.purge' }), { target: { workspace_id: ws, objects: 6, tokens_revoked: 1 } })
+  t.match(await c.audit.findOne({ action: 'workspace.purge' }), { target: { workspace_id: ws, objects: 10, tokens_revoked: 1 } })
   t.ok(await c.audit.findOne({ action: 'token.revoke', 'target.token_id': seeded.tokenId }), 'revoked through the revocation path')
 
   const r = await put(`/ingest/${seeded.token}/test_session/p-3/`, FIXTURES.sessionRdtoolkit)
   t.equal(r.status, 403, "the workspace's DSN is refused")
   t.equal(await c.sessions.countDocuments({ workspace_id: other.workspaceId }), 1, 'another workspace is untouched')
-  t.equal((await listKeys(`${other.workspaceId}/`)).length, 1)
+  t.equal((await listKeys(`media/${other.workspaceId}/`)).length, 2, "the other workspace's photo and unrecorded upload")
 })

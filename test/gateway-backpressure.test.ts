@@ -144,10 +144,10 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
   const mediaJobs = await watchJobs(t, { redisUrl: config.redisUrl, prefix: config.redisPrefix, queue: 'media' })
   const photos = ['raw', 'cropped'].map((m) => jobIds.media(seeded.workspaceId, 'm-1', m))
   t.same(
-    (await mediaJobs.settled(photos, { what: 'the worker to move both photos' })).map((o) => o.state),
+    (await mediaJobs.settled(photos, { what: 'the worker to record both photos' })).map((o) => o.state),
     ['completed', 'completed'],
   )
-  t.equal(await counter(), 0, 'back to 0 once the worker has moved both photos')
+  t.equal(await counter(), 0, 'back to 0 once the worker has recorded both photos')
   t.equal(await redis.hlen(k.stagedMedia), 0, 'and nothing registered')
   await app.backlog.pollOnce()
   t.equal((await putMedia(app, seeded.token, 'm-1', 'attempt_1_raw', fakeJpeg(1000))).statusCode, 201, 'media accepted again')
@@ -160,7 +160,7 @@ t.test('staged media bytes: counted at enqueue, released once by the worker, 503
   t.equal(await done?.getState(), 'completed')
   await redis.multi().hset(k.stagedMedia, 'staging/other-upload', '12345').incrby(k.stagedMediaBytes, 12345).exec()
   const rerun = (await worker.processors.get('media')!(done!)) as { outcome: string }
-  t.equal(rerun.outcome, 'already_stored', 'the re-run finds the photo stored')
+  t.equal(rerun.outcome, 'replay', 'the re-run finds its own upload recorded as the photo')
   t.equal(await counter(), 12345, 'the re-run did not subtract the bytes again')
   t.equal(await releaseStagedMedia(redis, config.redisPrefix, done!.data.staging_key), false, 'releasing again is a no-op')
   t.equal(await releaseStagedMedia(redis, config.redisPrefix, 'staging/other-upload'), true)

@@ -1,10 +1,10 @@
-// The media endpoint over real HTTP, streaming into the real S3 server's staging area.
+// The media endpoint over real HTTP, streaming into the real S3 server: each upload is written once, to its own key.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildGateway } from '../gateway/app.ts'
-import { jobIds } from '../shared/keys.ts'
+import { jobIds, objectKeys } from '../shared/keys.ts'
 import { createS3 } from '../shared/s3.ts'
 import { asRole, inspectorQueues, testConfig } from './helpers/env.ts'
 import { seedToken } from '../testing/seed.ts'
@@ -46,7 +46,7 @@ function put(
 
 const base = `/ingest/${seeded.token}/test_session/sess-1/media`
 
-t.test('a JPEG is streamed to a staging object and the job carries only a reference', async (t) => {
+t.test('a JPEG is streamed to its upload object, hashed and sniffed on the way; the job carries only a reference', async (t) => {
   const jpeg = fakeJpeg(300_000)
   const res = await put(`${base}/cropped/`, jpeg, {
     'content-type': 'image/jpeg',
@@ -60,11 +60,18 @@ t.test('a JPEG is streamed to a staging object and the job carries only a refere
   t.equal(data.sha256, createHash('sha256').update(jpeg).digest('hex'))
   t.equal(data.filename, '20210125_111802_cropped.jpg')
   t.equal(data.content_type, 'image/jpeg')
-  t.match(data.staging_key, new RegExp(`^staging/${seeded.workspaceId}/sess-1/cropped/`))
+  t.match(data.staging_key, new RegExp(`^media/${seeded.workspaceId}/sess-1/cropped/[0-9a-f-]{36}$`))
+  t.ok(objectKeys.isPhotoOf(data.staging_key, seeded.workspaceId, 'sess-1', 'cropped'), 'the key is built from the ids and an upload id')
+  t.equal(data.sniffed_type, 'image/jpeg', 'sniffed while streaming')
   t.ok(JSON.stringify(data).length < 2048, 'the job is small: no media bytes in Redis')
   const stored = await readObject(s3, config.s3.bucket, data.staging_key)
-  t.ok(stored.equals(jpeg), 'the staged object is byte for byte the upload')
+  t.ok(stored.equals(jpeg), 'the object is byte for byte the upload')
   const stat = await s3.statObject(config.s3.bucket, data.staging_key)
+  t.equal(stat.metaData['content-type'], 'image/jpeg', 'labelled with the sniffed type')
+  t.equal(stat.metaData.size, String(jpeg.length), 'the length it must have, for the sweeper')
+  t.equal(stat.etag, createHash('md5').update(jpeg).digest('hex'), "this server's ETag is the MD5 the gateway checked")
+  const marker = await s3.statObject(config.s3.bucket, objectKeys.pendingOf(data.staging_key)!)
+  t.equal(marker.size, 0, 'an empty pending/ marker lets the sweeper find the upload until its job settles it')
   t.equal(stat.metaData['workspace-id'], seeded.workspaceId, 'the sweeper can rebuild the job from object metadata')
   t.equal(stat.metaData['media-id'], 'cropped')
 })
@@ -120,6 +127,14 @@ t.test('Content-Disposition: filename* wins, paths and control characters are re
 
 t.test('any content type is accepted, and bad ids are 400', async (t) => {
   t.equal((await put(`${base}/svg1`, Buffer.from('<svg onload=alert(1)>'), { 'content-type': 'image/svg+xml' })).status, 201)
+  const job = await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'svg1'))
+  t.equal(job?.data.content_type, 'image/svg+xml', 'the declared type is kept as metadata')
+  t.equal(job?.data.sniffed_type, 'application/octet-stream', 'but never trusted: not an image')
+  const stat = await s3.statObject(config.s3.bucket, job!.data.staging_key)
+  t.equal(stat.metaData['content-type'], 'application/octet-stream', 'the object is labelled with what its bytes are')
+  const tiny = await put(`${base}/tiny`, Buffer.from([0xff, 0xd8]), {}, true)
+  t.equal(tiny.status, 201, 'a body shorter than the sniffed head is accepted')
+  t.equal((await queues.media.getJob(jobIds.media(seeded.workspaceId, 'sess-1', 'tiny')))?.data.size, 2)
   t.equal((await put(`${base}/bad.id`, fakeJpeg(10))).status, 400)
   t.equal((await put(`${base}/${'m'.repeat(129)}`, fakeJpeg(10))).status, 400)
 })

@@ -130,7 +130,7 @@ t.test('Transfer-Encoding: chunked over the limit is 413, leaves nothing behind,
     },
   )
   t.equal(r3.status, 413, 'media')
-  t.same(await nothingFor(id), [], 'no job, no staged object')
+  t.same(await nothingFor(id), [], 'no job, no upload, no marker')
   t.same(await leftoverSpools(stack), [], 'the spool file is removed')
 
   // Over a keep-alive connection: the same socket, then /healthz on it if it stayed open.
@@ -282,7 +282,10 @@ t.test('Content-Disposition: path tricks, filename*, very long names, control ch
     t.equal(res.status, 201, cd.slice(0, 80))
     const doc = await storedMedia(id, media)
     t.equal(doc.filename, want, `${cd.slice(0, 60)} -> ${String(want).slice(0, 40)}`)
-    t.equal(doc.key, objectKeys.final(ws, id, media), 'the object key is built from the ids only')
+    t.ok(
+      doc.key.startsWith('media/') && objectKeys.isPhotoOf(doc.key, ws, id, media),
+      'the object key is built from the ids (and an upload id) only',
+    )
   }
   // A raw control character in a header is refused by the HTTP parser itself: nothing claimed.
   const ctl = await send(stack.port, {
@@ -353,7 +356,7 @@ t.test('ids at 128 characters are accepted, at 129 refused (and a 129-character 
   )
   t.equal((await storedSession(id128)).session_id, id128)
   await storedBatch(id128)
-  t.equal((await storedMedia(id128, m128)).key, `${ws}/${id128}/${m128}`)
+  t.ok(objectKeys.isPhotoOf((await storedMedia(id128, m128)).key, ws, id128, m128), 'stored under a key built from the 128-character ids')
   t.ok(await stack.queues.sessions.getJob(jobIds.session(ws, id128)), 'the job id holds a 128-character id')
 
   const id129 = id128 + 'x'

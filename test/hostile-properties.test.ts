@@ -53,9 +53,9 @@ const uniq = (id: string) => `${id.slice(0, 120)}_${(unique++).toString(36)}`
  * Sends a photo as the device does when object storage answers 503: again, here at most twice; the
  * final answer must still be what the property expects. The Versity gateway's posix backend
  * (CI runs this file on it too, STACK_S3=versity) creates an object's parent folders while the
- * worker's deletes of finished staging objects prune empty ones; when the two meet, its PUT fails
- * ("ExistingObjectIsDirectory"). MinIO, the default local server, showed no such 503 in our runs;
- * on a loaded machine a staging PUT can still outlast its timeout. Either way the gateway rightly answers 503
+ * worker's deletes of settled markers (and of a retry's copy) prune empty ones; when the two meet,
+ * its PUT fails ("ExistingObjectIsDirectory"). MinIO, the default local server, showed no such 503
+ * in our runs; on a loaded machine an upload's PUT can still outlast its timeout. Either way the gateway rightly answers 503
  * (object storage unavailable). Counted and reported, so a rise shows.
  */
 async function putPhotoAsDevice(put: () => Promise<{ status: number | null; body: string }>) {

@@ -2,9 +2,10 @@
 // from the production sources (deploy/redis/users.acl.in, deploy/minio/policies/), and every
 // other test runs the gateway, workers, admin panel and CLI under them, which proves the rights
 // are enough. This file proves they are not more: the build fails if the internet-facing gateway's
-// storage key can read, list or delete an object, or write outside staging/, or if its Redis user
+// storage key can read, list or delete an object, or write outside media/ and pending/ (a photo's
+// upload and its marker), or if its Redis user
 // can run a command or touch a key outside its list.
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { keys } from '../shared/keys.ts'
@@ -31,12 +32,17 @@ t.test(
     await ensureBucket(root, bucket, region)
     const id = randomBytes(6).toString('hex')
     const finalKey = `wlp${id}/session/photo`
+    const uploadId = randomUUID()
+    const upload = `media/wlp${id}/session/photo/${uploadId}`
+    const marker = `pending/wlp${id}/session/photo/${uploadId}`
     const body = Buffer.from(`least privilege ${id}`)
     await root.putObject(bucket, finalKey, body)
     t.teardown(() =>
       root
         .removeObjects(bucket, [
           finalKey,
+          upload,
+          marker,
           `staging/wlp${id}/a`,
           `staging/wlp${id}/b`,
           `wlp${id}/worker`,
@@ -47,20 +53,29 @@ t.test(
     )
     const denied = { code: 'AccessDenied' }
 
-    t.test('gateway: writes under staging/ only, and can never read, list or delete', async (t) => {
-      await gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('staged'))
-      t.pass('PUT under staging/ is allowed')
-      await t.rejects(readObject(gateway, bucket, `staging/wlp${id}/a`), denied, 'GET of its own staged upload')
+    t.test('gateway: writes photo uploads and their markers only, and can never read, list or delete', async (t) => {
+      await gateway.putObject(bucket, upload, Buffer.from('uploaded'))
+      await gateway.putObject(bucket, marker, Buffer.alloc(0))
+      t.pass('PUT under media/ and pending/ is allowed')
+      await t.rejects(readObject(gateway, bucket, upload), denied, 'GET of its own upload')
+      await t.rejects(gateway.statObject(bucket, upload), denied, 'HEAD of its own upload')
       await t.rejects(readObject(gateway, bucket, finalKey), denied, 'GET of a stored photo')
       await t.rejects(gateway.statObject(bucket, finalKey), denied, 'HEAD of a stored photo')
-      await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside staging/')
-      await t.rejects(gateway.removeObject(bucket, `staging/wlp${id}/a`), denied, 'DELETE, even under staging/')
+      await t.rejects(gateway.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT outside media/ and pending/')
+      await t.rejects(gateway.putObject(bucket, `staging/wlp${id}/a`, Buffer.from('x')), denied, 'PUT under staging/ (the earlier layout)')
+      await t.rejects(gateway.putObject(bucket, `conflicts/wlp${id}/s/m/x`, Buffer.from('x')), denied, 'PUT under conflicts/')
+      await t.rejects(gateway.removeObject(bucket, upload), denied, 'DELETE, even of its own upload')
+      await t.rejects(gateway.removeObject(bucket, marker), denied, 'DELETE of a marker (the sweeper would lose sight of its upload)')
       await t.rejects(gateway.removeObject(bucket, finalKey), denied, 'DELETE of a stored photo')
-      t.match(await gateway.removeObjects(bucket, [finalKey]), [{ Code: 'AccessDenied' }], 'multi-object DELETE, refused per key')
+      t.match(
+        await gateway.removeObjects(bucket, [finalKey, upload]),
+        [{ Code: 'AccessDenied' }, { Code: 'AccessDenied' }],
+        'multi-object DELETE, refused per key',
+      )
       await t.rejects(
-        gateway.copyObject(bucket, `staging/wlp${id}/b`, `/${bucket}/${finalKey}`),
+        gateway.copyObject(bucket, `media/wlp${id}/s/m/${randomUUID()}`, `/${bucket}/${finalKey}`),
         denied,
-        'server-side copy of a photo into staging/',
+        'server-side copy of a photo into media/',
       )
       const listing = new Promise((resolve, reject) => {
         const s = gateway.listObjectsV2(bucket, '', true)
@@ -78,13 +93,23 @@ t.test(
       t.ok((await readObject(admin, bucket, finalKey)).equals(body), 'GET is allowed')
       await t.rejects(admin.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('x')), denied, 'PUT')
       await t.rejects(admin.putObject(bucket, finalKey, Buffer.from('overwrite')), denied, 'PUT over a stored photo')
+      await t.rejects(admin.putObject(bucket, `media/wlp${id}/s/m/${randomUUID()}`, Buffer.from('x')), denied, 'PUT of an upload')
       await t.rejects(admin.copyObject(bucket, `wlp${id}/copy`, `/${bucket}/${finalKey}`), denied, 'server-side copy (a write)')
       await t.rejects(admin.setBucketLifecycle(bucket, { Rule: [] }), denied, 'changing the lifecycle')
       await t.rejects(admin.setBucketPolicy(bucket, '{}'), denied, 'changing the bucket policy (e.g. making media public)')
-      // What a deletion removes: final, conflict and staged objects, one by one and in bulk.
+      // What a deletion removes: uploads and their pending/ markers, earlier-layout final,
+      // conflict and staged objects, one by one and in bulk.
+      await root.putObject(bucket, upload, Buffer.from('u'))
+      await root.putObject(bucket, marker, Buffer.alloc(0))
       await root.putObject(bucket, `staging/wlp${id}/b`, Buffer.from('s'))
       await root.putObject(bucket, `conflicts/wlp${id}/s/m/x`, Buffer.from('c'))
-      t.same(await admin.removeObjects(bucket, [`staging/wlp${id}/b`, `conflicts/wlp${id}/s/m/x`]), [], 'multi-object DELETE')
+      t.same(
+        await admin.removeObjects(bucket, [upload, marker, `staging/wlp${id}/b`, `conflicts/wlp${id}/s/m/x`]),
+        [],
+        'multi-object DELETE',
+      )
+      await t.rejects(root.statObject(bucket, upload), { code: 'NotFound' }, 'the upload is gone')
+      await t.rejects(root.statObject(bucket, marker), { code: 'NotFound' }, 'its marker is gone')
       await admin.removeObject(bucket, finalKey)
       await t.rejects(root.statObject(bucket, finalKey), { code: 'NotFound' }, 'the stored photo is gone')
       await t.rejects(root.statObject(bucket, `staging/wlp${id}/b`), { code: 'NotFound' }, 'the staged upload is gone')

@@ -2,7 +2,7 @@
 // say has expired, with the worker's own S3 key, and nothing else; it keeps to its batch budget and
 // the next run goes on; a run killed half-way converges on the next one; the job scheduler runs it
 // on the worker-internal `maintenance` queue and its progress shows in the worker's metrics.
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { Client as S3Client } from 'minio'
 import { MongoClient, type Db } from 'mongodb'
 import t from 'tap'
@@ -62,18 +62,23 @@ async function workspace(retention?: { photos?: number | null; logs?: number | n
 const id = (p: string) => `${p}${randomBytes(5).toString('hex')}`
 
 /** One of each record of a session, received `age` days ago; photos with their objects. */
-async function seedSession(ws: string, age: number, opts: { session?: boolean; session_id?: string } = {}) {
+async function seedSession(ws: string, age: number, opts: { session?: boolean; session_id?: string; layout?: 'upload' | 'earlier' } = {}) {
   const session = opts.session_id ?? id('s')
   const at = daysAgo(age)
   if (opts.session !== false) await c.sessions.insertOne({ workspace_id: ws, session_id: session, received_at: at, raw_body: '{}' })
   await c.logBatches.insertOne({ workspace_id: ws, session_id: session, sha256: id('b'), raw_body: '{}', received_at: at })
   await c.logs.insertMany([0, 1].map((i) => ({ workspace_id: ws, session_id: session, tag: 't', message: `m${i}`, received_at: at })))
   const media = id('m')
-  const key = objectKeys.final(ws, session, media)
+  // Where the gateway writes a photo (and a conflicting upload) now, or where the earlier layout
+  // put them: retention deletes what each document names, whichever it is.
+  const earlier = opts.layout === 'earlier'
+  const key = earlier ? objectKeys.final(ws, session, media) : objectKeys.upload(ws, session, media, randomUUID())
   const bytes = randomBytes(100 + age)
   await root.putObject(bucket, key, bytes)
   await c.media.insertOne({ workspace_id: ws, session_id: session, media_id: media, bucket, key, size: bytes.length, received_at: at })
-  const conflictKey = objectKeys.conflict(ws, session, media, 'f'.repeat(64))
+  const conflictKey = earlier
+    ? objectKeys.conflict(ws, session, media, 'f'.repeat(64))
+    : objectKeys.upload(ws, session, media, randomUUID())
   await root.putObject(bucket, conflictKey, Buffer.from('other bytes'))
   await c.conflicts.insertOne({
     workspace_id: ws,
@@ -153,6 +158,19 @@ t.test('photos and logs expire after their period; newer records, other workspac
 
   const again = await runRetention(deps())
   t.equal(Object.values(again.removed).reduce((a, b) => a + b, 0) + again.objects, 0, 'a second run finds nothing left')
+})
+
+t.test('photos stored under the earlier layout (final keys, conflicts/) expire the same way', async (t) => {
+  const ws = await workspace({ photos: 30 })
+  const old = await seedSession(ws, 40, { layout: 'earlier' })
+  const fresh = await seedSession(ws, 1, { layout: 'earlier' })
+  t.match(old.key, new RegExp(`^${ws}/`))
+  t.match(old.conflictKey, /^conflicts\//)
+  await runRetention(deps())
+  t.notOk(await exists(old.key), 'its stored photo is deleted')
+  t.notOk(await exists(old.conflictKey), 'its conflicting upload is deleted')
+  t.equal(await c.media.countDocuments({ workspace_id: ws, session_id: old.session }), 0)
+  t.ok((await exists(fresh.key)) && (await exists(fresh.conflictKey)), 'newer ones stay')
 })
 
 t.test('an expired session takes all its records with it; nothing outlives the sessions period', async (t) => {
@@ -235,7 +253,7 @@ t.test('a run that dies between deleting objects and documents converges on the 
 })
 
 t.test(
-  'the bucket expires abandoned staged uploads: a lifecycle rule on staging/ set by deploy/minio/init.sh',
+  'the bucket expires what the earlier layout staged, and nothing else: one lifecycle rule, on staging/, set by deploy/minio/init.sh',
   { skip: process.env.STACK_S3 === 'versity' && 'the local stack sets the rule on MinIO only (deploy/minio/init.sh)' },
   async (t) => {
     // The stack's own bucket, which init.sh set up (each test file's private bucket has no rules).
@@ -243,6 +261,7 @@ t.test(
     const lifecycle = await root.getBucketLifecycle(stackBucket)
     // The client's parser gives one rule as an object and several as an array.
     const rules = [lifecycle?.Rule ?? []].flat()
+    // Photos stay under media/ and markers under pending/ (the sweeper's index): a rule there would lose photos.
     t.equal(rules.length, 1, 'exactly one rule, however often init.sh ran')
     t.match(rules[0], { ID: 'rdt-staging-expiry', Status: 'Enabled', Filter: { Prefix: 'staging/' }, Expiration: { Days: 30 } })
   },

@@ -1,5 +1,5 @@
 // buildWorker(deps) connects the clients and starts one BullMQ Worker per configured queue,
-// the token-mirror sync and the staging sweeper; server.ts only reads config and handles signals.
+// the token-mirror sync and the upload sweeper; server.ts only reads config and handles signals.
 import { Queue, type Worker } from 'bullmq'
 import type { RedisClient } from '../shared/redis.ts'
 import type { Client as S3Client } from 'minio'
@@ -56,7 +56,7 @@ export interface WorkerApp {
   workers: Map<WorkerQueueName, Worker[]>
   /** The processor functions of the first consumed shard (tests call them directly to simulate a re-run). */
   processors: Map<WorkerQueueName, Processor>
-  /** The staging sweeper, when this process serves the media queue. */
+  /** The upload sweeper, when this process serves the media queue. */
   sweeper: ReturnType<typeof createSweeper> | null
   /** The worker-internal maintenance queue (retention runs), when this process serves it. */
   maintenance: Maintenance | null
@@ -127,10 +127,10 @@ async function startTokenSync(deps: WorkerDeps, db: Db, redis: RedisClient, clos
 }
 
 /**
- * The staging sweeper, in a process that serves the media queue: it finishes photos whose job was
- * lost, enqueueing each into the shard it was staged for, whichever shards this process consumes.
+ * The upload sweeper, in a process that serves the media queue: it finishes photos whose job was
+ * lost, enqueueing each into the shard it was uploaded for, whichever shards this process consumes.
  */
-function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closers: Closers): WorkerApp['sweeper'] {
+function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, db: Db, closers: Closers): WorkerApp['sweeper'] {
   const { config } = deps
   const mediaQueues = shardPrefixes(config.redisPrefix, config.redisShards).map(
     (prefix) => new Queue('media', { connection: redis, prefix }),
@@ -142,6 +142,12 @@ function startSweeper(deps: WorkerDeps, redis: RedisClient, s3: S3Client, closer
     queue: (shard) => mediaQueues[shard],
     logger: deps.logger,
     graceMs: config.stagingGraceMs,
+    expiryMs: config.uploadExpiryMs,
+    named: async (ids, key) => {
+      const c = collections(db)
+      const [m, conflict] = await Promise.all([c.media.findOne({ ...ids, key }), c.conflicts.findOne({ ...ids, key })])
+      return m !== null || conflict !== null
+    },
     intervalMs: config.sweepIntervalMs,
   })
   sweeper.start()
@@ -166,7 +172,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     const writers = createWriters(db, deps.metrics)
     const tombstones = createTombstoneCheck(db)
     await startTokenSync(deps, db, redis, closers)
-    const sweeper = queues.includes('media') ? startSweeper(deps, redis, s3, closers) : null
+    const sweeper = queues.includes('media') ? startSweeper(deps, redis, s3, db, closers) : null
 
     // A shard's processors mark idempotency keys and release staged bytes under that shard's prefix.
     const shards = config.workerShards.map((shard) => {

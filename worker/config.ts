@@ -25,6 +25,8 @@ export interface WorkerSettings {
   workerStalledIntervalMs: number
   sweepIntervalMs: number
   stagingGraceMs: number
+  /** UPLOAD_EXPIRY_DAYS: an upload whose own job failed for good, and that nothing names, is removed after this long. */
+  uploadExpiryMs: number
   /** Log entries stored as test_session_logs documents per logs body; the rest stay in the batch's raw_body only. */
   logsMaxEntries: number
   /** Outbound webhooks (README "Forwarding"): how deliveries are sent and retried. */
@@ -77,6 +79,8 @@ function workerSettings(env: Env): WorkerSettings {
     workerStalledIntervalMs: int(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1000),
     sweepIntervalMs: int(env, 'SWEEP_INTERVAL_MS', 60_000, 100),
     stagingGraceMs: int(env, 'STAGING_GRACE_MS', 10 * 60_000, 0),
+    // At least 7 days: a failed photo job must wait for an operator's `jobs retry` (README "Retention").
+    uploadExpiryMs: int(env, 'UPLOAD_EXPIRY_DAYS', 30, 7, 3650) * 86_400_000,
     logsMaxEntries: int(env, 'LOGS_MAX_ENTRIES', 10_000, 1, 10_000_000),
     webhooks: webhookSettings(env),
     retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3600_000, 1000),

@@ -1,5 +1,6 @@
-// Reading a staged photo back from object storage: what the media job and the staging sweeper
-// both need to know about an object (its size, sha256 and first bytes, or that it is gone).
+// Reading an object back from object storage (its size, sha256 and first bytes, or that it is
+// gone). The media job never reads a photo the gateway uploaded; this serves the sweeper, which
+// rebuilds a lost job from an upload, and jobs staged by the earlier layout, which verify theirs.
 import type { Client as S3Client } from 'minio'
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'

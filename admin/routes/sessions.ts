@@ -59,8 +59,12 @@ async function sessionMedia(app: FastifyInstance, request: SessionRequest, reply
   const mid = checkId(request.params.mid, 'image')
   const m = await app.db.collection(COLLECTIONS.media).findOne({ workspace_id: ws.id, session_id: sid, media_id: mid })
   if (!m) throw new NotFound('No such image.')
-  // The key is rebuilt from validated ids, never read from the document.
-  const media = await openMedia(app.s3, app.config.s3.bucket, objectKeys.final(ws.id, sid, mid), str(m.filename) ?? `${mid}`)
+  // The document names the canonical upload (or, for a photo stored before uploads stayed where
+  // they were written, its final key). Only a key that belongs to these validated ids is opened,
+  // in the configured bucket: a document can never point the panel at another photo's object.
+  const key = typeof m.key === 'string' ? m.key : objectKeys.final(ws.id, sid, mid)
+  if (!objectKeys.isPhotoOf(key, ws.id, sid, mid)) throw new NotFound('No such image.')
+  const media = await openMedia(app.s3, app.config.s3.bucket, key, str(m.filename) ?? `${mid}`)
   reply.header('content-type', media.type)
   reply.header('content-disposition', media.disposition)
   reply.header('x-content-type-options', 'nosniff')

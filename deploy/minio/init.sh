@@ -4,18 +4,21 @@
 # `docker compose up` and every step is idempotent, so changing a secret in .env and running
 # `docker compose up -d` again rotates it (then recreate the service that uses it).
 #
-#   gateway  s3:PutObject, s3:AbortMultipartUpload on <bucket>/staging/* only: it cannot read,
-#            list or delete anything, not even its own uploads
-#   worker   reads and writes the bucket (moves staged photos to their final key, sweeps staging)
-#   admin    reads the bucket (the panel streams photos)
+#   gateway  s3:PutObject, s3:AbortMultipartUpload on <bucket>/media/* and <bucket>/pending/*
+#            only (a photo's upload, where it stays, and its marker): it cannot read, list or
+#            delete anything, not even its own uploads
+#   worker   reads and writes the bucket (records uploads, sweeps unsettled ones, finishes photos
+#            staged by the earlier layout, deletes expired ones)
+#   admin    reads the bucket (the panel streams photos) and deletes objects (session delete,
+#            workspace purge: uploads, their markers, earlier-layout objects); never writes
 #
 # It also owns the bucket's lifecycle configuration (replaced as a whole on every run): one rule,
 # objects under staging/ expire MINIO_STAGING_EXPIRY_DAYS (default 30) after they were written.
-# That cleans up staged photos nothing will ever finish, independently of the worker's sweeper.
-# A staged photo is normally moved to its final key within seconds; it waits longer only while
-# workers are down (for as long as they are down: the gateway keeps accepting photos up to
-# STAGED_MEDIA_HIGH_WATER_BYTES) or while its job sits in the failed set for an operator to retry.
-# 30 days is far beyond both (README "Retention" has the reasoning); fewer than 7 is refused.
+# Only the earlier layout staged photos there (for a job to copy to their final key); the rule
+# still cleans up any that nothing will finish after an upgrade, independently of the workers.
+# Photos are now written once under media/, where they stay, so no rule may expire that prefix;
+# unsettled uploads there are the workers' sweeper's (UPLOAD_EXPIRY_DAYS). README "Retention" has
+# the reasoning; fewer than 7 days is refused.
 #
 # Only this job and the minio service hold the root credentials; no service key may change the
 # lifecycle (deploy/minio/policies/).

@@ -28,8 +28,9 @@ export function rowOf(scenario: string, f: Figures, notes: string[] = []): Row {
   if (Object.keys(f.otherStatuses).length) extra.push(`other statuses: ${JSON.stringify(f.otherStatuses)}`)
   if (f.queues.failed) extra.push(`${f.queues.failed} failed jobs`)
   if (f.queues.pending || f.queues.active) extra.push(`queues not idle: ${f.queues.pending} pending, ${f.queues.active} active`)
-  if (f.stagingLeft) extra.push(`${f.stagingLeft} staged objects left`)
-  if (f.stagingPhantoms) extra.push(`${f.stagingPhantoms} staging keys listed that S3 says do not exist (a DELETE cut by the node's death)`)
+  if (f.unsettledLeft) extra.push(`${f.unsettledLeft} unsettled uploads left`)
+  if (f.unsettledPhantoms)
+    extra.push(`${f.unsettledPhantoms} upload keys listed that S3 says do not exist (a DELETE cut by the node's death)`)
   return {
     scenario,
     sent: f.sent,

@@ -5,7 +5,7 @@ import type { Figures } from './verify.ts'
 
 /**
  * `phantomsAllowed`: only where a storage node dies mid-request, which can leave listed keys that
- * S3 says do not exist (verify.ts, statStaged); anywhere else one is a storage bug worth failing on.
+ * S3 says do not exist (verify.ts, statListed); anywhere else one is a storage bug worth failing on.
  */
 export function assertIntact(t: Test, f: Figures, { lostAllowed = 0, phantomsAllowed = false } = {}): void {
   const why = f.details.join('\n')
@@ -15,6 +15,6 @@ export function assertIntact(t: Test, f: Figures, { lostAllowed = 0, phantomsAll
   t.same(f.otherStatuses, {}, 'no status other than 201, 409 and 503')
   t.equal(f.queues.failed, 0, 'no job failed')
   t.equal(f.queues.pending + f.queues.active, 0, 'the queues drained')
-  t.equal(f.stagingLeft, 0, `no staged photo left behind\n${why}`)
-  if (!phantomsAllowed) t.equal(f.stagingPhantoms, 0, `no staging key listed without an object\n${why}`)
+  t.equal(f.unsettledLeft, 0, `no upload left unsettled: no marker, no partial upload, no copy of a retried upload\n${why}`)
+  if (!phantomsAllowed) t.equal(f.unsettledPhantoms, 0, `no upload key listed without an object\n${why}`)
 }

@@ -33,10 +33,14 @@ export interface Figures {
   details: string[]
   conflictsKept: number
   queues: { pending: number; active: number; failed: number }
-  /** Staged objects left behind: ones S3 can stat (or fails to), so something could still read them. */
-  stagingLeft: number
-  /** Staging keys the listing returns but S3 says do not exist (statStaged). */
-  stagingPhantoms: number
+  /**
+   * Uploads not settled: pending/ markers, objects staged by the earlier layout, and uploads no
+   * document names (a retried upload's copy must be removed once its job ran); ones S3 can stat
+   * (or fails to), so something could still read them.
+   */
+  unsettledLeft: number
+  /** Such keys the listing returns but S3 says do not exist (statListed). */
+  unsettledPhantoms: number
 }
 
 const key = (...parts: unknown[]) => parts.map(String).join('\u0000')
@@ -59,7 +63,7 @@ export async function check(cluster: Cluster, uploads: Upload[], { bytes = true 
   const q = { workspace_id: ws }
   const [sessions, conflicts, batches, entries, media] = await Promise.all([
     c.sessions.find(q, { projection: { session_id: 1, raw_sha256: 1 } }).toArray(),
-    c.conflicts.find(q, { projection: { session_id: 1, media_id: 1, sha256: 1 } }).toArray(),
+    c.conflicts.find(q, { projection: { session_id: 1, media_id: 1, sha256: 1, key: 1 } }).toArray(),
     c.logBatches.find(q, { projection: { session_id: 1, sha256: 1 } }).toArray(),
     c.logs.find(q, { projection: { session_id: 1, batch_sha256: 1, batch_index: 1 } }).toArray(),
     c.media.find(q, { projection: { session_id: 1, media_id: 1, sha256: 1, bucket: 1, key: 1, size: 1 } }).toArray(),
@@ -85,8 +89,8 @@ export async function check(cluster: Cluster, uploads: Upload[], { bytes = true 
     details: [],
     conflictsKept: 0,
     queues: { pending: 0, active: 0, failed: 0 },
-    stagingLeft: 0,
-    stagingPhantoms: 0,
+    unsettledLeft: 0,
+    unsettledPhantoms: 0,
   }
   const lose = (u: Upload, why: string) => {
     f.lost++
@@ -180,27 +184,31 @@ export async function check(cluster: Cluster, uploads: Upload[], { bytes = true 
   const counts = await cluster.queueCounts()
   f.queues = { pending: counts.pending, active: counts.active, failed: counts.failed }
   if (bytes) {
-    const stream = cluster.s3.listObjectsV2(cluster.config.s3.bucket, `staging/${ws}/`, true)
-    for await (const obj of stream as AsyncIterable<{ name: string; size: number }>) {
-      const seen = await statStaged(cluster, obj.name)
-      if (seen === 'phantom') f.stagingPhantoms++
-      else f.stagingLeft++
-      if (f.details.length < 20)
-        f.details.push(`staged ${seen === 'phantom' ? 'listing entry (no object)' : 'object'} left: ${obj.name}, ${seen}`)
+    const named = new Set([...media, ...conflicts].map((d) => String(d.key)))
+    for (const prefix of ['pending', 'staging', 'media']) {
+      const stream = cluster.s3.listObjectsV2(cluster.config.s3.bucket, `${prefix}/${ws}/`, true)
+      for await (const obj of stream as AsyncIterable<{ name: string; size: number }>) {
+        if (prefix === 'media' && named.has(obj.name)) continue
+        const seen = await statListed(cluster, obj.name)
+        if (seen === 'phantom') f.unsettledPhantoms++
+        else f.unsettledLeft++
+        if (f.details.length < 20)
+          f.details.push(`unsettled ${seen === 'phantom' ? 'listing entry (no object)' : 'object'} left: ${obj.name}, ${seen}`)
+      }
     }
   }
   return f
 }
 
 /**
- * What S3 says of a staged key the listing returned: its stat (the sweeper's first step), or
+ * What S3 says of an unsettled key the listing returned: its stat (the sweeper's first step), or
  * 'phantom' when it answers that no such object exists. Distributed MinIO that lost a node while
  * it coordinated a DELETE can keep the object's metadata on fewer drives than a read needs but
  * more than a listing ignores: the key is listed for ever, while stat, GET and DELETE all answer
  * NotFound (reproduced directly: an object left on 3 of the 6 surviving drives). The sweeper
  * rightly skips such a key; it holds no bytes anyone can read.
  */
-async function statStaged(cluster: Cluster, key: string): Promise<string> {
+async function statListed(cluster: Cluster, key: string): Promise<string> {
   try {
     const stat = await cluster.s3.statObject(cluster.config.s3.bucket, key)
     return `${stat.size} bytes, metadata ${JSON.stringify(stat.metaData)}`
@@ -229,14 +237,15 @@ export async function drain(cluster: Cluster, uploads: Upload[], { timeoutMs = 1
     if (Date.now() > deadline) break
     await new Promise((r) => setTimeout(r, 500))
   }
-  // Staged photos whose job was lost are finished by the sweeper after its grace period.
+  // Uploads whose job was lost are finished by the sweeper after its grace period, and partial
+  // ones removed.
   const f = await check(cluster, uploads)
-  if (f.stagingLeft > 0 && Date.now() < deadline) {
+  if (f.unsettledLeft > 0 && Date.now() < deadline) {
     const until = Math.min(deadline, Date.now() + 20_000)
     while (Date.now() < until) {
       await new Promise((r) => setTimeout(r, 1000))
       const again = await check(cluster, uploads)
-      if (again.stagingLeft === 0) return again
+      if (again.unsettledLeft === 0) return again
     }
   }
   return f

@@ -1,5 +1,5 @@
-// The media endpoint. The photo is streamed from the device's socket to a staging object in S3
-// (never held in memory, never in Redis); the job is only a claim check on that object.
+// The media endpoint. The photo is streamed from the device's socket to its own object in S3
+// (never held in memory, never in Redis), where it stays; the job is only a claim check on it.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { GatewayConfig } from '../config.ts'
@@ -13,7 +13,7 @@ import { tokenRateLimit, workspaceByteBudget } from '../token-rate-limit.ts'
 import { mediaSchema } from '../route-schemas.ts'
 import { claimOrRefuse, DELETED, enqueueOrRelease, ingestPreflight, type PreflightDeps } from './ingest-steps.ts'
 import { ingestValidatorCompiler } from './params.ts'
-import { stagePhoto } from './media-staging.ts'
+import { uploadPhoto } from './media-upload.ts'
 
 interface Deps extends PreflightDeps {
   s3: GatewayConfig['s3']
@@ -104,9 +104,9 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
 
       const fresh = keepClaimFresh(deps.idempotency, idemKey, claim.token, deps.pendingTimeoutMs)
       try {
-        // The staging upload counts as part of the enqueue: if either fails, the claim is released.
+        // The upload counts as part of the enqueue: if either fails, the claim is released.
         await enqueueOrRelease(deps.idempotency, idemKey, fresh.token, async () => {
-          const staged = await stagePhoto(request, {
+          const uploaded = await uploadPhoto(request, {
             s3: deps.s3,
             maxMediaBytes: deps.maxMediaBytes,
             ws,
@@ -121,19 +121,21 @@ export default async function mediaRoutes(app: FastifyInstance, deps: Deps) {
             workspace_id: ws,
             session_id: session,
             token_id: tokenId,
-            received_at: staged.receivedAt,
+            received_at: uploaded.receivedAt,
             media_id: media,
             bucket: deps.s3.bucket,
-            staging_key: staged.stagingKey,
-            size: staged.size,
-            sha256: staged.sha256,
-            filename: staged.filename,
-            content_type: staged.contentType,
+            staging_key: uploaded.key,
+            size: uploaded.size,
+            sha256: uploaded.sha256,
+            filename: uploaded.filename,
+            content_type: uploaded.contentType,
+            sniffed_type: uploaded.sniffedType,
           }
-          // The job and its staged bytes (for backpressure) in one MULTI: the round trip the add
+          // The job and its unsettled bytes (for backpressure) in one MULTI: the round trip the add
           // made anyway. A chunked photo's bytes are charged to the byte budget alongside
           // (accounting only: a failed charge does not fail the upload).
-          const charge = budget && length === null ? deps.idempotency.chargeBytes({ ...budget, bytes: staged.size }).catch(() => {}) : null
+          const charge =
+            budget && length === null ? deps.idempotency.chargeBytes({ ...budget, bytes: uploaded.size }).catch(() => {}) : null
           await addMediaJobWithStaging(shard.queues.media, app.redis, shard.prefix, job, jobId)
           await charge
         })

@@ -1,6 +1,6 @@
 // Test support for test/admin-*.test.ts (not used by the panel itself): an admin app on the
 // test's own database and Redis prefix, an admin user, and a logged-in "browser" for app.inject.
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Client as S3Client } from 'minio'
 import type { Db } from 'mongodb'
@@ -123,9 +123,16 @@ export async function seedMedia(
     filename?: string
     sniffed?: string
     receivedAt?: Date
+    /** Where the photo is: its own upload key (default), or the final key of the earlier layout. */
+    layout?: 'upload' | 'final'
+    /** The document's `key`, if it must differ from where the photo was written. */
+    documentKey?: string
   },
 ): Promise<void> {
-  const key = objectKeys.final(o.workspaceId, o.sessionId, o.mediaId)
+  const key =
+    o.layout === 'final'
+      ? objectKeys.final(o.workspaceId, o.sessionId, o.mediaId)
+      : objectKeys.upload(o.workspaceId, o.sessionId, o.mediaId, randomUUID())
   await s3.putObject(bucket, key, o.bytes, o.bytes.length, { 'Content-Type': o.sniffed ?? 'image/jpeg' })
   await collections(db).media.insertOne({
     workspace_id: o.workspaceId,
@@ -138,7 +145,7 @@ export async function seedMedia(
     size: o.bytes.length,
     sha256: sha(o.bytes),
     bucket,
-    key,
+    key: o.documentKey ?? key,
     received_at: o.receivedAt ?? new Date(),
     stored_at: new Date(),
   })

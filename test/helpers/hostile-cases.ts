@@ -66,17 +66,19 @@ export async function startHostileCases(t: Test) {
       what: `logs of ${session} to be stored`,
     })
 
-  /** Nothing queued for this session in any queue, and no staged photo under it. */
+  /** Nothing queued for this session in any queue, and no upload (nor marker) under it. */
   async function nothingFor(session: string): Promise<string[]> {
     const found: string[] = []
     for (const q of ['sessions', 'logs', 'media'] as const) {
       for (const j of await stack.queues[q].getJobs(['waiting', 'active', 'delayed', 'completed', 'failed']))
         if (j?.data?.session_id === session) found.push(`${q} job ${j.id}`)
     }
-    for await (const o of stack.s3.listObjectsV2(stack.config.s3.bucket, `staging/${ws}/${session}/`, true) as AsyncIterable<{
-      name?: string
-    }>)
-      found.push(`staged ${o.name}`)
+    for (const prefix of ['media', 'pending', 'staging']) {
+      for await (const o of stack.s3.listObjectsV2(stack.config.s3.bucket, `${prefix}/${ws}/${session}/`, true) as AsyncIterable<{
+        name?: string
+      }>)
+        found.push(`uploaded ${o.name}`)
+    }
     return found
   }
 

@@ -19,6 +19,7 @@ import { type LogsJob, type MediaJob, type SessionsQueueJob } from '../../shared
 import { defaultJobOptions, type QueueName } from '../../shared/queue-settings.ts'
 import { createS3, ensureBucket } from '../../shared/s3.ts'
 import { streamPut } from '../../shared/s3-stream-put.ts'
+import { SNIFF_BYTES, sniffType } from '../../shared/sniff.ts'
 import { idempotencyValue } from '../../shared/idempotency.ts'
 import { buildWorker, type WorkerApp, type WorkerDeps } from '../../worker/app.ts'
 
@@ -194,27 +195,51 @@ export function fakeJob(data: unknown, id = 'direct'): Job {
   return { id, data, attemptsMade: 0, opts: {} } as unknown as Job
 }
 
-/** Stages bytes the way the gateway does (same key shape and metadata) and returns the media job. */
-export async function stageMedia(
-  stack: Pick<TestStack, 'config'>,
-  opts: {
-    ws: string
-    session: string
-    media: string
-    bytes: Buffer
-    filename?: string | null
-    contentType?: string | null
-    metadata?: Record<string, string>
-  },
-): Promise<MediaJob> {
+interface MediaOptions {
+  ws: string
+  session: string
+  media: string
+  bytes: Buffer
+  filename?: string | null
+  contentType?: string | null
+  metadata?: Record<string, string>
+  /** Leave out the pending/ marker the gateway writes first (an upload only; default false). */
+  noMarker?: boolean
+}
+
+/**
+ * Uploads bytes the way the gateway does (its key, a marker then the upload, the same key shapes
+ * and metadata, the sniffed type in the job) and returns the media job.
+ */
+export async function uploadMedia(stack: Pick<TestStack, 'config'>, opts: MediaOptions): Promise<MediaJob> {
+  const uploadId = randomUUID()
+  const s3 = asRole(stack.config, 'gateway').s3
+  if (!opts.noMarker) {
+    const marker = objectKeys.pending(opts.ws, opts.session, opts.media, uploadId)
+    await streamPut(s3, stack.config.s3.bucket, marker, Readable.from([]), { contentLength: 0 })
+  }
+  const key = objectKeys.upload(opts.ws, opts.session, opts.media, uploadId)
+  const job = await putMedia(stack, s3, key, opts)
+  return { ...job, sniffed_type: sniffType(opts.bytes.subarray(0, SNIFF_BYTES)) }
+}
+
+/**
+ * Stages bytes the way the gateway of the earlier layout did (under staging/, for its job to
+ * verify and move) and returns that media job: jobs and objects of that layout are still
+ * finished after an upgrade. Written with the worker's key: the gateway's may no longer write there.
+ */
+export async function stageMedia(stack: Pick<TestStack, 'config'>, opts: MediaOptions): Promise<MediaJob> {
+  const key = objectKeys.staging(opts.ws, opts.session, opts.media, randomUUID())
+  return putMedia(stack, asRole(stack.config, 'worker').s3, key, opts)
+}
+
+async function putMedia(stack: Pick<TestStack, 'config'>, s3: TestConfig['s3'], key: string, opts: MediaOptions): Promise<MediaJob> {
   const { config } = stack
   const received_at = new Date().toISOString()
-  const stagingKey = objectKeys.staging(opts.ws, opts.session, opts.media, randomUUID())
   const filename = opts.filename === undefined ? 'photo.jpg' : opts.filename
   const contentType = opts.contentType === undefined ? 'image/jpeg' : opts.contentType
   const metaText = (s: string | null) => (s === null ? '' : encodeURIComponent(s))
-  // With the gateway's key, which may only write under staging/.
-  await streamPut(asRole(config, 'gateway').s3, config.s3.bucket, stagingKey, Readable.from([opts.bytes]), {
+  await streamPut(s3, config.s3.bucket, key, Readable.from([opts.bytes]), {
     contentLength: opts.bytes.length,
     metadata: {
       'workspace-id': opts.ws,
@@ -224,6 +249,7 @@ export async function stageMedia(
       'received-at': received_at,
       filename: metaText(filename),
       'declared-content-type': metaText(contentType),
+      size: String(opts.bytes.length),
       ...opts.metadata,
     },
   })
@@ -235,7 +261,7 @@ export async function stageMedia(
     received_at,
     media_id: opts.media,
     bucket: config.s3.bucket,
-    staging_key: stagingKey,
+    staging_key: key,
     size: opts.bytes.length,
     sha256: sha256(opts.bytes),
     filename,

@@ -1,35 +1,47 @@
-// The `media` queue. The job is a claim check on an object the gateway staged in S3: verify it
-// (size, sha256, sniffed type), copy it to its final key, record it in test_session_media, then
-// remove the staged copy. The document is written only once the final object exists, and the
-// staged object is removed only once the document exists, so a crash at any point leaves
-// something a re-run (or the sweeper) can finish.
+// The `media` queue. The gateway wrote the photo once, to a key unique to its upload, and hashed
+// and sniffed it on the way; the job is a claim check on that upload. The worker never reads the
+// bytes back: it checks the object's length (a HEAD), then records in MongoDB which upload is
+// canonical (the media document's `key`).
+//
+// - First upload of a media id: the document names this upload.
+// - The same bytes again (a device retry): the document already names another upload, so this
+//   copy is removed.
+// - Other bytes for the same media id: the upload stays where it was written and a
+//   test_session_conflicts document names it (a second upload of those same other bytes is
+//   removed the same way as a retry).
+//
+// Settling comes last: the unsettled-bytes entry (backpressure), the idempotency key, then the
+// upload's pending/ marker. Until the marker is gone the sweeper can re-enqueue the upload, and
+// every step above is idempotent, so a crash at any point leaves something a re-run finishes.
+// A job from the earlier layout (its key under staging/) is finished the earlier way.
+//
+// A deleted session (README "Deletion", worker/deleted-sessions.ts): checked before anything is
+// recorded, when the upload and its marker are removed (the deletion may have listed the
+// session's prefixes before the gateway wrote them), and again once the photo is recorded, when
+// the session is erased again.
 import { UnrecoverableError, type Job } from 'bullmq'
-import { CopyDestinationOptions, CopySourceOptions } from 'minio'
 import type { Document } from 'mongodb'
+import type { Logger } from 'pino'
 import { objectKeys } from '../../shared/keys.ts'
 import { collections } from '../../shared/mongo.ts'
-import { releaseStagedMedia } from '../../shared/staged-media.ts'
 import type { MediaJob } from '../../shared/queues.ts'
-import { sniffType } from '../../shared/sniff.ts'
-import type { Logger } from 'pino'
 import { checkNotCancelled, parseReceivedAt, RetryLaterError, validatePayload, type ProcessorDeps } from '../context.ts'
-import { markAccepted } from '../../shared/idempotency.ts'
-import { describeError, isPermanentDocumentError } from '../mongo-errors.ts'
-import { isMissingObject, readObject, type StagedRead } from '../staged-object.ts'
+import {
+  conflictDocument,
+  erasedWhileRecording,
+  insert,
+  mediaDocument,
+  releaseAndMark,
+  removeDeletedUpload,
+  type MediaResult,
+  type MediaRun,
+} from '../media-records.ts'
+import { isMissingObject } from '../staged-object.ts'
+import { storeStagedMedia } from '../staged-media-legacy.ts'
 import { insertedId } from '../webhook-fanout.ts'
-import { deletedBefore, erasedAfter } from '../deleted-sessions.ts'
+import { deletedBefore } from '../deleted-sessions.ts'
 
-export type MediaOutcome = 'stored' | 'replay' | 'already_stored' | 'conflict' | 'deleted'
-
-type MediaResult = { outcome: MediaOutcome; sniffed_type?: string }
-
-/** What one run of a media job works with. */
-interface MediaRun {
-  deps: ProcessorDeps
-  stored: () => Promise<Document | null>
-  data: MediaJob
-  receivedAt: Date
-}
+export type { MediaOutcome } from '../media-records.ts'
 
 export function createMediaProcessor(deps: ProcessorDeps) {
   const c = collections(deps.db)
@@ -37,188 +49,121 @@ export function createMediaProcessor(deps: ProcessorDeps) {
   return async function processMedia(job: Job, _token?: string, signal?: AbortSignal): Promise<MediaResult> {
     const data = validatePayload('media', job.data)
     const ids = { workspace_id: data.workspace_id, session_id: data.session_id, media_id: data.media_id }
-    const stored = () => c.media.findOne(ids, { projection: { sha256: 1 } })
-    const receivedAt = parseReceivedAt(data.received_at)
-    if (await deletedBefore(deps, data, receivedAt, log.child({ jobId: job.id }))) {
-      // The staged upload goes too (the deletion may have listed staging/ before it was there).
-      await deps.s3.removeObject(data.bucket, data.staging_key)
-      await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
+    const stored = () => c.media.findOne(ids, { projection: { sha256: 1, key: 1 } })
+    const run: MediaRun = { deps, stored, data, receivedAt: parseReceivedAt(data.received_at) }
+    if (await deletedBefore(deps, data, run.receivedAt, log.child({ jobId: job.id }))) {
+      await removeDeletedUpload(run)
       return { outcome: 'deleted' }
     }
-    return storeMedia({ deps, stored, data, receivedAt }, job, log, signal)
+    if (data.staging_key.startsWith(objectKeys.stagingPrefix)) return storeStagedMedia(run, job, log, signal)
+    return recordUpload(run, job, log, signal)
   }
 }
 
-async function storeMedia(run: MediaRun, job: Job, log: Logger, signal?: AbortSignal): Promise<MediaResult> {
+async function recordUpload(run: MediaRun, job: Job, log: Logger, signal?: AbortSignal): Promise<MediaResult> {
   const { deps, data, stored } = run
-  const read = await readStaged(run)
-  if (read === 'already_stored') return { outcome: 'already_stored' }
-  if (read.size !== data.size || read.sha256 !== data.sha256) {
-    // Corruption between gateway and storage: keep the job (and the staged object) for inspection.
-    throw new UnrecoverableError(
-      `staged object does not match the job: size ${read.size} (job ${data.size}), sha256 ${read.sha256 === data.sha256 ? 'matches' : 'differs'}`,
-    )
+  const key = data.staging_key
+  if (!key.startsWith(objectKeys.uploadPrefix) || !objectKeys.isPhotoOf(key, data.workspace_id, data.session_id, data.media_id)) {
+    throw new UnrecoverableError('the job names an object that is not an upload of its photo')
   }
-  const sniffed = sniffType(read.head)
+  const sniffed = data.sniffed_type ?? 'application/octet-stream'
+  const size = await uploadedSize(deps, data)
+  if (size === null) return alreadySettled(run)
+  // The gateway enqueues only after S3 acknowledged the whole body, and the sweeper re-enqueues
+  // only uploads of their recorded length; another length means the object changed since.
+  if (size !== data.size) throw new UnrecoverableError(`uploaded object is ${size} bytes, the job says ${data.size}`)
   checkNotCancelled(signal)
 
   const existing = await stored()
-  if (existing && existing.sha256 !== data.sha256) {
-    await storeConflict(run, sniffed, String(existing.sha256))
-    if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
-    return { outcome: 'conflict', sniffed_type: sniffed }
-  }
-
-  const key = objectKeys.final(data.workspace_id, data.session_id, data.media_id)
-  try {
-    await copy(deps, data, key, sniffed)
-  } catch (err) {
-    // Two runs of one job at once (a stalled job picked up again while its first run still
-    // copies): the other run stored the photo and removed the staged copy between our read and
-    // our copy. Its record is the answer; without this the job failed once and was retried.
-    if (!isMissingObject(err)) throw err
-    const now = await stored()
-    if (now?.sha256 !== data.sha256) throw err
-    return { outcome: 'replay', sniffed_type: sniffed }
-  }
-  checkNotCancelled(signal)
-  const doc = mediaDocument(run, key, sniffed)
-  const outcome = await insert(deps, doc, 'media')
-  if (outcome === 'duplicate') {
-    const now = await stored()
-    if (now && now.sha256 !== data.sha256) {
-      // Only reachable if two different uploads of one media id ran at once, which job ids prevent.
-      log.error({ jobId: job.id }, 'media document appeared with other bytes while this job copied its object')
-      await storeConflict(run, sniffed, String(now.sha256))
-      if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
-      return { outcome: 'conflict', sniffed_type: sniffed }
+  if (existing && existing.sha256 !== data.sha256) return recordConflict(run, sniffed, String(existing.sha256), log)
+  // A document without a key (none is written so) is taken to name this upload: never remove what might be the photo.
+  const keyOf = (d: Document | null) => (typeof d?.key === 'string' ? d.key : key)
+  let canonical = keyOf(existing)
+  let inserted = false
+  let recordId: string | undefined
+  if (!existing) {
+    const doc = mediaDocument(run, key, sniffed)
+    inserted = (await insert(deps, doc, 'media')) === 'inserted'
+    if (inserted) recordId = insertedId(doc)
+    else {
+      const now = await stored()
+      if (now && now.sha256 !== data.sha256) {
+        // Only reachable if two different uploads of one media id ran at once, which job ids prevent.
+        log.error({ jobId: job.id }, 'media document appeared with other bytes while this job recorded its upload')
+        return recordConflict(run, sniffed, String(now.sha256), log)
+      }
+      canonical = keyOf(now)
     }
   }
-  // Deleted while this job stored: nothing of it stays (the staged copy included), nothing is forwarded.
-  if (await erasedAfterStoring(run, log)) return { outcome: 'deleted' }
-  // Before the staged copy goes: a re-run that finds it gone (readStaged) takes the photo as
-  // finished, so its deliveries must be queued by then.
+  // Deleted while this job recorded: nothing of it stays (this upload and its marker included),
+  // nothing is forwarded.
+  if (await erasedWhileRecording(run, log)) return { outcome: 'deleted' }
+  // Before the marker goes: a re-run that finds the upload settled takes the photo as finished,
+  // so its deliveries must be queued by then.
   await deps.webhooks.recordStored({
     event: 'media.stored',
     workspace_id: data.workspace_id,
     session_id: data.session_id,
     extra: data.media_id,
-    record_id: outcome === 'inserted' ? insertedId(doc) : undefined,
+    record_id: recordId,
   })
-  await removeStaged(deps, data, data.sha256)
-  return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
+  // Another upload of these same bytes is canonical: this one is a retry's copy.
+  if (canonical !== key) await deps.s3.removeObject(data.bucket, key)
+  await settle(deps, data, data.sha256)
+  return { outcome: inserted ? 'stored' : 'replay', sniffed_type: sniffed }
 }
 
-/** The session was deleted while this job stored: erased again, staged bytes released. */
-async function erasedAfterStoring({ deps, data, receivedAt }: MediaRun, log: Logger): Promise<boolean> {
-  if (!(await erasedAfter(deps, data, receivedAt, log))) return false
-  await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
-  return true
-}
-
-/** The staged object's bytes, or 'already_stored' when an earlier run finished the job. */
-async function readStaged({ deps, data, stored }: MediaRun): Promise<StagedRead | 'already_stored'> {
+/** The upload's length, or null when it is gone. */
+async function uploadedSize(deps: ProcessorDeps, data: MediaJob): Promise<number | null> {
   try {
-    return await readObject(deps.s3, data.bucket, data.staging_key)
+    return (await deps.s3.statObject(data.bucket, data.staging_key)).size
   } catch (err) {
-    if (!isMissingObject(err)) throw err
-    // A re-run after success (the staged copy is removed last): nothing left to do.
-    const existing = await stored()
-    if (existing && typeof existing.sha256 === 'string') {
-      // The run that removed the object may have died before releasing its bytes; releasing is idempotent.
-      await releaseAndMark(deps, data, existing.sha256)
-      return 'already_stored'
-    }
-    // Possibly not visible yet; if it is gone for good, the job ends in the failed set after its attempts.
-    throw new RetryLaterError('staged object not found; will retry', { cause: err })
-  }
-}
-
-/** Removes the staged copy once its document exists, then settles its bytes and idempotency key. */
-async function removeStaged(deps: ProcessorDeps, data: MediaJob, acceptedSha: string): Promise<void> {
-  await deps.s3.removeObject(data.bucket, data.staging_key)
-  // Only after the object is gone: the staged-bytes figure (gateway backpressure) drops once per object.
-  await releaseAndMark(deps, data, acceptedSha)
-}
-
-async function releaseAndMark(deps: ProcessorDeps, data: MediaJob, acceptedSha: string): Promise<void> {
-  await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
-  await markAccepted(deps, 'm', data.workspace_id, data.session_id, acceptedSha, data.media_id)
-}
-
-/** Server-side copy with the sniffed type; user metadata lets an operator trace an object back. */
-async function copy(deps: ProcessorDeps, data: MediaJob, destKey: string, sniffed: string): Promise<void> {
-  await deps.s3.copyObject(
-    new CopySourceOptions({ Bucket: data.bucket, Object: data.staging_key }),
-    new CopyDestinationOptions({
-      Bucket: data.bucket,
-      Object: destKey,
-      MetadataDirective: 'REPLACE',
-      // A real header, not UserMetadata: minio prefixes every UserMetadata key with x-amz-meta-.
-      Headers: { 'Content-Type': sniffed },
-      UserMetadata: {
-        'workspace-id': data.workspace_id,
-        'session-id': data.session_id,
-        'media-id': data.media_id,
-        sha256: data.sha256,
-      },
-    }),
-  )
-  // Trust, but check: a copy that came out the wrong size is retried.
-  const stat = await deps.s3.statObject(data.bucket, destKey)
-  if (stat.size !== data.size) throw new RetryLaterError(`copied object is ${stat.size} bytes, expected ${data.size}; will retry`)
-}
-
-async function insert(deps: ProcessorDeps, doc: Record<string, unknown>, what: 'media' | 'conflict') {
-  try {
-    return await (what === 'conflict' ? deps.writers.conflicts : deps.writers.media).insert(doc)
-  } catch (err) {
-    if (isPermanentDocumentError(err)) throw new UnrecoverableError(`${what} document refused: ${describeError(err)}`)
+    if (isMissingObject(err)) return null
     throw err
   }
 }
 
-function mediaDocument({ data, receivedAt }: MediaRun, key: string, sniffed: string): Record<string, unknown> {
-  return {
-    workspace_id: data.workspace_id,
-    session_id: data.session_id,
-    media_id: data.media_id,
-    token_id: data.token_id,
-    filename: data.filename,
-    content_type: data.content_type,
-    sniffed_type: sniffed,
-    size: data.size,
-    sha256: data.sha256,
-    bucket: data.bucket,
-    key,
-    received_at: receivedAt,
-    stored_at: new Date(),
+/**
+ * The upload is gone. A re-run after a run that removed it as a retry's copy: the photo is
+ * recorded, only settling may be left. Otherwise it may not be visible yet; if it is gone for
+ * good, the job ends in the failed set after its attempts.
+ */
+async function alreadySettled(run: MediaRun): Promise<MediaResult> {
+  const { deps, data } = run
+  const existing = await run.stored()
+  if (existing && existing.sha256 === data.sha256) {
+    await settle(deps, data, data.sha256)
+    return { outcome: 'already_stored' }
   }
+  if (existing && (await keptConflict(deps, data))) {
+    await settle(deps, data, String(existing.sha256))
+    return { outcome: 'already_stored' }
+  }
+  throw new RetryLaterError('uploaded object not found; will retry')
 }
 
-/** Same media id, different bytes: keep them under conflicts/ and record it, never overwrite. */
-async function storeConflict(run: MediaRun, sniffed: string, originalSha: string): Promise<void> {
-  const { deps, data, receivedAt } = run
-  const key = objectKeys.conflict(data.workspace_id, data.session_id, data.media_id, data.sha256)
-  await copy(deps, data, key, sniffed)
-  await insert(
-    deps,
-    {
-      workspace_id: data.workspace_id,
-      session_id: data.session_id,
-      media_id: data.media_id,
-      token_id: data.token_id,
-      sha256: data.sha256,
-      original_sha256: originalSha,
-      received_at: receivedAt,
-      bucket: data.bucket,
-      key,
-      size: data.size,
-      filename: data.filename,
-      content_type: data.content_type,
-      sniffed_type: sniffed,
-    },
-    'conflict',
-  )
-  await removeStaged(deps, data, originalSha)
+function keptConflict(deps: ProcessorDeps, data: MediaJob) {
+  const { workspace_id, session_id, media_id, sha256 } = data
+  return collections(deps.db).conflicts.findOne({ workspace_id, session_id, media_id, sha256 }, { projection: { key: 1 } })
+}
+
+/** Same media id, other bytes: the upload stays where it was written, and a conflicts document names it. */
+async function recordConflict(run: MediaRun, sniffed: string, originalSha: string, log: Logger): Promise<MediaResult> {
+  const { deps, data } = run
+  const key = data.staging_key
+  if ((await insert(deps, conflictDocument(run, key, sniffed, originalSha), 'conflict')) !== 'inserted') {
+    // These same other bytes were kept before (a retry of the conflicting upload): keep one copy.
+    const kept = await keptConflict(deps, data)
+    if (kept && kept.key !== key) await deps.s3.removeObject(data.bucket, key)
+  }
+  if (await erasedWhileRecording(run, log)) return { outcome: 'deleted' }
+  await settle(deps, data, originalSha)
+  return { outcome: 'conflict', sniffed_type: sniffed }
+}
+
+/** Last: the upload's bytes and idempotency key, then its marker (after which the sweeper no longer sees it). */
+async function settle(deps: ProcessorDeps, data: MediaJob, acceptedSha: string): Promise<void> {
+  await releaseAndMark(deps, data, acceptedSha)
+  const marker = objectKeys.pendingOf(data.staging_key)
+  if (marker) await deps.s3.removeObject(data.bucket, marker)
 }

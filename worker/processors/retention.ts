@@ -4,7 +4,8 @@
 //
 // What expires, measured from each record's received_at (when the gateway accepted it):
 // - photos: test_session_media documents and their stored objects, and the conflicting uploads
-//   of a photo (test_session_conflicts with a media_id, and their objects under conflicts/);
+//   of a photo (test_session_conflicts with a media_id, and the objects they name: uploads kept
+//   where they were written, or copies under conflicts/ from the earlier layout);
 // - logs: test_session_logs entries and test_session_log_batches (the exact bodies);
 // - sessions: test_sessions documents and the conflicting bodies of a session. A session that
 //   expires takes every record of that session with it, whatever its age (logs, log batches,

@@ -1,0 +1,115 @@
+// What both ways of finishing a photo share (the upload the gateway wrote once, in
+// worker/processors/media.ts, and a photo staged by the earlier layout, in
+// worker/staged-media-legacy.ts): the documents they write and how a finished photo is settled.
+import { UnrecoverableError } from 'bullmq'
+import type { Document } from 'mongodb'
+import type { Logger } from 'pino'
+import { markAccepted } from '../shared/idempotency.ts'
+import { objectKeys } from '../shared/keys.ts'
+import { releaseStagedMedia } from '../shared/staged-media.ts'
+import type { MediaJob } from '../shared/queues.ts'
+import type { ProcessorDeps } from './context.ts'
+import { erasedAfter } from './deleted-sessions.ts'
+import { describeError, isPermanentDocumentError } from './mongo-errors.ts'
+
+export type MediaOutcome = 'stored' | 'replay' | 'already_stored' | 'conflict' | 'deleted'
+
+export type MediaResult = { outcome: MediaOutcome; sniffed_type?: string }
+
+/** What one run of a media job works with. */
+export interface MediaRun {
+  deps: ProcessorDeps
+  /** The photo's media document (sha256 and key), if any. */
+  stored: () => Promise<Document | null>
+  data: MediaJob
+  receivedAt: Date
+}
+
+export async function insert(deps: ProcessorDeps, doc: Record<string, unknown>, what: 'media' | 'conflict') {
+  try {
+    return await (what === 'conflict' ? deps.writers.conflicts : deps.writers.media).insert(doc)
+  } catch (err) {
+    if (isPermanentDocumentError(err)) throw new UnrecoverableError(`${what} document refused: ${describeError(err)}`)
+    throw err
+  }
+}
+
+/** The test_session_media document; `key` is the object that holds the photo. */
+export function mediaDocument({ data, receivedAt }: MediaRun, key: string, sniffed: string): Record<string, unknown> {
+  return {
+    workspace_id: data.workspace_id,
+    session_id: data.session_id,
+    media_id: data.media_id,
+    token_id: data.token_id,
+    filename: data.filename,
+    content_type: data.content_type,
+    sniffed_type: sniffed,
+    size: data.size,
+    sha256: data.sha256,
+    bucket: data.bucket,
+    key,
+    received_at: receivedAt,
+    stored_at: new Date(),
+  }
+}
+
+/** The test_session_conflicts document of a photo that reused a media id with other bytes. */
+export function conflictDocument(
+  { data, receivedAt }: MediaRun,
+  key: string,
+  sniffed: string,
+  originalSha: string,
+): Record<string, unknown> {
+  return {
+    workspace_id: data.workspace_id,
+    session_id: data.session_id,
+    media_id: data.media_id,
+    token_id: data.token_id,
+    sha256: data.sha256,
+    original_sha256: originalSha,
+    received_at: receivedAt,
+    bucket: data.bucket,
+    key,
+    size: data.size,
+    filename: data.filename,
+    content_type: data.content_type,
+    sniffed_type: sniffed,
+  }
+}
+
+/** Releases the upload's unsettled bytes (backpressure) and marks its idempotency key accepted; both idempotent. */
+export async function releaseAndMark(deps: ProcessorDeps, data: MediaJob, acceptedSha: string): Promise<void> {
+  await releaseStagedMedia(deps.redis, deps.config.redisPrefix, data.staging_key)
+  await markAccepted(deps, 'm', data.workspace_id, data.session_id, acceptedSha, data.media_id)
+}
+
+/**
+ * The job's session is deleted: its upload goes (the deletion may have listed the session's
+ * prefixes before the gateway wrote it), with its pending/ marker, and its bytes are released
+ * from the unsettled-bytes figure. The idempotency key is not marked: nothing was stored.
+ */
+export async function removeDeletedUpload({ deps, data }: MediaRun): Promise<void> {
+  const key = data.staging_key
+  // Only a key of this job's own photo: a job's key is never trusted to name another object.
+  const own = `${data.workspace_id}/${data.session_id}/${data.media_id}/`
+  if (
+    key.startsWith(objectKeys.stagingPrefix + own) ||
+    (key.startsWith(objectKeys.uploadPrefix) && objectKeys.isPhotoOf(key, data.workspace_id, data.session_id, data.media_id))
+  ) {
+    await deps.s3.removeObject(data.bucket, key)
+    // After the upload: a marker left by a crash here is one whose upload is gone, which the sweeper removes.
+    const marker = objectKeys.pendingOf(key)
+    if (marker) await deps.s3.removeObject(data.bucket, marker)
+  }
+  await releaseStagedMedia(deps.redis, deps.config.redisPrefix, key)
+}
+
+/**
+ * After recording: when the session was deleted meanwhile, it is erased again (its documents,
+ * uploads and markers) and this upload is released; true when it was.
+ */
+export async function erasedWhileRecording(run: MediaRun, log: Logger): Promise<boolean> {
+  if (!(await erasedAfter(run.deps, run.data, run.receivedAt, log))) return false
+  await removeDeletedUpload(run)
+  return true
+}
