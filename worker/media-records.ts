@@ -34,6 +34,20 @@ export async function insert(deps: ProcessorDeps, doc: Record<string, unknown>, 
   }
 }
 
+/**
+ * Queues the photo's media.stored deliveries. Both ways call it before the job settles: a re-run
+ * that finds the job settled takes the photo as finished, so its deliveries must be queued by then.
+ */
+export async function recordMediaStored({ deps, data }: MediaRun, recordId: string | undefined): Promise<void> {
+  await deps.webhooks.recordStored({
+    event: 'media.stored',
+    workspace_id: data.workspace_id,
+    session_id: data.session_id,
+    extra: data.media_id,
+    record_id: recordId,
+  })
+}
+
 /** The test_session_media document; `key` is the object that holds the photo. */
 export function mediaDocument({ data, receivedAt }: MediaRun, key: string, sniffed: string): Record<string, unknown> {
   return {

@@ -16,6 +16,7 @@ import {
   erasedWhileRecording,
   insert,
   mediaDocument,
+  recordMediaStored,
   releaseAndMark,
   type MediaResult,
   type MediaRun,
@@ -72,13 +73,7 @@ export async function storeStagedMedia(run: MediaRun, job: Job, log: Logger, sig
   if (await erasedWhileRecording(run, log)) return { outcome: 'deleted' }
   // Before the staged copy goes: a re-run that finds it gone (readStaged) takes the photo as
   // finished, so its deliveries must be queued by then.
-  await deps.webhooks.recordStored({
-    event: 'media.stored',
-    workspace_id: data.workspace_id,
-    session_id: data.session_id,
-    extra: data.media_id,
-    record_id: outcome === 'inserted' ? insertedId(doc) : undefined,
-  })
+  await recordMediaStored(run, outcome === 'inserted' ? insertedId(doc) : undefined)
   await removeStaged(deps, data, data.sha256)
   return { outcome: outcome === 'duplicate' || existing ? 'replay' : 'stored', sniffed_type: sniffed }
 }

@@ -31,6 +31,7 @@ import {
   erasedWhileRecording,
   insert,
   mediaDocument,
+  recordMediaStored,
   releaseAndMark,
   removeDeletedUpload,
   type MediaResult,
@@ -100,13 +101,7 @@ async function recordUpload(run: MediaRun, job: Job, log: Logger, signal?: Abort
   if (await erasedWhileRecording(run, log)) return { outcome: 'deleted' }
   // Before the marker goes: a re-run that finds the upload settled takes the photo as finished,
   // so its deliveries must be queued by then.
-  await deps.webhooks.recordStored({
-    event: 'media.stored',
-    workspace_id: data.workspace_id,
-    session_id: data.session_id,
-    extra: data.media_id,
-    record_id: recordId,
-  })
+  await recordMediaStored(run, recordId)
   // Another upload of these same bytes is canonical: this one is a retry's copy.
   if (canonical !== key) await deps.s3.removeObject(data.bucket, key)
   await settle(deps, data, data.sha256)
