@@ -75,30 +75,37 @@ export const jobIds = {
 // layout: objects and documents written under it stay readable, and jobs staged under it are
 // still finished the earlier way.
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const UPLOADS = 'media/'
+const PENDING = 'pending/'
+/** The roots a workspace's objects live under, in deletion order (objectKeys.sessionPrefixes says why). */
+const ROOTS = [UPLOADS, '', 'conflicts/', 'staging/', PENDING]
 
 export const objectKeys = {
-  uploadPrefix: 'media/',
+  uploadPrefix: UPLOADS,
   /** Where one upload of a photo is written, for good: the last segment is the upload's random id. */
-  upload: (ws: string, session: string, media: string, uploadId: string) => `media/${ws}/${session}/${media}/${uploadId}`,
-  pendingPrefix: 'pending/',
+  upload: (ws: string, session: string, media: string, uploadId: string) => `${UPLOADS}${ws}/${session}/${media}/${uploadId}`,
+  pendingPrefix: PENDING,
   /**
    * An empty marker the gateway writes before the upload, and the media job removes once the
    * upload is settled: the sweeper lists these instead of every photo in the bucket.
    */
-  pending: (ws: string, session: string, media: string, uploadId: string) => `pending/${ws}/${session}/${media}/${uploadId}`,
+  pending: (ws: string, session: string, media: string, uploadId: string) => `${PENDING}${ws}/${session}/${media}/${uploadId}`,
   /** The upload a marker stands for (null: not a marker's key). */
   uploadOfPending(key: string): string | null {
-    return key.startsWith('pending/') ? 'media/' + key.slice('pending/'.length) : null
+    return key.startsWith(PENDING) ? UPLOADS + key.slice(PENDING.length) : null
   },
   /** The marker of an upload (null: not an upload's key). */
   pendingOf(key: string): string | null {
-    return key.startsWith('media/') ? 'pending/' + key.slice('media/'.length) : null
+    return key.startsWith(UPLOADS) ? PENDING + key.slice(UPLOADS.length) : null
+  },
+  /** True if `key` is an upload of a photo of these (validated) ids. */
+  isUploadOf(key: string, ws: string, session: string, media: string): boolean {
+    const prefix = `${UPLOADS}${ws}/${session}/${media}/`
+    return key.startsWith(prefix) && UPLOAD_ID.test(key.slice(prefix.length))
   },
   /** True if `key` can hold a photo of these (validated) ids: an upload of them, or the earlier final key. */
   isPhotoOf(key: string, ws: string, session: string, media: string): boolean {
-    if (key === `${ws}/${session}/${media}`) return true
-    const prefix = `media/${ws}/${session}/${media}/`
-    return key.startsWith(prefix) && UPLOAD_ID.test(key.slice(prefix.length))
+    return key === `${ws}/${session}/${media}` || objectKeys.isUploadOf(key, ws, session, media)
   },
   /** Earlier layout: the photo's key after its job moved it out of staging. */
   final: (ws: string, session: string, media: string) => `${ws}/${session}/${media}`,
@@ -113,13 +120,7 @@ export const objectKeys = {
    * markers last, so that a deletion cut short leaves markers whose uploads are gone (which the
    * sweeper removes), never an upload without its marker.
    */
-  sessionPrefixes: (ws: string, session: string) => [
-    `media/${ws}/${session}/`,
-    `${ws}/${session}/`,
-    `conflicts/${ws}/${session}/`,
-    `staging/${ws}/${session}/`,
-    `pending/${ws}/${session}/`,
-  ],
+  sessionPrefixes: (ws: string, session: string) => ROOTS.map((root) => `${root}${ws}/${session}/`),
   /** The same for a whole workspace. */
-  workspacePrefixes: (ws: string) => [`media/${ws}/`, `${ws}/`, `conflicts/${ws}/`, `staging/${ws}/`, `pending/${ws}/`],
+  workspacePrefixes: (ws: string) => ROOTS.map((root) => `${root}${ws}/`),
 }

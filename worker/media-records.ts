@@ -49,7 +49,12 @@ export async function recordMediaStored({ deps, data }: MediaRun, recordId: stri
 }
 
 /** The test_session_media document; `key` is the object that holds the photo. */
-export function mediaDocument({ data, receivedAt }: MediaRun, key: string, sniffed: string): Record<string, unknown> {
+export function mediaDocument(run: MediaRun, key: string, sniffed: string): Record<string, unknown> {
+  return { ...photoFields(run, key, sniffed), stored_at: new Date() }
+}
+
+/** What the media and the conflicts document both say of one upload. */
+function photoFields({ data, receivedAt }: MediaRun, key: string, sniffed: string): Record<string, unknown> {
   return {
     workspace_id: data.workspace_id,
     session_id: data.session_id,
@@ -63,32 +68,12 @@ export function mediaDocument({ data, receivedAt }: MediaRun, key: string, sniff
     bucket: data.bucket,
     key,
     received_at: receivedAt,
-    stored_at: new Date(),
   }
 }
 
 /** The test_session_conflicts document of a photo that reused a media id with other bytes. */
-export function conflictDocument(
-  { data, receivedAt }: MediaRun,
-  key: string,
-  sniffed: string,
-  originalSha: string,
-): Record<string, unknown> {
-  return {
-    workspace_id: data.workspace_id,
-    session_id: data.session_id,
-    media_id: data.media_id,
-    token_id: data.token_id,
-    sha256: data.sha256,
-    original_sha256: originalSha,
-    received_at: receivedAt,
-    bucket: data.bucket,
-    key,
-    size: data.size,
-    filename: data.filename,
-    content_type: data.content_type,
-    sniffed_type: sniffed,
-  }
+export function conflictDocument(run: MediaRun, key: string, sniffed: string, originalSha: string): Record<string, unknown> {
+  return { ...photoFields(run, key, sniffed), original_sha256: originalSha }
 }
 
 /** Releases the upload's unsettled bytes (backpressure) and marks its idempotency key accepted; both idempotent. */
@@ -106,10 +91,7 @@ export async function removeDeletedUpload({ deps, data }: MediaRun): Promise<voi
   const key = data.staging_key
   // Only a key of this job's own photo: a job's key is never trusted to name another object.
   const own = `${data.workspace_id}/${data.session_id}/${data.media_id}/`
-  if (
-    key.startsWith(objectKeys.stagingPrefix + own) ||
-    (key.startsWith(objectKeys.uploadPrefix) && objectKeys.isPhotoOf(key, data.workspace_id, data.session_id, data.media_id))
-  ) {
+  if (key.startsWith(objectKeys.stagingPrefix + own) || objectKeys.isUploadOf(key, data.workspace_id, data.session_id, data.media_id)) {
     await deps.s3.removeObject(data.bucket, key)
     // After the upload: a marker left by a crash here is one whose upload is gone, which the sweeper removes.
     const marker = objectKeys.pendingOf(key)

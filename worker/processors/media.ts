@@ -64,7 +64,7 @@ export function createMediaProcessor(deps: ProcessorDeps) {
 async function recordUpload(run: MediaRun, job: Job, log: Logger, signal?: AbortSignal): Promise<MediaResult> {
   const { deps, data, stored } = run
   const key = data.staging_key
-  if (!key.startsWith(objectKeys.uploadPrefix) || !objectKeys.isPhotoOf(key, data.workspace_id, data.session_id, data.media_id)) {
+  if (!objectKeys.isUploadOf(key, data.workspace_id, data.session_id, data.media_id)) {
     throw new UnrecoverableError('the job names an object that is not an upload of its photo')
   }
   const sniffed = data.sniffed_type ?? 'application/octet-stream'
