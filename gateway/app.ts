@@ -75,7 +75,11 @@ function installAnswers(app: FastifyInstance): void {
 
 /** DSN authentication: the token cache (kept current by pushes), and the per-address limit on unknown tokens. */
 function createAuthentication(app: FastifyInstance, config: GatewayConfig) {
-  const tokens = createTokenCache(app.redis, app.subscriber, { prefix: config.redisPrefix, ttlMs: config.tokenCacheMs })
+  const tokens = createTokenCache(app.redis, app.subscriber, {
+    prefix: config.redisPrefix,
+    ttlMs: config.tokenCacheMs,
+    onRead: () => app.observeTokenRead(),
+  })
   app.decorate('tokenCache', tokens)
   const unknownTokens =
     config.unknownTokenMaxPerIp > 0

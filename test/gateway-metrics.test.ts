@@ -80,6 +80,11 @@ t.test('counters move by route pattern, status and reason; the token never appea
   t.equal(sumOf(samples, 'rdt_gateway_accepted_request_bytes_total', { route: SESSION_ROUTE }), session.length)
   t.equal(sumOf(samples, 'rdt_gateway_accepted_request_bytes_total', { route: `${SESSION_ROUTE}/media/:media` }), jpeg.length)
 
+  // Six requests were authenticated, with two tokens: at least one read each, at most one per request
+  // (the cache keeps nothing until its subscription is confirmed, which may be after the first).
+  const reads = sumOf(samples, 'rdt_gateway_token_reads_total')
+  t.ok(reads >= 2 && reads <= 6, `token reads sent to Redis: ${reads}`)
+
   // No worker runs here, so the accepted jobs are still waiting.
   t.equal(sumOf(samples, 'rdt_queue_jobs', { queue: 'sessions', state: 'waiting' }), 1)
   t.equal(sumOf(samples, 'rdt_queue_jobs', { queue: 'logs', state: 'waiting' }), 1)

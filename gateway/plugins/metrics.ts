@@ -24,6 +24,8 @@ declare module 'fastify' {
     observeClientError(socket: Socket, status: number, reason: string): void
     /** Counts how a drain after an early answer ended (gateway/drain.ts). */
     observeDrain(outcome: string): void
+    /** Counts a DSN lookup that the token cache had to send to Redis (gateway/token-cache.ts). */
+    observeTokenRead(): void
   }
 }
 
@@ -72,6 +74,7 @@ export default fp<MetricsPluginOptions>(
       observeClientError(m, sockets, socket, status, reason),
     )
     app.decorate('observeDrain', (outcome: string) => m.drains.inc({ outcome }))
+    app.decorate('observeTokenRead', () => m.tokenReads.inc())
     registerGuardGauges(registry, opts)
     // Read at scrape time, so it does not matter whether the queues plugin is registered yet.
     registerQueueDepth(registry, () => (app.hasDecorator('shards') ? app.shards.flatMap((s) => Object.values(s.queues)) : []))
@@ -146,6 +149,12 @@ function requestMetrics(registry: Registry) {
       'rdt_gateway_body_drains_total',
       'Bodies read and discarded after an answer sent before they were read, by how the drain ended (completed, not_drained, too_large, timeout, request_timeout, closed)',
       ['outcome'],
+    ),
+    tokenReads: counter(
+      registry,
+      'rdt_gateway_token_reads_total',
+      'DSN lookups the token cache sent to Redis (a miss, or an expired entry); concurrent lookups of one token count once',
+      [],
     ),
   }
 }
