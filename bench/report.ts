@@ -65,6 +65,41 @@ export interface Report {
   notes: string[]
 }
 
+/** What one request costs in CPU (medians of the rounds), and what the target rate would take in cores. */
+interface CpuBudgetRow {
+  gateway_us: number
+  redis_us: number
+  generator_us: number
+  target_rps: number
+  /** (gateway + Redis + generator) x target rate: above the machine's cores, the target cannot be reached at this cost per request. */
+  cores_at_target: number
+  /** The gateway is one Node.js thread: above 1, it cannot serve the target rate whatever the other processes do. */
+  gateway_cores_at_target: number
+}
+type CpuBudget = { t1: CpuBudgetRow; t1b: CpuBudgetRow }
+
+/**
+ * T1 and T1b as CPU arithmetic, the experiment behind a missed target: the CPU each process spent
+ * per request in the same rounds, times the rate the target asks for (0.5 and 0.8 x C-B1).
+ */
+function cpuBudget(J: JsonFigures, ceilingRps: number): CpuBudget {
+  const row = (cpu: JsonFigures['details']['t1_cpu_us_per_accept'], share: number): CpuBudgetRow => {
+    const g = median(cpu.map((c) => c.gateway))
+    const r = median(cpu.map((c) => c.redis))
+    const n = median(cpu.map((c) => c.generator))
+    const rate = ceilingRps * share
+    return {
+      gateway_us: round(g, 0),
+      redis_us: round(r, 0),
+      generator_us: round(n, 0),
+      target_rps: round(rate, 0),
+      cores_at_target: round(((g + r + n) * rate) / 1e6, 2),
+      gateway_cores_at_target: round((g * rate) / 1e6, 2),
+    }
+  }
+  return { t1: row(J.details.t1_cpu_us_per_accept, 0.5), t1b: row(J.details.t1b_cpu_us_per_409, 0.8) }
+}
+
 const ratio = (a: number | undefined, b: number | undefined) =>
   a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? round(a / b, 3) : null
 const num = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? null : round(x, d))
@@ -278,6 +313,7 @@ export function buildReport(parts: {
               workers_1_concurrency_64_docs_per_s: parts.drainConcurrency ? round(parts.drainConcurrency.worker_drain_docs_per_s, 0) : null,
             }
           : null,
+      cpu_budget: J && B ? cpuBudget(J, B.fastify_parse_put_rps) : null,
       t1a_with_aof_rewrites: J ? { rate: J.details.t1a_rate, p99_ms: round(J.details.t1a_with_aof_rewrites_p99_ms, 1) } : null,
       e2e_at_50pct_t1: e2eT1
         ? { rate: e2eT1.rate, p99_ms: round(e2eT1.visible_p99_ms, 0), slope: round(e2eT1.depth_slope_per_s, 1) }
@@ -362,6 +398,19 @@ export function formatTable(r: Report): string {
     ])
   if (w?.workers_1_concurrency_64_docs_per_s)
     rows.push(['C-T2', 'drain docs/s, 1 worker, sessions concurrency 64', String(w.workers_1_concurrency_64_docs_per_s), '', ''])
+  const cb = r.scaling.cpu_budget as CpuBudget | null
+  if (cb)
+    for (const [id, x] of [
+      ['C-T1cpu', cb.t1],
+      ['C-T1bcpu', cb.t1b],
+    ] as const)
+      rows.push([
+        id,
+        `CPU us per ${id === 'C-T1cpu' ? 'accept' : '409'}: gateway + Redis + generator; cores at the target rate (2 here)`,
+        `${x.gateway_us} + ${x.redis_us} + ${x.generator_us} us; at ${x.target_rps}/s: ${x.cores_at_target} cores, gateway alone ${x.gateway_cores_at_target}`,
+        '',
+        '',
+      ])
   const p1 = r.scaling.t1_without_pipelining as { rps: number; t1a_rate: number; t1a_p99_ms: number } | null
   if (p1) rows.push(['C-T1', 'T1 without pipelining; p99 at 50% of it', `${p1.rps} /s; ${p1.t1a_p99_ms} ms at ${p1.t1a_rate}/s`, '', ''])
   const nr = r.scaling.t1a_with_aof_rewrites as { rate: number; p99_ms: number } | null
