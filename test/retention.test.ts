@@ -6,6 +6,8 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import type { Client as S3Client } from 'minio'
 import { MongoClient, type Db } from 'mongodb'
 import t from 'tap'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { collections, ensureIndexes } from '../shared/mongo.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
@@ -294,4 +296,25 @@ t.test('the scheduler runs it on the maintenance queue, once, and the worker exp
   t.ok(sumOf(samples, 'rdt_retention_runs_total', { outcome: 'done' }) >= 1)
   t.ok(sumOf(samples, 'rdt_retention_last_run_timestamp_seconds') > Date.now() / 1000 - 3600, 'the last run time is set')
   t.ok(sumOf(samples, 'rdt_retention_last_run_duration_seconds') >= 0)
+})
+
+t.test('a second worker sets up the schedule while its first job waits, with the worker role', async (t) => {
+  // Two workers starting together: the first adds the scheduler and its first run (waiting, as
+  // `every` runs at once), then the second upserts it. BullMQ's script then looks for that job in
+  // the wait list and reads the queue's paused flag with HEXISTS, which the worker's ACL once
+  // lacked ("could not set up the retention schedule", seen in the bench's two-worker logs). No
+  // worker consumes this queue, so the first run is sure to be waiting.
+  const own = testConfig()
+  const connection = new Redis(asRole(own, 'worker').redisUrl, { maxRetriesPerRequest: null })
+  const queue = new Queue(MAINTENANCE_QUEUE, { connection, prefix: own.redisPrefix })
+  t.teardown(async () => {
+    await queue.obliterate({ force: true }).catch(() => {})
+    await queue.close()
+    connection.disconnect()
+  })
+  const setUp = () => queue.upsertJobScheduler(RETENTION_SCHEDULER, { every: 3_600_000 }, { name: RETENTION_SCHEDULER, data: {} })
+  await setUp()
+  t.equal(await queue.getWaitingCount(), 1, 'the first run waits')
+  await t.resolves(setUp(), 'the second set-up')
+  t.equal((await queue.getJobSchedulers()).length, 1, 'still one scheduler')
 })
