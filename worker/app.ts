@@ -10,6 +10,7 @@ import { collections, connectMongo, ensureIndexes } from '../shared/mongo.ts'
 import { type ShardedQueueName, type WorkerQueueName } from '../shared/queue-settings.ts'
 import { assertNoEviction, createWorkerRedis, quitOrDisconnect } from '../shared/redis.ts'
 import { createS3, ensureBucket } from '../shared/s3.ts'
+import { periodic } from '../shared/periodic.ts'
 import { syncTokenMirror } from '../shared/token-registry.ts'
 import { createTombstoneCheck, syncTombstoneMirror } from '../deletion/tombstones.ts'
 import { createBatchWriter, type BatchWriter } from './batch-writer.ts'
@@ -121,9 +122,11 @@ async function startTokenSync(deps: WorkerDeps, db: Db, redis: RedisClient, clos
     }
   }
   await syncTokens()
-  const timer = setInterval(() => void syncTokens(), deps.tokenSyncIntervalMs ?? TOKEN_SYNC_INTERVAL_MS)
-  timer.unref()
-  closers.add('token sync', async () => clearInterval(timer))
+  // periodic, not setInterval: its stop waits for a sync under way, which would otherwise fail
+  // (and warn) when shutdown closes the MongoDB client under it.
+  const sync = periodic(syncTokens, { intervalMs: deps.tokenSyncIntervalMs ?? TOKEN_SYNC_INTERVAL_MS })
+  sync.start()
+  closers.add('token sync', () => sync.stop())
 }
 
 /**
