@@ -2,10 +2,10 @@
 // token share one read, a change announced while a read is on its way is not served from that
 // read, and a lookup still answers when Redis is at its memory limit. Each test has a Redis of
 // its own, so that its command counts are its own and filling it disturbs no one.
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { createTokenCache } from '../gateway/token-cache.ts'
+import { createTokenCache, LOOKUP_SCRIPT } from '../gateway/token-cache.ts'
 import { keys } from '../shared/keys.ts'
 import { createSubscriberRedis } from '../shared/redis.ts'
 import { hashToken, type TokenEntry } from '../shared/token-registry.ts'
@@ -89,4 +89,14 @@ t.test('at the memory limit an uncached token is still looked up (the script wri
   t.match(await cache.lookup(token), { v: 1 }, 'the lookup answers')
   const unknown = await cache.lookup('rdt_' + randomBytes(16).toString('base64url'))
   t.equal(unknown, null, 'and an unknown token is unknown, not "not synced"')
+})
+
+t.test('a Redis that lost its script cache (restart, failover, SCRIPT FLUSH): the lookup loads the script again', async (t) => {
+  const { cache, direct, token } = await setup(t)
+  const evalRo = async () => Number(/^cmdstat_eval_ro:calls=(\d+)/m.exec(await direct.info('commandstats'))?.[1] ?? 0)
+  const before = await evalRo()
+  await direct.script('FLUSH')
+  t.match(await cache.lookup(token), { v: 1 }, 'the lookup answers')
+  t.equal((await evalRo()) - before, 1, 'through one EVAL_RO, after EVALSHA_RO met NOSCRIPT')
+  t.same(await direct.script('EXISTS', createHash('sha1').update(LOOKUP_SCRIPT).digest('hex')), [1], 'which cached it again')
 })
