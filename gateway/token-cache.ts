@@ -76,14 +76,10 @@ export function createTokenCache(redis: RedisClient, subscriber: RedisClient, op
 
   subscriber.on('message', (channel: string, hash: string) => {
     if (channel !== k.tokensChannel) return
+    if (hash === '*') return forgetAll()
     generation++
-    if (hash === '*') {
-      cache.clear()
-      reading.clear()
-    } else {
-      cache.delete(hash)
-      reading.delete(hash)
-    }
+    cache.delete(hash)
+    reading.delete(hash)
   })
   // Anything may have changed while we were not listening.
   subscriber.on('close', () => {
