@@ -21,7 +21,7 @@ export async function freePort(preferred?: number): Promise<number> {
       // taken: fall through to a port of our choosing
     }
   }
-  const [low, high] = listenerRange()
+  const [low, high] = LISTENER_RANGE
   for (let i = 0; i < 50 && high > low; i++) {
     // One process walks the range from a random start, so it never hands out a port twice (two
     // services of one stack could otherwise get the same port before either binds it); processes
@@ -40,7 +40,9 @@ let cursor: number | undefined
 
 const LISTENER_LOW = 20_000
 
-/** [from, to) for our listeners: from LISTENER_LOW up to the start of the ephemeral range (empty if that starts lower). */
+/** [from, to) for our listeners: from LISTENER_LOW up to the start of the ephemeral range (empty if that starts lower). Read once. */
+const LISTENER_RANGE = listenerRange()
+
 function listenerRange(): [number, number] {
   let start = 32_768
   try {

@@ -22,8 +22,14 @@ const entry = (v: number, revoked = false): TokenEntry => ({
   v,
 })
 
-async function setup(t: Test, extraArgs: string[] = []) {
-  const server = await privateRedis(t, extraArgs)
+/** Calls of these commands so far, from Redis's INFO commandstats. */
+async function calls(redis: Redis, ...commands: string[]): Promise<number> {
+  const stats = await redis.info('commandstats')
+  return commands.reduce((n, c) => n + Number(new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0), 0)
+}
+
+async function setup(t: Test) {
+  const server = await privateRedis(t)
   const prefix = `{t${randomBytes(4).toString('hex')}}`
   const main = new Redis(server.url)
   const sub = createSubscriberRedis(server.url)
@@ -44,11 +50,8 @@ async function setup(t: Test, extraArgs: string[] = []) {
   // an EVALSHA_RO refused with NOSCRIPT, then an EVAL_RO, and that would count twice below.
   t.equal(await cache.lookup('rdt_' + randomBytes(16).toString('base64url')), null, 'an unknown token')
   /** How many lookup scripts this Redis has run (EVAL_RO the first time, EVALSHA_RO after). */
-  const scriptCalls = async () => {
-    const stats = await direct.info('commandstats')
-    return ['eval_ro', 'evalsha_ro'].reduce((n, c) => n + Number(new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0), 0)
-  }
-  return { cache, main, sub, direct, k, token, scriptCalls }
+  const scriptCalls = () => calls(direct, 'eval_ro', 'evalsha_ro')
+  return { cache, sub, direct, k, token, scriptCalls }
 }
 
 t.test('concurrent lookups of an uncached token share one read of the mirror', async (t) => {
@@ -93,7 +96,7 @@ t.test('at the memory limit an uncached token is still looked up (the script wri
 
 t.test('a Redis that lost its script cache (restart, failover, SCRIPT FLUSH): the lookup loads the script again', async (t) => {
   const { cache, direct, token } = await setup(t)
-  const evalRo = async () => Number(/^cmdstat_eval_ro:calls=(\d+)/m.exec(await direct.info('commandstats'))?.[1] ?? 0)
+  const evalRo = () => calls(direct, 'eval_ro')
   const before = await evalRo()
   await direct.script('FLUSH')
   t.match(await cache.lookup(token), { v: 1 }, 'the lookup answers')
