@@ -4,7 +4,9 @@
 // ratio says what our media path costs on a distributed store; the absolute MB/s on 2 cores,
 // with 4 MinIO processes sharing them, says nothing about a real cluster's speed.
 import { directS3PutMbS } from './baselines.ts'
-import type { DistBench } from './distributed.ts'
+import { shardPrefixes } from '../shared/redis-shards.ts'
+import { PREFIX } from './context.ts'
+import { SHARDS, type DistBench } from './distributed.ts'
 import { t3Round, type T3Round } from './figures-media.ts'
 import { startGateway, startWorker } from './procs.ts'
 import { median } from './stats.ts'
@@ -30,7 +32,7 @@ export async function measureDistMedia(d: DistBench): Promise<DistMediaFigures> 
   const media: T3Round[] = []
   try {
     for (let r = 0; r < opts.rounds; r++) {
-      const round = await t3Round(d, g, opts.photos, opts.photoConcurrency)
+      const round = await t3Round(d, g, opts.photos, opts.photoConcurrency, shardPrefixes(PREFIX, SHARDS))
       media.push(round)
       d.log(
         `  S-s3 media round ${r + 1}: ${round.mb_s_final.toFixed(1)} MB/s into final storage (${round.mb.toFixed(0)} MB in ${round.seconds_final.toFixed(1)} s); ` +

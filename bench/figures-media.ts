@@ -1,12 +1,15 @@
 // T3 (photo MB/s through the gateway into final storage), T3a (gateway RSS growth during 32
 // concurrent 5 MB uploads) and T3b (Redis bytes per media job).
 import { randomUUID } from 'node:crypto'
+import { Queue } from 'bullmq'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { jobIds, keys } from '../shared/keys.ts'
+import type { RedisClient } from '../shared/redis.ts'
 import { COLLECTIONS } from '../shared/mongo.ts'
 import { photoSizes } from './bodies.ts'
 import type { Bench } from './context.ts'
 import { PREFIX } from './context.ts'
+import { backlog } from './figures-worker.ts'
 import { runLoad } from './load.ts'
 import { rssOf, startGateway, startWorker, type AppProcess } from './procs.ts'
 import { memoryUsage, usedMemory } from './redis-info.ts'
@@ -132,26 +135,37 @@ export type T3Round = MediaFigures['details']['t3_rounds'][number]
 
 /**
  * One T3 round: `photos` photos of 1-5 MB at `concurrency` through gateway `g` (a worker running),
- * timed from the first byte sent until the last `test_session_media` document exists.
+ * timed from the first byte sent until the last media job is done (its document is in by then).
  */
 export async function t3Round(
-  b: Pick<Bench, 'dir' | 'tokensFile' | 'db'>,
+  b: Pick<Bench, 'dir' | 'tokensFile' | 'db'> & { redis: RedisClient },
   g: AppProcess,
   photos: number,
   concurrency: number,
+  /** The Redis prefixes of the shards the round's workspaces are on. */
+  prefixes: string[] = [PREFIX],
 ): Promise<T3Round> {
   const prefix = sessionPrefix()
   const res = await upload(b, g, prefix, photoSizes(photos), photos, concurrency)
-  // Final storage: the photo is where it stays and its document names it (the worker recorded
-  // the upload; with the earlier layout, it had copied a staged object to its final key). Then
-  // the job is done. Poll for the last of them.
-  const media = b.db.collection(COLLECTIONS.media)
+  // Final storage: the photo is where it stays and its document names it. A media job settles
+  // only after its document is in, so the round's last job leaving the queue is a (slightly late)
+  // upper bound on the last photo being final. The queue is polled in Redis, as T2a polls: a
+  // MongoDB query by session id every 50 ms scans the whole media collection on FerretDB (SQLite),
+  // and those scans competed with the worker, more so each round as the collection grew.
+  // MongoDB is checked once at the end.
+  const queues = prefixes.map((p) => new Queue('media', { connection: b.redis, prefix: p }))
   const deadline = Date.now() + 600_000
-  while ((await media.countDocuments({ session_id: { $regex: `^${prefix}-` } })) < (res.statuses['201'] ?? 0)) {
-    if (Date.now() > deadline) throw new Error('T3: media not all stored after 10 min')
-    await sleep(50)
+  try {
+    while ((await Promise.all(queues.map(backlog))).some((n) => n > 0)) {
+      if (Date.now() > deadline) throw new Error('T3: media jobs not all done after 10 min')
+      await sleep(20)
+    }
+  } finally {
+    await Promise.all(queues.map((q) => q.close()))
   }
   const finalAt = Date.now()
+  const stored = await b.db.collection(COLLECTIONS.media).countDocuments({ session_id: { $regex: `^${prefix}-` } })
+  if (stored < (res.statuses['201'] ?? 0)) throw new Error(`T3: ${stored} media documents for ${res.statuses['201']} accepted photos`)
   return {
     mb_s_final: mb(res.bytes) / ((finalAt - res.startedAt) / 1000),
     mb_s_gateway: mb(res.bytes) / ((res.endedAt - res.startedAt) / 1000),

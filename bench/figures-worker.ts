@@ -64,7 +64,7 @@ export interface DrainFigures {
 const WAITING_STATES = ['waiting', 'active', 'delayed', 'prioritized'] as const
 const PROBE_GRACE_S = 30
 
-async function backlog(queue: Queue): Promise<number> {
+export async function backlog(queue: Queue): Promise<number> {
   const c = await queue.getJobCounts(...WAITING_STATES)
   return WAITING_STATES.reduce((a, s) => a + (c[s] ?? 0), 0)
 }
