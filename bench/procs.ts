@@ -55,6 +55,18 @@ export function cpuOf(pid: number): number {
 }
 
 /**
+ * The whole machine's CPU so far, in seconds summed over its cores, from /proc/stat's first line:
+ * busy (user, nice, system, irq, softirq) and steal (time the hypervisor gave another guest
+ * while this one wanted to run). Over a window, busy minus our processes' own CPU is what
+ * everything else on the box took from them.
+ */
+export function machineCpu(): { busy: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f
+  return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 }
+}
+
+/**
  * Read and write system calls a process has made, from /proc/<pid>/io. Socket reads and writes
  * count here, so per request they say how well a process batches its I/O, whatever the machine's
  * load does to its CPU time.
