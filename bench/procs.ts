@@ -167,8 +167,9 @@ export async function startGateway(name: string, env: Record<string, string>, di
     dir,
     port,
     metricsPort,
-    // Production's flags (shared/node-flags.ts), then any the bench adds (--cpu-prof).
-    nodeArgs: [...NODE_FLAGS.gateway, ...nodeArgs],
+    // Production's flags (shared/node-flags.ts), then BENCH_GATEWAY_NODE_FLAGS for an experiment
+    // (a later V8 flag wins: `--max-semi-space-size=16 --trace-gc`), then any the bench adds (--cpu-prof).
+    nodeArgs: [...NODE_FLAGS.gateway, ...(process.env.BENCH_GATEWAY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), ...nodeArgs],
     ready: () => ok(`http://127.0.0.1:${port}/readyz`),
   })
 }
