@@ -56,11 +56,11 @@ export function createMediaProcessor(deps: ProcessorDeps) {
       return { outcome: 'deleted' }
     }
     if (data.staging_key.startsWith(objectKeys.stagingPrefix)) return storeStagedMedia(run, job, log, signal)
-    return recordUpload(run, job, log, signal)
+    return recordUpload(run, log, signal)
   }
 }
 
-async function recordUpload(run: MediaRun, job: Job, log: Logger, signal?: AbortSignal): Promise<MediaResult> {
+async function recordUpload(run: MediaRun, log: Logger, signal?: AbortSignal): Promise<MediaResult> {
   const { deps, data, stored } = run
   const key = data.staging_key
   if (!objectKeys.isUploadOf(key, data.workspace_id, data.session_id, data.media_id)) {
