@@ -8,7 +8,7 @@ import { PREFIX } from './context.ts'
 import { runLoad, runLoads } from './load.ts'
 import type { AutocannonSummary, LoadSpec } from './load-child.ts'
 import { unsentNote, type OpenLoopResult } from './open-loop.ts'
-import { idleRss, machineCpu, startGateway, syscallsOf, type AppProcess } from './procs.ts'
+import { cpuOf, cpuWindow, formatCpuShare, idleRss, startGateway, syscallsOf, type AppProcess, type CpuShare } from './procs.ts'
 import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, redisPid, rewriteAofNow, SCRIPT_COMMANDS } from './redis-info.ts'
 import { scrape, sumOf } from '../testing/prometheus.ts'
 import { mb, median } from './stats.ts'
@@ -196,7 +196,9 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
       const out: (OpenLoopResult & {
         gateway: LoopHealth
         redis: { latencyEventsMs: Record<string, number>; aofRewrites: number; latestForkMs: number }
-        machine: MachineShare
+        machine: CpuShare
+        /** Cores the gateway's main thread used (of its total in `machine`). */
+        gatewayMainThread: number
       })[] = []
       for (let r = 0; r < opts.rounds; r++) {
         await b.resetRedis()
@@ -208,7 +210,12 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
           await b.redis.config('SET', 'auto-aof-rewrite-percentage', '0')
         }
         const aofBefore = await persistenceStats(b.redis)
-        const machineBefore = { ...machineCpu(), gateway: g.cpu(), redis: await redisCpu(b.redis), at: performance.now() }
+        // T1a's tail is set by how much of the 2 cores the gateway and Redis get when they need
+        // them: each round says what they and the generator used, and what everything else took.
+        // The gateway's main thread is counted apart: it is the one requests queue for, while its
+        // GC helper threads can run on the other core.
+        const endWindow = cpuWindow({ gateway: () => g.cpu(), Redis: () => cpuOf(b.stack.redis.pid ?? 0) })
+        const endMainThread = cpuWindow({ 'gateway main thread': () => cpuOf(g.pid, true) })
         const load = await runLoad<OpenLoopResult>(b.dir, {
           mode: 'open',
           target: { host: '127.0.0.1', port: g.port },
@@ -220,11 +227,8 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         const aofAfter = await persistenceStats(b.redis)
         const res = {
           ...load,
-          machine: machineShare(
-            machineBefore,
-            { ...machineCpu(), gateway: g.cpu(), redis: await redisCpu(b.redis), at: performance.now() },
-            load,
-          ),
+          machine: endWindow({ generator: (load.generatorCpuUs * (load.sent + load.unsent)) / 1e6 }),
+          gatewayMainThread: endMainThread().processes['gateway main thread']!,
           gateway: healthDelta(healthBefore, await loopHealth(g)),
           redis: {
             latencyEventsMs: await latencyEvents(b.redis),
@@ -242,8 +246,7 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
               .map(([k, v]) => `${k} ${v.toFixed(0)}`)
               .join(', ')} ms); ` +
             `Redis: worst stalls ${JSON.stringify(res.redis.latencyEventsMs)} ms, ${res.redis.aofRewrites} AOF rewrite(s), last fork ${res.redis.latestForkMs.toFixed(1)} ms; ` +
-            `machine, in cores: busy ${res.machine.busy.toFixed(2)} = gateway ${res.machine.gateway.toFixed(2)} + Redis ${res.machine.redis.toFixed(2)} + ` +
-            `generator ${res.machine.generator.toFixed(2)} + everything else ${res.machine.others.toFixed(2)}; steal ${res.machine.steal.toFixed(2)}`,
+            `${formatCpuShare(res.machine)}; the gateway's main thread ${res.gatewayMainThread.toFixed(2)}`,
         )
       }
       return out
@@ -396,32 +399,6 @@ async function withAccounting(b: Bench, g: AppProcess, kind: 'sessions' | 'dupli
       },
     },
   }
-}
-
-/**
- * Where the machine's CPU went during an open-loop window, in cores (CPU seconds per second):
- * T1a's tail is set by how much of the 2 cores the gateway and Redis get when they need them, so
- * each round says what our three processes used and what everything else on the box took
- * (FerretDB, MinIO and the bench itself idle here; the rest is other work on the machine), and
- * the steal (CPU the hypervisor gave another guest).
- */
-interface MachineShare {
-  busy: number
-  gateway: number
-  redis: number
-  generator: number
-  others: number
-  steal: number
-}
-
-type MachineSample = { busy: number; steal: number; gateway: number; redis: number; at: number }
-
-function machineShare(a: MachineSample, z: MachineSample, load: OpenLoopResult): MachineShare {
-  const seconds = (z.at - a.at) / 1000
-  const cores = (cpuS: number) => cpuS / seconds
-  const generator = cores((load.generatorCpuUs * (load.sent + load.unsent)) / 1e6)
-  const [busy, gateway, redis] = [cores(z.busy - a.busy), cores(z.gateway - a.gateway), cores(z.redis - a.redis)]
-  return { busy, gateway, redis, generator, others: Math.max(0, busy - gateway - redis - generator), steal: cores(z.steal - a.steal) }
 }
 
 function perServed(before: { reads: number; writes: number }, after: { reads: number; writes: number }, served: number) {

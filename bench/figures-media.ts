@@ -11,7 +11,7 @@ import type { Bench } from './context.ts'
 import { PREFIX } from './context.ts'
 import { backlog } from './figures-worker.ts'
 import { runLoad } from './load.ts'
-import { rssOf, startGateway, startWorker, type AppProcess } from './procs.ts'
+import { cpuOf, cpuWindow, formatCpuShare, rssOf, startGateway, startWorker, type AppProcess, type CpuShare } from './procs.ts'
 import { memoryUsage, usedMemory } from './redis-info.ts'
 import { mb, median } from './stats.ts'
 import type { UploadResult } from './uploads.ts'
@@ -22,6 +22,8 @@ export interface MediaFigures {
   redis_bytes_per_media_job: number
   details: {
     t3_rounds: {
+      /** Where the machine's CPU went during the round (single stack only). */
+      cpu?: CpuShare
       mb_s_final: number
       mb_s_gateway: number
       photos: number
@@ -108,12 +110,22 @@ export async function measureMedia(b: Bench): Promise<MediaFigures> {
     const worker = await startWorker('worker-media', b.appEnv, b.dir)
     const t3: MediaFigures['details']['t3_rounds'] = []
     try {
+      const pidCpu = (pid: number | undefined) => () => cpuOf(pid ?? 0)
       for (let r = 0; r < opts.rounds; r++) {
+        // Against B4's rounds, this says what the media path adds and where (the generator is in "everything else").
+        const endWindow = cpuWindow({
+          gateway: () => g.cpu(),
+          worker: () => worker.cpu(),
+          MinIO: pidCpu(b.stack.s3.pid),
+          Redis: pidCpu(b.stack.redis.pid),
+          FerretDB: pidCpu(b.stack.mongo.pid),
+        })
         const round = await t3Round(b, g, opts.photos, opts.photoConcurrency)
-        t3.push(round)
+        const cpu = endWindow()
+        t3.push({ ...round, cpu })
         b.log(
           `  T3 round ${r + 1}: ${round.mb_s_final.toFixed(1)} MB/s into final storage (${round.mb.toFixed(0)} MB in ${round.seconds_final.toFixed(1)} s); ` +
-            `${round.mb_s_gateway.toFixed(1)} MB/s accepted by the gateway; statuses ${JSON.stringify(round.statuses)}`,
+            `${round.mb_s_gateway.toFixed(1)} MB/s accepted by the gateway; statuses ${JSON.stringify(round.statuses)}; ${formatCpuShare(cpu)}`,
         )
       }
     } finally {

@@ -42,10 +42,14 @@ export function build(log: (s: string) => void): void {
   }
 }
 
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-export function cpuOf(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 1/100 s):
+ * all its threads, V8's GC helpers and libuv's pool included. With `mainThread`, only the thread
+ * that runs JavaScript (/proc/<pid>/task/<pid>/stat), the one a request waits for.
+ */
+export function cpuOf(pid: number, mainThread = false): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
     // Fields after the command name (which may contain spaces) start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return (Number(fields[11]) + Number(fields[12])) / 100
@@ -60,10 +64,48 @@ export function cpuOf(pid: number): number {
  * while this one wanted to run). Over a window, busy minus our processes' own CPU is what
  * everything else on the box took from them.
  */
-export function machineCpu(): { busy: number; steal: number } {
+function machineCpu(): { busy: number; steal: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f
   return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 }
+}
+
+/** What the machine and each named process used over a window, in cores (CPU seconds per second). */
+export interface CpuShare {
+  busy: number
+  steal: number
+  processes: Record<string, number>
+  /** Busy minus the named processes: the rest of the stack and the bench, and any other work on the box. */
+  others: number
+}
+
+/**
+ * Opens a CPU window over the named processes (each read as CPU seconds so far); the function it
+ * returns closes it. `extraS` adds processes whose CPU seconds were counted elsewhere (a load
+ * generator counts its own).
+ */
+export function cpuWindow(processes: Record<string, () => number>): (extraS?: Record<string, number>) => CpuShare {
+  const read = () => ({
+    at: performance.now(),
+    machine: machineCpu(),
+    each: Object.fromEntries(Object.entries(processes).map(([name, cpu]) => [name, cpu()])),
+  })
+  const a = read()
+  return (extraS = {}) => {
+    const z = read()
+    const cores = (cpuS: number) => cpuS / ((z.at - a.at) / 1000)
+    const named: Record<string, number> = {}
+    for (const name of Object.keys(processes)) named[name] = cores(z.each[name]! - a.each[name]!)
+    for (const [name, cpuS] of Object.entries(extraS)) named[name] = cores(cpuS)
+    const busy = cores(z.machine.busy - a.machine.busy)
+    const ours = Object.values(named).reduce((x, y) => x + y, 0)
+    return { busy, steal: cores(z.machine.steal - a.machine.steal), processes: named, others: Math.max(0, busy - ours) }
+  }
+}
+
+export function formatCpuShare(s: CpuShare): string {
+  const named = Object.entries(s.processes).map(([name, cores]) => `${name} ${cores.toFixed(2)}`)
+  return `machine, in cores: busy ${s.busy.toFixed(2)} = ${[...named, `everything else ${s.others.toFixed(2)}`].join(' + ')}; steal ${s.steal.toFixed(2)}`
 }
 
 /**
