@@ -11,7 +11,7 @@ import { photoSizes } from './bodies.ts'
 import { sessionDocument, sessionJob } from './jobs.ts'
 import { runLoad } from './load.ts'
 import type { AutocannonSummary } from './load-child.ts'
-import { cpuOf, cpuWindow, formatCpuShare, idleRss, startHello } from './procs.ts'
+import { cpuOf, cpuWindow, formatCpuShare, idleRss, pidCpu, startHello } from './procs.ts'
 import { mb, median } from './stats.ts'
 import type { UploadResult } from './uploads.ts'
 
@@ -149,7 +149,7 @@ export async function measureDirectS3(b: Bench): Promise<number[]> {
   b.log(`B4: S3 PUT with the minio client, ${opts.photos} photos of 1-5 MB, concurrency ${opts.photoConcurrency}`)
   for (let r = 0; r < opts.rounds; r++) {
     // Where the CPU goes, to set T3's rounds against (the minio client is in "everything else").
-    const endWindow = cpuWindow({ MinIO: () => cpuOf(b.stack.s3.pid ?? 0) })
+    const endWindow = cpuWindow({ MinIO: pidCpu(b.stack.s3.pid) })
     out.push(await directS3PutMbS(b, opts.photos, opts.photoConcurrency))
     b.log(`  B4 round ${r + 1}: ${out.at(-1)!.toFixed(1)} MB/s; ${formatCpuShare(endWindow())}`)
   }

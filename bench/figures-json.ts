@@ -8,7 +8,7 @@ import { PREFIX } from './context.ts'
 import { runLoad, runLoads } from './load.ts'
 import type { AutocannonSummary, LoadSpec } from './load-child.ts'
 import { unsentNote, type OpenLoopResult } from './open-loop.ts'
-import { cpuOf, cpuWindow, formatCpuShare, idleRss, startGateway, syscallsOf, type AppProcess, type CpuShare } from './procs.ts'
+import { cpuWindow, formatCpuShare, pidCpu, idleRss, startGateway, syscallsOf, type AppProcess, type CpuShare } from './procs.ts'
 import { commandCalls, delta, latencyEvents, persistenceStats, redisCpu, redisPid, rewriteAofNow, SCRIPT_COMMANDS } from './redis-info.ts'
 import { scrape, sumOf } from '../testing/prometheus.ts'
 import { mb, median } from './stats.ts'
@@ -214,8 +214,8 @@ export async function measureJson(b: Bench): Promise<JsonFigures> {
         // them: each round says what they and the generator used, and what everything else took.
         // The gateway's main thread is counted apart: it is the one requests queue for, while its
         // GC helper threads can run on the other core.
-        const endWindow = cpuWindow({ gateway: () => g.cpu(), Redis: () => cpuOf(b.stack.redis.pid ?? 0) })
-        const endMainThread = cpuWindow({ 'gateway main thread': () => cpuOf(g.pid, true) })
+        const endWindow = cpuWindow({ gateway: () => g.cpu(), Redis: pidCpu(b.stack.redis.pid) })
+        const endMainThread = cpuWindow({ 'gateway main thread': pidCpu(g.pid, true) })
         const load = await runLoad<OpenLoopResult>(b.dir, {
           mode: 'open',
           target: { host: '127.0.0.1', port: g.port },

@@ -11,7 +11,7 @@ import type { Bench } from './context.ts'
 import { PREFIX } from './context.ts'
 import { backlog } from './figures-worker.ts'
 import { runLoad } from './load.ts'
-import { cpuOf, cpuWindow, formatCpuShare, rssOf, startGateway, startWorker, type AppProcess, type CpuShare } from './procs.ts'
+import { cpuWindow, formatCpuShare, pidCpu, rssOf, startGateway, startWorker, type AppProcess, type CpuShare } from './procs.ts'
 import { memoryUsage, usedMemory } from './redis-info.ts'
 import { mb, median } from './stats.ts'
 import type { UploadResult } from './uploads.ts'
@@ -110,7 +110,6 @@ export async function measureMedia(b: Bench): Promise<MediaFigures> {
     const worker = await startWorker('worker-media', b.appEnv, b.dir)
     const t3: MediaFigures['details']['t3_rounds'] = []
     try {
-      const pidCpu = (pid: number | undefined) => () => cpuOf(pid ?? 0)
       for (let r = 0; r < opts.rounds; r++) {
         // Against B4's rounds, this says what the media path adds and where (the generator is in "everything else").
         const endWindow = cpuWindow({

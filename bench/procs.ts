@@ -58,6 +58,12 @@ export function cpuOf(pid: number, mainThread = false): number {
   }
 }
 
+/** A reader of a process's CPU seconds so far, for cpuWindow; 0 while it has no pid (a stopped service). */
+export const pidCpu =
+  (pid: number | undefined, mainThread = false): (() => number) =>
+  () =>
+    pid ? cpuOf(pid, mainThread) : 0
+
 /**
  * The whole machine's CPU so far, in seconds summed over its cores, from /proc/stat's first line:
  * busy (user, nice, system, irq, softirq) and steal (time the hypervisor gave another guest

@@ -30,12 +30,12 @@ export interface TokenCacheOptions {
 // read-only forms, with the no-writes flag, also run at maxmemory.
 // KEYS: the tokens hash, the synced flag. ARGV: the token's hash.
 // Returns {entry} for a known token, {false, synced (0/1)} for an unknown one.
-export const LOOKUP_SCRIPT = `#!lua flags=no-writes
+const LOOKUP_SCRIPT = `#!lua flags=no-writes
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then return {v} end
 return {false, redis.call('EXISTS', KEYS[2])}
 `
-const LOOKUP_SHA = createHash('sha1').update(LOOKUP_SCRIPT).digest('hex')
+export const LOOKUP_SHA = createHash('sha1').update(LOOKUP_SCRIPT).digest('hex')
 
 type LookupReply = [string | null, number?]
 
