@@ -221,10 +221,15 @@ async function statListed(cluster: Cluster, key: string): Promise<string> {
 
 /**
  * Gives the system time to finish what it accepted: polls until nothing accepted is missing and
- * the queues are idle (or the deadline passes), then takes the final figures with every photo
- * compared byte for byte.
+ * the queues are idle (or `timeoutMs` passes), then takes the final figures with every photo
+ * compared byte for byte. If uploads are still unsettled then, it waits up to `settleMs` more
+ * for the sweeper, re-checking every second.
  */
-export async function drain(cluster: Cluster, uploads: Upload[], { timeoutMs = 120_000 } = {}): Promise<Figures> {
+export async function drain(
+  cluster: Cluster,
+  uploads: Upload[],
+  { timeoutMs = 120_000, settleMs = 20_000 }: { timeoutMs?: number; settleMs?: number } = {},
+): Promise<Figures> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     let f: Figures | null = null
@@ -238,10 +243,10 @@ export async function drain(cluster: Cluster, uploads: Upload[], { timeoutMs = 1
     await new Promise((r) => setTimeout(r, 500))
   }
   // Uploads whose job was lost are finished by the sweeper after its grace period, and partial
-  // ones removed.
+  // ones removed: within `settleMs` once the queues are idle.
   const f = await check(cluster, uploads)
-  if (f.unsettledLeft > 0 && Date.now() < deadline) {
-    const until = Math.min(deadline, Date.now() + 20_000)
+  if (f.unsettledLeft > 0) {
+    const until = Date.now() + settleMs
     while (Date.now() < until) {
       await new Promise((r) => setTimeout(r, 1000))
       const again = await check(cluster, uploads)
