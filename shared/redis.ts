@@ -9,6 +9,8 @@ import type { RedisNode, RedisSettings } from './config.ts'
 import { EvictionPolicyError } from './redis-errors.ts'
 // Every client made here times commands out only when Redis did not answer (see that module).
 import './redis-command-timeout.ts'
+// Commands without closures over themselves, which keep them alive past their reply (see that module).
+import './redis-command-closures.ts'
 
 /** One Redis server or a Redis Cluster: both run the same commands, scripts and BullMQ queues. */
 export type RedisClient = Redis | Cluster
