@@ -13,12 +13,14 @@ declare module 'fastify' {
 
 export default fp<{ target: RedisTarget; connectWaitMs?: number }>(
   async (app, opts) => {
-    // Auto-pipelining: the commands that concurrent requests issue in one turn of the event loop
-    // go to Redis in one write (per cluster node), and Redis reads them in one go. Each command
-    // keeps its own answer and error, so nothing changes for a request but the number of system
-    // calls: measured in T1 rounds, 3.2 -> 1.2 writes per accepted session for the gateway, and
-    // Redis CPU per accept down by a quarter (bench/README.md, "System calls per request").
-    const redis = createProducerRedis(opts.target, { enableAutoPipelining: true })
+    // No auto-pipelining, although it saves system calls (3.1 -> 1.0 writes per accepted session
+    // for the gateway; Redis CPU per 409 19 -> 28 us). ioredis builds a Pipeline object for each
+    // batch (copying every one of the client's ~100 script methods onto it) and ties each command
+    // to it with closures; like the per-command closures that shared/redis-command-closures.ts
+    // removes, they keep every request's data alive past the next scavenge. Measured in the
+    // bench's T1 rounds, with those closures removed: 7,285 accepted/s without it, at most 6,022
+    // with it, 6,738 before either change (bench/README.md, "The gateway's young generation").
+    const redis = createProducerRedis(opts.target, { enableAutoPipelining: false })
     // Nothing on the request path waits on the subscriber: until it is subscribed, lookups are not cached.
     const subscriber = createSubscriberRedis(opts.target)
     for (const [name, client] of [
