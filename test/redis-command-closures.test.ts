@@ -4,22 +4,15 @@
 // replies are transformed, error replies reject, script commands go as EVAL then EVALSHA and
 // reload after NOSCRIPT, and timeouts still fail a command Redis never answers.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { Command, ReplyError } from 'ioredis'
 import { createProducerRedis } from '../shared/redis.ts'
-import { freePort } from '../stack/ports.ts'
 import { waitFor } from '../testing/wait.ts'
+import { privateRedis } from './helpers/private-redis.ts'
 
-const port = await freePort()
-const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-  stdio: 'ignore',
-})
-t.teardown(() => {
-  server.kill('SIGCONT')
-  server.kill('SIGKILL')
-})
-const redis = createProducerRedis(`redis://127.0.0.1:${port}`, { commandTimeout: 500 })
+const server = await privateRedis(t)
+const redis = createProducerRedis(server.url, { commandTimeout: 500 })
 t.teardown(() => redis.disconnect())
+// The producer client has no offline queue: the first command must wait until it is connected.
 await waitFor(async () => (await redis.ping().catch(() => '')) === 'PONG', { timeoutMs: 20_000, what: 'the test Redis to answer' })
 
 type Settlers = { resolve: unknown; reject: unknown; isResolved: boolean; isSettled: boolean }
@@ -76,11 +69,11 @@ t.test('script commands: EVAL first, EVALSHA after, reloaded after the cache is 
 })
 
 t.test('a command Redis never answers still times out', async (t) => {
-  server.kill('SIGSTOP')
-  t.teardown(() => void server.kill('SIGCONT'))
+  await server.kill('SIGSTOP')
+  t.teardown(() => server.kill('SIGCONT'))
   const err = await redis.get('s').catch((e: Error) => e)
   t.match(err, { message: 'Command timed out' })
-  server.kill('SIGCONT')
+  await server.kill('SIGCONT')
   t.equal(await redis.get('s'), 'v', 'answers again once Redis does')
 })
 
