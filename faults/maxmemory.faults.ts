@@ -66,6 +66,9 @@ async function polledMaxMemory(metricsPort: number): Promise<number> {
 
 // Filler brings Redis to `limit` minus this much, so the load itself crosses the limit early on.
 const HEADROOM = 300 * 1024
+// How far past the limit the filler then takes Redis: used_memory's jitter is tens of kilobytes,
+// and the mark (0.9 x 32 MB) leaves 3.2 MB below maxmemory for the workers to drain in.
+const PAST_LIMIT = 256 * 1024
 
 const variants: { name: string; env: Record<string, string>; limit: number; probeRatio: number; drainsAtLimit: boolean }[] = [
   // With the mark, the gateway stops at 90 %, so the workers keep room to drain.
@@ -96,11 +99,15 @@ for (const variant of variants) {
     const refused = () => load.uploads.reduce((n, u) => n + (u.answers['503'] ?? 0), 0)
     // The load's footprint in Redis is not known to the byte, and used_memory drops as buffers are
     // freed after the fill, so a fixed headroom sometimes stayed out of the load's reach: all of it
-    // was accepted, nothing was refused, and the wait below timed out. Until the first 503, more
-    // filler goes in a chunk at a time, so the limit is reached whatever the load's size.
+    // was accepted, nothing was refused, and the wait below timed out. Stopping the filler at the
+    // first 503 was not enough either: one fresh-clone run crossed the mark by 5 KB, got a few
+    // 503s, fell back under it as Redis freed client buffers, and the whole load was then accepted
+    // with fewer than 30 refusals. So filler goes in a chunk at a time until Redis is past the
+    // limit by far more than that jitter (with the mark off, Redis refuses the filler itself at
+    // the limit, which keeps it pinned there).
     await waitFor(
       async () => {
-        if (refused() === 0) {
+        if ((await memory(c)).used < variant.limit + PAST_LIMIT) {
           await c.redis.set(`filler:${fillers}`, FILLER_CHUNK).then(
             () => fillers++,
             (err: Error) => {
