@@ -14,7 +14,7 @@ import { PREFIX } from './context.ts'
 import { prefillSessions } from './jobs.ts'
 import { runLoad } from './load.ts'
 import { percentile, unsentNote, type OpenLoopResult } from './open-loop.ts'
-import { cpuOf, startGateway, startWorker, type AppProcess } from './procs.ts'
+import { cpuOf, cpuWindow, formatCpuShare, pidCpu, startGateway, startWorker, type AppProcess, type CpuShare } from './procs.ts'
 import { commandCalls, delta, keyspaceByLifetime, memoryUsage, redisCpu, usedMemory, type KeyspaceLifetimes } from './redis-info.ts'
 import { mb, median, slope } from './stats.ts'
 import { idempotencyValue } from '../shared/idempotency.ts'
@@ -69,6 +69,31 @@ export async function backlog(queue: Queue): Promise<number> {
   return WAITING_STATES.reduce((a, s) => a + (c[s] ?? 0), 0)
 }
 
+/** The workers' sessions batch writer and jobs, from their own /metrics (cumulative since each started). */
+export interface WriterFigures {
+  avg_batch_documents: number | null
+  /** insertMany sent -> acknowledged, mean. */
+  avg_batch_write_ms: number | null
+  /** A sessions job's time in its processor, mean (fetching and completing it are not included). */
+  avg_job_ms: number | null
+}
+
+async function sessionsWriterFigures(procs: AppProcess[]): Promise<WriterFigures> {
+  const scraped = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
+  const total = (name: string, labels: Record<string, string>) =>
+    scraped.reduce((a, s) => a + (s ? sumOf(s.samples, name, labels) : 0), 0)
+  const mean = (metric: string, labels: Record<string, string>, scale = 1) => {
+    const count = total(`${metric}_count`, labels)
+    return count > 0 ? (total(`${metric}_sum`, labels) / count) * scale : null
+  }
+  const collection = { collection: 'test_sessions' }
+  return {
+    avg_batch_documents: mean('rdt_worker_batch_documents', collection),
+    avg_batch_write_ms: mean('rdt_worker_batch_write_duration_seconds', collection, 1000),
+    avg_job_ms: mean('rdt_worker_job_duration_seconds', { queue: 'sessions' }, 1000),
+  }
+}
+
 async function startWorkers(b: Bench, n: number, tag: string, nodeArgs: string[] = []): Promise<AppProcess[]> {
   return Promise.all(Array.from({ length: n }, (_, i) => startWorker(`worker-${tag}-${i + 1}`, b.appEnv, b.dir, nodeArgs)))
 }
@@ -111,16 +136,7 @@ export async function drainRound(b: Bench, workers: number, sessions: number, no
         total: perDocCalls(calls.reduce((a, [, n]) => a + n, 0)),
         top: Object.fromEntries(calls.slice(0, 8).map(([k, n]) => [k, perDocCalls(n)])),
       }
-      const batches = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
-      const sum = batches.reduce(
-        (a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_sum', { collection: 'test_sessions' }) : 0),
-        0,
-      )
-      const count = batches.reduce(
-        (a, s) => a + (s ? sumOf(s.samples, 'rdt_worker_batch_documents_count', { collection: 'test_sessions' }) : 0),
-        0,
-      )
-      avgBatch = count > 0 ? sum / count : null
+      avgBatch = (await sessionsWriterFigures(procs)).avg_batch_documents
     } finally {
       await Promise.all(procs.map((p) => p.stop()))
     }
@@ -247,6 +263,10 @@ export interface E2eRound {
   depth_max: number
   /** Least-squares slope of the sessions backlog over the run, jobs per second (flat ~ 0). */
   depth_slope_per_s: number
+  /** Where the machine's CPU went while the load ran (the generator and the probes are in "everything else"). */
+  cpu: CpuShare
+  /** The workers' batches and jobs over the round. */
+  writer: WriterFigures
 }
 
 /** T2a: gateway + workers at `rate` for the configured time; probes measure PUT -> visible in MongoDB. */
@@ -259,12 +279,13 @@ export async function measureE2e(b: Bench, rate: number, workers: number, roundC
     const procs = await startWorkers(b, workers, `e2e-${r}`)
     const stop = () => Promise.all([gateway.stop(), ...procs.map((p) => p.stop())])
     try {
-      rounds.push(await e2eRound(b, gateway, rate, stop))
+      rounds.push(await e2eRound(b, gateway, procs, rate, stop))
       const x = rounds.at(-1)!
       b.log(
         `  T2a round ${r + 1}: PUT->visible p50 ${x.visible_p50_ms.toFixed(0)} p99 ${x.visible_p99_ms.toFixed(0)} max ${x.visible_max_ms.toFixed(0)} ms over ${x.probes} probes (${x.probes_in_mongodb} found in MongoDB, ${x.probes_lost} lost); ` +
           `backlog start ${x.depth_start} end ${x.depth_end} max ${x.depth_max} (slope ${x.depth_slope_per_s.toFixed(1)}/s); ` +
-          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms${unsentNote(x.load)}, statuses ${JSON.stringify(x.load.statuses)}`,
+          `load ${Math.round(x.load.achievedRate)} req/s p99 ${x.load.p99.toFixed(1)} ms${unsentNote(x.load)}, statuses ${JSON.stringify(x.load.statuses)}; ` +
+          `sessions jobs ${fmtMs(x.writer.avg_job_ms)} ms in the processor, batches of ${x.writer.avg_batch_documents?.toFixed(1) ?? '-'} written in ${fmtMs(x.writer.avg_batch_write_ms)} ms (means); ${formatCpuShare(x.cpu)}`,
       )
     } finally {
       await stop()
@@ -273,7 +294,15 @@ export async function measureE2e(b: Bench, rate: number, workers: number, roundC
   return rounds
 }
 
-async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcesses: () => Promise<unknown>): Promise<E2eRound> {
+const fmtMs = (ms: number | null) => (ms === null ? '-' : ms.toFixed(1))
+
+async function e2eRound(
+  b: Bench,
+  gateway: AppProcess,
+  workers: AppProcess[],
+  rate: number,
+  stopProcesses: () => Promise<unknown>,
+): Promise<E2eRound> {
   const seconds = b.opts.e2eSeconds
   const queue = new Queue('sessions', { connection: b.redis, prefix: PREFIX })
   const sessions = b.db.collection(COLLECTIONS.sessions)
@@ -341,6 +370,13 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
     }
   })()
 
+  // Is the machine saturated at this rate? Each process's share of the two cores while the load runs.
+  const endWindow = cpuWindow({
+    gateway: () => gateway.cpu(),
+    workers: () => workers.reduce((a, w) => a + w.cpu(), 0),
+    Redis: pidCpu(b.stack.redis.pid),
+    FerretDB: pidCpu(b.stack.mongo.pid),
+  })
   const load = await runLoad<OpenLoopResult>(b.dir, {
     mode: 'open',
     target: { host: '127.0.0.1', port: gateway.port },
@@ -349,10 +385,12 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
     connections: b.opts.connections,
     tokensFile: b.tokensFile,
   })
+  const cpu = endWindow()
   stopProbes = true
   await Promise.all([probeLoop, depthLoop])
   polling = false
   await pollLoop
+  const writer = await sessionsWriterFigures(workers)
   agent.destroy()
   await queue.close()
   // The workers stop first: a backlog left from an unsustained rate would otherwise keep FerretDB
@@ -376,6 +414,8 @@ async function e2eRound(b: Bench, gateway: AppProcess, rate: number, stopProcess
     depth_end: loaded.at(-1)?.y ?? 0,
     depth_max: Math.max(0, ...depth.map((p) => p.y)),
     depth_slope_per_s: slope(loaded),
+    cpu,
+    writer,
   }
 }
 
