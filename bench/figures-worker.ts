@@ -80,8 +80,7 @@ export interface WriterFigures {
 
 async function sessionsWriterFigures(procs: AppProcess[]): Promise<WriterFigures> {
   const scraped = await Promise.all(procs.map((p) => scrape(p.metricsPort!).catch(() => null)))
-  const total = (name: string, labels: Record<string, string>) =>
-    scraped.reduce((a, s) => a + (s ? sumOf(s.samples, name, labels) : 0), 0)
+  const total = (name: string, labels: Record<string, string>) => scraped.reduce((a, s) => a + (s ? sumOf(s.samples, name, labels) : 0), 0)
   const mean = (metric: string, labels: Record<string, string>, scale = 1) => {
     const count = total(`${metric}_count`, labels)
     return count > 0 ? (total(`${metric}_sum`, labels) / count) * scale : null
