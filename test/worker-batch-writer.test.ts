@@ -65,6 +65,37 @@ t.test('group commit: at most maxInFlight writes, and what arrives meanwhile lea
   t.equal(await col.countDocuments(), 261)
 })
 
+t.test('a batch that is not full lingers until its oldest document has waited maxWaitMs', async (t) => {
+  const col = db.collection('linger')
+  // The same kind of spy as above, on the real collection: it records batch sizes, and during the
+  // first write inserts Y, then Z 100 ms later. When the first write returns, Y is not due yet
+  // (it has waited less than maxWaitMs), so it must not leave alone: it waits for its own
+  // maxWaitMs and takes Z along. Timers fire in order of expiry, so Z (Y + 100 ms) is queued
+  // before Y is due (Y + 300 ms) however slow the machine is.
+  const real = col.insertMany.bind(col)
+  const sizes: number[] = []
+  const writer = createBatchWriter(col, { maxItems: 50, maxWaitMs: 300, maxInFlight: 1 })
+  let y: { queued: number; done: Promise<number> } | null = null
+  let z: Promise<unknown> | null = null
+  col.insertMany = (async (docs: Parameters<typeof real>[0], options?: Parameters<typeof real>[1]) => {
+    sizes.push(docs.length)
+    if (!y) {
+      const queued = performance.now()
+      y = { queued, done: writer.insert({ n: 'y' }).then(() => performance.now()) }
+      z = new Promise((resolve) => setTimeout(resolve, 100)).then(() => writer.insert({ n: 'z' }))
+    }
+    return real(docs, options)
+  }) as typeof col.insertMany
+  const xQueued = performance.now()
+  await writer.insert({ n: 'x' })
+  t.ok(performance.now() - xQueued >= 300, 'a lone document waits maxWaitMs before it is sent')
+  const yDone = await y!.done
+  await z
+  t.same(sizes, [1, 2], 'Y waited for its own maxWaitMs and left with Z')
+  t.ok(yDone - y!.queued >= 300, `Y was acknowledged ${Math.round(yDone - y!.queued)} ms after it was queued`)
+  t.equal(await col.countDocuments(), 3)
+})
+
 t.test('duplicates are reported per document, inside and across batches', async (t) => {
   const col = db.collection('dups')
   await col.createIndex({ k: 1 }, { unique: true })

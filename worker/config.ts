@@ -12,6 +12,12 @@ export interface WorkerSettings {
    * hashed while copied) hold more memory each, so their queues keep fewer.
    */
   workerConcurrency: Record<ShardedQueueName, number>
+  /**
+   * WORKER_BATCH_WAIT_MS: how long a document may wait for others to join its insertMany
+   * (worker/batch-writer.ts maxWaitMs). Longer means fewer, larger batches and less database CPU
+   * per document at moderate rates, at the price of this much latency when idle.
+   */
+  workerBatchWaitMs: number
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: WorkerQueueName[]
   /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
@@ -73,6 +79,7 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 function workerSettings(env: Env): WorkerSettings {
   return {
     workerConcurrency: workerConcurrency(env),
+    workerBatchWaitMs: int(env, 'WORKER_BATCH_WAIT_MS', 50, 0, 1000),
     workerQueues: workerQueues(env),
     workerShards: workerShards(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
