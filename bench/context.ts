@@ -123,5 +123,8 @@ export function benchAppEnv(stackEnv: Record<string, string>): Record<string, st
     // budget (256 MiB a minute): the rounds measured 429s, not storage. The budget is a policy
     // limit, tested in test/gateway-ratelimit.test.ts (with 0 the claim script skips it).
     WORKSPACE_BYTES_PER_MINUTE: '0',
+    // Worker tuning given on the bench's own command line (WORKER_BATCH_WAIT_MS=30 npm run bench)
+    // reaches the workers, so a setting can be measured without editing its default.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('WORKER_') && v !== undefined)),
   }
 }

@@ -208,7 +208,7 @@ export function buildReport(parts: {
     ),
     t(
       'T2a',
-      'PUT -> visible p99 at 50% of T2, 2 workers; backlog slope',
+      'PUT -> visible p99 at 50% of T2, 1 worker; backlog slope',
       `${results.e2e_p99_ms_at_50pct_drain ?? '-'} ms; ${results.e2e_backlog_slope_jobs_per_s ?? '-'} jobs/s`,
       '<= 250 ms, flat',
       check(results.e2e_p99_ms_at_50pct_drain, (v) => v <= 250 && Math.abs(results.e2e_backlog_slope_jobs_per_s ?? 0) < 5),
@@ -417,7 +417,13 @@ export function formatTable(r: Report): string {
   if (nr) rows.push(['C-T1a', 'T1a with Redis AOF rewrites left on', `p99 ${nr.p99_ms} ms at ${nr.rate}/s`, '', ''])
   const e1 = r.scaling.e2e_at_50pct_t1 as { rate: number; p99_ms: number; slope: number } | null
   if (e1)
-    rows.push(['C-T2a', 'PUT -> visible p99 at 50% of T1; backlog slope', `${e1.p99_ms} ms at ${e1.rate}/s; ${e1.slope} jobs/s`, '', ''])
+    rows.push([
+      'C-T2a',
+      'PUT -> visible p99 at 50% of T1, 2 workers; backlog slope',
+      `${e1.p99_ms} ms at ${e1.rate}/s; ${e1.slope} jobs/s`,
+      '',
+      '',
+    ])
   const la = r.details.loadavg_by_phase as Record<string, number[]> | undefined
   if (la && Object.keys(la).length)
     rows.push([
