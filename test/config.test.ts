@@ -126,8 +126,8 @@ t.test('WORKER_CONCURRENCY: per-queue defaults, one value for all, a per-queue o
   t.throws(() => loadWorkerConfig({ ...env, WORKER_CONCURRENCY_LOGS: '0' }), { message: /WORKER_CONCURRENCY_LOGS/ })
 })
 
-t.test('WORKER_BATCH_WAIT_MS: 50 ms by default, 0 to 1000 accepted, anything else named', async (t) => {
-  t.equal(loadWorkerConfig(env).workerBatchWaitMs, 50)
+t.test('WORKER_BATCH_WAIT_MS: 5 ms by default, 0 to 1000 accepted, anything else named', async (t) => {
+  t.equal(loadWorkerConfig(env).workerBatchWaitMs, 5)
   t.equal(loadWorkerConfig({ ...env, WORKER_BATCH_WAIT_MS: '0' }).workerBatchWaitMs, 0, '0: a batch leaves as soon as a slot is free')
   t.equal(loadWorkerConfig({ ...env, WORKER_BATCH_WAIT_MS: '1000' }).workerBatchWaitMs, 1000)
   for (const bad of ['1001', '-1', 'soon'])

@@ -14,10 +14,11 @@ export interface BatchWriterOptions {
   maxItems?: number
   /**
    * A batch that is not full leaves once its oldest document has waited this long (and a slot is
-   * free). Lingering is what keeps batches large at moderate rates: FerretDB spends about 2.7 ms
-   * of CPU per insertMany on top of about 0.6 ms per document (bench/README.md, T2a), so sending
-   * "however few" as soon as a write returns filled the 2 cores with small batches at half the
-   * drain rate. Idle, a lone document waits exactly this long.
+   * free), also when a write returns: the wait is a promise to the caller, and the knob for a
+   * database where each call costs more than its documents (a round trip over a network). On
+   * the local FerretDB, 50 ms gave batches 3x as large but no less CPU per document, and 45 ms
+   * more latency (bench/README.md, T2a), so the default stays short. Idle, a lone document
+   * waits exactly this long.
    */
   maxWaitMs?: number
   /** Documents larger than this are refused before they can fail a whole batch (BSON limit is 16 MiB). */
@@ -89,7 +90,7 @@ export function createBatchWriter(collection: Collection, opts: BatchWriterOptio
   const state: BatchState = {
     collection,
     maxItems: opts.maxItems ?? 100,
-    maxWaitMs: opts.maxWaitMs ?? 50,
+    maxWaitMs: opts.maxWaitMs ?? 5,
     maxDocumentBytes: opts.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES,
     maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,
     maxInFlight: opts.maxInFlight ?? 2,

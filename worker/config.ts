@@ -14,8 +14,9 @@ export interface WorkerSettings {
   workerConcurrency: Record<ShardedQueueName, number>
   /**
    * WORKER_BATCH_WAIT_MS: how long a document may wait for others to join its insertMany
-   * (worker/batch-writer.ts maxWaitMs). Longer means fewer, larger batches and less database CPU
-   * per document at moderate rates, at the price of this much latency when idle.
+   * (worker/batch-writer.ts maxWaitMs). Longer means fewer, larger batches at moderate rates, at
+   * the price of up to this much latency; worth it only where each insertMany has a real fixed
+   * cost (the local FerretDB showed none: bench/README.md, T2a).
    */
   workerBatchWaitMs: number
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
@@ -79,7 +80,7 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 function workerSettings(env: Env): WorkerSettings {
   return {
     workerConcurrency: workerConcurrency(env),
-    workerBatchWaitMs: int(env, 'WORKER_BATCH_WAIT_MS', 50, 0, 1000),
+    workerBatchWaitMs: int(env, 'WORKER_BATCH_WAIT_MS', 5, 0, 1000),
     workerQueues: workerQueues(env),
     workerShards: workerShards(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
