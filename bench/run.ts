@@ -28,8 +28,8 @@ import { round } from './stats.ts'
 const opts = parseOptions(process.argv.slice(2))
 // T2a runs at 50% of one worker's drain rate (T2), so on T2's configuration: one worker process.
 // On these 2 cores a second process at that rate only added CPU (each process's batches are
-// half as large, and each wakes for and fetches its own jobs): p99 767-832 ms with 2 workers
-// against 298-384 ms with 1 (bench/README.md, T2a). C-T2a, at 50% of T1, is beyond one worker's
+// half as large, and each wakes for and fetches its own jobs): p99 767-916 ms with 2 workers
+// against 364-443 ms with 1 (bench/README.md, T2a). C-T2a, at 50% of T1, is beyond one worker's
 // drain and keeps 2.
 const T2A_WORKERS = 1
 const C_T2A_WORKERS = 2

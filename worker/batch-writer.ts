@@ -14,7 +14,7 @@ export interface BatchWriterOptions {
   maxItems?: number
   /**
    * A batch that is not full leaves once its oldest document has waited this long (and a slot is
-   * free), also when a write returns: the wait is a promise to the caller, and the knob for a
+   * free), also when a write returns. It is the knob for a
    * database where each call costs more than its documents (a round trip over a network). On
    * the local FerretDB, 50 ms gave batches 3x as large but no less CPU per document, and 45 ms
    * more latency (bench/README.md, T2a), so the default stays short. Idle, a lone document
