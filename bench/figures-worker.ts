@@ -268,6 +268,14 @@ export interface E2eRound {
   writer: WriterFigures
 }
 
+// T2a runs at 50% of one worker's drain rate (T2), so on T2's configuration: one worker process.
+// On these 2 cores a second process at that rate only added CPU (each process's batches are
+// half as large, and each wakes for and fetches its own jobs): p99 767-916 ms with 2 workers
+// against 364-443 ms with 1 (bench/README.md, T2a). C-T2a, at 50% of T1, is beyond one worker's
+// drain and keeps 2.
+export const T2A_WORKERS = 1
+export const C_T2A_WORKERS = 2
+
 /** T2a: gateway + workers at `rate` for the configured time; probes measure PUT -> visible in MongoDB. */
 export async function measureE2e(b: Bench, rate: number, workers: number, roundCount = b.opts.e2eRounds): Promise<E2eRound[]> {
   const rounds: E2eRound[] = []

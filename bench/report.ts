@@ -10,7 +10,7 @@ import type { GatewayScaling, JsonFigures } from './figures-json.ts'
 import type { MediaFigures } from './figures-media.ts'
 import type { RevocationFigures } from './figures-revocation.ts'
 import type { ShardScaling } from './figures-shards.ts'
-import type { DrainFigures, E2eRound } from './figures-worker.ts'
+import { C_T2A_WORKERS, T2A_WORKERS, type DrainFigures, type E2eRound } from './figures-worker.ts'
 import { median, round } from './stats.ts'
 
 export interface Machine {
@@ -208,7 +208,7 @@ export function buildReport(parts: {
     ),
     t(
       'T2a',
-      'PUT -> visible p99 at 50% of T2, 1 worker; backlog slope',
+      `PUT -> visible p99 at 50% of T2, ${T2A_WORKERS} worker(s); backlog slope`,
       `${results.e2e_p99_ms_at_50pct_drain ?? '-'} ms; ${results.e2e_backlog_slope_jobs_per_s ?? '-'} jobs/s`,
       '<= 250 ms, flat',
       check(results.e2e_p99_ms_at_50pct_drain, (v) => v <= 250 && Math.abs(results.e2e_backlog_slope_jobs_per_s ?? 0) < 5),
@@ -419,7 +419,7 @@ export function formatTable(r: Report): string {
   if (e1)
     rows.push([
       'C-T2a',
-      'PUT -> visible p99 at 50% of T1, 2 workers; backlog slope',
+      `PUT -> visible p99 at 50% of T1, ${C_T2A_WORKERS} worker(s); backlog slope`,
       `${e1.p99_ms} ms at ${e1.rate}/s; ${e1.slope} jobs/s`,
       '',
       '',

@@ -15,7 +15,7 @@ import { measureGatewayScaling, measureJson, type GatewayScaling, type JsonFigur
 import { measureMedia, type MediaFigures } from './figures-media.ts'
 import { measureRevocation, type RevocationFigures } from './figures-revocation.ts'
 import { measureShards, type ShardScaling } from './figures-shards.ts'
-import { drainRound, measureDrain, measureE2e, type DrainFigures, type E2eRound } from './figures-worker.ts'
+import { C_T2A_WORKERS, drainRound, measureDrain, measureE2e, T2A_WORKERS, type DrainFigures, type E2eRound } from './figures-worker.ts'
 import { runLoad } from './load.ts'
 import type { AutocannonSummary } from './load-child.ts'
 import { parseOptions } from './options.ts'
@@ -26,13 +26,6 @@ import { loadavg } from 'node:os'
 import { round } from './stats.ts'
 
 const opts = parseOptions(process.argv.slice(2))
-// T2a runs at 50% of one worker's drain rate (T2), so on T2's configuration: one worker process.
-// On these 2 cores a second process at that rate only added CPU (each process's batches are
-// half as large, and each wakes for and fetches its own jobs): p99 767-916 ms with 2 workers
-// against 364-443 ms with 1 (bench/README.md, T2a). C-T2a, at 50% of T1, is beyond one worker's
-// drain and keeps 2.
-const T2A_WORKERS = 1
-const C_T2A_WORKERS = 2
 const NARROW_CONCURRENCY = 64
 const startedAt = new Date()
 const log = (msg: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${msg}`)
