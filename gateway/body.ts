@@ -10,10 +10,15 @@ export const tooLarge = (limit: number) => new HttpError(413, 'too_large', `body
 
 /** Counts and hashes bytes as they pass, and fails the stream as soon as the limit is crossed. */
 export class HashingLimiter extends Transform {
-  readonly hash: Hash = createHash('sha256')
+  private readonly hash: Hash = createHash('sha256')
+  private digest: Buffer | null = null
   size = 0
   constructor(readonly limit: number) {
     super()
+  }
+  /** The SHA-256 of every byte that passed; call it once the stream has ended (a hash can be read only once, so it is kept). */
+  sha256(): Buffer {
+    return (this.digest ??= this.hash.digest())
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
     this.size += chunk.length

@@ -69,7 +69,19 @@ t.test('a JPEG is streamed to its upload object, hashed and sniffed on the way; 
   const stat = await s3.statObject(config.s3.bucket, data.staging_key)
   t.equal(stat.metaData['content-type'], 'image/jpeg', 'labelled with the sniffed type')
   t.equal(stat.metaData.size, String(jpeg.length), 'the length it must have, for the sweeper')
-  t.equal(stat.etag, createHash('md5').update(jpeg).digest('hex'), "this server's ETag is the MD5 the gateway checked")
+  // The server checked the gateway's sha256 as the PUT's trailing checksum, and keeps it.
+  const head = await s3.makeRequestAsync({
+    method: 'HEAD',
+    bucketName: config.s3.bucket,
+    objectName: data.staging_key,
+    headers: { 'x-amz-checksum-mode': 'ENABLED' },
+  })
+  head.resume()
+  t.equal(
+    head.headers['x-amz-checksum-sha256'],
+    Buffer.from(data.sha256, 'hex').toString('base64'),
+    "the server's checksum is the job's sha256",
+  )
   const marker = await s3.statObject(config.s3.bucket, objectKeys.pendingOf(data.staging_key)!)
   t.equal(marker.size, 0, 'an empty pending/ marker lets the sweeper find the upload until its job settles it')
   t.equal(stat.metaData['workspace-id'], seeded.workspaceId, 'the sweeper can rebuild the job from object metadata')
