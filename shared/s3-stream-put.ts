@@ -112,13 +112,13 @@ export function streamPut(s3: S3Settings['s3'], bucket: string, key: string, bod
     // A body that fails mid-way (device disconnected, size limit) aborts the PUT, so S3 never
     // stores a partial object under this key. With a trailer the encoder fails too on a byte
     // count other than the one promised, and a cut body never sends the trailer at all.
-    const source = trailer ? body.pipe(new AwsChunkedEncoder(opts.contentLength, trailer)) : body
-    for (const stream of new Set([body, source])) {
-      stream.on('error', (err) => {
-        req.destroy(err)
-        finish(err)
-      })
+    const fail = (err: Error) => {
+      req.destroy(err)
+      finish(err)
     }
+    const source = trailer ? body.pipe(new AwsChunkedEncoder(opts.contentLength, trailer)) : body
+    body.on('error', fail)
+    if (source !== body) source.on('error', fail)
     if (trailer) {
       // An input buffer leaves the encoder as up to five pieces (chunk headers, bytes, CRLFs),
       // each a system call on its own. Corked until the end of the tick, as Node corks its own
