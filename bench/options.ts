@@ -30,6 +30,11 @@ export interface BenchOptions {
   /** Seconds of the end-to-end run at 50% of the T1 maximum (T2a). */
   e2eSeconds: number
   e2eRounds: number
+  /**
+   * `--e2e-rate N`: T2a's method at N req/s instead of 50% of T2, so that two builds or settings
+   * are compared at one load (T2a's own rate moves with T2). Its rounds are printed, not reported as T2a.
+   */
+  e2eRate?: number
   /** Photos per media round (B4, T3) and their concurrency. */
   photos: number
   photoConcurrency: number
@@ -51,7 +56,10 @@ export function parseOptions(argv: string[]): BenchOptions {
     return argv[i]!.includes('=') ? argv[i]!.slice(f.length + 1) : argv[i + 1]
   }
   for (const a of argv) {
-    if (a.startsWith('--') && !['--quick', '--profile', '--keep', '--rounds', '--only', '--help'].includes(a.split('=')[0]!)) {
+    if (
+      a.startsWith('--') &&
+      !['--quick', '--profile', '--keep', '--rounds', '--only', '--e2e-rate', '--help'].includes(a.split('=')[0]!)
+    ) {
       throw new Error(`unknown option ${a} (see bench/README.md)`)
     }
   }
@@ -62,6 +70,8 @@ export function parseOptions(argv: string[]): BenchOptions {
   const rounds = value('--rounds') ? Number(value('--rounds')) : quick ? 1 : 3
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1-20')
   const drainSessions = quick ? 3_000 : 100_000
+  const e2eRate = value('--e2e-rate') === undefined ? undefined : Number(value('--e2e-rate'))
+  if (e2eRate !== undefined && !(Number.isInteger(e2eRate) && e2eRate > 0)) throw new Error('--e2e-rate must be a positive integer (req/s)')
   return {
     quick,
     rounds,
@@ -80,6 +90,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     drainSessions,
     e2eSeconds: quick ? 10 : 120,
     e2eRounds: quick ? 1 : rounds,
+    e2eRate,
     photos: quick ? 16 : 256,
     photoConcurrency: 16,
     tokens: quick ? 500 : 4000,

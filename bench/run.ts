@@ -23,6 +23,7 @@ import { build, cpuProfiles, startGateway, stopAll } from './procs.ts'
 import { formatSummary, summarise, type ProfileSummary } from './profile-summary.ts'
 import { buildReport, formatTable, machine } from './report.ts'
 import { loadavg } from 'node:os'
+import { CONCURRENCY_DEFAULTS } from '../worker/config.ts'
 import { round } from './stats.ts'
 
 const opts = parseOptions(process.argv.slice(2))
@@ -89,15 +90,22 @@ try {
       drain2 = await measureDrain(b, 2)
       // Context for T2: a worker keeps WORKER_CONCURRENCY_SESSIONS jobs in flight, each waiting on
       // its batch's write, so its drain rate is about concurrency / write latency (Little's law).
-      // This row shows the drain at the former default (64) next to the current one (256).
-      log(`Context: drain with 1 worker process at WORKER_CONCURRENCY_SESSIONS=${NARROW_CONCURRENCY} (default 256), one round`)
+      // This row shows the drain at an older default (64) next to the current one.
+      log(
+        `Context: drain with 1 worker process at WORKER_CONCURRENCY_SESSIONS=${NARROW_CONCURRENCY} (default ${CONCURRENCY_DEFAULTS.sessions}), one round`,
+      )
       drainConcurrency = await measureDrain(b, 1, { rounds: 1, env: { WORKER_CONCURRENCY_SESSIONS: String(NARROW_CONCURRENCY) } })
     }
     phaseDone('worker')
   }
   if (opts.phases.has('e2e')) {
     // Two workers: compose.yaml's default replica count.
-    if (!drain1) log('T2a skipped: it runs at 50% of T2, so it needs the worker phase')
+    if (opts.e2eRate) {
+      log(
+        `T2a's method at a given rate: gateway + ${T2A_WORKERS} worker at ${opts.e2eRate} req/s for ${opts.e2eSeconds} s (not T2a's figure)`,
+      )
+      await measureE2e(b, opts.e2eRate, T2A_WORKERS)
+    } else if (!drain1) log('T2a skipped: it runs at 50% of T2, so it needs the worker phase')
     else {
       const rate = Math.max(1, Math.round(0.5 * drain1.worker_drain_docs_per_s))
       log(`T2a: gateway + ${T2A_WORKERS} worker at 50% of T2 (${rate} req/s) for ${opts.e2eSeconds} s`)

@@ -103,8 +103,8 @@ t.test('WORKER_QUEUES: known queues only, each once, refused at start naming the
 t.test('WORKER_CONCURRENCY: per-queue defaults, one value for all, a per-queue override wins', async (t) => {
   t.same(
     loadWorkerConfig(env).workerConcurrency,
-    { sessions: 256, logs: 64, media: 64, deliveries: 32 },
-    'defaults: session jobs are small, logs and photos hold more memory',
+    { sessions: 2048, logs: 64, media: 64, deliveries: 32 },
+    'defaults: session jobs are small (2 batches of 1,000 in flight), logs and photos hold more memory',
   )
   t.same(
     loadWorkerConfig({ ...env, WORKER_CONCURRENCY: '16' }).workerConcurrency,
@@ -132,6 +132,18 @@ t.test('WORKER_BATCH_WAIT_MS: 5 ms by default, 0 to 1000 accepted, anything else
   t.equal(loadWorkerConfig({ ...env, WORKER_BATCH_WAIT_MS: '1000' }).workerBatchWaitMs, 1000)
   for (const bad of ['1001', '-1', 'soon'])
     t.throws(() => loadWorkerConfig({ ...env, WORKER_BATCH_WAIT_MS: bad }), { name: 'ConfigError', variable: 'WORKER_BATCH_WAIT_MS' }, bad)
+})
+
+t.test('WORKER_BATCH_MAX_DOCUMENTS: 1000 by default, 1 to 10,000 accepted, anything else named', async (t) => {
+  t.equal(loadWorkerConfig(env).workerBatchMaxDocuments, 1000)
+  t.equal(loadWorkerConfig({ ...env, WORKER_BATCH_MAX_DOCUMENTS: '1' }).workerBatchMaxDocuments, 1)
+  t.equal(loadWorkerConfig({ ...env, WORKER_BATCH_MAX_DOCUMENTS: '10000' }).workerBatchMaxDocuments, 10_000)
+  for (const bad of ['0', '10001', 'many'])
+    t.throws(
+      () => loadWorkerConfig({ ...env, WORKER_BATCH_MAX_DOCUMENTS: bad }),
+      { name: 'ConfigError', variable: 'WORKER_BATCH_MAX_DOCUMENTS' },
+      bad,
+    )
 })
 
 t.test('webhook settings: private addresses refused by default, a 3-day schedule, every invalid value named', async (t) => {

@@ -90,9 +90,11 @@ function connectRedis(deps: WorkerDeps, closers: Closers): RedisClient {
 }
 
 /** One batch writer per collection: concurrent jobs' documents go to MongoDB in one insertMany. */
-function createWriters(db: Db, maxWaitMs: number, metrics?: WorkerMetrics): Writers {
+function createWriters(db: Db, config: WorkerConfig, metrics?: WorkerMetrics): Writers {
   const c = collections(db)
-  const batch = (collection: string) => ({ maxItems: 100, maxWaitMs, onBatch: metrics?.batchObserver(collection) })
+  const maxItems = config.workerBatchMaxDocuments
+  const maxWaitMs = config.workerBatchWaitMs
+  const batch = (collection: string) => ({ maxItems, maxWaitMs, onBatch: metrics?.batchObserver(collection) })
   return {
     sessions: createBatchWriter(c.sessions, batch('test_sessions')),
     conflicts: createBatchWriter(c.conflicts, batch('test_session_conflicts')),
@@ -172,7 +174,7 @@ export async function buildWorker(deps: WorkerDeps): Promise<WorkerApp> {
     const s3 = createS3(config.s3)
     await ensureBucket(s3, config.s3.bucket, config.s3.region)
 
-    const writers = createWriters(db, config.workerBatchWaitMs, deps.metrics)
+    const writers = createWriters(db, config, deps.metrics)
     const tombstones = createTombstoneCheck(db)
     await startTokenSync(deps, db, redis, closers)
     const sweeper = queues.includes('media') ? startSweeper(deps, redis, s3, db, closers) : null

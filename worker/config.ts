@@ -19,6 +19,12 @@ export interface WorkerSettings {
    * cost (the local FerretDB showed none: bench/README.md, T2a).
    */
   workerBatchWaitMs: number
+  /**
+   * WORKER_BATCH_MAX_DOCUMENTS: the most documents one insertMany carries (worker/batch-writer.ts
+   * maxItems). A database's cost per document falls as batches grow (FerretDB here: ~750 us at
+   * 75, ~620 at 1,000; bench/README.md, T2), and a full drain is where that cost is the limit.
+   */
+  workerBatchMaxDocuments: number
   /** Which queues this worker process serves, so operators can scale each queue on its own. */
   workerQueues: WorkerQueueName[]
   /** WORKER_SHARDS: which Redis shards this process consumes (default every one), so a busy shard can get workers of its own. */
@@ -81,6 +87,8 @@ function workerSettings(env: Env): WorkerSettings {
   return {
     workerConcurrency: workerConcurrency(env),
     workerBatchWaitMs: int(env, 'WORKER_BATCH_WAIT_MS', 5, 0, 1000),
+    // 10,000: far below MongoDB's 100,000 writes per batch; the batch's bytes are capped apart (16 MiB).
+    workerBatchMaxDocuments: int(env, 'WORKER_BATCH_MAX_DOCUMENTS', 1000, 1, 10_000),
     workerQueues: workerQueues(env),
     workerShards: workerShards(env),
     workerLockMs: int(env, 'WORKER_LOCK_MS', 30_000, 1000),
@@ -140,7 +148,10 @@ function workerShards(env: Env): number[] {
 /** Per-queue defaults; WORKER_CONCURRENCY sets every queue, WORKER_CONCURRENCY_<QUEUE> one queue (it wins). */
 // Deliveries mostly wait on receivers (up to WEBHOOK_TIMEOUT_MS each), not on this process.
 // Not maintenance: its worker runs one job at a time (worker/maintenance.ts).
-const CONCURRENCY_DEFAULTS: Record<ShardedQueueName, number> = { sessions: 256, logs: 64, media: 64, deliveries: 32 }
+// Sessions: each job waits on its batch, and a drain fills 2 batches of WORKER_BATCH_MAX_DOCUMENTS
+// (1,000) only when about twice that many jobs are in flight (at 256, batches averaged 74
+// documents; bench/README.md, T2). A session job holds ~15 KB (its body and document): ~30 MB.
+export const CONCURRENCY_DEFAULTS: Record<ShardedQueueName, number> = { sessions: 2048, logs: 64, media: 64, deliveries: 32 }
 
 function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
   const all = env.WORKER_CONCURRENCY ? int(env, 'WORKER_CONCURRENCY', 64, 1, 10_000) : undefined

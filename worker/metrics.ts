@@ -48,7 +48,7 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
     name: 'rdt_worker_batch_documents',
     help: 'Documents per insertMany, by collection (micro-batching of concurrent jobs)',
     labelNames: ['collection'],
-    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
     registers: [registry],
   })
   const batchSeconds = new Histogram({
