@@ -150,7 +150,8 @@ function workerShards(env: Env): number[] {
 // Not maintenance: its worker runs one job at a time (worker/maintenance.ts).
 // Sessions: each job waits on its batch, and a drain fills 2 batches of WORKER_BATCH_MAX_DOCUMENTS
 // (1,000) only when about twice that many jobs are in flight (at 256, batches averaged 74
-// documents; bench/README.md, T2). A session job holds ~15 KB (its body and document): ~30 MB.
+// documents; bench/README.md, T2). The price is memory: a 100k-session drain peaked at 557 MB RSS
+// against 410 MB at 256 jobs and batches of 100 (within compose's and kubernetes' 1 GiB limit).
 export const CONCURRENCY_DEFAULTS: Record<ShardedQueueName, number> = { sessions: 2048, logs: 64, media: 64, deliveries: 32 }
 
 function workerConcurrency(env: Env): WorkerSettings['workerConcurrency'] {
