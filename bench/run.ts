@@ -99,7 +99,7 @@ try {
     phaseDone('worker')
   }
   if (opts.phases.has('e2e')) {
-    // Two workers: compose.yaml's default replica count.
+    // One worker (T2A_WORKERS): T2's configuration, whose drain rate sets T2a's load (bench/README.md).
     if (opts.e2eRate) {
       log(
         `T2a's method at a given rate: gateway + ${T2A_WORKERS} worker at ${opts.e2eRate} req/s for ${opts.e2eSeconds} s (not T2a's figure)`,

@@ -2,9 +2,9 @@
 // linger (so that, uncapped, its 10 concurrent jobs would share one or two insertMany calls),
 // stores every session in batches of at most 3, as its batch-size histogram shows.
 import t from 'tap'
-import type { MetricValueWithName } from 'prom-client'
 import { createWorkerMetrics } from '../worker/metrics.ts'
 import { collections } from '../shared/mongo.ts'
+import { parseMetrics, sumOf } from '../testing/prometheus.ts'
 import { FIXTURES, jobIdFor, randomId, sessionJob, startTestWorker } from './helpers/worker-harness.ts'
 
 const metrics = createWorkerMetrics()
@@ -17,13 +17,10 @@ t.test('10 concurrent session jobs go to MongoDB in batches of at most 3', async
   for (const j of jobs) t.equal((await stack.settled('sessions', jobIdFor(j))).state, 'completed')
   t.equal(await collections(stack.db).sessions.countDocuments({ workspace_id: ws }), 10, 'every session stored')
 
-  const histogram = (await metrics.registry.getSingleMetric('rdt_worker_batch_documents')!.get()).values as MetricValueWithName<string>[]
-  const of = (name: string, le?: number) =>
-    histogram
-      .filter((v) => v.metricName === name && v.labels.collection === 'test_sessions' && (le === undefined || v.labels.le === le))
-      .reduce((a, v) => a + v.value, 0)
+  const samples = parseMetrics(await metrics.registry.metrics())
+  const of = (name: string, labels: Record<string, string> = {}) => sumOf(samples, name, { collection: 'test_sessions', ...labels })
   t.equal(of('rdt_worker_batch_documents_sum'), 10)
   t.ok(of('rdt_worker_batch_documents_count') >= 4, `at least 4 batches (${of('rdt_worker_batch_documents_count')})`)
   // Buckets are cumulative: every batch is in le=5 (uncapped, the first would hold up to 10).
-  t.equal(of('rdt_worker_batch_documents_bucket', 5), of('rdt_worker_batch_documents_count'))
+  t.equal(of('rdt_worker_batch_documents_bucket', { le: '5' }), of('rdt_worker_batch_documents_count'))
 })
